@@ -1,0 +1,27 @@
+"""Data: sources decoded once into cached uint8 pools, forget specs, the DataModule."""
+
+from lightning_unlearn.data.datamodule import UnlearningDataModule
+from lightning_unlearn.data.datasets import EpochSeededRandomSampler, IndexedTensorDataset
+from lightning_unlearn.data.forget import ForgetSpec, ForgetSplit, make_split, validate_indices
+from lightning_unlearn.data.pool import Pool, default_cache_dir, load_pool, stratified_subset
+from lightning_unlearn.data.sources import SOURCE_NAMES, load_source
+from lightning_unlearn.data.transforms import augment, random_crop_flip, to_pixels
+
+__all__ = [
+    "SOURCE_NAMES",
+    "EpochSeededRandomSampler",
+    "ForgetSpec",
+    "ForgetSplit",
+    "IndexedTensorDataset",
+    "Pool",
+    "UnlearningDataModule",
+    "augment",
+    "default_cache_dir",
+    "load_pool",
+    "load_source",
+    "make_split",
+    "random_crop_flip",
+    "stratified_subset",
+    "to_pixels",
+    "validate_indices",
+]

@@ -1,0 +1,183 @@
+"""``UnlearningDataModule``: a pool, a forget spec and the loaders of every set."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader
+
+from lightning_unlearn.data.datasets import EpochSeededRandomSampler, IndexedTensorDataset
+from lightning_unlearn.data.forget import ForgetSpec, ForgetSplit, make_split
+from lightning_unlearn.data.pool import Pool, load_pool
+from lightning_unlearn.data.transforms import default_augmentation
+
+TrainOn = Literal["train", "remain"]
+
+
+class UnlearningDataModule(pl.LightningDataModule):
+    """Data for an unlearning experiment: forget, remain, train, test (and class-test) sets.
+
+    Every loader yields ``(x, y, index)`` batches: ``x`` ``uint8`` ``(B, C, H, W)``, ``y``
+    ``int64`` ``(B,)``, ``index`` the ``int64`` pool indices. Models convert ``x`` to
+    ``[0, 1]`` floats and augment on their own device (:mod:`lightning_unlearn.data.transforms`);
+    :attr:`augmentation` names the default augmentation for this data.
+
+    Args:
+        dataset: a source name (``digits``, ``cifar10``, ...) or an ImageFolder path.
+        forget: ``random:FRACTION`` or ``class:K[,K]``.
+        seed: draws the ``random:`` forget set and the shuffling order.
+        root, download: where torchvision data sets live; fetch them only if ``download``.
+        max_train, max_test: stratified subsets for fast runs (pool indices are kept).
+        batch_size: training batch size (default 128); ``eval_batch_size`` for evaluation.
+        train_on: what :meth:`train_dataloader` serves: ``"train"`` (forget + remain, the
+            original model) or ``"remain"`` (the retrained model).
+        cache_dir: decoded-pool cache (default ``~/.cache/lightning_unlearn``).
+
+    Example:
+        >>> dm = UnlearningDataModule("digits", forget="class:3")
+        >>> dm.setup()
+        >>> int((dm.pool.train_y[dm.split.forget] == 3).all())
+        1
+    """
+
+    def __init__(
+        self,
+        dataset: str = "digits",
+        *,
+        forget: "str | ForgetSpec" = "random:0.1",
+        seed: int = 0,
+        root: str | os.PathLike | None = None,
+        download: bool = False,
+        max_train: int | None = None,
+        max_test: int | None = None,
+        batch_size: int = 128,
+        eval_batch_size: int = 512,
+        num_workers: int = 0,
+        train_on: TrainOn = "train",
+        cache_dir: str | os.PathLike | None = None,
+    ) -> None:
+        super().__init__()
+        self.forget_spec = ForgetSpec.parse(forget)  # validate early
+        if train_on not in ("train", "remain"):
+            raise ValueError(f"train_on must be 'train' or 'remain', got {train_on!r}")
+        if batch_size <= 0 or eval_batch_size <= 0:
+            raise ValueError(f"batch sizes must be positive, got {batch_size} and {eval_batch_size}")
+        self.dataset, self.seed, self.root, self.download = dataset, seed, root, download
+        self.max_train, self.max_test = max_train, max_test
+        self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
+        self.train_on: TrainOn = train_on
+        self.cache_dir = cache_dir
+        self.pool: Pool | None = None
+        self.split: ForgetSplit | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def _load(self) -> Pool:
+        return load_pool(
+            self.dataset, root=self.root, download=self.download, max_train=self.max_train, max_test=self.max_test, cache_dir=self.cache_dir
+        )
+
+    def prepare_data(self) -> None:
+        # rank 0 only: decode and fill the cache (and download when asked)
+        self._load()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.pool is not None:
+            return
+        self.pool = self._load()
+        self.split = make_split(self.forget_spec, self.pool.train_y, self.pool.test_y, self.pool.num_classes, seed=self.seed)
+
+    def _require(self) -> tuple[Pool, ForgetSplit]:
+        if self.pool is None or self.split is None:
+            self.setup()
+        return self.pool, self.split  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def num_classes(self) -> int:
+        return self._require()[0].num_classes
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self._require()[0].image_shape
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return self._require()[0].mean
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return self._require()[0].std
+
+    @property
+    def augmentation(self) -> str | None:
+        """``"crop_flip"`` for RGB images of 32x32 or more, ``None`` (e.g. digits) otherwise."""
+        return default_augmentation(self.image_shape)
+
+    @property
+    def is_class_forgetting(self) -> bool:
+        return self.forget_spec.kind == "class"
+
+    # ------------------------------------------------------------------ datasets
+    def train_set(self) -> IndexedTensorDataset:
+        pool, _ = self._require()
+        return IndexedTensorDataset(pool.train_x, pool.train_y, pool.train_index)
+
+    def forget_set(self) -> IndexedTensorDataset:
+        pool, split = self._require()
+        return self.train_set().subset(split.forget)
+
+    def remain_set(self) -> IndexedTensorDataset:
+        pool, split = self._require()
+        return self.train_set().subset(split.remain)
+
+    def test_set(self) -> IndexedTensorDataset:
+        pool, _ = self._require()
+        return IndexedTensorDataset(pool.test_x, pool.test_y, pool.test_index)
+
+    def forget_class_test_set(self) -> IndexedTensorDataset:
+        """Test samples of the forgotten classes (empty for random forgetting)."""
+        pool, split = self._require()
+        return self.test_set().subset(split.forget_class_test)
+
+    def remain_class_test_set(self) -> IndexedTensorDataset:
+        """Test samples of the remaining classes (the whole test set for random forgetting)."""
+        pool, split = self._require()
+        return self.test_set().subset(split.remain_class_test)
+
+    # ------------------------------------------------------------------ loaders
+    def make_loader(self, ds: IndexedTensorDataset, *, shuffle: bool, batch_size: int | None = None, seed_offset: int = 0) -> DataLoader:
+        """A loader over ``ds``; shuffled loaders use an epoch-seeded sampler (exact resume)."""
+        sampler = EpochSeededRandomSampler(len(ds), seed=self.seed + seed_offset) if shuffle else None
+        return DataLoader(
+            ds,
+            batch_size=batch_size or (self.batch_size if shuffle else self.eval_batch_size),
+            sampler=sampler,
+            shuffle=False,
+            num_workers=self.num_workers,
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        ds = self.train_set() if self.train_on == "train" else self.remain_set()
+        return self.make_loader(ds, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.make_loader(self.test_set(), shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.make_loader(self.test_set(), shuffle=False)
+
+    def forget_dataloader(self, shuffle: bool = False) -> DataLoader:
+        return self.make_loader(self.forget_set(), shuffle=shuffle)
+
+    def remain_dataloader(self, shuffle: bool = False) -> DataLoader:
+        return self.make_loader(self.remain_set(), shuffle=shuffle)
+
+    def forget_class_test_dataloader(self) -> DataLoader:
+        return self.make_loader(self.forget_class_test_set(), shuffle=False)
+
+    def remain_class_test_dataloader(self) -> DataLoader:
+        return self.make_loader(self.remain_class_test_set(), shuffle=False)

@@ -1,0 +1,384 @@
+"""The unlearning phase: a request, an injected method object, and the mixin that swaps the objective.
+
+A user's ``LightningModule`` keeps its own ``forward`` (pixels in ``[0, 1]`` -> logits) and
+``training_step``. Mixing :class:`UnlearningMixin` in *first*::
+
+    class Model(UnlearningMixin, MyClassifier): ...
+
+makes ``model.start_unlearning(method, request)`` switch the module into its unlearning
+phase: the next ``trainer.fit(model)`` trains on the method's data with the method's loss and
+optimizer, on the same kind of ``Trainer`` (so Lightning strategies such as DDP apply).
+``model.stop_unlearning()`` switches back. Outside the phase every hook delegates to the
+user's class.
+
+What a method needs that depends on the fitted model (a frozen snapshot of the original
+model, AMUN's adversarial set, SalUn's mask) is built in :meth:`UnlearningMethod.setup`,
+called from ``on_fit_start``: the model is then on its device and, under DDP, the process
+group exists. Lightning requests the train dataloader after ``on_fit_start``, so method data
+built there is ready in time. ``configure_optimizers`` runs *before* ``on_fit_start``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from lightning_unlearn.data.datasets import EpochSeededRandomSampler, IndexedTensorDataset
+from lightning_unlearn.data.transforms import augment, to_pixels
+from lightning_unlearn.training.module import build_optimizer
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["random", "class"]
+SETTINGS: tuple[tuple[Kind, bool], ...] = (("random", True), ("random", False), ("class", True), ("class", False))
+
+
+def describe_setting(kind: str, has_remain: bool) -> str:
+    return f"{kind} forgetting {'with the remain set' if has_remain else 'with the forget set only'}"
+
+
+@dataclass(frozen=True)
+class UnlearningRequest:
+    """What to forget, and which data the method may touch.
+
+    Attributes:
+        forget: the forget set D_F, items ``(x, y, index)``.
+        remain: the remain set D_R, or ``None`` when only D_F is available (the "D_F only"
+            setting: the method then never touches remain data).
+        num_classes: number of classes K.
+        forget_classes: the forgotten classes for class forgetting; empty for random forgetting.
+        augmentation: training augmentation of D_F and D_R (``"crop_flip"`` or ``None``).
+        batch_size: training batch size (default 128, as in the papers).
+        seed: seeds every random choice of the method (label draws, shuffling), identically
+            on every rank.
+    """
+
+    forget: Dataset
+    remain: Dataset | None
+    num_classes: int
+    forget_classes: tuple[int, ...] = ()
+    augmentation: str | None = None
+    batch_size: int = 128
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.forget) == 0:
+            raise ValueError("the forget set is empty: an unlearning request needs at least one sample to forget")
+        if self.num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
+        bad = [k for k in self.forget_classes if not 0 <= k < self.num_classes]
+        if bad:
+            raise ValueError(f"forget class {bad[0]} is out of range; allowed classes are 0..{self.num_classes - 1}")
+        if len(set(self.forget_classes)) >= self.num_classes:
+            raise ValueError(f"forgetting all {self.num_classes} classes leaves nothing to keep")
+        if self.batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+
+    @property
+    def kind(self) -> Kind:
+        return "class" if self.forget_classes else "random"
+
+    @property
+    def has_remain(self) -> bool:
+        return self.remain is not None
+
+    @classmethod
+    def from_datamodule(cls, dm, *, use_remain: bool = True, batch_size: int | None = None, seed: int | None = None) -> "UnlearningRequest":
+        """The request of an :class:`~lightning_unlearn.data.UnlearningDataModule`'s forget spec."""
+        dm.setup()
+        return cls(
+            forget=dm.forget_set(),
+            remain=dm.remain_set() if use_remain else None,
+            num_classes=dm.num_classes,
+            forget_classes=dm.forget_spec.classes if dm.is_class_forgetting else (),
+            augmentation=dm.augmentation,
+            batch_size=batch_size or dm.batch_size,
+            seed=dm.seed if seed is None else seed,
+        )
+
+
+def frozen_snapshot(module: nn.Module) -> nn.Module:
+    """A deep copy of ``module`` in eval mode with ``requires_grad=False`` everywhere.
+
+    For a ``LightningModule`` the trainer reference and any unlearning state are detached
+    during the copy (they must not be duplicated). Keep the result outside module
+    registration (e.g. on the method object) so it is in neither ``parameters()`` nor
+    ``state_dict()``.
+    """
+    saved = {}
+    for attr in ("_trainer", "_unlearning"):
+        if attr in module.__dict__:
+            saved[attr] = module.__dict__[attr]
+            module.__dict__[attr] = None
+    try:
+        snap = copy.deepcopy(module)
+    finally:
+        module.__dict__.update(saved)
+    snap.eval()
+    for p in snap.parameters():
+        p.requires_grad_(False)
+    return snap
+
+
+class UnlearningMethod:
+    """Base class of every unlearning objective (AMUN, TRW and the baselines).
+
+    A method object holds hyperparameters and the state it builds at the start of the
+    unlearning fit. The mixin calls its hooks with the module as first argument. Override
+    :meth:`loss` (the objective of one batch) and, where the method needs it,
+    :meth:`setup`, :meth:`train_dataloader`, :meth:`on_before_optimizer_step`,
+    :meth:`on_train_epoch_start`, :meth:`on_train_batch_end`.
+
+    Args:
+        lr: learning rate of SGD (momentum 0.9, weight decay 5e-4), default 0.01.
+        epochs: length of the unlearning phase (default 10); used by :func:`unlearn` for
+            ``max_epochs`` and by the default StepLR.
+        step_size: StepLR period in epochs (default ``None``: no decay); ``gamma`` its factor.
+        momentum, weight_decay: SGD settings.
+
+    Class attributes:
+        name: the registry name (``"ft"``, ``"amun"``, ...).
+        supported: the ``(kind, has_remain)`` settings the method applies to.
+        tunable: hyperparameter grids for tuning, e.g. ``{"lr": (0.1, 0.01)}``.
+    """
+
+    name: ClassVar[str] = "base"
+    supported: ClassVar[frozenset[tuple[str, bool]]] = frozenset()
+    tunable: ClassVar[dict[str, tuple]] = {"lr": (0.1, 0.05, 0.01, 0.005, 0.001)}
+
+    def __init__(
+        self,
+        *,
+        lr: float = 0.01,
+        epochs: int = 10,
+        step_size: int | None = None,
+        gamma: float = 0.1,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+    ) -> None:
+        if lr <= 0:
+            raise ValueError(f"{self.name}: lr must be positive, got {lr}")
+        if epochs <= 0:
+            raise ValueError(f"{self.name}: epochs must be positive, got {epochs}")
+        if step_size is not None and step_size <= 0:
+            raise ValueError(f"{self.name}: step_size must be a positive number of epochs or None, got {step_size}")
+        self.lr, self.epochs, self.step_size, self.gamma = lr, epochs, step_size, gamma
+        self.momentum, self.weight_decay = momentum, weight_decay
+        self.request: UnlearningRequest | None = None
+
+    # ------------------------------------------------------------------ description
+    @classmethod
+    def supports(cls, kind: str, has_remain: bool) -> bool:
+        return (kind, has_remain) in cls.supported
+
+    @classmethod
+    def check_request(cls, request: UnlearningRequest) -> None:
+        """Raise ``ValueError`` if the method does not apply to the request's setting."""
+        if not cls.supports(request.kind, request.has_remain):
+            allowed = [describe_setting(k, r) for k, r in SETTINGS if (k, r) in cls.supported]
+            raise ValueError(
+                f"method {cls.name!r} does not apply to {describe_setting(request.kind, request.has_remain)}; "
+                f"it supports: {'; '.join(allowed) or 'nothing'}"
+            )
+
+    def hparams(self) -> dict[str, Any]:
+        """The method's hyperparameters (recorded with results)."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_") and k != "request" and isinstance(v, (int, float, str, bool, type(None), tuple))}
+
+    # ------------------------------------------------------------------ helpers for subclasses
+    def inputs(self, module: pl.LightningModule, x: torch.Tensor, batch_idx: int, *, train: bool = True, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Pixels in ``[0, 1]``; augmented with the request's augmentation when ``train`` (only where ``mask``)."""
+        x = to_pixels(x)
+        if train and self.request is not None and self.request.augmentation is not None:
+            rank = module.trainer.global_rank if module._trainer is not None else 0
+            key = ((self.request.seed * 1_000_003 + module.current_epoch) * 1_000_033 + batch_idx) * 1_009 + rank + 17
+            gen = torch.Generator(device=x.device).manual_seed(key % (2**63 - 1))
+            x = augment(x, self.request.augmentation, generator=gen, mask=mask)
+        return x
+
+    def make_loader(self, dataset: Dataset, *, shuffle: bool = True, batch_size: int | None = None, seed_offset: int = 0) -> DataLoader:
+        """A loader whose shuffling depends only on ``(request.seed + seed_offset, epoch)``."""
+        assert self.request is not None
+        sampler = EpochSeededRandomSampler(len(dataset), seed=self.request.seed + seed_offset) if shuffle else None
+        return DataLoader(dataset, batch_size=batch_size or self.request.batch_size, sampler=sampler, shuffle=False)
+
+    # ------------------------------------------------------------------ hooks
+    def setup(self, module: pl.LightningModule, request: UnlearningRequest) -> None:
+        """Called at ``on_fit_start`` of the unlearning fit (model on device, process group up)."""
+
+    def train_dataloader(self, module: pl.LightningModule, request: UnlearningRequest) -> Any:
+        """Default: one shuffled stream over D_R ∪ D_F (D_F alone without D_R)."""
+        parts = [request.forget] if request.remain is None else [request.remain, request.forget]
+        return self.make_loader(torch.utils.data.ConcatDataset(parts))
+
+    def loss(self, module: pl.LightningModule, batch: Any, batch_idx: int) -> torch.Tensor:
+        """The unlearning objective of one batch."""
+        raise NotImplementedError(f"{type(self).__name__} must implement loss()")
+
+    def parameters_to_optimize(self, module: pl.LightningModule):
+        return [p for p in module.parameters() if p.requires_grad]
+
+    def configure_optimizers(self, module: pl.LightningModule) -> Any:
+        opt = build_optimizer(self.parameters_to_optimize(module), lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        if self.step_size is None:
+            return opt
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=self.step_size, gamma=self.gamma)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+    def on_before_optimizer_step(self, module: pl.LightningModule, optimizer: torch.optim.Optimizer) -> None:
+        pass
+
+    def on_train_epoch_start(self, module: pl.LightningModule) -> None:
+        pass
+
+    def on_train_batch_end(self, module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        pass
+
+    def teardown(self, module: pl.LightningModule) -> None:
+        """Called by :meth:`UnlearningMixin.stop_unlearning`; drop snapshots and large state."""
+
+
+@dataclass
+class _UnlearningState:
+    method: UnlearningMethod
+    request: UnlearningRequest
+    started: bool = field(default=False)
+
+
+class UnlearningMixin:
+    """Adds an unlearning phase to a ``LightningModule`` classifier. Mix it in first.
+
+    Example:
+        >>> from lightning_unlearn.training import ClassifierModule
+        >>> class Model(UnlearningMixin, ClassifierModule): ...
+    """
+
+    _unlearning: _UnlearningState | None = None
+
+    # ------------------------------------------------------------------ phase switch
+    def start_unlearning(self, method: "UnlearningMethod | str", request: UnlearningRequest, **hparams: Any) -> UnlearningMethod:
+        """Enter the unlearning phase; the next ``trainer.fit(self)`` runs ``method`` on ``request``.
+
+        Args:
+            method: a method object, or a registry name with its ``hparams``.
+            request: the data of the request (see :class:`UnlearningRequest`).
+
+        Raises:
+            ValueError: unknown method name, or a method that does not apply to the setting.
+        """
+        if isinstance(method, str):
+            from lightning_unlearn.unlearning.registry import get_method
+
+            method = get_method(method)(**hparams)
+        elif hparams:
+            raise TypeError("hyperparameters go to the method's constructor when a method object is given")
+        type(method).check_request(request)
+        method.request = request
+        self._unlearning = _UnlearningState(method, request)
+        # Lightning keeps each submodule's train/eval mode through fit: a model handed over
+        # in eval mode (as train_classifier returns it) would fine-tune with frozen BN
+        # statistics. The unlearning phase trains in train mode, like the papers.
+        self.train()  # type: ignore[attr-defined]
+        return method
+
+    def stop_unlearning(self) -> None:
+        """Leave the unlearning phase: hooks delegate to the user's class again."""
+        if self._unlearning is not None:
+            self._unlearning.method.teardown(self)  # type: ignore[arg-type]
+        self._unlearning = None
+
+    @property
+    def is_unlearning(self) -> bool:
+        return self._unlearning is not None
+
+    @property
+    def unlearning_method(self) -> UnlearningMethod | None:
+        return None if self._unlearning is None else self._unlearning.method
+
+    def unlearning_loss(self, batch: Any, batch_idx: int = 0) -> torch.Tensor:
+        """The override point: the objective of one unlearning batch (delegates to the method)."""
+        assert self._unlearning is not None, "unlearning_loss() is only defined in the unlearning phase"
+        return self._unlearning.method.loss(self, batch, batch_idx)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ Lightning hooks
+    def on_fit_start(self) -> None:
+        super().on_fit_start()  # type: ignore[misc]
+        state = self._unlearning
+        if state is not None:
+            state.method.setup(self, state.request)  # type: ignore[arg-type]
+            state.started = True
+
+    def train_dataloader(self):
+        if self._unlearning is None:
+            return super().train_dataloader()  # type: ignore[misc]
+        return self._unlearning.method.train_dataloader(self, self._unlearning.request)  # type: ignore[arg-type]
+
+    def training_step(self, batch, batch_idx: int):
+        if self._unlearning is None:
+            return super().training_step(batch, batch_idx)  # type: ignore[misc]
+        loss = self.unlearning_loss(batch, batch_idx)
+        self.log("unlearn/loss", loss.detach(), prog_bar=True)  # type: ignore[attr-defined]
+        return loss
+
+    def configure_optimizers(self):
+        if self._unlearning is None:
+            return super().configure_optimizers()  # type: ignore[misc]
+        return self._unlearning.method.configure_optimizers(self)  # type: ignore[arg-type]
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        super().on_before_optimizer_step(optimizer)  # type: ignore[misc]
+        if self._unlearning is not None:
+            self._unlearning.method.on_before_optimizer_step(self, optimizer)  # type: ignore[arg-type]
+
+    def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()  # type: ignore[misc]
+        if self._unlearning is not None:
+            self._unlearning.method.on_train_epoch_start(self)  # type: ignore[arg-type]
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        super().on_train_batch_end(outputs, batch, batch_idx)  # type: ignore[misc]
+        if self._unlearning is not None:
+            self._unlearning.method.on_train_batch_end(self, outputs, batch, batch_idx)  # type: ignore[arg-type]
+
+
+def unlearn(
+    module: pl.LightningModule, method: "UnlearningMethod | str", request: UnlearningRequest, *, trainer: pl.Trainer | None = None, **kwargs: Any
+) -> pl.LightningModule:
+    """Run one unlearning phase end to end: ``start_unlearning``, ``trainer.fit``, ``stop_unlearning``.
+
+    ``module`` must mix in :class:`UnlearningMixin`. Hyperparameters for a method given by
+    name go in ``kwargs`` together with ``Trainer`` arguments (``accelerator``, ``devices``,
+    ``strategy``, ``callbacks``): keys the method's constructor accepts go to the method.
+    The trainer runs ``method.epochs`` epochs unless a ``trainer`` is given.
+    """
+    import inspect
+
+    from lightning_unlearn.training.fit import make_trainer
+
+    if not isinstance(module, UnlearningMixin):
+        raise TypeError(f"{type(module).__name__} does not mix in UnlearningMixin; declare class M(UnlearningMixin, {type(module).__name__})")
+    method_kwargs: dict[str, Any] = {}
+    if isinstance(method, str):
+        from lightning_unlearn.unlearning.registry import get_method
+
+        cls = get_method(method)
+        accepted = set()
+        for klass in cls.__mro__:
+            if "__init__" in vars(klass):
+                accepted |= set(inspect.signature(klass.__init__).parameters)
+        method_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in accepted}
+        method = cls(**method_kwargs)
+    method = module.start_unlearning(method, request)
+    try:
+        trainer = trainer or make_trainer(max_epochs=method.epochs, **kwargs)
+        trainer.fit(module)
+    finally:
+        module.stop_unlearning()
+    return module.eval()

@@ -1,0 +1,26 @@
+"""FT: fine-tune on the remain set with cross-entropy (Warnecke et al., arXiv 2108.11577).
+
+Forgetting relies on catastrophic forgetting of D_F. Needs D_R: the reference code's
+fallback to a random D_R subset in the D_F-only setting is not in the paper, so the
+library refuses that setting (``baselines.md`` §2).
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+
+from lightning_unlearn.unlearning.base import UnlearningMethod, UnlearningRequest
+
+
+class FineTune(UnlearningMethod):
+    """``L = CE(F(x), y)`` over shuffled batches of D_R only."""
+
+    name = "ft"
+    supported = frozenset({("random", True), ("class", True)})
+
+    def train_dataloader(self, module, request: UnlearningRequest):
+        return self.make_loader(request.remain)
+
+    def loss(self, module, batch, batch_idx: int):
+        x, y = batch[0], batch[1]
+        return F.cross_entropy(module(self.inputs(module, x, batch_idx)), y)
