@@ -199,3 +199,27 @@ def test_offline_cifar_tree_subset(cifar_tree, cache_dir):
     assert dm.augmentation == "crop_flip"
     assert bool((dm.pool.train_y[dm.split.forget] == 1).all()) and len(dm.split.forget) == 30
     assert dm.pool.test_index.min() >= 50_000
+
+
+def test_device_tensor_loader_shards_like_distributed_sampler():
+    from torch.utils.data import DistributedSampler
+
+    from lightning_unlearn.data import DeviceTensorLoader, IndexedTensorDataset
+
+    ds = IndexedTensorDataset(torch.arange(11).view(11, 1, 1, 1).to(torch.uint8), torch.arange(11) % 3, torch.arange(100, 111))
+    full = torch.cat([b[2] for b in DeviceTensorLoader(ds, batch_size=4)])
+    assert full.tolist() == list(range(100, 111))
+    shards = []
+    for rank in range(2):
+        loader = DeviceTensorLoader(ds, batch_size=4, rank=rank, world_size=2)
+        ref = list(DistributedSampler(range(11), num_replicas=2, rank=rank, shuffle=False))
+        got = torch.cat([b[2] for b in loader]) - 100
+        assert got.tolist() == ref and len(loader) == 2
+        shards.append(got)
+    assert set(torch.cat(shards).tolist()) == set(range(11))
+    loader = DeviceTensorLoader(ds, batch_size=4, shuffle=True, seed=1)
+    loader.sampler.set_epoch(0)
+    e0 = torch.cat([b[2] for b in loader])
+    loader.sampler.set_epoch(1)
+    e1 = torch.cat([b[2] for b in loader])
+    assert sorted(e0.tolist()) == sorted(e1.tolist()) and not torch.equal(e0, e1)

@@ -1,6 +1,7 @@
 """Data: sources decoded once into cached uint8 pools, forget specs, the DataModule."""
 
 from lightning_unlearn.data.datamodule import UnlearningDataModule
+from lightning_unlearn.data.device_loader import DeviceTensorLoader
 from lightning_unlearn.data.datasets import EpochSeededRandomSampler, IndexedTensorDataset
 from lightning_unlearn.data.forget import ForgetSpec, ForgetSplit, make_split, validate_indices
 from lightning_unlearn.data.pool import Pool, default_cache_dir, load_pool, stratified_subset
@@ -9,6 +10,7 @@ from lightning_unlearn.data.transforms import augment, random_crop_flip, to_pixe
 
 __all__ = [
     "SOURCE_NAMES",
+    "DeviceTensorLoader",
     "EpochSeededRandomSampler",
     "ForgetSpec",
     "ForgetSplit",
