@@ -115,6 +115,7 @@ def assert_same(got, want, exact=True):
         assert got == pytest.approx(want, rel=1e-6, abs=1e-9)
 
 
+@pytest.mark.filterwarnings("ignore::lightning_unlearn.metrics.functional.FlooredSignalWarning")
 def test_metrics_over_batches_with_padding_equal_functional():
     rec = make_records()
     want = expected(rec)
@@ -153,6 +154,7 @@ def computed_full(rec):
     return computed(m)
 
 
+@pytest.mark.filterwarnings("ignore:.*was called before the ``update``.*")
 def test_metric_invalid_inputs():
     rec = make_records()
     with pytest.raises(ValueError, match="before any update"):
@@ -216,6 +218,7 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
 
 
 @pytest.mark.ddp
+@pytest.mark.filterwarnings("ignore::lightning_unlearn.metrics.functional.FlooredSignalWarning")
 def test_metrics_ddp_two_processes_equal_single_process(tmp_path):
     import torch.multiprocessing as mp
 

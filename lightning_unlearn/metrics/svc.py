@@ -79,7 +79,7 @@ class MIAEfficacy(IndexedRecords):
                 raise ValueError(f"MIAEfficacy needs records of the {name!r} split; none were recorded")
         remain = parts["remain"]
         members = remain[
-            select_shadow_members(rec["index"][remain], parts["test"].numel(), strategy=self.shadow_member_strategy, seed=self.seed)
+            select_shadow_members(rec["index"][remain], parts["test"].numel(), shadow_member_strategy=self.shadow_member_strategy, seed=self.seed)
         ]
         value = mia_efficacy(
             probs[members], labels[members], probs[parts["test"]], labels[parts["test"]],
