@@ -52,6 +52,7 @@ def test_reference_models_train_signal_and_reuse_cache(digits_dm, tmp_path, monk
         train_reference_models(digits_dm, 2, epochs=3, seed=0, cache_dir=tmp_path)
 
 
+@pytest.mark.filterwarnings("ignore::lightning_unlearn.metrics.functional.LowFPRVarianceWarning")
 def test_reference_signals_feed_rmia(digits_dm, digits_original, tmp_path):
     """End to end: references -> dense signals by pool index -> RMIA on the original model."""
     from lightning_unlearn.inference import predict_logits
