@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
+import lightning.pytorch as pl
 import pytest
 import torch
 
@@ -241,3 +242,56 @@ def test_metrics_ddp_two_processes_equal_single_process(tmp_path):
         assert_same(r0[name], r1[name])  # identical on both ranks
         assert_same(r0[name], single[name], exact=name != "fade")  # equal to one process
         assert_same(r0[name], want[name], exact=name != "fade")  # and to the functional form
+
+
+# ----------------------------------------------------------------------------- DDP through a Lightning Trainer
+class AuditModule(pl.LightningModule):
+    """Replays stored logits as the 'model output' and audits them in validation."""
+
+    def __init__(self, rec):
+        super().__init__()
+        self.rmia = RMIA(rec["ref"], gamma=2.0, check_ranks_agree=True)
+        self.svc = MIAEfficacy(check_ranks_agree=True)
+        self.acc = UnlearningAccuracy()
+        self.stored_logits = rec["logits"]
+        self.n_seen = 0
+
+    def validation_step(self, batch, batch_idx):
+        labels, index, split = batch
+        self.n_seen += len(index)
+        logits = self.stored_logits[index]
+        for m in (self.rmia, self.svc, self.acc):
+            m.update(logits, labels, index, split)
+
+    def on_validation_epoch_end(self):
+        out = {f"rmia/{k}": v for k, v in self.rmia.compute().items()}
+        out["svc"] = self.svc.compute()
+        out.update({f"acc/{k}": v for k, v in self.acc.compute().items()})
+        self.log_dict({k: v.float() for k, v in out.items()})  # identical on every rank
+        # records seen by all ranks together, padding duplicates included
+        self.log("n_seen", float(self.n_seen), reduce_fx="sum", sync_dist=True)
+        for m in (self.rmia, self.svc, self.acc):
+            m.reset()
+
+
+@pytest.mark.ddp
+@pytest.mark.slow
+def test_metrics_under_lightning_ddp_spawn_with_distributed_sampler_padding():
+    """Lightning injects a padding DistributedSampler into the val loader (300 samples, batch 16,
+    2 ranks -> 150 each; a 301st sample makes it pad); the logged metrics equal one process."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from lightning_unlearn.training import make_trainer
+
+    rec = make_records()
+    n = 299  # odd: DistributedSampler pads rank 1 with a duplicate of the first index
+    loader = DataLoader(TensorDataset(rec["labels"][:n], rec["index"][:n], rec["split"][:n]), batch_size=16)
+    results = {}
+    for devices, strategy in ((1, "auto"), (2, "ddp_spawn")):
+        trainer = make_trainer(max_epochs=1, accelerator="cpu", devices=devices, strategy=strategy)
+        trainer.validate(AuditModule(rec), dataloaders=loader, verbose=False)
+        results[devices] = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    assert results[1].keys() == results[2].keys() and len(results[1]) == 10
+    assert results[1].pop("n_seen") == n and results[2].pop("n_seen") == n + 1  # the sampler did pad
+    for k in results[1]:
+        assert results[2][k] == pytest.approx(results[1][k], rel=1e-6, nan_ok=True), k
