@@ -179,6 +179,12 @@ def test_metric_invalid_inputs():
         m2.compute()
     with pytest.raises(ValueError, match="outside the reference signals"):
         RMIA(rec["ref"][:, :100]).update(rec["logits"][:5], rec["labels"][:5], rec["index"][:5] + 100, "forget")
+    holes = rec["ref"].clone()
+    holes[:, 5] = float("nan")
+    m3 = RMIA(holes)
+    feed(m3, rec, torch.arange(300), "split")
+    with pytest.raises(ValueError, match=r"missing \(nan/inf\) for 1 recorded pool indices, e.g. \[5\]"):
+        m3.compute()
     with pytest.raises(ValueError, match="gamma"):
         RMIA(rec["ref"], gamma=0.0)
     with pytest.raises(ValueError, match="offline_a"):

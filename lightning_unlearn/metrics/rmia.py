@@ -163,6 +163,12 @@ class RMIA(IndexedRecords):
         where = torch.searchsorted(pop_index, idx_cpu).clamp(max=pop_index.numel() - 1)
         self_index = torch.where(pop_index[where] == idx_cpu, where, torch.full_like(where, -1))
         ref_x = self.ref_signals[:, idx_cpu]
+        missing = ~torch.isfinite(ref_x).all(0)
+        if bool(missing.any()):
+            raise ValueError(
+                f"reference signals are missing (nan/inf) for {int(missing.sum())} recorded pool indices, "
+                f"e.g. {idx_cpu[missing][:5].tolist()}: compute ref_signals on every audited sample"
+            )
         mask_x = mask_z = None
         if self.offline_a is not None:
             mask_x = ~self.membership[:, idx_cpu]
