@@ -146,6 +146,23 @@ def test_rmia_offline_mask_equals_passing_only_out_references():
     assert torch.equal(a, b)
 
 
+def test_rmia_trimmed_mean_matches_scipy():
+    from scipy.stats import trim_mean
+
+    tx, rx = _signals(40, 10, 6)
+    tz, rz = _signals(50, 10, 7)
+    got = F.reference_mean(rx, proportiontocut=0.2)
+    np.testing.assert_allclose(got.numpy(), trim_mean(rx.double().numpy(), 0.2, axis=0), rtol=1e-12)
+    fast = F.rmia_scores(tx, rx, tz, rz, proportiontocut=0.2)
+    assert torch.equal(fast, F.rmia_scores_bruteforce(tx, rx, tz, rz, proportiontocut=0.2))
+    pr_x, pr_z = trim_mean(rx.double().numpy(), 0.2, axis=0), trim_mean(rz.double().numpy(), 0.2, axis=0)
+    ratio_x, ratio_z = tx.double().numpy() / pr_x, tz.double().numpy() / pr_z
+    expect = (ratio_x[:, None] / ratio_z[None, :] > 1.0).mean(1)
+    np.testing.assert_allclose(fast.numpy(), expect, rtol=1e-6)
+    with pytest.raises(ValueError, match="proportiontocut"):
+        F.rmia_scores(tx, rx, tz, rz, proportiontocut=0.5)
+
+
 def test_rmia_hand_example_and_monotone_in_ratio():
     tx = torch.tensor([0.9, 0.1, 0.5])
     rx = torch.full((2, 3), 0.5)
