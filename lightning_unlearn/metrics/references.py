@@ -32,7 +32,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +116,6 @@ class ReferenceModels:
     config: dict[str, Any]
     cache_path: Path | None = None
     loaded_from_cache: int = 0
-    _index_size: int = field(default=0, repr=False)
 
     @property
     def num_refs(self) -> int:
