@@ -128,6 +128,7 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*LeafSpec.*")
     warnings.filterwarnings("ignore", ".*GPU available but not used.*")
+    warnings.filterwarnings("ignore", ".*defined a `validation_step` but have no `val_dataloader`.*")
 
 
 def _error(message: str) -> int:

@@ -121,13 +121,13 @@ def model_outputs(net: nn.Module, dm: UnlearningDataModule) -> Outputs:
 def _functional():
     try:
         from lightning_unlearn.metrics import functional as F
-    except ImportError:  # the metrics package has not landed in this checkout
+    except ImportError:  # the metrics package is not in this checkout
         return None
     return F
 
 
 def signal(logits: torch.Tensor, labels: torch.Tensor, kind: str) -> torch.Tensor:
-    """The RMIA signal Pr(x|θ) of each row (``metrics.md`` §5.1)."""
+    """The RMIA signal Pr(x|θ) of each row (``metrics.md`` §5.1); ``logits`` ``(..., N, K)``."""
     F = _functional()
     if kind == "softmax":
         return F.softmax_signal(logits, labels)
@@ -135,66 +135,70 @@ def signal(logits: torch.Tensor, labels: torch.Tensor, kind: str) -> torch.Tenso
 
 
 def svc_mia(out: Outputs, sets: Sets) -> float | None:
-    """SVC MIA efficacy (confidence feature) on the forget set, in percent (``metrics.md`` §4)."""
+    """SVC MIA efficacy (confidence feature) on the forget set, in percent (``metrics.md`` §4).
+
+    Shadow members: a seeded subset of D_R of the size of the shadow non-members (the test
+    set; the remaining classes' test set for class forgetting).
+    """
     F = _functional()
-    if F is None or not hasattr(F, "mia_efficacy"):
+    if F is None:
         return None
     pool, y = out.pool, sets.pool_y
     members, non_members = sets.mia_sets()
-    probs = torch.softmax(pool, dim=1)
-    value = F.mia_efficacy(
-        probs[members], y[members], probs[non_members], y[non_members], probs[sets.forget], y[sets.forget], feature="confidence"
-    )
-    return _percent(value)
+    n = min(len(members), len(non_members))
+    members = members[F.select_shadow_members(members, n, seed=MIA_SHADOW_SEED)]
+    probs = torch.softmax(pool.double(), dim=1)
+    f = sets.forget
+    return float(F.mia_efficacy(probs[members], y[members], probs[non_members], y[non_members], probs[f], y[f], feature="confidence"))
 
 
 def rmia(out: Outputs, sets: Sets, refs: References | None, *, signal_kind: str, gamma: float) -> tuple[float | None, torch.Tensor | None, torch.Tensor | None]:
     """RMIA AUC in percent (members vs non-members of :meth:`Sets.rmia_sets`), scores and labels.
 
-    Population: every other pool point (``metrics.md`` §5.4), online reference mean.
+    Online reference mean over all references; population: every other pool point
+    (``metrics.md`` §5.4), each candidate left out of its own population.
     """
     F = _functional()
-    if refs is None or F is None or not hasattr(F, "rmia_scores"):
+    if refs is None or F is None:
         return None, None, None
-    y = sets.pool_y
-    target = signal(out.pool, y, signal_kind)
+    target = signal(out.pool, sets.pool_y, signal_kind)
     pos, neg = sets.rmia_sets()
     query = torch.cat([pos, neg])
-    scores = F.rmia_scores(target[query], refs.signals[:, query], target, refs.signals, gamma=gamma)
-    labels = torch.cat([torch.ones(len(pos)), torch.zeros(len(neg))])
-    return _percent(F.roc_auc(scores, labels)), scores, labels
+    scores = F.rmia_scores(target[query], refs.signals[:, query], target, refs.signals, gamma=gamma, self_index=query)
+    labels = torch.cat([torch.ones(len(pos), dtype=torch.long), torch.zeros(len(neg), dtype=torch.long)])
+    return float(F.roc_auc(scores, labels)), scores, labels
 
 
 def mia_nn_auc(out: Outputs, sets: Sets, retrain_outputs: list[Outputs]) -> float | None:
-    """MIA-NN cross-validated AUC (percent) of D_f vs T_f; neighbours from ``retrain_outputs``."""
+    """MIA-NN cross-validated AUC (percent) of D_f vs T_f (``trw-mia-nn.md`` §5).
+
+    The neighbour class comes from ``retrain_outputs`` (models retrained without the class;
+    the caller leaves a retrained model out of its own list). With several forget classes,
+    the mean over classes.
+    """
     F = _functional()
-    if sets.kind != "class" or not retrain_outputs or F is None or not hasattr(F, "mia_nn"):
+    if sets.kind != "class" or not retrain_outputs or F is None:
         return None
-    forget_class = sets.forget_classes[0]
-    ref_probs = torch.stack([torch.softmax(o.train[sets.forget], 1) for o in retrain_outputs])
-    neighbors = F.mia_nn_neighbors(ref_probs, forget_class, 1)
-    probs = torch.softmax(out.pool, 1)
-    pos, neg = sets.forget, sets.n_train + sets.test_forget
-    cols = list(neighbors) + [forget_class]
-    feats = torch.cat([probs[pos][:, cols], probs[neg][:, cols]])
-    is_member = torch.cat([torch.ones(len(pos)), torch.zeros(len(neg))])
-    res = F.mia_nn(feats, is_member)
-    return _percent(res["auc"] if isinstance(res, dict) else res)
+    aucs = []
+    for c in sets.forget_classes:
+        pos = sets.forget[sets.train_y[sets.forget] == c]
+        neg = sets.n_train + sets.test_forget[sets.test_y[sets.test_forget] == c]
+        ref_probs = torch.stack([torch.softmax(o.pool[pos].double(), 1) for o in retrain_outputs])
+        neighbors = F.mia_nn_neighbors(ref_probs, c, 1)
+        feats = F.mia_nn_features(out.pool[torch.cat([pos, neg])], neighbors, c)
+        is_member = torch.cat([torch.ones(len(pos), dtype=torch.long), torch.zeros(len(neg), dtype=torch.long)])
+        aucs.append(F.mia_nn(feats, is_member)["auc"])
+    return float(np.mean(aucs))
 
 
 def sym_kl(out: Outputs, sets: Sets, retrain_outputs: list[Outputs]) -> float | None:
-    """Mean symmetric KL of the model's outputs to each retrained model's on D_f ∪ T_f."""
+    """Mean over D_f ∪ T_f and over retrained models of the symmetric KL (nats) of the outputs."""
     F = _functional()
-    if sets.kind != "class" or not retrain_outputs or F is None or not hasattr(F, "symmetric_kl"):
+    if sets.kind != "class" or not retrain_outputs or F is None:
         return None
     rows = torch.cat([sets.forget, sets.n_train + sets.test_forget])
     mine = out.pool[rows]
-    return float(np.mean([float(F.symmetric_kl(mine, r.pool[rows])) for r in retrain_outputs]))
-
-
-def _percent(value) -> float:
-    v = float(value)
-    return v * 100.0 if v <= 1.0 + 1e-9 else v
+    return float(np.mean([float(F.symmetric_kl(mine, r.pool[rows]).mean()) for r in retrain_outputs]))
 
 
 # ------------------------------------------------------------------------- one model
@@ -243,6 +247,6 @@ def gap(values: dict[str, float | None], star: dict[str, float | None], mia_key:
         return None
     mine = {"ua": values["ua"], "ra": values["ra"], "ta": values["ta"], "mia": values[mia_key]}
     ref = {"ua": star["ua"], "ra": star["ra"], "ta": star["ta"], "mia": star[mia_key]}
-    if F is not None and hasattr(F, "avg_gap"):
-        return float(F.avg_gap(mine, ref))
-    return None
+    if F is None:
+        return None
+    return float(F.avg_gap(mine, ref))

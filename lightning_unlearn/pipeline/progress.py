@@ -101,4 +101,4 @@ def print_table(markdown_table: str, *, title: str = "") -> None:
         table.add_column(h, justify="left" if i == 0 else "right")
     for ln in lines[2:]:
         table.add_row(*[c.strip() for c in ln.strip("|").split("|")])
-    Console(width=max(120, len(header) * 14)).print(table)
+    Console(width=max(100, 16 * len(header))).print(table)
