@@ -9,11 +9,14 @@ from lightning_unlearn.unlearning.base import (
     unlearn,
 )
 from lightning_unlearn.unlearning.ft import FineTune
+from lightning_unlearn.unlearning.trw import TRW, TRWMixin
 from lightning_unlearn.unlearning.registry import METHODS, get_method, methods_for, register_method
 
 __all__ = [
     "METHODS",
     "SETTINGS",
+    "TRW",
+    "TRWMixin",
     "FineTune",
     "UnlearningMethod",
     "UnlearningMixin",

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from lightning_unlearn.unlearning.base import UnlearningMethod
 from lightning_unlearn.unlearning.ft import FineTune
+from lightning_unlearn.unlearning.trw import TRW
 
 METHODS: dict[str, type[UnlearningMethod]] = {
     "ft": FineTune,
+    "trw": TRW,
 }
 
 
