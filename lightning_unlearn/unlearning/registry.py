@@ -15,6 +15,7 @@ from lightning_unlearn.unlearning.l1 import L1Sparse
 from lightning_unlearn.unlearning.rl import RandomLabel
 from lightning_unlearn.unlearning.salun import SalUn
 from lightning_unlearn.unlearning.scrub import SCRUB
+from lightning_unlearn.unlearning.trw import TRW
 
 METHODS: dict[str, type[UnlearningMethod]] = {
     "ft": FineTune,
@@ -24,6 +25,7 @@ METHODS: dict[str, type[UnlearningMethod]] = {
     "l1": L1Sparse,
     "salun": SalUn,
     "scrub": SCRUB,
+    "trw": TRW,
 }
 
 
