@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--seeds", type=_csv(int), default=(0,), help="comma-separated replicate seeds (default 0)")
     u.add_argument("--tune-seed", type=int, default=100, help="seed of the forget set the hyperparameters are tuned on (default 100)")
     u.add_argument("--unlearn-epochs", type=int, default=5, help="epochs of every unlearning phase (default 5)")
-    u.add_argument("--tune-lrs", type=_csv(float), default=(0.1, 0.02, 0.004), help="learning-rate grid of every method (default 0.1,0.02,0.004)")
+    u.add_argument("--tune-lrs", type=_csv(float), default=None, help="learning-rate grid of every method (default: each method's own grid)")
     u.add_argument("--max-trials", type=int, default=4, help="grid points tried per method (default 4; 0: no tuning)")
     a = b.add_argument_group("audit")
     a.add_argument("--rmia-references", type=int, default=4, help="RMIA reference models (default 4; 0 disables RMIA)")
@@ -157,7 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = config_from_args(args).validate()
     except ConfigError as err:
         return _error(str(err))
-    progress = NullProgress() if args.quiet else RichProgress()
+    from lightning_unlearn.pipeline.runner import is_rank_zero
+
+    progress = NullProgress() if args.quiet or not is_rank_zero() else RichProgress()
     try:
         results = run_experiment(config, args.out, progress=progress)
     except ConfigError as err:
@@ -168,6 +170,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: interrupted; trained models are kept in the cache, {args.out} was not written", file=sys.stderr)
         return 130
     progress.close()
+    from lightning_unlearn.pipeline.runner import is_rank_zero
+
+    if not is_rank_zero():
+        return 0
     cfg = results["config"]
     print_table(table_markdown(results), title=f"{cfg['dataset']} · {cfg['model']} · {cfg['forget']} · {'no remain' if cfg['no_remain'] else 'remain'} · seeds {','.join(map(str, cfg['seeds']))}")
     print(f"report: {args.out}/report.md  ({results['run']['seconds']:.0f} s; {results['run']['models_trained']} models trained, {results['run']['models_loaded']} from cache)")

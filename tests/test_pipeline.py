@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -207,3 +208,27 @@ def test_publish_is_all_or_nothing(tmp_path):
     publish(out, lambda tmp: (tmp / "results.json").write_text('{"a": 2}'))  # replaces a previous run
     assert json.loads((out / "results.json").read_text()) == {"a": 2}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+# ---------------------------------------------------------------------------- fuller run
+@pytest.mark.slow
+def test_class_forgetting_every_method_two_seeds(tmp_path):
+    """Every method that applies to class forgetting, tuned, two seeds, RMIA and MIA-NN."""
+    from lightning_unlearn.unlearning import methods_for
+
+    cfg = BenchmarkConfig(
+        forget="class:3", max_train=600, max_test=300, epochs=3, unlearn_epochs=1, max_trials=2, rmia_references=2,
+        seeds=(0, 1), cache_dir=str(tmp_path / "cache"),
+    )
+    res = run_experiment(cfg, tmp_path / "out")
+    assert list(res["methods"]) == ["original", "retrain", *methods_for("class", True)]
+    assert len(res["methods"]["retrain"]["per_seed"]) == 3
+    for name, m in res["methods"].items():
+        assert len(m["per_seed"]) == (3 if name == "retrain" else 2)
+        for k in ("ua", "ua_test", "ra", "ta", "mia", "rmia_auc", "mia_nn_auc", "sym_kl", "avg_gap", "avg_gap_mis"):
+            assert m[k] is not None and np.isfinite(m[k]), (name, k)
+        assert m["std"]["ua"] >= 0
+    for name in methods_for("class", True):
+        assert len(res["tuning"][name]) <= 2 and all(t["avg_gap"] is not None for t in res["tuning"][name])
+    assert res["methods"]["retrain"]["ua"] < 5.0  # retrained models never saw class 3
+    assert (tmp_path / "out" / "rmia_roc.png").stat().st_size > 1000

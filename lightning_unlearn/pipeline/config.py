@@ -116,7 +116,7 @@ class BenchmarkConfig:
     seeds: tuple[int, ...] = (0,)
     tune_seed: int = 100
     unlearn_epochs: int = 5
-    tune_lrs: tuple[float, ...] | None = (0.1, 0.02, 0.004)
+    tune_lrs: tuple[float, ...] | None = None
     max_trials: int = 4
     rmia_references: int = 4
     rmia_signal: str = "softmax"
@@ -260,6 +260,11 @@ class BenchmarkConfig:
             raise ConfigError(f"rmia_gamma must be positive, got {self.rmia_gamma}")
         if self.fastclip is not None and self.fastclip <= 0:
             raise ConfigError(f"--fastclip MAX_NORM must be positive, got {self.fastclip}")
+        if self.fastclip is not None:
+            try:
+                from lightning_unlearn.callbacks import FastClip  # noqa: F401
+            except ImportError:
+                raise ConfigError("--fastclip needs lightning_unlearn.callbacks.FastClip, which this installation lacks") from None
         if self.fastclip_every <= 0:
             raise ConfigError(f"fastclip_every must be positive, got {self.fastclip_every}")
         if self.lr is not None and self.lr <= 0:

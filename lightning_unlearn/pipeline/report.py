@@ -175,9 +175,15 @@ def render_markdown(results: dict[str, Any], figures: list[tuple[str, str]]) -> 
     ]
     if results.get("tuning"):
         lines += ["## Hyperparameters", "", f"Tuned on the forget set of seed {cfg['tune_seed']} by the smallest Avg. Gap; {cfg['unlearn_epochs']} unlearning epochs.", ""]
-        for m, entry in results["methods"].items():
-            if m in results["tuning"]:
-                lines.append(f"- **{m}**: {', '.join(f'{k}={v}' for k, v in entry['hparams'].items())}")
+        lines += ["| method | chosen | trials (hyperparameters: Avg. Gap) |", "|---|---|---|"]
+        for m, trials in results["tuning"].items():
+            tuned = sorted({k for t in trials for k in t["hparams"]})
+            hp = results["methods"].get(m, {}).get("hparams", {})
+            chosen = ", ".join(f"{k}={hp.get(k)}" for k in tuned)
+            tried = "; ".join(
+                f"{', '.join(f'{k}={v}' for k, v in t['hparams'].items())}: {'–' if t['avg_gap'] is None else format(t['avg_gap'], '.2f')}" for t in trials
+            )
+            lines.append(f"| {m} | {chosen} | {tried} |")
         lines.append("")
     for fname, title in figures:
         lines += [f"## {title}", "", f"![{title}]({fname})", ""]

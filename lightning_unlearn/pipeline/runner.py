@@ -17,6 +17,11 @@ from lightning_unlearn.pipeline.stages import Experiment
 log = logging.getLogger(__name__)
 
 
+def is_rank_zero() -> bool:
+    """False in the extra processes a DDP launcher starts (they rerun the same command)."""
+    return all(int(os.environ.get(v, "0") or 0) == 0 for v in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+
+
 def run_experiment(config: BenchmarkConfig, out_dir: str | os.PathLike | None = None, *, progress: Progress | None = None) -> dict[str, Any]:
     """Run a whole benchmark: data, models (cached), tuning, unlearning, audit, report.
 
@@ -25,6 +30,9 @@ def run_experiment(config: BenchmarkConfig, out_dir: str | os.PathLike | None = 
         out_dir: where ``results.json``, ``report.md`` and the PNG figures go; written in one
             atomic step at the end (``None``: nothing is written).
         progress: a :class:`~lightning_unlearn.pipeline.progress.Progress` (default: silent).
+
+    Under a multi-process strategy (``strategy="ddp"``) every rank runs the same stages and
+    trains the same models together; only rank 0 writes ``out_dir``.
 
     Returns:
         The ``results.json`` dictionary (see :mod:`lightning_unlearn.pipeline.results`).
@@ -43,6 +51,6 @@ def run_experiment(config: BenchmarkConfig, out_dir: str | os.PathLike | None = 
     progress = progress or NullProgress()
     result = Experiment(config, progress=progress).run()
     results = build_results(result, config)
-    if out is not None:
+    if out is not None and is_rank_zero():
         publish(out, lambda tmp: write_report(Path(tmp), results, result))
     return results
