@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     from lightning_unlearn.pipeline import ConfigError, run_experiment, table_markdown
-    from lightning_unlearn.pipeline.progress import NullProgress, RichProgress, print_table
+    from lightning_unlearn.pipeline.progress import NullProgress, make_progress, print_table
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     _quiet_lightning()
@@ -159,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _error(str(err))
     from lightning_unlearn.pipeline.runner import is_rank_zero
 
-    progress = NullProgress() if args.quiet or not is_rank_zero() else RichProgress()
+    progress = NullProgress() if not is_rank_zero() else make_progress(quiet=args.quiet)
     try:
         results = run_experiment(config, args.out, progress=progress)
     except ConfigError as err:

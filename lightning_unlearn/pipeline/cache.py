@@ -88,6 +88,7 @@ class ModelCache:
         os.close(fd)
         try:
             torch.save({"state_dict": state, "meta": json.dumps(meta, sort_keys=True, default=str)}, tmp)
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache may be shared
             os.replace(tmp, self.path(key))
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -8,6 +8,7 @@ of :func:`~lightning_unlearn.pipeline.run_experiment`) shows nothing and :class:
 from __future__ import annotations
 
 import sys
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -31,6 +32,36 @@ class Progress:
 
 class NullProgress(Progress):
     """Shows nothing (library use and tests)."""
+
+
+class LineProgress(Progress):
+    """One plain line per finished step on stderr (logs, CI, non-terminal output)."""
+
+    def __init__(self, stream=None) -> None:
+        self._stream = stream or sys.stderr
+        self._name, self._total, self._done, self._t0 = "", 0, 0, 0.0
+
+    @contextmanager
+    def stage(self, name: str, total: int) -> Iterator[None]:
+        self._name, self._total, self._done, self._t0 = name, total, 0, time.perf_counter()
+        yield
+        print(f"[{name}] done in {time.perf_counter() - self._t0:.1f} s", file=self._stream, flush=True)
+
+    def advance(self, detail: str = "") -> None:
+        self._done += 1
+        print(f"[{self._name} {self._done}/{self._total} {time.perf_counter() - self._t0:6.1f} s] {detail}", file=self._stream, flush=True)
+
+    def message(self, text: str) -> None:
+        print(text, file=self._stream, flush=True)
+
+
+def make_progress(*, quiet: bool = False) -> Progress:
+    """Rich bars on a terminal, plain lines otherwise, nothing when ``quiet``."""
+    if quiet:
+        return NullProgress()
+    if sys.stderr.isatty():
+        return RichProgress()
+    return LineProgress()
 
 
 class RichProgress(Progress):

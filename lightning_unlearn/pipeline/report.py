@@ -82,9 +82,11 @@ def plot_rmia_roc(result: ExperimentResult, seed: int, path: Path) -> bool:
         fpr, tpr, _ = roc_curve(labels.numpy(), scores.numpy())
         n_neg = int((labels == 0).sum())
         lo = min(lo, 1.0 / max(n_neg, 1))
-        style = {"original": ":", "retrain": "--"}.get(row, "-")
-        ax.plot(np.clip(fpr, 1.0 / max(n_neg, 1), 1), tpr, style, label=row, lw=1.5)
-    ax.plot([lo, 1], [lo, 1], color="grey", lw=0.8)
+        style = {"original": dict(color="tab:red", ls=":", lw=2), "retrain": dict(color="black", ls="--", lw=2)}.get(row, dict(lw=1.3))
+        # an ROC curve is a step function: draw it as one (straight segments would bend on a log axis)
+        ax.step(np.clip(fpr, 1.0 / max(n_neg, 1), 1), tpr, where="post", label=row, **style)
+    grid = np.logspace(np.log10(lo), 0, 50)
+    ax.plot(grid, grid, color="grey", lw=0.8, ls="-.", label="chance")
     ax.set_xscale("log")
     ax.set_xlim(lo, 1)
     ax.set_ylim(0, 1)
@@ -106,7 +108,7 @@ def plot_avg_gap(results: dict[str, Any], path: Path) -> bool:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(max(5, 0.8 * len(rows) + 2), 4))
     x = np.arange(len(rows))
-    for off, key, label in ((-0.2, "avg_gap", f"Avg. Gap ({results['config']['avg_gap_mia']})"), (0.2, "avg_gap_mis", "Avg. Gap (SVC MIA)")):
+    for off, key, label in ((-0.2, "avg_gap", "Avg. Gap (RMIA AUC)" if results["config"]["avg_gap_mia"] == "rmia_auc" else "Avg. Gap (SVC MIA)"), (0.2, "avg_gap_mis", "Avg. Gap (SVC MIA)")):
         vals = [results["methods"][r].get(key) for r in rows]
         errs = [results["methods"][r]["std"].get(key) or 0.0 for r in rows]
         ax.bar(x + off, [v if v is not None else 0 for v in vals], width=0.4, yerr=errs, label=label, capsize=2)
