@@ -268,11 +268,11 @@ def test_select_shadow_members_is_order_free_seeded_and_first():
     assert torch.equal(a, F.select_shadow_members(idx, 4, seed=3))  # seeded
     draws = {tuple(idx[F.select_shadow_members(idx, 4, seed=s)].sort().values.tolist()) for s in range(10)}
     assert len(draws) > 1  # the seed matters
-    assert idx[F.select_shadow_members(idx, 3, strategy="first")].tolist() == [3, 8, 9]
+    assert idx[F.select_shadow_members(idx, 3, shadow_member_strategy="first")].tolist() == [3, 8, 9]
     with pytest.raises(ValueError, match="n_members"):
         F.select_shadow_members(idx, 9)
     with pytest.raises(ValueError, match="shadow_member_strategy"):
-        F.select_shadow_members(idx, 2, strategy="last")
+        F.select_shadow_members(idx, 2, shadow_member_strategy="last")
 
 
 # ----------------------------------------------------------------------------- MIA-NN

@@ -109,7 +109,7 @@ def select_shadow_members(
     remain_index: torch.Tensor,
     n_members: int,
     *,
-    strategy: ShadowStrategy = "random",
+    shadow_member_strategy: ShadowStrategy = "random",
     seed: int = 0,
 ) -> torch.Tensor:
     """Positions (into ``remain_index``) of the shadow members: ``n_members`` of D_R (metrics.md §4.1).
@@ -127,13 +127,13 @@ def select_shadow_members(
         ValueError: ``n_members`` larger than ``len(remain_index)`` or < 1; unknown strategy.
     """
     remain_index = as_tensor(remain_index, "remain_index")
-    if strategy not in ("random", "first"):
-        raise ValueError(f"shadow_member_strategy must be 'random' or 'first', got {strategy!r}")
+    if shadow_member_strategy not in ("random", "first"):
+        raise ValueError(f"shadow_member_strategy must be 'random' or 'first', got {shadow_member_strategy!r}")
     n = remain_index.numel()
     if not 1 <= n_members <= n:
         raise ValueError(f"need 1 <= n_members <= |D_R| = {n} shadow members, got n_members={n_members}")
     order = torch.argsort(remain_index.cpu(), stable=True)
-    if strategy == "first":
+    if shadow_member_strategy == "first":
         chosen = torch.arange(n_members)
     else:
         gen = torch.Generator().manual_seed(int(seed))
