@@ -8,6 +8,8 @@ from lightning_unlearn.unlearning.base import (
     frozen_snapshot,
     unlearn,
 )
+from lightning_unlearn.unlearning.adversarial import AdversarialSet, build_adversarial_set
+from lightning_unlearn.unlearning.amun import AMUN, AdvOnly, AMUNMixin, AMUNSalUn
 from lightning_unlearn.unlearning.bs import BoundaryShrink
 from lightning_unlearn.unlearning.ft import FineTune
 from lightning_unlearn.unlearning.ga import GradientAscent
@@ -20,6 +22,12 @@ from lightning_unlearn.unlearning.trw import TRW, TRWMixin
 from lightning_unlearn.unlearning.registry import METHODS, get_method, methods_for, register_method
 
 __all__ = [
+    "AMUN",
+    "AMUNMixin",
+    "AMUNSalUn",
+    "AdvOnly",
+    "AdversarialSet",
+    "build_adversarial_set",
     "METHODS",
     "SETTINGS",
     "BoundaryShrink",

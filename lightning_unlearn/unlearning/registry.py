@@ -8,6 +8,7 @@ amun-salun, adv-only, trw``. Each class says which settings it supports through
 from __future__ import annotations
 
 from lightning_unlearn.unlearning.base import UnlearningMethod
+from lightning_unlearn.unlearning.amun import AMUN, AdvOnly, AMUNSalUn
 from lightning_unlearn.unlearning.bs import BoundaryShrink
 from lightning_unlearn.unlearning.ft import FineTune
 from lightning_unlearn.unlearning.ga import GradientAscent
@@ -25,6 +26,9 @@ METHODS: dict[str, type[UnlearningMethod]] = {
     "l1": L1Sparse,
     "salun": SalUn,
     "scrub": SCRUB,
+    "amun": AMUN,
+    "amun-salun": AMUNSalUn,
+    "adv-only": AdvOnly,
     "trw": TRW,
 }
 
