@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--batch-size", type=int, default=128)
     m.add_argument("--retrain-models", type=int, default=None, help="retrained models (default 1 per seed; 3 shared for class forgetting)")
     m.add_argument("--fastclip", type=float, default=None, metavar="MAX_NORM", help="clip every layer's spectral norm to MAX_NORM during training (FastClip)")
+    m.add_argument("--fastclip-every", type=int, default=10, metavar="N", help="clip every N optimizer steps (default 10)")
     u = b.add_argument_group("unlearning")
     u.add_argument("--methods", type=_csv(str), default=None, help="comma-separated rows (default: original, retrain and every method that applies)")
     u.add_argument("--seeds", type=_csv(int), default=(0,), help="comma-separated replicate seeds (default 0)")
@@ -106,6 +107,7 @@ def config_from_args(args: argparse.Namespace):
         batch_size=args.batch_size,
         retrain_models=args.retrain_models,
         fastclip=args.fastclip,
+        fastclip_every=args.fastclip_every,
         methods=args.methods,
         seeds=args.seeds,
         tune_seed=args.tune_seed,

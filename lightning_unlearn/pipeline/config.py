@@ -111,7 +111,7 @@ class BenchmarkConfig:
     batch_size: int = 128
     retrain_models: int | None = None
     fastclip: float | None = None
-    fastclip_every: int = 1
+    fastclip_every: int = 10
     methods: tuple[str, ...] | None = None
     seeds: tuple[int, ...] = (0,)
     tune_seed: int = 100

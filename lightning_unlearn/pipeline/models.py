@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -65,14 +64,16 @@ def _fastclip_callbacks(config: BenchmarkConfig) -> list:
     return [FastClip(max_norm=config.fastclip, every_n_steps=config.fastclip_every)]
 
 
-def _fastclip_norms(callbacks: list) -> dict[str, list[float]] | None:
-    """Per-layer spectral norms recorded by a FastClip callback, if it exposes them."""
+def _fastclip_norms(callbacks: list, module: nn.Module) -> dict[str, list[list[float]]] | None:
+    """Per-layer ``[[step, sigma], ...]`` recorded by FastClip (its ``history`` of ``(step, layer, kind, value)``),
+    layers in the model's module order."""
+    out: dict[str, list[list[float]]] = {}
     for cb in callbacks:
-        for attr in ("norm_history", "history", "norms"):
-            hist = getattr(cb, attr, None)
-            if isinstance(hist, dict) and hist:
-                return {str(k): [float(v) for v in (vals if isinstance(vals, (list, tuple)) else [vals])] for k, vals in hist.items()}
-    return None
+        for step, layer, kind, value in getattr(cb, "history", []):
+            if kind == "sigma":
+                out.setdefault(str(layer), []).append([int(step), float(value)])
+    order = {name: i for i, (name, _) in enumerate(module.named_modules())}
+    return {k: out[k] for k in sorted(out, key=lambda k: order.get(k, len(order)))} or None
 
 
 def fit_classifier(config: BenchmarkConfig, dm: UnlearningDataModule, data: IndexedTensorDataset, *, seed: int, seed_offset: int) -> tuple[dict, dict]:
@@ -90,7 +91,7 @@ def fit_classifier(config: BenchmarkConfig, dm: UnlearningDataModule, data: Inde
     trainer.fit(module, train_dataloaders=loader)
     seconds = time.perf_counter() - start
     meta: dict[str, Any] = {"seconds": seconds, "n_train": len(data)}
-    norms = _fastclip_norms(callbacks)
+    norms = _fastclip_norms(callbacks, module)
     if norms is not None:
         meta["fastclip_norms"] = norms
     return module.model.state_dict(), meta
@@ -116,42 +117,9 @@ def retrained_model(config: BenchmarkConfig, dm: UnlearningDataModule, cache: Mo
     return _restore(config, dm, entry)
 
 
-# ---------------------------------------------------------------------------- RMIA references
-def reference_membership(k: int, n: int, *, seed: int = 0) -> torch.Tensor:
-    """Boolean ``(k, n)``: each pool point IN for exactly ``k/2`` reference models.
-
-    The recipe of ``Ali-E/AMUN`` ``helper.get_data`` (``metrics.md`` §5.2): uniforms
-    ``U ~ (k, n)`` from a numpy generator seeded with ``seed``, ``O = argsort(U, axis=0)``,
-    ``M = O < k/2``.
-    """
-    if k < 2 or k % 2:
-        raise ValueError(f"the number of reference models must be even and >= 2, got {k}")
-    u = np.random.RandomState(seed).uniform(0, 1, size=(k, n))
-    return torch.from_numpy(np.argsort(u, axis=0) < k // 2)
-
-
+# ---------------------------------------------------------------------------- the pool
 def pool_dataset(dm: UnlearningDataModule) -> IndexedTensorDataset:
     """All pool points, train then test, in pool-index order."""
     pool = dm.pool
     assert pool is not None
     return IndexedTensorDataset(torch.cat([pool.train_x, pool.test_x]), torch.cat([pool.train_y, pool.test_y]), torch.cat([pool.train_index, pool.test_index]))
-
-
-def reference_models(config: BenchmarkConfig, dm: UnlearningDataModule, cache: ModelCache, settings: dict, *, on_trained=None) -> tuple[list[TrainedModel], torch.Tensor]:
-    """``config.rmia_references`` models, each trained on a random half of the pool (train + test).
-
-    Returns the models and the membership matrix ``(K, N_pool)`` over :func:`pool_dataset` order.
-    Reference ``j`` has model seed ``10_000 + j``. ``on_trained()`` is called after each model.
-    """
-    k = config.rmia_references
-    data = pool_dataset(dm)
-    membership = reference_membership(k, len(data), seed=0)
-    models = []
-    for j in range(k):
-        key_settings = {**settings, "role": "reference", "index": j, "k": k, "membership_seed": 0}
-        part = data.subset(membership[j].nonzero().flatten())
-        entry = cache.get_or_train(key_settings, lambda: fit_classifier(config, dm, part, seed=10_000 + j, seed_offset=0))
-        models.append(_restore(config, dm, entry))
-        if on_trained is not None:
-            on_trained()
-    return models, membership

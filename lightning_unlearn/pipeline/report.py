@@ -121,19 +121,30 @@ def plot_avg_gap(results: dict[str, Any], path: Path) -> bool:
     return True
 
 
-def plot_spectral_norms(norms: dict[str, dict[str, list[float]]], path: Path) -> bool:
-    """Per-layer spectral norms logged by FastClip (the last value of each layer per model)."""
+def plot_spectral_norms(norms: dict[str, dict[str, list[list[float]]]], path: Path, *, max_norm: float | None = None) -> bool:
+    """FastClip's per-layer spectral norms: the last value per layer (left) and the trajectories of
+    the original model's layers over optimizer steps (right). ``norms[role][layer] = [[step, sigma], ...]``."""
+    norms = {role: layers for role, layers in norms.items() if layers}
     if not norms:
         return False
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for role, layers in norms.items():
         names = list(layers)
-        ax.plot(range(len(names)), [layers[n][-1] for n in names], "o-", label=role)
-        ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
-    ax.set_ylabel("spectral norm")
-    ax.set_title("per-layer spectral norms (FastClip)")
-    ax.legend(fontsize=8)
+        left.plot(range(len(names)), [layers[n][-1][1] for n in names], "o-", label=role)
+        left.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
+    first_role = "original" if "original" in norms else next(iter(norms))
+    for name, series in norms[first_role].items():
+        right.plot([p[0] for p in series], [p[1] for p in series], lw=1, label=name)
+    for ax in (left, right):
+        if max_norm is not None:
+            ax.axhline(max_norm, color="black", ls="--", lw=0.8, label=f"max_norm = {max_norm:g}")
+        ax.set_ylabel("spectral norm")
+    left.set_title("per-layer spectral norm at the end of training")
+    right.set_title(f"{first_role}: per-layer norm over optimizer steps")
+    right.set_xlabel("optimizer step")
+    left.legend(fontsize=8)
+    right.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -151,7 +162,7 @@ def write_report(folder: Path, results: dict[str, Any], result: ExperimentResult
         figures.append(("rmia_roc.png", "RMIA ROC curves (log FPR)"))
     if plot_avg_gap(results, folder / "avg_gap.png"):
         figures.append(("avg_gap.png", "Avg. Gap to retrain per method"))
-    if plot_spectral_norms(result.fastclip_norms, folder / "spectral_norms.png"):
+    if plot_spectral_norms(result.fastclip_norms, folder / "spectral_norms.png", max_norm=cfg.get("fastclip")):
         figures.append(("spectral_norms.png", "Per-layer spectral norms (FastClip)"))
     (folder / "report.md").write_text(render_markdown(results, figures))
     return ["results.json", "report.md"] + [f for f, _ in figures]

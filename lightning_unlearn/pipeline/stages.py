@@ -28,7 +28,6 @@ from lightning_unlearn.pipeline.models import (
     UnlearnableClassifier,
     original_model,
     pool_dataset,
-    reference_models,
     retrained_model,
     trainer_kwargs,
 )
@@ -112,6 +111,7 @@ class Experiment:
         self._dms: dict[int, UnlearningDataModule] = {}
         self.refs: ev.References | None = None
         self.tkw = trainer_kwargs(config)
+        self.reference_counts = (0, 0)  # (trained, loaded from the cache)
 
     # ------------------------------------------------------------------ data
     def data(self, seed: int) -> UnlearningDataModule:
@@ -141,7 +141,7 @@ class Experiment:
         k = self.config.rmia_references
         originals: dict[int, TrainedModel] = {}
         retrains: dict[int, list[TrainedModel]] = {}
-        with self.progress.stage("train models", total=len(plan) + k):
+        with self.progress.stage("train models", total=len(plan) + (1 if k > 0 else 0)):
             for role, rep, mseed in plan:
                 dm = self.data(rep)
                 if role == "original":
@@ -152,18 +152,25 @@ class Experiment:
                     retrains.setdefault(rep, []).append(m)
                 self.progress.advance(f"{role} seed {mseed}{' (cached)' if m.from_cache else ''}")
             if k > 0:
-                dm = self.data(self.config.seeds[0])
-                models, membership = reference_models(self.config, dm, self.cache, settings, on_trained=lambda: self.progress.advance("reference"))
-                self.refs = self._reference_signals(models, membership, dm)
+                self.refs = self._references(settings)
+                self.progress.advance(f"{k} reference models")
         return originals, retrains
 
-    def _reference_signals(self, models: list[TrainedModel], membership: torch.Tensor, dm: UnlearningDataModule) -> ev.References | None:
-        if ev._functional() is None:
-            log.warning("lightning_unlearn.metrics is not available: RMIA is skipped")
-            return None
-        sets = ev.Sets.of(dm)
-        signals = torch.stack([ev.signal(ev.model_outputs(m.net, dm).pool, sets.pool_y, self.config.rmia_signal) for m in models])
-        return ev.References(signals=signals, membership=membership)
+    def _references(self, settings: dict) -> ev.References:
+        """RMIA reference models (:func:`lightning_unlearn.metrics.references.train_reference_models`:
+        each trained on a random half of the pool, train + test, cached under ``cache_dir/references``)
+        and their signals on the pool, in pool order."""
+        from lightning_unlearn.metrics.references import train_reference_models
+
+        c = self.config
+        dm = self.data(c.seeds[0])
+        refs = train_reference_models(
+            dm, c.rmia_references, model=c.model, epochs=c.resolved_epochs, lr=c.resolved_lr, cache_dir=c.cache_root, **self.tkw
+        )
+        self.reference_counts = (refs.num_refs - refs.loaded_from_cache, refs.loaded_from_cache)
+        signals, index = refs.signals(pool_dataset(dm), signal=c.rmia_signal)
+        assert torch.equal(index, torch.cat([dm.pool.train_index, dm.pool.test_index]))
+        return ev.References(signals=signals, membership=refs.membership)
 
     def retrain_group(self, rep: int, retrains: dict[int, list[TrainedModel]]) -> list[TrainedModel]:
         return retrains[self.config.seeds[0]] if self.config.kind == "class" else retrains[rep]
@@ -264,7 +271,10 @@ class Experiment:
                     out = ev.model_outputs(net, dm)
                     runs.append(ModelRun(m, rep, self.evaluate(out, dm, retrain_outs), secs, hparams, out, model_seed=rep))
                     self.progress.advance(f"{m} seed {rep}")
-        return ExperimentResult(runs, tuning, chosen, norms, list(self.cache.trained), list(self.cache.loaded), time.perf_counter() - t0)
+        trained_refs, loaded_refs = self.reference_counts
+        trained = list(self.cache.trained) + [f"reference-{i}" for i in range(trained_refs)]
+        loaded = list(self.cache.loaded) + [f"reference-{i}" for i in range(loaded_refs)]
+        return ExperimentResult(runs, tuning, chosen, norms, trained, loaded, time.perf_counter() - t0)
 
 
 __all__ = ["Experiment", "ExperimentResult", "ModelRun", "open_data", "pool_dataset", "tuning_grid"]
