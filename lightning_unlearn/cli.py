@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--tune-seed", type=int, default=100, help="seed of the forget set the hyperparameters are tuned on (default 100)")
     u.add_argument("--unlearn-epochs", type=int, default=5, help="epochs of every unlearning phase (default 5)")
     u.add_argument("--tune-lrs", type=_csv(float), default=None, help="learning-rate grid of every method (default: each method's own grid)")
-    u.add_argument("--max-trials", type=int, default=4, help="grid points tried per method (default 4; 0: no tuning)")
+    u.add_argument("--max-trials", type=int, default=3, help="grid points tried per method (default 3; 0: no tuning)")
     a = b.add_argument_group("audit")
     a.add_argument("--rmia-references", type=int, default=4, help="RMIA reference models (default 4; 0 disables RMIA)")
     a.add_argument("--rmia-signal", default="softmax", help="softmax (default) or sm_taylor_softmax")

@@ -129,6 +129,19 @@ def test_cache_key_covers_every_training_setting():
         assert cache_key(training_settings(cfg.replace(**change), data_fingerprint="x")) == base
 
 
+def test_fastclip_norms_are_recorded_and_plotted(tmp_path):
+    from lightning_unlearn.callbacks import FastClip  # noqa: F401  (the FastClip issue)
+
+    cfg = tiny(tmp_path / "cache", rmia_references=0, methods=("retrain",), fastclip=1.0, fastclip_every=1)
+    res = run_experiment(cfg, tmp_path / "out")
+    assert res["config"]["fastclip"] == 1.0 and res["methods"]["original"]["hparams"]["fastclip"] == 1.0
+    assert (tmp_path / "out" / "spectral_norms.png").stat().st_size > 1000
+    assert "spectral_norms.png" in (tmp_path / "out" / "report.md").read_text()
+    # a clipped model is another model: the unclipped one is not reused, and vice versa
+    plain = run_experiment(cfg.replace(fastclip=None))
+    assert plain["run"]["models_trained"] == 2
+
+
 # ---------------------------------------------------------------------------- class forgetting
 def test_class_forgetting_uses_three_shared_retrained_models(tmp_path):
     cfg = tiny(tmp_path / "cache", forget="class:3", rmia_references=0)
@@ -232,3 +245,20 @@ def test_class_forgetting_every_method_two_seeds(tmp_path):
         assert len(res["tuning"][name]) <= 2 and all(t["avg_gap"] is not None for t in res["tuning"][name])
     assert res["methods"]["retrain"]["ua"] < 5.0  # retrained models never saw class 3
     assert (tmp_path / "out" / "rmia_roc.png").stat().st_size > 1000
+
+
+def test_stale_weights_of_another_architecture_are_retrained(tmp_path):
+    """A cache entry whose tensors no longer fit the model (e.g. after a library upgrade) is replaced."""
+    from lightning_unlearn.pipeline.models import original_model
+    from lightning_unlearn.pipeline.stages import open_data
+
+    cfg = tiny(tmp_path / "cache").validate()
+    dm = open_data(cfg, 0)
+    cache = ModelCache(tmp_path / "cache" / "models")
+    settings = {"x": 1}
+    bogus = {"w": torch.zeros(2)}
+    cache.get_or_train({**settings, "role": "original", "seed": 0}, lambda: (bogus, {"seconds": 0.0}))
+    fresh = ModelCache(cache.root)
+    model = original_model(cfg, dm, fresh, settings, seed=0)
+    assert len(fresh.trained) == 1 and not model.from_cache
+    assert ModelCache(cache.root).load(model.key).state_dict.keys() == model.net.state_dict().keys()

@@ -86,7 +86,7 @@ class BenchmarkConfig:
         tune_lrs: the learning-rate grid of every method (replaces the method's own ``lr``
             grid; ``None`` keeps it); other tunable hyperparameters keep their grids.
         max_trials: at most this many grid points per method (evenly spaced over the grid
-            product; default 4). ``0`` disables tuning (the methods' defaults are used).
+            product; default 3). ``0`` disables tuning (the methods' defaults are used).
 
     Audit:
         rmia_references: RMIA reference models (default 4; 0 disables RMIA and ``avg_gap``
@@ -117,7 +117,7 @@ class BenchmarkConfig:
     tune_seed: int = 100
     unlearn_epochs: int = 5
     tune_lrs: tuple[float, ...] | None = None
-    max_trials: int = 4
+    max_trials: int = 3
     rmia_references: int = 4
     rmia_signal: str = "softmax"
     rmia_gamma: float = 2.0

@@ -103,18 +103,29 @@ def _restore(config: BenchmarkConfig, dm: UnlearningDataModule, entry) -> Traine
     return TrainedModel(net.eval(), entry.meta, entry.key, entry.from_cache)
 
 
+def _cached(config: BenchmarkConfig, dm: UnlearningDataModule, cache: ModelCache, key_settings: dict, train) -> TrainedModel:
+    """Load or train; an entry whose weights no longer fit the model class (the library changed) is retrained."""
+    entry = cache.get_or_train(key_settings, train)
+    try:
+        return _restore(config, dm, entry)
+    except RuntimeError as err:
+        if not entry.from_cache:
+            raise
+        log.warning("cached model %s does not fit %s any more (%s); retraining", entry.key, config.model, str(err).splitlines()[0])
+        cache.path(entry.key).unlink(missing_ok=True)
+        return _restore(config, dm, cache.get_or_train(key_settings, train))
+
+
 def original_model(config: BenchmarkConfig, dm: UnlearningDataModule, cache: ModelCache, settings: dict, *, seed: int) -> TrainedModel:
     """The model trained on the whole training set with model seed ``seed`` (forget spec irrelevant)."""
     key_settings = {**settings, "role": "original", "seed": seed}
-    entry = cache.get_or_train(key_settings, lambda: fit_classifier(config, dm, dm.train_set(), seed=seed, seed_offset=7919 * seed - dm.seed))
-    return _restore(config, dm, entry)
+    return _cached(config, dm, cache, key_settings, lambda: fit_classifier(config, dm, dm.train_set(), seed=seed, seed_offset=7919 * seed - dm.seed))
 
 
 def retrained_model(config: BenchmarkConfig, dm: UnlearningDataModule, cache: ModelCache, settings: dict, *, seed: int) -> TrainedModel:
     """The model trained on ``dm``'s remain set only (the gold standard) with model seed ``seed``."""
     key_settings = {**settings, "role": "retrain", "seed": seed, "forget": str(dm.forget_spec), "forget_seed": dm.seed if dm.forget_spec.kind == "random" else None}
-    entry = cache.get_or_train(key_settings, lambda: fit_classifier(config, dm, dm.remain_set(), seed=seed, seed_offset=7919 * seed - dm.seed))
-    return _restore(config, dm, entry)
+    return _cached(config, dm, cache, key_settings, lambda: fit_classifier(config, dm, dm.remain_set(), seed=seed, seed_offset=7919 * seed - dm.seed))
 
 
 # ---------------------------------------------------------------------------- the pool
