@@ -29,6 +29,7 @@ from torch import nn
 
 from lightning_unlearn.data import UnlearningDataModule
 from lightning_unlearn.inference import accuracy, predict_logits
+from lightning_unlearn.metrics import functional as F
 
 log = logging.getLogger(__name__)
 
@@ -118,17 +119,8 @@ def model_outputs(net: nn.Module, dm: UnlearningDataModule) -> Outputs:
 
 # ------------------------------------------------------------------------- metric adapters
 # Each adapter is the one call into lightning_unlearn.metrics.functional for one figure.
-def _functional():
-    try:
-        from lightning_unlearn.metrics import functional as F
-    except ImportError:  # the metrics package is not in this checkout
-        return None
-    return F
-
-
 def signal(logits: torch.Tensor, labels: torch.Tensor, kind: str) -> torch.Tensor:
     """The RMIA signal Pr(x|θ) of each row (``metrics.md`` §5.1); ``logits`` ``(..., N, K)``."""
-    F = _functional()
     if kind == "softmax":
         return F.softmax_signal(logits, labels)
     return F.taylor_softmax_signal(logits, labels)
@@ -140,9 +132,6 @@ def svc_mia(out: Outputs, sets: Sets) -> float | None:
     Shadow members: a seeded subset of D_R of the size of the shadow non-members (the test
     set; the remaining classes' test set for class forgetting).
     """
-    F = _functional()
-    if F is None:
-        return None
     pool, y = out.pool, sets.pool_y
     members, non_members = sets.mia_sets()
     n = min(len(members), len(non_members))
@@ -158,8 +147,7 @@ def rmia(out: Outputs, sets: Sets, refs: References | None, *, signal_kind: str,
     Online reference mean over all references; population: every other pool point
     (``metrics.md`` §5.4), each candidate left out of its own population.
     """
-    F = _functional()
-    if refs is None or F is None:
+    if refs is None:
         return None, None, None
     target = signal(out.pool, sets.pool_y, signal_kind)
     pos, neg = sets.rmia_sets()
@@ -176,8 +164,7 @@ def mia_nn_auc(out: Outputs, sets: Sets, retrain_outputs: list[Outputs]) -> floa
     the caller leaves a retrained model out of its own list). With several forget classes,
     the mean over classes.
     """
-    F = _functional()
-    if sets.kind != "class" or not retrain_outputs or F is None:
+    if sets.kind != "class" or not retrain_outputs:
         return None
     aucs = []
     for c in sets.forget_classes:
@@ -193,8 +180,7 @@ def mia_nn_auc(out: Outputs, sets: Sets, retrain_outputs: list[Outputs]) -> floa
 
 def sym_kl(out: Outputs, sets: Sets, retrain_outputs: list[Outputs]) -> float | None:
     """Mean over D_f ∪ T_f and over retrained models of the symmetric KL (nats) of the outputs."""
-    F = _functional()
-    if sets.kind != "class" or not retrain_outputs or F is None:
+    if sets.kind != "class" or not retrain_outputs:
         return None
     rows = torch.cat([sets.forget, sets.n_train + sets.test_forget])
     mine = out.pool[rows]
@@ -241,12 +227,9 @@ def gap(values: dict[str, float | None], star: dict[str, float | None], mia_key:
 
     ``mia_key`` picks the MIA term: ``rmia_auc`` (the paper's main tables) or ``mia`` (SVC).
     """
-    F = _functional()
     keys = GAP_TERMS + (mia_key,)
     if any(values.get(k) is None or star.get(k) is None for k in keys):
         return None
     mine = {"ua": values["ua"], "ra": values["ra"], "ta": values["ta"], "mia": values[mia_key]}
     ref = {"ua": star["ua"], "ra": star["ra"], "ta": star["ta"], "mia": star[mia_key]}
-    if F is None:
-        return None
     return float(F.avg_gap(mine, ref))
