@@ -262,3 +262,30 @@ def test_stale_weights_of_another_architecture_are_retrained(tmp_path):
     model = original_model(cfg, dm, fresh, settings, seed=0)
     assert len(fresh.trained) == 1 and not model.from_cache
     assert ModelCache(cache.root).load(model.key).state_dict.keys() == model.net.state_dict().keys()
+
+
+def test_evaluation_sets_by_hand():
+    """Accuracies and the member/non-member sets of class forgetting, on hand-made logits."""
+    from lightning_unlearn.pipeline import evaluation as ev
+
+    train_y = torch.tensor([0, 0, 1, 1, 2, 2])
+    test_y = torch.tensor([0, 1, 2, 1])
+    # predictions: train -> [0, 1, 1, 1, 2, 0], test -> [0, 1, 1, 0]
+    pred_train, pred_test = torch.tensor([0, 1, 1, 1, 2, 0]), torch.tensor([0, 1, 1, 0])
+    out = ev.Outputs(torch.nn.functional.one_hot(pred_train, 3).float() * 5, torch.nn.functional.one_hot(pred_test, 3).float() * 5)
+    sets = ev.Sets(
+        forget=torch.tensor([2, 3]), remain=torch.tensor([0, 1, 4, 5]), test_forget=torch.tensor([1, 3]), test_remain=torch.tensor([0, 2]),
+        train_y=train_y, test_y=test_y, n_train=6, kind="class", forget_classes=(1,),
+    )
+    pos, neg = sets.rmia_sets()
+    assert pos.tolist() == [2, 3] and neg.tolist() == [7, 9]  # D_f vs T_f, as pool positions
+    members, non_members = sets.mia_sets()
+    assert members.tolist() == [0, 1, 4, 5] and non_members.tolist() == [6, 8]  # D_R vs T_r
+    e = ev.evaluate(out, sets, retrain_outputs=[out])
+    assert e.values["ua"] == 100.0  # both class-1 training samples predicted 1
+    assert e.values["ra"] == 50.0  # remain: 0->0 ok, 0->1 no, 2->2 ok, 2->0 no
+    assert e.values["ta"] == 50.0  # remaining-class test: 0->0 ok, 2->1 no
+    assert e.values["ua_test"] == 50.0  # forget-class test: 1->1 ok, 1->0 no
+    assert e.values["mia_nn_auc"] is None  # 2 samples per side < 5 folds: skipped, not a crash
+    assert e.values["sym_kl"] == pytest.approx(0.0)  # identical to its "retrained" outputs
+    assert e.values["rmia_auc"] is None  # no references

@@ -34,6 +34,14 @@ from lightning_unlearn.metrics import functional as F
 log = logging.getLogger(__name__)
 
 MIA_SHADOW_SEED = 0
+MIA_NN_FOLDS = 5
+_WARNED: set[str] = set()
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _WARNED:
+        _WARNED.add(key)
+        log.warning(message)
 
 
 @dataclass
@@ -135,6 +143,9 @@ def svc_mia(out: Outputs, sets: Sets) -> float | None:
     pool, y = out.pool, sets.pool_y
     members, non_members = sets.mia_sets()
     n = min(len(members), len(non_members))
+    if n == 0 or len(sets.forget) == 0:
+        _warn_once("svc", "SVC MIA skipped: a shadow set is empty")
+        return None
     members = members[F.select_shadow_members(members, n, seed=MIA_SHADOW_SEED)]
     probs = torch.softmax(pool.double(), dim=1)
     f = sets.forget
@@ -149,8 +160,11 @@ def rmia(out: Outputs, sets: Sets, refs: References | None, *, signal_kind: str,
     """
     if refs is None:
         return None, None, None
-    target = signal(out.pool, sets.pool_y, signal_kind)
     pos, neg = sets.rmia_sets()
+    if len(pos) == 0 or len(neg) == 0:
+        _warn_once("rmia", "RMIA skipped: no member or no non-member samples to separate")
+        return None, None, None
+    target = signal(out.pool, sets.pool_y, signal_kind)
     query = torch.cat([pos, neg])
     scores = F.rmia_scores(target[query], refs.signals[:, query], target, refs.signals, gamma=gamma, self_index=query)
     labels = torch.cat([torch.ones(len(pos), dtype=torch.long), torch.zeros(len(neg), dtype=torch.long)])
@@ -170,12 +184,15 @@ def mia_nn_auc(out: Outputs, sets: Sets, retrain_outputs: list[Outputs]) -> floa
     for c in sets.forget_classes:
         pos = sets.forget[sets.train_y[sets.forget] == c]
         neg = sets.n_train + sets.test_forget[sets.test_y[sets.test_forget] == c]
+        if min(len(pos), len(neg)) < MIA_NN_FOLDS:
+            _warn_once("mia_nn", f"MIA-NN skipped for class {c}: it needs {MIA_NN_FOLDS} training and test samples, got {len(pos)} and {len(neg)}")
+            continue
         ref_probs = torch.stack([torch.softmax(o.pool[pos].double(), 1) for o in retrain_outputs])
         neighbors = F.mia_nn_neighbors(ref_probs, c, 1)
         feats = F.mia_nn_features(out.pool[torch.cat([pos, neg])], neighbors, c)
         is_member = torch.cat([torch.ones(len(pos), dtype=torch.long), torch.zeros(len(neg), dtype=torch.long)])
-        aucs.append(F.mia_nn(feats, is_member)["auc"])
-    return float(np.mean(aucs))
+        aucs.append(F.mia_nn(feats, is_member, n_splits=MIA_NN_FOLDS)["auc"])
+    return float(np.mean(aucs)) if aucs else None
 
 
 def sym_kl(out: Outputs, sets: Sets, retrain_outputs: list[Outputs]) -> float | None:
