@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from lightning_unlearn.metrics import RMIA
-from lightning_unlearn.metrics.references import membership_matrix, reference_pool, train_reference_models
+from lightning_unlearn.metrics.references import (
+    membership_matrix,
+    reference_pool,
+    train_reference_models,
+    train_retrained_references,
+)
 
 
 def test_membership_matrix_is_amuns_construction_and_balanced():
@@ -52,6 +57,7 @@ def test_reference_models_train_signal_and_reuse_cache(digits_dm, tmp_path, monk
         train_reference_models(digits_dm, 2, epochs=3, seed=0, cache_dir=tmp_path)
 
 
+@pytest.mark.filterwarnings("ignore::lightning_unlearn.metrics.functional.LowFPRVarianceWarning")
 def test_reference_signals_feed_rmia(digits_dm, digits_original, tmp_path):
     """End to end: references -> dense signals by pool index -> RMIA on the original model."""
     from lightning_unlearn.inference import predict_logits
@@ -68,3 +74,33 @@ def test_reference_signals_feed_rmia(digits_dm, digits_original, tmp_path):
     out = metric.compute()
     # the original model trained on D_F: its forget samples look more like members than test samples
     assert 50.0 < float(out["ft_auc"]) <= 100.0
+
+
+def test_retrained_references_equal_train_classifier_and_give_neighbors(cache_dir, tmp_path):
+    """MIA-NN's references: models retrained on D_R (class 3 forgotten), cached, bit-identical to train_classifier."""
+    from lightning_unlearn.data import UnlearningDataModule
+    from lightning_unlearn.inference import predict_logits
+    from lightning_unlearn.metrics import MIANN
+    from lightning_unlearn.metrics.functional import mia_nn_neighbors
+    from lightning_unlearn.training import train_classifier
+
+    dm = UnlearningDataModule("digits", forget="class:3", seed=0, cache_dir=cache_dir)
+    dm.setup()
+    refs = train_retrained_references(dm, 2, epochs=2, seed=0, cache_dir=tmp_path)
+    direct = train_classifier(dm, on="remain", epochs=2, seed=1)
+    for a, b in zip(refs.models[1].state_dict().values(), direct.model.state_dict().values()):
+        assert torch.equal(a, b)
+    in_remain = torch.isin(refs.pool_index, dm.remain_set().index)
+    assert torch.equal(refs.membership, in_remain.expand(2, -1))
+    logits, _, _ = refs.logits(dm.forget_set())
+    neighbors = mia_nn_neighbors(torch.softmax(logits, -1), 3, k=1)
+    assert neighbors.shape == (1,) and int(neighbors) != 3
+    # audit reference 0 with neighbours from reference 1 (leave-one-out)
+    loo = mia_nn_neighbors(torch.softmax(logits, -1), 3, k=1, leave_out=0)
+    metric = MIANN(forget_class=3, neighbors=loo, n_repeats=1)
+    for ds, member in ((dm.forget_set(), 1), (dm.forget_class_test_set(), 0)):
+        z, _, idx = predict_logits(refs.models[0], ds)
+        metric.update(z, torch.full((len(idx),), member), idx)
+    out = metric.compute()
+    assert 0.0 <= float(out["auc"]) <= 100.0 and torch.isnan(out["auc_gap"])
+    assert train_retrained_references(dm, 2, epochs=2, seed=0, cache_dir=tmp_path).loaded_from_cache == 2

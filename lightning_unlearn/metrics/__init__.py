@@ -10,7 +10,28 @@ from lightning_unlearn.metrics._base import SPLITS
 from lightning_unlearn.metrics.accuracy import UnlearningAccuracy
 from lightning_unlearn.metrics.fade import FADE, SymmetricKL
 from lightning_unlearn.metrics.mia_nn import MIANN
+from lightning_unlearn.metrics.references import (
+    ReferenceModels,
+    membership_matrix,
+    reference_pool,
+    train_reference_models,
+    train_retrained_references,
+)
 from lightning_unlearn.metrics.rmia import RMIA
 from lightning_unlearn.metrics.svc import MIAEfficacy
 
-__all__ = ["FADE", "MIANN", "RMIA", "SPLITS", "MIAEfficacy", "SymmetricKL", "UnlearningAccuracy", "functional"]
+__all__ = [
+    "FADE",
+    "MIANN",
+    "RMIA",
+    "SPLITS",
+    "MIAEfficacy",
+    "ReferenceModels",
+    "SymmetricKL",
+    "UnlearningAccuracy",
+    "functional",
+    "membership_matrix",
+    "reference_pool",
+    "train_reference_models",
+    "train_retrained_references",
+]

@@ -13,8 +13,11 @@ augmentation) on its IN samples, with seed ``10_000 + 100 * seed + r``.
 **Devices.** References are trained **one after another**, each by its own ``Trainer`` made from
 ``trainer_kwargs`` (``accelerator``, ``devices``, ``strategy``, ...): under ``strategy="ddp"`` each
 reference is trained data-parallel on all devices in turn. Every finished reference is written to
-the cache at once (atomically, ``os.replace``), so an interrupted run resumes where it stopped, and
-several processes (e.g. one per GPU, each calling with the same configuration) can share the cache.
+the cache at once (atomically, ``os.replace``), so an interrupted run resumes where it stopped and
+a later call (or another process) with the same configuration loads it instead of training it.
+
+:func:`train_retrained_references` uses the same loop and cache for models retrained on D_R only
+(``train_classifier(dm, on="remain", seed=s)``), the references of MIA-NN, Avg. Gap and FADE.
 
 **Cache.** ``<cache_dir>/references/<hash>/`` with ``config.json`` (human-readable), ``membership.pt``,
 ``pool_index.pt`` and ``ref<r>.pt`` (the model's ``state_dict``), all read with
@@ -29,7 +32,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +116,6 @@ class ReferenceModels:
     config: dict[str, Any]
     cache_path: Path | None = None
     loaded_from_cache: int = 0
-    _index_size: int = field(default=0, repr=False)
 
     @property
     def num_refs(self) -> int:
@@ -156,6 +158,70 @@ class ReferenceModels:
         return dense, member
 
 
+def _train_or_load(
+    dm: UnlearningDataModule,
+    pool: IndexedTensorDataset,
+    membership: torch.Tensor,
+    config: dict[str, Any],
+    seeds: Sequence[int],
+    *,
+    train_sets: Sequence[IndexedTensorDataset] | None = None,
+    cache_dir: str | os.PathLike | None,
+    use_cache: bool,
+    trainer_kwargs: dict[str, Any],
+) -> ReferenceModels:
+    """Train model r on ``train_sets[r]`` (default ``pool.subset(membership[r])``) with seed ``seeds[r]``, or load it from the cache."""
+    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:20]
+    path = Path(cache_dir or default_cache_dir()) / "references" / key if use_cache else None
+    if path is not None:
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+        if (path / "membership.pt").is_file():
+            cached = torch.load(path / "membership.pt", weights_only=True)
+            if not torch.equal(cached, membership):
+                raise RuntimeError(f"cached membership in {path} differs from the recomputed one: remove the stale cache")
+        else:
+            _save_atomic(membership, path / "membership.pt")
+            _save_atomic(pool.index.clone(), path / "pool_index.pt")
+    model = config["model"]
+    models: list[nn.Module] = []
+    loaded = 0
+    for r, seed_r in enumerate(seeds):
+        file = path / f"ref{r}.pt" if path is not None else None
+        if file is not None and file.is_file():
+            net = build_model(model, in_channels=dm.image_shape[0], num_classes=dm.num_classes, mean=dm.mean, std=dm.std)
+            net.load_state_dict(torch.load(file, weights_only=True))
+            loaded += 1
+            log.info("reference %d/%d loaded from %s", r + 1, len(seeds), file)
+        else:
+            data = train_sets[r] if train_sets is not None else pool.subset(torch.nonzero(membership[r]).flatten())
+            log.info("training reference %d/%d on %d of %d pool samples", r + 1, len(seeds), len(data), len(pool))
+            module = train_classifier(
+                dm, on=data, model=model, epochs=config["epochs"], seed=int(seed_r),
+                lr=config["lr"], schedule=config["schedule"], **trainer_kwargs,
+            )
+            net = module.model
+            if file is not None:
+                _save_atomic({k: v.detach().cpu() for k, v in net.state_dict().items()}, file)
+        models.append(net.eval())
+    return ReferenceModels(models, membership, pool.index.clone(), config, path, loaded)
+
+
+def _recipe(dm: UnlearningDataModule, model: str, epochs: int | None, lr: float | None, schedule: str) -> dict[str, Any]:
+    if not isinstance(model, str):
+        raise ValueError(f"model must be a model name (so that cached weights can be rebuilt), got {type(model).__name__}")
+    return {
+        "version": CACHE_VERSION,
+        "dataset": str(dm.dataset),
+        "model": model,
+        "epochs": int(epochs if epochs is not None else default_epochs(dm.dataset, model)),
+        "lr": float(lr if lr is not None else DEFAULT_LR.get(model, 0.05)),
+        "schedule": schedule,
+        "batch_size": dm.batch_size,
+        "augmentation": dm.augmentation,
+    }
+
+
 def train_reference_models(
     dm: UnlearningDataModule,
     num_refs: int = 2,
@@ -170,7 +236,7 @@ def train_reference_models(
     use_cache: bool = True,
     **trainer_kwargs: Any,
 ) -> ReferenceModels:
-    """Train (or load from the cache) ``num_refs`` reference models on random halves of the pool.
+    """Train (or load from the cache) ``num_refs`` RMIA reference models on random halves of the pool.
 
     Args:
         dm: the data module (its pool, augmentation and batch size are used; its forget split is not).
@@ -186,57 +252,44 @@ def train_reference_models(
     Returns:
         :class:`ReferenceModels`.
     """
-    if not isinstance(model, str):
-        raise ValueError(f"model must be a model name (so that cached weights can be rebuilt), got {type(model).__name__}")
+    config = _recipe(dm, model, epochs, lr, schedule)
     pool = reference_pool(dm, include_test=include_test)
-    epochs = int(epochs if epochs is not None else default_epochs(dm.dataset, model))
     membership = membership_matrix(num_refs, len(pool), seed=seed)
-    config = {
-        "version": CACHE_VERSION,
-        "dataset": str(dm.dataset),
-        "pool": _fingerprint(pool),
-        "pool_size": len(pool),
-        "include_test": bool(include_test),
-        "model": model,
-        "epochs": epochs,
-        "lr": float(lr if lr is not None else DEFAULT_LR.get(model, 0.05)),
-        "schedule": schedule,
-        "batch_size": dm.batch_size,
-        "augmentation": dm.augmentation,
-        "num_refs": int(num_refs),
-        "seed": int(seed),
-    }
-    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:20]
-    path = Path(cache_dir or default_cache_dir()) / "references" / key if use_cache else None
-    if path is not None:
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
-        if (path / "membership.pt").is_file():
-            cached = torch.load(path / "membership.pt", weights_only=True)
-            if not torch.equal(cached, membership):
-                raise RuntimeError(f"cached membership in {path} differs from the recomputed one: remove the stale cache")
-        else:
-            _save_atomic(membership, path / "membership.pt")
-            _save_atomic(pool.index.clone(), path / "pool_index.pt")
+    config.update(kind="rmia-halves", pool=_fingerprint(pool), pool_size=len(pool), include_test=bool(include_test),
+                  num_refs=int(num_refs), seed=int(seed))
+    seeds = [10_000 + 100 * int(seed) + r for r in range(int(num_refs))]
+    return _train_or_load(dm, pool, membership, config, seeds, cache_dir=cache_dir, use_cache=use_cache, trainer_kwargs=trainer_kwargs)
 
-    models: list[nn.Module] = []
-    loaded = 0
-    for r in range(int(num_refs)):
-        file = path / f"ref{r}.pt" if path is not None else None
-        if file is not None and file.is_file():
-            net = build_model(model, in_channels=dm.image_shape[0], num_classes=dm.num_classes, mean=dm.mean, std=dm.std)
-            net.load_state_dict(torch.load(file, weights_only=True))
-            loaded += 1
-            log.info("reference %d/%d loaded from %s", r + 1, num_refs, file)
-        else:
-            members = torch.nonzero(membership[r]).flatten()
-            log.info("training reference %d/%d on %d of %d pool samples", r + 1, num_refs, len(members), len(pool))
-            module = train_classifier(
-                dm, on=pool.subset(members), model=model, epochs=epochs, seed=10_000 + 100 * int(seed) + r,
-                lr=config["lr"], schedule=schedule, **trainer_kwargs,
-            )
-            net = module.model
-            if file is not None:
-                _save_atomic({k: v.detach().cpu() for k, v in net.state_dict().items()}, file)
-        models.append(net.eval())
-    return ReferenceModels(models, membership, pool.index.clone(), config, path, loaded)
+
+def train_retrained_references(
+    dm: UnlearningDataModule,
+    num_models: int = 3,
+    *,
+    model: str = "small-cnn",
+    epochs: int | None = None,
+    seed: int = 0,
+    lr: float | None = None,
+    schedule: str = "onecycle",
+    cache_dir: str | os.PathLike | None = None,
+    use_cache: bool = True,
+    **trainer_kwargs: Any,
+) -> ReferenceModels:
+    """Models retrained from scratch on the remain set D_R only, with seeds ``seed .. seed + num_models - 1``.
+
+    The references of MIA-NN (neighbour classes, retrain score; trw-mia-nn.md §5.1) and of
+    Avg. Gap / FADE: exactly ``train_classifier(dm, on="remain", seed=s)``, cached like
+    :func:`train_reference_models` (keyed by the remain set's indices too). ``membership`` marks
+    the remain samples of the training pool.
+    """
+    if int(num_models) < 1:
+        raise ValueError(f"num_models must be >= 1, got {num_models!r}")
+    config = _recipe(dm, model, epochs, lr, schedule)
+    pool = reference_pool(dm, include_test=False)
+    remain = dm.remain_set()
+    membership = torch.isin(pool.index, remain.index)[None, :].expand(int(num_models), -1).clone()
+    config.update(kind="retrain", pool=_fingerprint(pool), remain=_fingerprint(remain), num_models=int(num_models), seed=int(seed))
+    seeds = [int(seed) + r for r in range(int(num_models))]
+    return _train_or_load(
+        dm, pool, membership, config, seeds, train_sets=[remain] * int(num_models),
+        cache_dir=cache_dir, use_cache=use_cache, trainer_kwargs=trainer_kwargs,
+    )

@@ -79,6 +79,7 @@ class RMIA(IndexedRecords):
         subsample_seeds: AMUN's subsampling of each AUC pair to equal sizes, averaged over these
             seeds; default ``None`` = full sets.
         tpr_fprs: FPRs (fractions) at which the FT TPR is reported.
+        proportiontocut: trimmed mean of the reference signals ([Z] configs: 0.2; online only).
         kwargs: ``torchmetrics.Metric`` options (``compute_on_cpu``, ``sync_on_compute``, ...).
 
     Example:
@@ -106,6 +107,7 @@ class RMIA(IndexedRecords):
         population_splits: Sequence[str] | None = None,
         subsample_seeds: Sequence[int] | None = None,
         tpr_fprs: Sequence[float] = (0.01, 0.001),
+        proportiontocut: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -134,6 +136,9 @@ class RMIA(IndexedRecords):
         self.population_splits = None if population_splits is None else tuple(population_splits)
         self.subsample_seeds = tuple(subsample_seeds or ())
         self.tpr_fprs = tuple(float(f) for f in tpr_fprs)
+        if not 0.0 <= float(proportiontocut) < 0.5 or (proportiontocut and offline_a is not None):
+            raise ValueError(f"proportiontocut must lie in [0, 0.5) and needs the online mode, got {proportiontocut!r}")
+        self.proportiontocut = float(proportiontocut)
         self.last_scores: dict[str, torch.Tensor] | None = None
         self._add_record_states(["target_signal", "labels"])
 
@@ -163,6 +168,12 @@ class RMIA(IndexedRecords):
         where = torch.searchsorted(pop_index, idx_cpu).clamp(max=pop_index.numel() - 1)
         self_index = torch.where(pop_index[where] == idx_cpu, where, torch.full_like(where, -1))
         ref_x = self.ref_signals[:, idx_cpu]
+        missing = ~torch.isfinite(ref_x).all(0)
+        if bool(missing.any()):
+            raise ValueError(
+                f"reference signals are missing (nan/inf) for {int(missing.sum())} recorded pool indices, "
+                f"e.g. {idx_cpu[missing][:5].tolist()}: compute ref_signals on every audited sample"
+            )
         mask_x = mask_z = None
         if self.offline_a is not None:
             mask_x = ~self.membership[:, idx_cpu]
@@ -170,7 +181,7 @@ class RMIA(IndexedRecords):
         scores = rmia_scores(
             sig, ref_x, sig[pop_pos], ref_x[:, pop_pos],
             gamma=self.gamma, offline_a=self.offline_a, strict=self.strict,
-            ref_x_mask=mask_x, ref_z_mask=mask_z, self_index=self_index,
+            ref_x_mask=mask_x, ref_z_mask=mask_z, self_index=self_index, proportiontocut=self.proportiontocut,
         )
         self.last_scores = {"index": idx_cpu, "split": split, "score": scores}
         out = {f"{k}_auc": _pair_auc(scores, split, a, b, self.subsample_seeds, roc_auc) for k, a, b in PAIRS}

@@ -9,7 +9,7 @@ from lightning_unlearn.metrics.functional.fade import fade, fade_noise_floor, sy
 from lightning_unlearn.metrics.functional.gap import avg_gap
 from lightning_unlearn.metrics.functional.mia_nn import make_discriminator, mia_nn, mia_nn_features, mia_nn_neighbors
 from lightning_unlearn.metrics.functional.rmia import reference_mean, rmia_ratios, rmia_scores, rmia_scores_bruteforce
-from lightning_unlearn.metrics.functional.roc import roc_auc, tpr_at_fpr
+from lightning_unlearn.metrics.functional.roc import LowFPRVarianceWarning, roc_auc, tpr_at_fpr
 from lightning_unlearn.metrics.functional.signals import (
     FlooredSignalWarning,
     floor_signals,
@@ -28,6 +28,7 @@ from lightning_unlearn.metrics.functional.svc import (
 __all__ = [
     "FEATURES",
     "FlooredSignalWarning",
+    "LowFPRVarianceWarning",
     "avg_gap",
     "entropy",
     "fade",

@@ -59,11 +59,13 @@ def _check_signals(target: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor |
 
 
 def _rmia_arg_validation(
-    target_x, ref_x, target_z, ref_z, gamma, offline_a, ref_x_mask, ref_z_mask, self_index
+    target_x, ref_x, target_z, ref_z, gamma, offline_a, ref_x_mask, ref_z_mask, self_index, proportiontocut=0.0
 ) -> tuple:
     target_x, ref_x, ref_x_mask = _check_signals(target_x, ref_x, ref_x_mask, "target_x", "ref_x")
     target_z, ref_z, ref_z_mask = _check_signals(target_z, ref_z, ref_z_mask, "target_z", "ref_z")
     check_positive(gamma, "gamma")
+    if not 0.0 <= float(proportiontocut) < 0.5:
+        raise ValueError(f"proportiontocut must lie in [0, 0.5), got {proportiontocut!r}")
     if offline_a is not None and not (0.0 <= float(offline_a) <= 1.0):
         raise ValueError(f"offline_a must be None (online) or a number in [0, 1], got {offline_a!r}")
     if self_index is not None:
@@ -83,7 +85,11 @@ def _rmia_arg_validation(
 
 
 def reference_mean(
-    ref: torch.Tensor, *, offline_a: float | None = None, mask: torch.Tensor | None = None
+    ref: torch.Tensor,
+    *,
+    offline_a: float | None = None,
+    mask: torch.Tensor | None = None,
+    proportiontocut: float = 0.0,
 ) -> torch.Tensor:
     """Pr(x): the mean reference signal per sample (metrics.md §5.3).
 
@@ -93,12 +99,20 @@ def reference_mean(
             otherwise ``a`` in [0, 1] and ``Pr = (1 + a)/2 * mean + (1 - a)/2``, with the mean
             taken over OUT references only (pass only those, or select them with ``mask``).
         mask: optional ``(R, N)`` bool, the references to average per sample (e.g. ``~membership``).
+        proportiontocut: trimmed mean as ``scipy.stats.trim_mean`` (the RMIA configs of [Z] use
+            0.2): the ``int(proportiontocut * R)`` smallest and largest signals of each sample are
+            dropped. Not combinable with ``mask`` (pass the OUT references densely instead).
 
     Returns:
         ``(N,)`` float64.
     """
     r = ref.double()
-    if mask is None:
+    if proportiontocut:
+        if mask is not None:
+            raise ValueError("proportiontocut (trimmed mean) cannot be combined with a reference mask")
+        cut = int(float(proportiontocut) * r.shape[0])
+        mean = torch.sort(r, dim=0).values[cut : r.shape[0] - cut].mean(0)
+    elif mask is None:
         mean = r.mean(0)
     else:
         m = mask.to(r.device)
@@ -111,11 +125,11 @@ def reference_mean(
 
 def rmia_ratios(
     target: torch.Tensor, ref: torch.Tensor, *, offline_a: float | None = None, mask: torch.Tensor | None = None,
-    min_signal: float = LOG_FLOOR,
+    min_signal: float = LOG_FLOOR, proportiontocut: float = 0.0,
 ) -> torch.Tensor:
     """``ratio = Pr(x | θ) / Pr(x)`` in float64, both floored at ``min_signal`` (with a warning if any is)."""
     num = floor_signals(target.double(), min_signal, what="target signals")
-    den = floor_signals(reference_mean(ref, offline_a=offline_a, mask=mask), min_signal, what="reference means")
+    den = floor_signals(reference_mean(ref, offline_a=offline_a, mask=mask, proportiontocut=proportiontocut), min_signal, what="reference means")
     return num / den
 
 
@@ -149,6 +163,7 @@ def rmia_scores(
     ref_z_mask: torch.Tensor | None = None,
     self_index: torch.Tensor | None = None,
     min_signal: float = LOG_FLOOR,
+    proportiontocut: float = 0.0,
 ) -> torch.Tensor:
     """RMIA score of each candidate x: the fraction of population points z with LR(x, z) > γ.
 
@@ -179,6 +194,7 @@ def rmia_scores(
             their comparison with themselves is removed and the count is divided by M - 1
             (metrics.md §5.5). The population entry must hold the same signals as x.
         min_signal: floor of signals and reference means before any ratio (counted warning).
+        proportiontocut: trimmed reference mean (see :func:`reference_mean`); 0 = plain mean (AMUN).
 
     Returns:
         ``(N,)`` float32 scores in [0, 1].
@@ -194,10 +210,10 @@ def rmia_scores(
         tensor([1., 0.])
     """
     target_x, ref_x, target_z, ref_z, ref_x_mask, ref_z_mask, self_index = _rmia_arg_validation(
-        target_x, ref_x, target_z, ref_z, gamma, offline_a, ref_x_mask, ref_z_mask, self_index
+        target_x, ref_x, target_z, ref_z, gamma, offline_a, ref_x_mask, ref_z_mask, self_index, proportiontocut
     )
-    ratio_x = rmia_ratios(target_x, ref_x, offline_a=offline_a, mask=ref_x_mask, min_signal=min_signal)
-    ratio_z = rmia_ratios(target_z, ref_z, offline_a=offline_a, mask=ref_z_mask, min_signal=min_signal)
+    ratio_x = rmia_ratios(target_x, ref_x, offline_a=offline_a, mask=ref_x_mask, min_signal=min_signal, proportiontocut=proportiontocut)
+    ratio_z = rmia_ratios(target_z, ref_z, offline_a=offline_a, mask=ref_z_mask, min_signal=min_signal, proportiontocut=proportiontocut)
     return _rmia_compute(ratio_x, ratio_z, float(gamma), strict, self_index)
 
 
@@ -214,16 +230,17 @@ def rmia_scores_bruteforce(
     ref_z_mask: torch.Tensor | None = None,
     self_index: torch.Tensor | None = None,
     min_signal: float = LOG_FLOOR,
+    proportiontocut: float = 0.0,
     chunk_size: int = 1024,
 ) -> torch.Tensor:
     """The definition, computed literally: LR(x, z) = ratio(x) / ratio(z) for every pair, in
     chunks of ``chunk_size`` candidates (O(N M) time, O(chunk_size M) memory). For tests and
     the benchmark; same arguments and result as :func:`rmia_scores`."""
     target_x, ref_x, target_z, ref_z, ref_x_mask, ref_z_mask, self_index = _rmia_arg_validation(
-        target_x, ref_x, target_z, ref_z, gamma, offline_a, ref_x_mask, ref_z_mask, self_index
+        target_x, ref_x, target_z, ref_z, gamma, offline_a, ref_x_mask, ref_z_mask, self_index, proportiontocut
     )
-    ratio_x = rmia_ratios(target_x, ref_x, offline_a=offline_a, mask=ref_x_mask, min_signal=min_signal)
-    ratio_z = rmia_ratios(target_z, ref_z, offline_a=offline_a, mask=ref_z_mask, min_signal=min_signal)
+    ratio_x = rmia_ratios(target_x, ref_x, offline_a=offline_a, mask=ref_x_mask, min_signal=min_signal, proportiontocut=proportiontocut)
+    ratio_z = rmia_ratios(target_z, ref_z, offline_a=offline_a, mask=ref_z_mask, min_signal=min_signal, proportiontocut=proportiontocut)
     m = ratio_z.numel()
     out = torch.empty(ratio_x.numel(), dtype=torch.float64, device=ratio_x.device)
     cols = torch.arange(m, device=ratio_x.device)

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torchmetrics.functional.classification import binary_auroc, binary_roc
 
 from lightning_unlearn.metrics.functional._checks import as_tensor, check_binary, check_finite, check_ndim, check_nonempty
+
+
+class LowFPRVarianceWarning(UserWarning):
+    """The FPR budget of ``tpr_at_fpr`` allows very few false positives, so the TPR is noisy."""
+
+
+#: ``tpr_at_fpr`` warns when ``fpr * n_negatives`` allows fewer false positives than this.
+MIN_FALSE_POSITIVES = 10
 
 
 def _roc_arg_validation(scores, labels) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,5 +72,13 @@ def tpr_at_fpr(scores: torch.Tensor, labels: torch.Tensor, fpr: float = 0.01) ->
     n_neg = labels.numel() - n_pos
     false_pos = torch.round(fprs.double() * n_neg)
     true_pos = torch.round(tprs.double() * n_pos)
-    ok = false_pos <= float(fpr) * n_neg + 1e-9
+    allowed = float(fpr) * n_neg
+    if 0 < allowed < MIN_FALSE_POSITIVES:
+        warnings.warn(
+            f"TPR at FPR {fpr:g} with {n_neg} negatives allows only {allowed:.1f} false positive(s): "
+            "the value has a large variance",
+            LowFPRVarianceWarning,
+            stacklevel=2,
+        )
+    ok = false_pos <= allowed + 1e-9
     return float(true_pos[ok].max() / n_pos) * 100.0
