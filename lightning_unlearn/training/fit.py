@@ -9,6 +9,7 @@ import lightning.pytorch as pl
 from torch import nn
 
 from lightning_unlearn.data.datamodule import UnlearningDataModule
+from lightning_unlearn.data.datasets import IndexedTensorDataset
 from lightning_unlearn.models.factory import build_model
 from lightning_unlearn.training.module import ClassifierModule, Schedule
 
@@ -62,7 +63,7 @@ def make_trainer(
 def train_classifier(
     dm: UnlearningDataModule,
     *,
-    on: Literal["train", "remain"] = "train",
+    on: Literal["train", "remain"] | IndexedTensorDataset = "train",
     model: str | nn.Module = "small-cnn",
     epochs: int | None = None,
     seed: int = 0,
@@ -75,7 +76,9 @@ def train_classifier(
     """Train a classifier from a fresh, seeded initialisation on the train set or the remain set.
 
     ``on="train"`` gives the *original* model, ``on="remain"`` the *retrained* model, the
-    gold standard every unlearning method is measured against. The seed fixes the
+    gold standard every unlearning method is measured against. ``on`` may also be any
+    :class:`IndexedTensorDataset` (e.g. a random half of the pool for an RMIA reference model),
+    trained with the same recipe. The seed fixes the
     initialisation, the data order and the augmentation; on CPU two calls with the same
     arguments give bit-identical weights.
 
@@ -90,8 +93,8 @@ def train_classifier(
     Returns:
         The trained :class:`ClassifierModule`, in eval mode.
     """
-    if on not in ("train", "remain"):
-        raise ValueError(f"on must be 'train' or 'remain', got {on!r}")
+    if not isinstance(on, IndexedTensorDataset) and on not in ("train", "remain"):
+        raise ValueError(f"on must be 'train', 'remain' or an IndexedTensorDataset, got {on!r}")
     dm.setup()
     name = model if isinstance(model, str) else "custom"
     epochs = epochs if epochs is not None else default_epochs(dm.dataset, name)
@@ -107,7 +110,10 @@ def train_classifier(
         augmentation=dm.augmentation,
         aug_seed=seed,
     )
-    data = dm.train_set() if on == "train" else dm.remain_set()
+    if isinstance(on, IndexedTensorDataset):
+        data = on
+    else:
+        data = dm.train_set() if on == "train" else dm.remain_set()
     train_loader = dm.make_loader(data, shuffle=True, seed_offset=7919 * seed)  # order depends on the model seed too
     trainer = trainer or make_trainer(max_epochs=epochs, **trainer_kwargs)
     trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=dm.val_dataloader() if validate else None)

@@ -18,6 +18,7 @@ from lightning_unlearn.unlearning.rl import RandomLabel
 from lightning_unlearn.unlearning.salun import SalUn
 from lightning_unlearn.unlearning.saliency import SaliencyFreeze, saliency_mask
 from lightning_unlearn.unlearning.scrub import SCRUB
+from lightning_unlearn.unlearning.trw import TRW, TRWMixin
 from lightning_unlearn.unlearning.registry import METHODS, get_method, methods_for, register_method
 
 __all__ = [
@@ -30,6 +31,8 @@ __all__ = [
     "METHODS",
     "SETTINGS",
     "BoundaryShrink",
+    "TRW",
+    "TRWMixin",
     "FineTune",
     "GradientAscent",
     "L1Sparse",

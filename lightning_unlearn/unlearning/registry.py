@@ -16,6 +16,7 @@ from lightning_unlearn.unlearning.l1 import L1Sparse
 from lightning_unlearn.unlearning.rl import RandomLabel
 from lightning_unlearn.unlearning.salun import SalUn
 from lightning_unlearn.unlearning.scrub import SCRUB
+from lightning_unlearn.unlearning.trw import TRW
 
 METHODS: dict[str, type[UnlearningMethod]] = {
     "ft": FineTune,
@@ -28,6 +29,7 @@ METHODS: dict[str, type[UnlearningMethod]] = {
     "amun": AMUN,
     "amun-salun": AMUNSalUn,
     "adv-only": AdvOnly,
+    "trw": TRW,
 }
 
 

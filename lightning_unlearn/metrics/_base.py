@@ -1,0 +1,134 @@
+"""Shared machinery of the audit metrics: split tags, per-sample ``cat`` states, de-duplication.
+
+Every audit metric records per-sample values with their **pool index** and **split tag** as list
+states reduced by concatenation (metrics.md §9). ``compute()`` then runs, in this order:
+sync (torchmetrics gathers the states of all ranks, rank-major), **de-duplicate by
+(split, index)** (``DistributedSampler`` pads each rank to ``ceil(N / W)`` samples by repeating
+the first indices), **sort by index** (gather order is not data order), then the functional form.
+Every rank therefore runs the same deterministic computation on the same sorted data, and sklearn
+fits agree across ranks (metrics.md §10, option (a)).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
+
+#: Split tags stored in the ``split`` state.
+SPLITS: dict[str, int] = {"forget": 0, "remain": 1, "test": 2, "forget_class_test": 3, "remain_class_test": 4}
+_N_TAGS = 8
+
+
+def split_code(split: str | int | torch.Tensor, n: int, device: torch.device) -> torch.Tensor:
+    """The ``(n,)`` int64 split tags of a batch: a name from :data:`SPLITS`, a code, or a tensor of codes."""
+    if isinstance(split, str):
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {tuple(SPLITS)}, got {split!r}")
+        return torch.full((n,), SPLITS[split], dtype=torch.long, device=device)
+    t = torch.as_tensor(split, device=device).long()
+    t = t.expand(n) if t.ndim == 0 else t
+    if t.shape != (n,):
+        raise ValueError(f"split must be a name, a code or an ({n},) tensor of codes, got shape {tuple(t.shape)}")
+    if n and (t.min().item() < 0 or t.max().item() >= _N_TAGS):
+        raise ValueError(f"split codes must lie in [0, {_N_TAGS}), got values in [{t.min().item()}, {t.max().item()}]")
+    return t
+
+
+def check_index(index: torch.Tensor, n: int) -> torch.Tensor:
+    index = torch.as_tensor(index)
+    if index.is_floating_point() or index.shape != (n,):
+        raise ValueError(f"index must be an integer tensor of shape ({n},), got {index.dtype} {tuple(index.shape)}")
+    if n and index.min().item() < 0:
+        raise ValueError(f"index must hold non-negative pool indices, got minimum {index.min().item()}")
+    return index.long()
+
+
+def dedupe_sort(index: torch.Tensor, split: torch.Tensor) -> torch.Tensor:
+    """Positions that keep the first record of each (split, index) pair, in increasing (index, split) order.
+
+    Args:
+        index: ``(N,)`` int64 pool indices; split: ``(N,)`` int64 tags in ``[0, 8)``.
+
+    Returns:
+        ``(U,)`` int64 positions into the gathered records.
+    """
+    key = index.long() * _N_TAGS + split.long()
+    uniq, inverse = torch.unique(key, sorted=True, return_inverse=True)
+    first = torch.full((uniq.numel(),), key.numel(), dtype=torch.long, device=key.device)
+    first.scatter_reduce_(0, inverse, torch.arange(key.numel(), device=key.device), reduce="amin")
+    return first
+
+
+def assert_same_on_all_ranks(values: torch.Tensor, what: str) -> None:
+    """Debug check (metrics.md §10.3): all-reduce ``values`` with MIN and MAX and require equality."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return
+    v = values.detach().double().reshape(-1).clone()
+    lo, hi = v.clone(), v.clone()
+    dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+    dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+    if not torch.equal(lo.nan_to_num(-1.0), hi.nan_to_num(-1.0)):
+        raise RuntimeError(f"{what} differs across ranks: min {lo.tolist()} vs max {hi.tolist()}")
+
+
+class IndexedRecords(Metric):
+    """Base of the audit metrics: list states ``index`` and ``split`` plus named per-sample states.
+
+    Subclasses call :meth:`_add_record_states` with their value states, append in ``update`` via
+    :meth:`_append`, and read de-duplicated, index-sorted records in ``compute`` via
+    :meth:`_records`. Labels recorded for the same (split, index) on several ranks must agree.
+    """
+
+    is_differentiable: bool = False
+    higher_is_better: bool | None = None
+    full_state_update: bool = False
+
+    def __init__(self, *, check_ranks_agree: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.check_ranks_agree = bool(check_ranks_agree)
+        self._value_states: tuple[str, ...] = ()
+        self.add_state("index", default=[], dist_reduce_fx="cat")
+        self.add_state("split", default=[], dist_reduce_fx="cat")
+
+    def _add_record_states(self, names: Sequence[str]) -> None:
+        for name in names:
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+        self._value_states = tuple(names)
+
+    def _append(self, index: torch.Tensor, split: torch.Tensor, **values: torch.Tensor) -> None:
+        self.index.append(index.to(self.device))
+        self.split.append(split.to(self.device))
+        for name, v in values.items():
+            getattr(self, name).append(v.detach().to(self.device))
+
+    def _records(self) -> dict[str, torch.Tensor]:
+        """The gathered records: de-duplicated by (split, index), sorted by index; keys ``index``, ``split`` and the value states."""
+        # before sync the states are lists of batches; after sync, one gathered tensor
+        if isinstance(self.index, list) and len(self.index) == 0:
+            raise ValueError(f"{type(self).__name__}.compute() called before any update (no samples recorded)")
+        index = dim_zero_cat(self.index).long()
+        if index.numel() == 0:
+            raise ValueError(f"{type(self).__name__}.compute(): no samples were recorded on any rank")
+        split = dim_zero_cat(self.split).long()
+        keep = dedupe_sort(index, split)
+        out = {"index": index[keep], "split": split[keep]}
+        for name in self._value_states:
+            v = dim_zero_cat(getattr(self, name))
+            if name == "labels":
+                v = v.long()
+                first = v[keep]
+                key = index * _N_TAGS + split
+                _, inverse = torch.unique(key, sorted=True, return_inverse=True)
+                if not torch.equal(first[inverse], v):
+                    raise ValueError("records with the same (split, index) carry different labels: indices must identify samples")
+            out[name] = v[keep]
+        return out
+
+    def _check_ranks(self, values: torch.Tensor) -> None:
+        if self.check_ranks_agree:
+            assert_same_on_all_ranks(values, f"{type(self).__name__}.compute()")

@@ -1,0 +1,181 @@
+"""``RMIA``: the RMIA audit as a torchmetrics ``Metric`` (metrics.md §5)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+
+from lightning_unlearn.metrics._base import SPLITS, IndexedRecords, check_index, split_code
+from lightning_unlearn.metrics.functional.rmia import rmia_scores
+from lightning_unlearn.metrics.functional.roc import roc_auc, tpr_at_fpr
+from lightning_unlearn.metrics.functional.signals import softmax_signal, taylor_softmax_signal
+
+Signal = Literal["softmax", "sm_taylor_softmax"]
+#: (key prefix, member split, non-member split): FT is the [P] headline.
+PAIRS: tuple[tuple[str, str, str], ...] = (("ft", "forget", "test"), ("fr", "remain", "forget"), ("rt", "remain", "test"))
+
+
+def compute_signal(logits: torch.Tensor, labels: torch.Tensor, signal: Signal, **kwargs: Any) -> torch.Tensor:
+    """Pr(x | θ) of each sample: ``softmax`` or ``sm_taylor_softmax`` (:mod:`..functional.signals`)."""
+    if signal == "softmax":
+        return softmax_signal(logits.float(), labels, **kwargs)
+    if signal == "sm_taylor_softmax":
+        return taylor_softmax_signal(logits.float(), labels, **kwargs)
+    raise ValueError(f"signal must be 'softmax' or 'sm_taylor_softmax', got {signal!r}")
+
+
+def tpr_key(fpr: float) -> str:
+    return f"ft_tpr@{fpr:g}"
+
+
+def _pair_auc(scores, split, member: str, nonmember: str, seeds, fn) -> float:
+    pos = torch.nonzero(split == SPLITS[member]).flatten()
+    neg = torch.nonzero(split == SPLITS[nonmember]).flatten()
+    if pos.numel() == 0 or neg.numel() == 0:
+        return float("nan")
+    if not seeds:
+        idx = torch.cat([pos, neg])
+        return fn(scores[idx], torch.cat([torch.ones_like(pos), torch.zeros_like(neg)]))
+    vals = []
+    n = min(pos.numel(), neg.numel())
+    for s in seeds:  # [R]: each set subsampled to the smaller size, AUCs averaged
+        gen = torch.Generator().manual_seed(int(s))
+        p = pos[torch.randperm(pos.numel(), generator=gen)[:n].to(pos.device)]
+        q = neg[torch.randperm(neg.numel(), generator=gen)[:n].to(neg.device)]
+        vals.append(fn(scores[torch.cat([p, q])], torch.cat([torch.ones_like(p), torch.zeros_like(q)])))
+    return float(sum(vals) / len(vals))
+
+
+class RMIA(IndexedRecords):
+    """RMIA membership audit of one (e.g. unlearned) model against R reference models.
+
+    Update with the audited model's eval-mode logits on D_F, D_R and D_T (split tags
+    ``"forget"``, ``"remain"``, ``"test"``) with their pool indices. ``compute()`` gathers,
+    de-duplicates by (split, index), sorts by index, converts to signals, and scores every
+    record against the **population** = all recorded samples of ``population_splits`` except x
+    itself (AMUN: the whole 60k pool with θ = the unlearned model). It returns, in percent:
+
+    - ``ft_auc``: AUC of the scores with D_F = 1 vs D_T = 0 (the [P] headline; retrain ≈ 50),
+    - ``fr_auc``: D_R = 1 vs D_F = 0, ``rt_auc``: D_R = 1 vs D_T = 0,
+    - ``ft_tpr@<fpr>`` for each of ``tpr_fprs``: TPR at that FPR on the FT pair,
+
+    with ``nan`` for pairs whose sets were not recorded. Per-sample scores of the last compute are
+    kept in ``self.last_scores`` (``index``, ``split``, ``score``).
+
+    Args:
+        ref_signals: ``(R, P)`` reference-model signals indexed by pool index (P >= every index),
+            computed with the same ``signal`` (e.g. by :mod:`lightning_unlearn.metrics.references`).
+            A constructor input, not a state; kept on the CPU.
+        signal: ``"softmax"`` (default; true-label probability) or ``"sm_taylor_softmax"``
+            (RMIA paper configs / AMUN: pass ``signal_kwargs`` to change T, m, n).
+        membership: ``(R, P)`` bool, True where reference r trained on sample p. Needed for the
+            offline mode only, which averages over OUT references per sample.
+        gamma: γ > 0 (2 in AMUN and the RMIA configs; 1 in the privacy-meter tool).
+        offline_a: ``None`` = online (AMUN), or a in [0, 1] (offline, e.g. 0.3).
+        strict: LR > γ (default) or LR >= γ.
+        population_splits: split names forming the population (default: all recorded).
+        subsample_seeds: AMUN's subsampling of each AUC pair to equal sizes, averaged over these
+            seeds; default ``None`` = full sets.
+        tpr_fprs: FPRs (fractions) at which the FT TPR is reported.
+        kwargs: ``torchmetrics.Metric`` options (``compute_on_cpu``, ``sync_on_compute``, ...).
+
+    Example:
+        >>> ref = torch.rand(4, 100) * 0.9 + 0.05
+        >>> m = RMIA(ref)
+        >>> logits = torch.randn(100, 10); labels = torch.randint(0, 10, (100,))
+        >>> m.update(logits[:50], labels[:50], torch.arange(50), "forget")
+        >>> m.update(logits[50:], labels[50:], torch.arange(50, 100), "test")
+        >>> sorted(m.compute())
+        ['fr_auc', 'ft_auc', 'ft_tpr@0.001', 'ft_tpr@0.01', 'rt_auc']
+    """
+
+    higher_is_better = None
+
+    def __init__(
+        self,
+        ref_signals: torch.Tensor,
+        *,
+        signal: Signal = "softmax",
+        signal_kwargs: dict[str, Any] | None = None,
+        membership: torch.Tensor | None = None,
+        gamma: float = 1.0,
+        offline_a: float | None = None,
+        strict: bool = True,
+        population_splits: Sequence[str] | None = None,
+        subsample_seeds: Sequence[int] | None = None,
+        tpr_fprs: Sequence[float] = (0.01, 0.001),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        ref = torch.as_tensor(ref_signals)
+        if ref.ndim != 2 or not ref.is_floating_point() or ref.shape[0] == 0:
+            raise ValueError(f"ref_signals must be a float (R, P) tensor with R >= 1, got {ref.dtype} {tuple(ref.shape)}")
+        if signal not in ("softmax", "sm_taylor_softmax"):
+            raise ValueError(f"signal must be 'softmax' or 'sm_taylor_softmax', got {signal!r}")
+        if not (float(gamma) > 0):
+            raise ValueError(f"gamma must be > 0, got {gamma!r}")
+        if offline_a is not None and not 0.0 <= float(offline_a) <= 1.0:
+            raise ValueError(f"offline_a must be None or in [0, 1], got {offline_a!r}")
+        if membership is not None:
+            membership = torch.as_tensor(membership)
+            if membership.dtype != torch.bool or membership.shape != ref.shape:
+                raise ValueError(f"membership must be a bool tensor of shape {tuple(ref.shape)}, got {membership.dtype} {tuple(membership.shape)}")
+        if offline_a is not None and membership is None:
+            raise ValueError("offline_a needs the membership matrix (to average over OUT references only)")
+        bad = [s for s in (population_splits or ()) if s not in SPLITS]
+        if bad:
+            raise ValueError(f"population_splits must be names from {tuple(SPLITS)}, got {bad}")
+        self.ref_signals = ref.detach().cpu()
+        self.membership = None if membership is None else membership.cpu()
+        self.signal, self.signal_kwargs = signal, dict(signal_kwargs or {})
+        self.gamma, self.offline_a, self.strict = float(gamma), offline_a, bool(strict)
+        self.population_splits = None if population_splits is None else tuple(population_splits)
+        self.subsample_seeds = tuple(subsample_seeds or ())
+        self.tpr_fprs = tuple(float(f) for f in tpr_fprs)
+        self.last_scores: dict[str, torch.Tensor] | None = None
+        self._add_record_states(["target_signal", "labels"])
+
+    def update(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor, split: str | int | torch.Tensor) -> None:
+        """Record a batch: ``logits`` (B, K) of the audited model (eval mode), ``labels`` (B,), pool ``index`` (B,), ``split``."""
+        sig = compute_signal(logits, labels, self.signal, **self.signal_kwargs)
+        index = check_index(index, sig.shape[0])
+        if index.numel() and index.max().item() >= self.ref_signals.shape[1]:
+            raise ValueError(f"index {index.max().item()} is outside the reference signals (P = {self.ref_signals.shape[1]})")
+        self._append(index, split_code(split, sig.shape[0], sig.device), target_signal=sig, labels=labels.long())
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        rec = self._records()
+        idx_cpu = rec["index"].cpu()
+        split = rec["split"].cpu()
+        sig = rec["target_signal"].cpu()
+        pop = torch.ones_like(split, dtype=torch.bool)
+        if self.population_splits is not None:
+            pop = torch.isin(split, torch.tensor([SPLITS[s] for s in self.population_splits]))
+        # one population entry per pool index (records are sorted by (index, split))
+        first_of_index = torch.ones_like(pop)
+        first_of_index[1:] = idx_cpu[1:] != idx_cpu[:-1]
+        pop_pos = torch.nonzero(pop & first_of_index).flatten()
+        if pop_pos.numel() < 2:
+            raise ValueError(f"the RMIA population needs at least 2 samples, got {pop_pos.numel()}")
+        pop_index = idx_cpu[pop_pos]
+        where = torch.searchsorted(pop_index, idx_cpu).clamp(max=pop_index.numel() - 1)
+        self_index = torch.where(pop_index[where] == idx_cpu, where, torch.full_like(where, -1))
+        ref_x = self.ref_signals[:, idx_cpu]
+        mask_x = mask_z = None
+        if self.offline_a is not None:
+            mask_x = ~self.membership[:, idx_cpu]
+            mask_z = mask_x[:, pop_pos]
+        scores = rmia_scores(
+            sig, ref_x, sig[pop_pos], ref_x[:, pop_pos],
+            gamma=self.gamma, offline_a=self.offline_a, strict=self.strict,
+            ref_x_mask=mask_x, ref_z_mask=mask_z, self_index=self_index,
+        )
+        self.last_scores = {"index": idx_cpu, "split": split, "score": scores}
+        out = {f"{k}_auc": _pair_auc(scores, split, a, b, self.subsample_seeds, roc_auc) for k, a, b in PAIRS}
+        for f in self.tpr_fprs:
+            out[tpr_key(f)] = _pair_auc(scores, split, "forget", "test", self.subsample_seeds, lambda s, y, f=f: tpr_at_fpr(s, y, fpr=f))
+        result = {k: torch.tensor(v, dtype=torch.float64) for k, v in out.items()}
+        self._check_ranks(torch.stack(list(result.values())))
+        return result
