@@ -189,6 +189,7 @@ def _search(
         if not active.any():
             break
     final_check(active.nonzero().flatten())
+    eps_final = torch.where(found, eps_final, eps)  # unresolved: the last radius tried
     delta_norm = (x_adv - x0).flatten(1).norm(dim=1)
     return AttackResult(x_adv, y_adv, eps_final, delta_norm, clean_pred, found, n_grad, n_calls)
 

@@ -195,7 +195,10 @@ def _gather(local: dict[str, torch.Tensor], sizes: list[int], rank: int, strateg
         if k == "n_grad":
             out[k] = strategy.all_gather(v.view(1)).sum()
             continue
+        is_bool = v.dtype == torch.bool  # gloo has no bool all_gather
+        v = v.to(torch.uint8) if is_bool else v
         pad = torch.zeros((m - v.shape[0], *v.shape[1:]), dtype=v.dtype, device=v.device)
         g = strategy.all_gather(torch.cat([v, pad]))  # (W, m, ...)
-        out[k] = torch.cat([g[r, : sizes[r]] for r in range(len(sizes))])
+        g = torch.cat([g[r, : sizes[r]] for r in range(len(sizes))])
+        out[k] = g.bool() if is_bool else g
     return out
