@@ -1,0 +1,54 @@
+"""Plain tensor functions for unlearning audits (no state; the ``Metric`` classes wrap them).
+
+Units: every audit value returned here (accuracies, MIA-efficacy, AUC, TPR, MIA-NN, Avg. Gap)
+is a **percentage in [0, 100]** (metrics.md §1); rates given as *arguments* (``fpr=0.01``) are
+fractions. RMIA scores are per-sample fractions in [0, 1]; symmetric KL / FADE are in nats.
+"""
+
+from lightning_unlearn.metrics.functional.fade import fade, fade_noise_floor, symmetric_kl, symmetric_kl_terms
+from lightning_unlearn.metrics.functional.gap import avg_gap
+from lightning_unlearn.metrics.functional.mia_nn import make_discriminator, mia_nn, mia_nn_features, mia_nn_neighbors
+from lightning_unlearn.metrics.functional.rmia import reference_mean, rmia_ratios, rmia_scores, rmia_scores_bruteforce
+from lightning_unlearn.metrics.functional.roc import roc_auc, tpr_at_fpr
+from lightning_unlearn.metrics.functional.signals import (
+    FlooredSignalWarning,
+    floor_signals,
+    softmax_signal,
+    taylor_softmax_signal,
+)
+from lightning_unlearn.metrics.functional.svc import (
+    FEATURES,
+    entropy,
+    mia_efficacy,
+    mia_features,
+    modified_entropy,
+    select_shadow_members,
+)
+
+__all__ = [
+    "FEATURES",
+    "FlooredSignalWarning",
+    "avg_gap",
+    "entropy",
+    "fade",
+    "fade_noise_floor",
+    "floor_signals",
+    "make_discriminator",
+    "mia_efficacy",
+    "mia_features",
+    "mia_nn",
+    "mia_nn_features",
+    "mia_nn_neighbors",
+    "modified_entropy",
+    "reference_mean",
+    "rmia_ratios",
+    "rmia_scores",
+    "rmia_scores_bruteforce",
+    "roc_auc",
+    "select_shadow_members",
+    "softmax_signal",
+    "symmetric_kl",
+    "symmetric_kl_terms",
+    "taylor_softmax_signal",
+    "tpr_at_fpr",
+]
