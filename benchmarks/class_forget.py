@@ -117,6 +117,25 @@ def run_table(base: BenchmarkConfig, classes: tuple[int, ...], chosen: dict, his
     return results
 
 
+def sensitivity(base: BenchmarkConfig, classes: tuple[int, ...], chosen: dict) -> list[dict[str, Any]]:
+    """TRW at every (tau, pca_dim) of the spec's sweep, other settings as tuned (``trw-mia-nn.md`` §2)."""
+    cfg = base.replace(forget="class:" + ",".join(map(str, classes)), max_trials=0, methods=("original", "retrain", "trw")).validate()
+    rows = []
+    for tau in (0.05, 0.1, 0.5):
+        for pca_dim in (None, 4):
+            hp = {**chosen.get("trw", {}), "tau": tau, "pca_dim": pca_dim}
+            res = build_results(HeldOutTunedExperiment(cfg, {"trw": hp}, {}).run(), cfg)
+            d = derive(res)
+            trw = res["methods"]["trw"]
+            rows.append({
+                "tau": tau, "pca_dim": pca_dim,
+                **{k: trw.get(k) for k in ("ua", "ua_test", "ta", "mia_nn_auc", "sym_kl")},
+                "mia_nn_gap": d["mia_nn_gap"]["trw"], "mia_nn_gap_std": d["mia_nn_gap_std"]["trw"],
+            })
+            print(f"sensitivity tau={tau} pca_dim={pca_dim}: {rows[-1]}", flush=True)
+    return rows
+
+
 # ----------------------------------------------------------------------------- analysis
 def _mean_std(xs: list[float]) -> tuple[float, float]:
     return float(np.mean(xs)), float(np.std(xs))
@@ -150,7 +169,7 @@ def derive(results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def report(tables: dict[str, dict], tuning: dict, preset: str, args_dict: dict) -> str:
+def report(tables: dict[str, dict], tuning: dict, preset: str, args_dict: dict, sweep: list[dict] | None = None) -> str:
     lines = [f"# Class forgetting on {preset} (CPU)", "", f"Command: `{' '.join(sys.argv)}`", ""]
     lines += [f"torch {torch.__version__}, {os.cpu_count()} CPUs visible, threads {torch.get_num_threads()}; settings: `{json.dumps(args_dict)}`", ""]
     lines += [f"Hyperparameters chosen on the held-out {tuning['protocol']['forget']}: " + json.dumps(tuning["chosen"]), ""]
@@ -169,6 +188,15 @@ def report(tables: dict[str, dict], tuning: dict, preset: str, args_dict: dict) 
                       + ("n/a" if ratio is None else f"**{100 * ratio:.0f}%**") + " (paper, CIFAR-10, own protocol: 46%).", ""]
             lines += [f"- {k}: {'yes' if v else 'NO'}" for k, v in d["claims"].items()]
         lines.append("")
+    if sweep:
+        lines += ["## TRW sensitivity to tau and pca_dim (one forget class, 3 seeds, other settings as tuned)", ""]
+        lines += ["| tau | pca_dim | UA | UA test | TA | MIA-NN AUC | MIA-NN gap | sym KL |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in sweep:
+            lines.append(
+                f"| {r['tau']} | {r['pca_dim']} | {r['ua']:.2f} | {r['ua_test']:.2f} | {r['ta']:.2f} | {r['mia_nn_auc']:.2f} | "
+                f"{r['mia_nn_gap']:.2f} ± {r['mia_nn_gap_std']:.2f} | {r['sym_kl']:.3f} |"
+            )
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -184,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=None, help="override the preset's training epochs")
     p.add_argument("--unlearn-epochs", type=int, default=None, help="override the preset's unlearning epochs")
     p.add_argument("--max-trials", type=int, default=None, help="override the preset's tuning trials per method")
+    p.add_argument("--sweep", action="store_true", help="also sweep TRW's tau and pca_dim on the one-class table")
     p.add_argument("--max-train", type=int, default=None)
     p.add_argument("--max-test", type=int, default=None)
     args = p.parse_args(argv)
@@ -239,6 +268,12 @@ def main(argv: list[str] | None = None) -> int:
         blob = {"preset": args.preset, "settings": cfg, "tuning": tuning, "tables": tables, "seconds": time.perf_counter() - t0}
         (out / "results.json").write_text(json.dumps(blob, indent=1, default=lambda o: None if isinstance(o, float) and math.isnan(o) else str(o)))
         (out / "report.md").write_text(report(tables, tuning, args.preset, cfg))
+    sweep = None
+    if args.sweep:
+        sweep = sensitivity(base, preset.forget, chosen)
+        blob = {"preset": args.preset, "settings": cfg, "tuning": tuning, "tables": tables, "sensitivity": sweep, "seconds": time.perf_counter() - t0}
+        (out / "results.json").write_text(json.dumps(blob, indent=1, default=str))
+        (out / "report.md").write_text(report(tables, tuning, args.preset, cfg, sweep))
     shutil.copy(__file__, out / "class_forget.py")
     print((out / "report.md").read_text())
     return 0

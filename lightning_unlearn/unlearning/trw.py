@@ -258,6 +258,8 @@ class TRW(UnlearningMethod):
         data = torch.utils.data.Subset(request.forget, shard.tolist())
         device = self._device(module)
         logits, labels, _ = predict_logits(self._teacher, data, device=device)
+        if len(labels) == 0:  # more ranks than forget samples: this rank adds nothing to the sums
+            logits = torch.empty(0, request.num_classes)
         rows = similarity_rows(self._s.cpu(), labels, self._forget_classes)
         reduce = None
         if trainer is not None and world > 1:
