@@ -153,6 +153,9 @@ def derive(results: dict[str, Any]) -> dict[str, Any]:
             gaps = [abs(v - np.mean([w for j, w in enumerate(vals) if j != i])) for i, v in enumerate(vals)] if len(vals) > 1 else [0.0]
         if gaps:
             out["mia_nn_gap"][row], out["mia_nn_gap_std"][row] = _mean_std(gaps)
+    # The noise floor: how far one retrained model's MIA-NN AUC lies from the other retrained
+    # models' (same data, other seeds). Gaps below it do not separate methods.
+    out["noise_floor"] = out["mia_nn_gap"].get("retrain")
     base_gaps = {b: out["mia_nn_gap"][b] for b in BASELINES if b in out["mia_nn_gap"]}
     if "trw" in out["mia_nn_gap"] and base_gaps:
         best = min(base_gaps, key=base_gaps.get)
@@ -169,8 +172,8 @@ def derive(results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def report(tables: dict[str, dict], tuning: dict, preset: str, args_dict: dict, sweep: list[dict] | None = None) -> str:
-    lines = [f"# Class forgetting on {preset} (CPU)", "", f"Command: `{' '.join(sys.argv)}`", ""]
+def report(tables: dict[str, dict], tuning: dict, preset: str, args_dict: dict, sweep: list[dict] | None = None, *, command: str | None = None) -> str:
+    lines = [f"# Class forgetting on {preset} (CPU)", "", f"Command: `{command or ' '.join(sys.argv)}`", ""]
     lines += [f"torch {torch.__version__}, {os.cpu_count()} CPUs visible, threads {torch.get_num_threads()}; settings: `{json.dumps(args_dict)}`", ""]
     lines += [f"Hyperparameters chosen on the held-out {tuning['protocol']['forget']}: " + json.dumps(tuning["chosen"]), ""]
     for name, res in tables.items():
@@ -187,6 +190,10 @@ def report(tables: dict[str, dict], tuning: dict, preset: str, args_dict: dict, 
             lines += ["", f"Best prior method by MIA-NN gap: **{d['best_prior']}**; TRW's gap reduction against it: "
                       + ("n/a" if ratio is None else f"**{100 * ratio:.0f}%**") + " (paper, CIFAR-10, own protocol: 46%).", ""]
             lines += [f"- {k}: {'yes' if v else 'NO'}" for k, v in d["claims"].items()]
+            if d.get("noise_floor") is not None:
+                below = [r for r, g in d["mia_nn_gap"].items() if r != "retrain" and g <= d["noise_floor"]]
+                lines += ["", f"MIA-NN noise floor (each retrained model against the mean of the others): {d['noise_floor']:.2f}; "
+                          f"rows at or below it: {', '.join(below) or 'none'}."]
         lines.append("")
     if sweep:
         lines += ["## TRW sensitivity to tau and pca_dim (one forget class, 3 seeds, other settings as tuned)", ""]
@@ -215,7 +222,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sweep", action="store_true", help="also sweep TRW's tau and pca_dim on the one-class table")
     p.add_argument("--max-train", type=int, default=None)
     p.add_argument("--max-test", type=int, default=None)
+    p.add_argument("--report-only", action="store_true", help="rebuild report.md (and the derived figures) from --out's results.json")
     args = p.parse_args(argv)
+    if args.report_only:
+        out = Path(args.out or Path(__file__).parent / "results" / f"class_forget_{args.preset}")
+        blob = json.loads((out / "results.json").read_text())
+        for res in blob["tables"].values():
+            res["derived"] = derive(res)
+        (out / "results.json").write_text(json.dumps(blob, indent=1, default=str))
+        (out / "report.md").write_text(report(blob["tables"], blob["tuning"], blob["preset"], blob["settings"], blob.get("sensitivity"), command=blob.get("command")))
+        print((out / "report.md").read_text())
+        return 0
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     logging.basicConfig(level=logging.WARNING)
@@ -265,13 +282,13 @@ def main(argv: list[str] | None = None) -> int:
         tables[name] = run_table(base, classes, chosen, history)
         print(f"{name} done ({tables[name]['seconds']:.0f} s): {json.dumps(tables[name]['derived'], default=str)}", flush=True)
         # write after each table, so a long run leaves its finished part
-        blob = {"preset": args.preset, "settings": cfg, "tuning": tuning, "tables": tables, "seconds": time.perf_counter() - t0}
+        blob = {"command": " ".join(sys.argv), "preset": args.preset, "settings": cfg, "tuning": tuning, "tables": tables, "seconds": time.perf_counter() - t0}
         (out / "results.json").write_text(json.dumps(blob, indent=1, default=lambda o: None if isinstance(o, float) and math.isnan(o) else str(o)))
         (out / "report.md").write_text(report(tables, tuning, args.preset, cfg))
     sweep = None
     if args.sweep:
         sweep = sensitivity(base, preset.forget, chosen)
-        blob = {"preset": args.preset, "settings": cfg, "tuning": tuning, "tables": tables, "sensitivity": sweep, "seconds": time.perf_counter() - t0}
+        blob = {"command": " ".join(sys.argv), "preset": args.preset, "settings": cfg, "tuning": tuning, "tables": tables, "sensitivity": sweep, "seconds": time.perf_counter() - t0}
         (out / "results.json").write_text(json.dumps(blob, indent=1, default=str))
         (out / "report.md").write_text(report(tables, tuning, args.preset, cfg, sweep))
     shutil.copy(__file__, out / "class_forget.py")
