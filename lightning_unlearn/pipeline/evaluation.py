@@ -219,6 +219,7 @@ def evaluate(
     v["mia"] = svc_mia(out, sets)
     auc, scores, labels = rmia(out, sets, refs, signal_kind=signal_kind, gamma=gamma)
     v["rmia_auc"] = auc
+    v["rmia_tpr_at_1pct_fpr"] = None if scores is None else float(F.tpr_at_fpr(scores, labels, 0.01))
     v["mia_nn_auc"] = mia_nn_auc(out, sets, retrain_outputs or [])
     if sets.kind == "class":
         v["sym_kl"] = sym_kl(out, sets, retrain_outputs or [])

@@ -5,7 +5,8 @@ Schema (the issue's contract; figures in percent, ``sym_kl`` in nats)::
     {"config": {... "forget", "no_remain", "avg_gap_mia", ...},
      "methods": {NAME: {"ua", "ra", "ta", "mia", "rmia_auc", "mia_nn_auc", "avg_gap",
                         "avg_gap_mis", "seconds", "hparams", "per_seed": [...],
-                        "std": {...}, ["ua_test", "sym_kl" for class forgetting]}},
+                        "std": {...}, "rmia_tpr_at_1pct_fpr",
+                        ["ua_test", "sym_kl" for class forgetting]}},
      "tuning": {METHOD: [{"hparams", "avg_gap", ...}, ...]},
      "run": {"seconds", "models_trained", "models_loaded"}}
 
@@ -26,7 +27,7 @@ from lightning_unlearn.pipeline import evaluation as ev
 from lightning_unlearn.pipeline.config import BenchmarkConfig
 from lightning_unlearn.pipeline.stages import ExperimentResult, ModelRun
 
-FIGURES = ("ua", "ra", "ta", "mia", "rmia_auc", "mia_nn_auc", "avg_gap", "avg_gap_mis", "seconds")
+FIGURES = ("ua", "ra", "ta", "mia", "rmia_auc", "mia_nn_auc", "avg_gap", "avg_gap_mis", "seconds", "rmia_tpr_at_1pct_fpr")
 CLASS_FIGURES = ("ua_test", "sym_kl")
 
 
