@@ -96,3 +96,43 @@ def test_module_entry_point_as_subprocess(tmp_path):
     assert bad.returncode == 2
     assert len(bad.stderr.strip().splitlines()) == 1 and "'bogus'" in bad.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_trainer_arguments_reach_every_trainer(tmp_path, monkeypatch):
+    """--accelerator/--devices/--strategy go to every Lightning Trainer (original, retrained, references, unlearning)."""
+    import lightning.pytorch as pl
+
+    seen = []
+    original_init = pl.Trainer.__init__
+
+    def spy(self, *args, **kwargs):
+        seen.append((kwargs.get("accelerator"), kwargs.get("devices"), kwargs.get("strategy")))
+        original_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(pl.Trainer, "__init__", spy)
+    rc = main([
+        "benchmark", "--max-train", "200", "--max-test", "100", "--epochs", "1", "--unlearn-epochs", "1", "--methods", "ft",
+        "--rmia-references", "2", "--max-trials", "0", "--quiet", "--accelerator", "cpu", "--devices", "1", "--strategy", "auto",
+        "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out"),
+    ])
+    assert rc == 0
+    assert len(seen) == 5  # original, retrained, 2 references, ft
+    assert set(seen) == {("cpu", 1, "auto")}
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+def test_benchmark_under_ddp_two_cpu_processes(tmp_path):
+    """The whole command under strategy=ddp (2 gloo processes): every rank runs the stages, rank 0 writes."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "lightning_unlearn.cli", "benchmark", "--max-train", "200", "--max-test", "100", "--epochs", "1",
+        "--unlearn-epochs", "1", "--methods", "ft", "--rmia-references", "2", "--max-trials", "0", "--quiet",
+        "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out"),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert res["config"]["strategy"] == "ddp" and res["config"]["devices"] == "2"
+    assert SCHEMA_KEYS <= set(res["methods"]["ft"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "out"]  # no stray temporary folders from rank 1
