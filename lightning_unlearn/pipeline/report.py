@@ -186,6 +186,8 @@ def render_markdown(results: dict[str, Any], figures: list[tuple[str, str]]) -> 
         "as its MIA term; `Avg. Gap (SVC)` uses the SVC MIA efficacy. Lower gaps are better. "
         "`time` is the unlearning wall time (training time for `original` and `retrain`).",
         "",
+        _retrain_note(results),
+        "",
         table_markdown(results),
         "",
     ]
@@ -205,6 +207,21 @@ def render_markdown(results: dict[str, Any], figures: list[tuple[str, str]]) -> 
         lines += [f"## {title}", "", f"![{title}]({fname})", ""]
     lines += ["## Configuration", "", "```json", json.dumps(cfg, indent=2), "```", ""]
     return "\n".join(lines)
+
+
+def _retrain_note(results: dict[str, Any]) -> str:
+    cfg = results["config"]
+    per = results["methods"]["retrain"]["per_seed"]
+    seeds = ", ".join(str(p.get("model_seed", p["seed"])) for p in per)
+    if cfg["forget_kind"] == "class":
+        return (
+            f"Retrained models: {len(per)} (model seeds {seeds}), shared by every seed; starred values are their mean, "
+            "and each retrained model is scored against the others (leave-one-out). MIA-NN takes its neighbour class from them."
+        )
+    return (
+        f"Retrained models: {cfg['retrain_models']} per seed, on that seed's remain set (model seeds {seeds}); "
+        "each seed's figures are measured against its own retrained model(s)."
+    )
 
 
 def _json_default(o):
