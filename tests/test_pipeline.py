@@ -289,3 +289,12 @@ def test_evaluation_sets_by_hand():
     assert e.values["mia_nn_auc"] is None  # 2 samples per side < 5 folds: skipped, not a crash
     assert e.values["sym_kl"] == pytest.approx(0.0)  # identical to its "retrained" outputs
     assert e.values["rmia_auc"] is None  # no references
+
+
+def test_a_method_result_does_not_depend_on_what_ran_before(tmp_path):
+    """ft's figures are the same whether or not other methods (and their tuning) ran first."""
+    cfg = tiny(tmp_path / "cache", rmia_references=0, methods=("rl", "ft"))
+    both = run_experiment(cfg)
+    alone = run_experiment(cfg.replace(methods=("ft",)))
+    for k in ("ua", "ra", "ta", "mia"):
+        assert both["methods"]["ft"][k] == alone["methods"]["ft"][k], k

@@ -32,6 +32,7 @@ from lightning_unlearn.pipeline.models import (
     trainer_kwargs,
 )
 from lightning_unlearn.pipeline.progress import NullProgress, Progress
+from lightning_unlearn.training import seed_everything
 from lightning_unlearn.unlearning import UnlearningRequest, get_method, unlearn
 
 log = logging.getLogger(__name__)
@@ -186,6 +187,7 @@ class Experiment:
         module = UnlearnableClassifier(copy.deepcopy(original.net), num_classes=dm.num_classes, augmentation=dm.augmentation, aug_seed=seed)
         obj = get_method(method)(**{"epochs": self.config.unlearn_epochs, **hp})
         request = UnlearningRequest.from_datamodule(dm, use_remain=self.config.has_remain, batch_size=self.config.batch_size, seed=seed)
+        seed_everything(seed)  # a method's result must not depend on how many runs came before it
         start = time.perf_counter()
         unlearn(module, obj, request, **self.tkw)
         seconds = time.perf_counter() - start
