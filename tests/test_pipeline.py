@@ -189,6 +189,10 @@ def test_tuning_grid_is_thinned_and_uses_the_lr_grid():
     grid = tuning_grid("ft", cfg)
     assert grid == [{"lr": 0.1}, {"lr": 0.01}, {"lr": 0.001}]
     assert tuning_grid("ft", cfg.replace(max_trials=0)) == [{}]
+    assert tuning_grid("ft", cfg.replace(tune_lrs=(0.1, 0.01), max_trials=3)) == [{"lr": 0.1}, {"lr": 0.01}]
+    # several grids: a diagonal from the first to the last value of each
+    salun = tuning_grid("salun", BenchmarkConfig(max_trials=3))
+    assert [t["lr"] for t in salun] == [0.1, 0.01, 0.001] and [t["mask_ratio"] for t in salun] == [0.1, 0.5, 0.9]
 
 
 # ---------------------------------------------------------------------------- output

@@ -85,8 +85,9 @@ class BenchmarkConfig:
         unlearn_epochs: epochs of every unlearning phase (default 5; recorded).
         tune_lrs: the learning-rate grid of every method (replaces the method's own ``lr``
             grid; ``None`` keeps it); other tunable hyperparameters keep their grids.
-        max_trials: at most this many grid points per method (evenly spaced over the grid
-            product; default 3). ``0`` disables tuning (the methods' defaults are used).
+        max_trials: at most this many grid points per method (default 3: a diagonal through
+            the grids, see :func:`~lightning_unlearn.pipeline.stages.tuning_grid`). ``0``
+            disables tuning (the methods' defaults are used).
 
     Audit:
         rmia_references: RMIA reference models (default 4; 0 disables RMIA and ``avg_gap``

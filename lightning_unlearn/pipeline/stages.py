@@ -87,19 +87,30 @@ def open_data(config: BenchmarkConfig, seed: int) -> UnlearningDataModule:
 
 
 def tuning_grid(method: str, config: BenchmarkConfig) -> list[dict[str, Any]]:
-    """The hyperparameter trials of ``method``: its ``tunable`` grids (``lr`` replaced by
-    ``config.tune_lrs``), their product, thinned to ``config.max_trials`` evenly spaced points."""
+    """The hyperparameter trials of ``method``.
+
+    The grids are the method's ``tunable`` (``lr`` replaced by ``config.tune_lrs`` when given).
+    When their product has at most ``config.max_trials`` points, all are tried; otherwise a
+    diagonal of ``max_trials`` points: trial ``t`` takes, for every hyperparameter, the value at
+    ``round(t (n - 1) / (max_trials - 1))`` of its ``n``-value grid, so each grid is covered from
+    end to end (e.g. ``lr`` 0.1, 0.01, 0.001 with SalUn's mask ratio 0.1, 0.5, 0.9).
+    """
     if config.max_trials == 0:
         return [{}]
-    grids = dict(get_method(method).tunable)
+    grids = {k: tuple(v) for k, v in get_method(method).tunable.items()}
     if config.tune_lrs is not None:
         grids["lr"] = tuple(config.tune_lrs)
     keys = sorted(grids)
-    product = [dict(zip(keys, vals)) for vals in itertools.product(*(grids[k] for k in keys))]
-    if len(product) <= config.max_trials:
-        return product
-    picks = np.unique(np.round(np.linspace(0, len(product) - 1, config.max_trials)).astype(int))
-    return [product[i] for i in picks]
+    size = int(np.prod([len(grids[k]) for k in keys])) if keys else 1
+    if size <= config.max_trials:
+        return [dict(zip(keys, vals)) for vals in itertools.product(*(grids[k] for k in keys))]
+    t_max = max(config.max_trials - 1, 1)
+    trials: list[dict[str, Any]] = []
+    for t in range(config.max_trials):
+        trial = {k: grids[k][int(round(t * (len(grids[k]) - 1) / t_max))] for k in keys}
+        if trial not in trials:
+            trials.append(trial)
+    return trials
 
 
 class Experiment:
