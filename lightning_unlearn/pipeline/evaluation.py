@@ -20,6 +20,7 @@ Sets (positions into the pool's train / test arrays, :class:`~lightning_unlearn.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,6 +172,16 @@ def rmia(out: Outputs, sets: Sets, refs: References | None, *, signal_kind: str,
     return float(F.roc_auc(scores, labels)), scores, labels
 
 
+def _tpr_at_1pct(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    """TPR at 1% FPR in percent; the metric's small-sample variance warning is logged once, not per model."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = float(F.tpr_at_fpr(scores, labels, 0.01))
+    for w in caught:
+        _warn_once("tpr", str(w.message))
+    return value
+
+
 def mia_nn_auc(out: Outputs, sets: Sets, retrain_outputs: list[Outputs]) -> float | None:
     """MIA-NN cross-validated AUC (percent) of D_f vs T_f (``trw-mia-nn.md`` §5).
 
@@ -219,7 +230,7 @@ def evaluate(
     v["mia"] = svc_mia(out, sets)
     auc, scores, labels = rmia(out, sets, refs, signal_kind=signal_kind, gamma=gamma)
     v["rmia_auc"] = auc
-    v["rmia_tpr_at_1pct_fpr"] = None if scores is None else float(F.tpr_at_fpr(scores, labels, 0.01))
+    v["rmia_tpr_at_1pct_fpr"] = None if scores is None else _tpr_at_1pct(scores, labels)
     v["mia_nn_auc"] = mia_nn_auc(out, sets, retrain_outputs or [])
     if sets.kind == "class":
         v["sym_kl"] = sym_kl(out, sets, retrain_outputs or [])
