@@ -36,9 +36,11 @@ def build_scheduler(
     if schedule == "constant":
         return None
     if schedule == "onecycle":
-        sched = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=max(1, total_steps), pct_start=0.25
-        )
+        total = max(1, total_steps)
+        # torch's OneCycleLR divides by zero when pct_start * total_steps == 1 (a one-step warm-up
+        # phase, e.g. 4 steps in all); any other split of such a tiny run is as good
+        pct_start = 0.3 if abs(0.25 * total - 1.0) < 1e-9 else 0.25
+        sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total, pct_start=pct_start)
         return {"scheduler": sched, "interval": "step"}
     if schedule == "cosine":
         return {"scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps)), "interval": "step"}

@@ -8,10 +8,28 @@ amun-salun, adv-only, trw``. Each class says which settings it supports through
 from __future__ import annotations
 
 from lightning_unlearn.unlearning.base import UnlearningMethod
+from lightning_unlearn.unlearning.amun import AMUN, AdvOnly, AMUNSalUn
+from lightning_unlearn.unlearning.bs import BoundaryShrink
 from lightning_unlearn.unlearning.ft import FineTune
+from lightning_unlearn.unlearning.ga import GradientAscent
+from lightning_unlearn.unlearning.l1 import L1Sparse
+from lightning_unlearn.unlearning.rl import RandomLabel
+from lightning_unlearn.unlearning.salun import SalUn
+from lightning_unlearn.unlearning.scrub import SCRUB
+from lightning_unlearn.unlearning.trw import TRW
 
 METHODS: dict[str, type[UnlearningMethod]] = {
     "ft": FineTune,
+    "rl": RandomLabel,
+    "ga": GradientAscent,
+    "bs": BoundaryShrink,
+    "l1": L1Sparse,
+    "salun": SalUn,
+    "scrub": SCRUB,
+    "amun": AMUN,
+    "amun-salun": AMUNSalUn,
+    "adv-only": AdvOnly,
+    "trw": TRW,
 }
 
 

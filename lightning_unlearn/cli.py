@@ -1,0 +1,186 @@
+"""The ``lightning-unlearn`` command line.
+
+``lightning-unlearn benchmark --out DIR`` runs the whole pipeline (data, original / retrained /
+reference models, hyperparameter tuning, every unlearning method, the audit) and writes
+``DIR/results.json``, ``DIR/report.md`` and PNG figures; see
+:func:`lightning_unlearn.pipeline.run_experiment`. Bad input prints one line naming the value
+and the allowed ones and exits with code 2, leaving the output directory untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from typing import Sequence
+
+PROG = "lightning-unlearn"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line (no usage block) and exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise _UsageError(message)
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _csv(kind):
+    def parse(text: str):
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+        try:
+            return tuple(kind(t) for t in items)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}s, got {text!r}") from None
+
+    parse.__name__ = f"{kind.__name__} list"
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Machine unlearning benchmarks and audits on PyTorch Lightning.")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    b = sub.add_parser(
+        "benchmark",
+        help="train, unlearn with every method and audit the result against retraining",
+        description="From data to an unlearning audit report: original and retrained models, every unlearning method, "
+        "accuracies, SVC MIA, RMIA (and MIA-NN for class forgetting), Avg. Gap to retrain.",
+    )
+    d = b.add_argument_group("data")
+    d.add_argument("--dataset", default="digits", help="digits (default), cifar10, cifar100, mnist, fashion-mnist, svhn, or an ImageFolder path")
+    d.add_argument("--data-dir", default=None, help="folder of the torchvision data sets")
+    d.add_argument("--download", action="store_true", help="let torchvision download a missing data set into --data-dir")
+    d.add_argument("--max-train", type=int, default=None, help="stratified subset of the training set")
+    d.add_argument("--max-test", type=int, default=None, help="stratified subset of the test set")
+    d.add_argument("--forget", default="random:0.1", help="random:FRACTION (default random:0.1) or class:K[,K]")
+    d.add_argument("--no-remain", action="store_true", help="methods see only the forget set")
+    m = b.add_argument_group("models")
+    m.add_argument("--model", default="small-cnn", help="small-cnn (default) or resnet18")
+    m.add_argument("--epochs", type=int, default=None, help="epochs of original, retrained and reference models (default per data set and model)")
+    m.add_argument("--lr", type=float, default=None, help="peak learning rate of those fits (default per model)")
+    m.add_argument("--batch-size", type=int, default=128)
+    m.add_argument("--retrain-models", type=int, default=None, help="retrained models (default 1 per seed; 3 shared for class forgetting)")
+    m.add_argument("--fastclip", type=float, default=None, metavar="MAX_NORM", help="clip every layer's spectral norm to MAX_NORM during training (FastClip)")
+    m.add_argument("--fastclip-every", type=int, default=10, metavar="N", help="clip every N optimizer steps (default 10)")
+    u = b.add_argument_group("unlearning")
+    u.add_argument("--methods", type=_csv(str), default=None, help="comma-separated rows (default: original, retrain and every method that applies)")
+    u.add_argument("--seeds", type=_csv(int), default=(0,), help="comma-separated replicate seeds (default 0)")
+    u.add_argument("--tune-seed", type=int, default=100, help="seed of the forget set the hyperparameters are tuned on (default 100)")
+    u.add_argument("--unlearn-epochs", type=int, default=5, help="epochs of every unlearning phase (default 5)")
+    u.add_argument("--tune-lrs", type=_csv(float), default=None, help="learning-rate grid of every method (default: each method's own grid)")
+    u.add_argument("--max-trials", type=int, default=3, help="grid points tried per method (default 3; 0: no tuning)")
+    a = b.add_argument_group("audit")
+    a.add_argument("--rmia-references", type=int, default=4, help="RMIA reference models (default 4; 0 disables RMIA)")
+    a.add_argument("--rmia-signal", default="softmax", help="softmax (default) or sm_taylor_softmax")
+    a.add_argument("--rmia-gamma", type=float, default=2.0, help="RMIA likelihood-ratio threshold (default 2)")
+    x = b.add_argument_group("execution")
+    x.add_argument("--accelerator", default="auto", help="passed to every Lightning Trainer (default auto: a GPU if present)")
+    x.add_argument("--devices", default="auto", help="passed to every Lightning Trainer")
+    x.add_argument("--strategy", default="auto", help="passed to every Lightning Trainer")
+    x.add_argument("--cache-dir", default=None, help="trained models and decoded data (default ~/.cache/lightning_unlearn)")
+    x.add_argument("--out", required=True, help="output directory (results.json, report.md, figures)")
+    x.add_argument("--quiet", action="store_true", help="no progress bars")
+    x.add_argument("-v", "--verbose", action="store_true", help="log every step")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace):
+    from lightning_unlearn.pipeline import BenchmarkConfig
+
+    return BenchmarkConfig(
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        download=args.download,
+        max_train=args.max_train,
+        max_test=args.max_test,
+        forget=args.forget,
+        no_remain=args.no_remain,
+        model=args.model,
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        retrain_models=args.retrain_models,
+        fastclip=args.fastclip,
+        fastclip_every=args.fastclip_every,
+        methods=args.methods,
+        seeds=args.seeds,
+        tune_seed=args.tune_seed,
+        unlearn_epochs=args.unlearn_epochs,
+        tune_lrs=args.tune_lrs,
+        max_trials=args.max_trials,
+        rmia_references=args.rmia_references,
+        rmia_signal=args.rmia_signal,
+        rmia_gamma=args.rmia_gamma,
+        accelerator=args.accelerator,
+        devices=str(args.devices),
+        strategy=args.strategy,
+        cache_dir=args.cache_dir,
+    )
+
+
+def _quiet_lightning() -> None:
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*LeafSpec.*")
+    warnings.filterwarnings("ignore", ".*GPU available but not used.*")
+    warnings.filterwarnings("ignore", ".*defined a `validation_step` but have no `val_dataloader`.*")
+
+
+def _error(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``lightning-unlearn``; returns the exit code (0 ok, 2 bad input, 1 failure)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as err:
+        return _error(str(err))
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    if args.command != "benchmark":
+        parser.print_help()
+        return 2
+    from lightning_unlearn.pipeline import ConfigError, run_experiment, table_markdown
+    from lightning_unlearn.pipeline.progress import NullProgress, make_progress, print_table
+
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _quiet_lightning()
+    try:
+        config = config_from_args(args).validate()
+    except ConfigError as err:
+        return _error(str(err))
+    from lightning_unlearn.pipeline.runner import is_rank_zero
+
+    progress = NullProgress() if not is_rank_zero() else make_progress(quiet=args.quiet)
+    try:
+        results = run_experiment(config, args.out, progress=progress)
+    except ConfigError as err:
+        progress.close()
+        return _error(str(err))
+    except KeyboardInterrupt:
+        progress.close()
+        print(f"{PROG}: interrupted; trained models are kept in the cache, {args.out} was not written", file=sys.stderr)
+        return 130
+    progress.close()
+    from lightning_unlearn.pipeline.runner import is_rank_zero
+
+    if not is_rank_zero():
+        return 0
+    cfg = results["config"]
+    print_table(table_markdown(results), title=f"{cfg['dataset']} · {cfg['model']} · {cfg['forget']} · {'no remain' if cfg['no_remain'] else 'remain'} · seeds {','.join(map(str, cfg['seeds']))}")
+    print(f"report: {args.out}/report.md  ({results['run']['seconds']:.0f} s; {results['run']['models_trained']} models trained, {results['run']['models_loaded']} from cache)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

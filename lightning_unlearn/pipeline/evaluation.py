@@ -1,0 +1,264 @@
+"""Evaluation of one model: accuracies, SVC MIA efficacy, RMIA AUC, MIA-NN, symmetric KL.
+
+The pipeline computes a model's logits on the whole pool once (:func:`model_outputs`), then
+each figure is one call into :mod:`lightning_unlearn.metrics.functional` (the metrics are
+defined there, never here; see ``metrics.md``). All figures are percentages except ``sym_kl``.
+
+Sets (positions into the pool's train / test arrays, :class:`~lightning_unlearn.data.ForgetSplit`):
+
+* random forgetting: ``ua`` on D_F, ``ra`` on D_R, ``ta`` on the test set; ``mia`` is the SVC
+  efficacy on D_F (shadow members: D_R, non-members: the test set); ``rmia_auc`` separates
+  D_F (1) from the test set (0).
+* class forgetting: ``ua`` on the forget classes' training samples D_f, ``ua_test`` on their
+  test samples T_f, ``ra`` on D_R, ``ta`` on the remaining classes' test samples T_r;
+  ``mia`` is the SVC efficacy on D_f (shadow members D_R, non-members T_r), ``rmia_auc``
+  separates D_f (1) from T_f (0), ``mia_nn_auc`` is MIA-NN's cross-validated AUC of D_f
+  against T_f, and ``sym_kl`` the symmetric KL divergence of the model's outputs to the
+  retrained models' on D_f and T_f.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from lightning_unlearn.data import UnlearningDataModule
+from lightning_unlearn.inference import accuracy, predict_logits
+from lightning_unlearn.metrics import functional as F
+
+log = logging.getLogger(__name__)
+
+MIA_SHADOW_SEED = 0
+MIA_NN_FOLDS = 5
+_WARNED: set[str] = set()
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _WARNED:
+        _WARNED.add(key)
+        log.warning(message)
+
+
+@dataclass
+class Outputs:
+    """Logits of one model on the pool: ``train`` ``(N_train, K)`` and ``test`` ``(N_test, K)`` in pool order."""
+
+    train: torch.Tensor
+    test: torch.Tensor
+
+    @property
+    def pool(self) -> torch.Tensor:
+        return torch.cat([self.train, self.test])
+
+
+@dataclass
+class Sets:
+    """Positions and labels of every evaluation set of one forget split."""
+
+    forget: torch.Tensor
+    remain: torch.Tensor
+    test_forget: torch.Tensor  # forget-class test positions (class forgetting; empty otherwise)
+    test_remain: torch.Tensor  # remaining-class test positions (all test for random forgetting)
+    train_y: torch.Tensor
+    test_y: torch.Tensor
+    n_train: int
+    kind: str
+    forget_classes: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, dm: UnlearningDataModule) -> "Sets":
+        dm.setup()
+        pool, split = dm.pool, dm.split
+        return cls(
+            forget=split.forget,
+            remain=split.remain,
+            test_forget=split.forget_class_test,
+            test_remain=split.remain_class_test,
+            train_y=pool.train_y,
+            test_y=pool.test_y,
+            n_train=len(pool.train_y),
+            kind=dm.forget_spec.kind,
+            forget_classes=tuple(dm.forget_spec.classes),
+        )
+
+    @property
+    def pool_y(self) -> torch.Tensor:
+        return torch.cat([self.train_y, self.test_y])
+
+    def rmia_sets(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pool positions of the RMIA members (label 1) and non-members (label 0)."""
+        non = self.test_forget if self.kind == "class" else self.test_remain
+        return self.forget, self.n_train + non
+
+    def mia_sets(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pool positions of the SVC shadow members and shadow non-members."""
+        return self.remain, self.n_train + self.test_remain
+
+
+@dataclass
+class References:
+    """RMIA reference signals on the pool ``(K, N_pool)`` and their membership matrix."""
+
+    signals: torch.Tensor
+    membership: torch.Tensor
+
+
+@dataclass
+class Evaluation:
+    """The figures of one model (``None`` where a metric does not apply or is unavailable)."""
+
+    values: dict[str, float | None]
+    rmia_scores: torch.Tensor | None = None
+    rmia_labels: torch.Tensor | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def model_outputs(net: nn.Module, dm: UnlearningDataModule) -> Outputs:
+    """Eval-mode fp32 logits on the train and test pools (no augmentation)."""
+    train_logits, _, _ = predict_logits(net, dm.train_set(), batch_size=dm.eval_batch_size)
+    test_logits, _, _ = predict_logits(net, dm.test_set(), batch_size=dm.eval_batch_size)
+    return Outputs(train_logits, test_logits)
+
+
+# ------------------------------------------------------------------------- metric adapters
+# Each adapter is the one call into lightning_unlearn.metrics.functional for one figure.
+def signal(logits: torch.Tensor, labels: torch.Tensor, kind: str) -> torch.Tensor:
+    """The RMIA signal Pr(x|θ) of each row (``metrics.md`` §5.1); ``logits`` ``(..., N, K)``."""
+    if kind == "softmax":
+        return F.softmax_signal(logits, labels)
+    return F.taylor_softmax_signal(logits, labels)
+
+
+def svc_mia(out: Outputs, sets: Sets) -> float | None:
+    """SVC MIA efficacy (confidence feature) on the forget set, in percent (``metrics.md`` §4).
+
+    Shadow members: a seeded subset of D_R of the size of the shadow non-members (the test
+    set; the remaining classes' test set for class forgetting).
+    """
+    pool, y = out.pool, sets.pool_y
+    members, non_members = sets.mia_sets()
+    n = min(len(members), len(non_members))
+    if n == 0 or len(sets.forget) == 0:
+        _warn_once("svc", "SVC MIA skipped: a shadow set is empty")
+        return None
+    members = members[F.select_shadow_members(members, n, seed=MIA_SHADOW_SEED)]
+    probs = torch.softmax(pool.double(), dim=1)
+    f = sets.forget
+    return float(F.mia_efficacy(probs[members], y[members], probs[non_members], y[non_members], probs[f], y[f], feature="confidence"))
+
+
+def rmia(out: Outputs, sets: Sets, refs: References | None, *, signal_kind: str, gamma: float) -> tuple[float | None, torch.Tensor | None, torch.Tensor | None]:
+    """RMIA AUC in percent (members vs non-members of :meth:`Sets.rmia_sets`), scores and labels.
+
+    Online reference mean over all references; population: every other pool point
+    (``metrics.md`` §5.4), each candidate left out of its own population.
+    """
+    if refs is None:
+        return None, None, None
+    pos, neg = sets.rmia_sets()
+    if len(pos) == 0 or len(neg) == 0:
+        _warn_once("rmia", "RMIA skipped: no member or no non-member samples to separate")
+        return None, None, None
+    target = signal(out.pool, sets.pool_y, signal_kind)
+    query = torch.cat([pos, neg])
+    scores = F.rmia_scores(target[query], refs.signals[:, query], target, refs.signals, gamma=gamma, self_index=query)
+    labels = torch.cat([torch.ones(len(pos), dtype=torch.long), torch.zeros(len(neg), dtype=torch.long)])
+    return float(F.roc_auc(scores, labels)), scores, labels
+
+
+def _tpr_at_1pct(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    """TPR at 1% FPR in percent; the metric's small-sample variance warning is logged once, not per model."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = float(F.tpr_at_fpr(scores, labels, 0.01))
+    for w in caught:
+        _warn_once("tpr", str(w.message))
+    return value
+
+
+def mia_nn_auc(out: Outputs, sets: Sets, retrain_outputs: list[Outputs]) -> float | None:
+    """MIA-NN cross-validated AUC (percent) of D_f vs T_f (``trw-mia-nn.md`` §5).
+
+    The neighbour class comes from ``retrain_outputs`` (models retrained without the class;
+    the caller leaves a retrained model out of its own list). With several forget classes,
+    the mean over classes.
+    """
+    if sets.kind != "class" or not retrain_outputs:
+        return None
+    aucs = []
+    for c in sets.forget_classes:
+        pos = sets.forget[sets.train_y[sets.forget] == c]
+        neg = sets.n_train + sets.test_forget[sets.test_y[sets.test_forget] == c]
+        if min(len(pos), len(neg)) < MIA_NN_FOLDS:
+            _warn_once("mia_nn", f"MIA-NN skipped for class {c}: it needs {MIA_NN_FOLDS} training and test samples, got {len(pos)} and {len(neg)}")
+            continue
+        ref_probs = torch.stack([torch.softmax(o.pool[pos].double(), 1) for o in retrain_outputs])
+        neighbors = F.mia_nn_neighbors(ref_probs, c, 1)
+        feats = F.mia_nn_features(out.pool[torch.cat([pos, neg])], neighbors, c)
+        is_member = torch.cat([torch.ones(len(pos), dtype=torch.long), torch.zeros(len(neg), dtype=torch.long)])
+        aucs.append(F.mia_nn(feats, is_member, n_splits=MIA_NN_FOLDS)["auc"])
+    return float(np.mean(aucs)) if aucs else None
+
+
+def sym_kl(out: Outputs, sets: Sets, retrain_outputs: list[Outputs]) -> float | None:
+    """Mean over D_f ∪ T_f and over retrained models of the symmetric KL (nats) of the outputs."""
+    if sets.kind != "class" or not retrain_outputs:
+        return None
+    rows = torch.cat([sets.forget, sets.n_train + sets.test_forget])
+    mine = out.pool[rows]
+    return float(np.mean([float(F.symmetric_kl(mine, r.pool[rows]).mean()) for r in retrain_outputs]))
+
+
+# ------------------------------------------------------------------------- one model
+def evaluate(
+    out: Outputs, sets: Sets, *, refs: References | None = None, retrain_outputs: list[Outputs] | None = None, signal_kind: str = "softmax", gamma: float = 2.0
+) -> Evaluation:
+    """Every figure of one model's outputs (see the module docstring for the sets)."""
+    v: dict[str, float | None] = {
+        "ua": accuracy(out.train[sets.forget], sets.train_y[sets.forget]),
+        "ra": accuracy(out.train[sets.remain], sets.train_y[sets.remain]),
+        "ta": accuracy(out.test[sets.test_remain], sets.test_y[sets.test_remain]),
+    }
+    if sets.kind == "class":
+        v["ua_test"] = accuracy(out.test[sets.test_forget], sets.test_y[sets.test_forget])
+    v["mia"] = svc_mia(out, sets)
+    auc, scores, labels = rmia(out, sets, refs, signal_kind=signal_kind, gamma=gamma)
+    v["rmia_auc"] = auc
+    v["rmia_tpr_at_1pct_fpr"] = None if scores is None else _tpr_at_1pct(scores, labels)
+    v["mia_nn_auc"] = mia_nn_auc(out, sets, retrain_outputs or [])
+    if sets.kind == "class":
+        v["sym_kl"] = sym_kl(out, sets, retrain_outputs or [])
+    return Evaluation(v, scores, labels)
+
+
+# ------------------------------------------------------------------------- Avg. Gap
+GAP_TERMS = ("ua", "ra", "ta")
+
+
+def star_values(evals: list[Evaluation]) -> dict[str, float | None]:
+    """Mean over retrained models of each figure (``None`` where any is missing)."""
+    keys = evals[0].values.keys()
+    out: dict[str, float | None] = {}
+    for k in keys:
+        vals = [e.values.get(k) for e in evals]
+        out[k] = None if any(x is None for x in vals) else float(np.mean(vals))
+    return out
+
+
+def gap(values: dict[str, float | None], star: dict[str, float | None], mia_key: str) -> float | None:
+    """Avg. Gap = ¼(|UA−UA*| + |RA−RA*| + |TA−TA*| + |MIA−MIA*|) (``metrics.md`` §3).
+
+    ``mia_key`` picks the MIA term: ``rmia_auc`` (the paper's main tables) or ``mia`` (SVC).
+    """
+    keys = GAP_TERMS + (mia_key,)
+    if any(values.get(k) is None or star.get(k) is None for k in keys):
+        return None
+    mine = {"ua": values["ua"], "ra": values["ra"], "ta": values["ta"], "mia": values[mia_key]}
+    ref = {"ua": star["ua"], "ra": star["ra"], "ta": star["ta"], "mia": star[mia_key]}
+    return float(F.avg_gap(mine, ref))

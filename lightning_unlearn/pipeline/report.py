@@ -1,0 +1,232 @@
+"""``report.md`` and its figures: the mean ± std table, RMIA ROC curves, Avg. Gap, spectral norms.
+
+Figures (PNG, matplotlib's Agg backend, nothing shown on screen):
+
+* ``rmia_roc.png`` -- RMIA ROC curve of every row on the first seed, FPR on a log axis;
+* ``avg_gap.png`` -- Avg. Gap per method (mean ± std; RMIA- and SVC-based side by side);
+* ``spectral_norms.png`` -- per-layer spectral norms logged by FastClip (``--fastclip`` only).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lightning_unlearn.pipeline.stages import ExperimentResult
+
+COLUMNS = (
+    ("ua", "UA"),
+    ("ua_test", "UA test"),
+    ("ra", "RA"),
+    ("ta", "TA"),
+    ("mia", "MIA (SVC)"),
+    ("rmia_auc", "RMIA AUC"),
+    ("mia_nn_auc", "MIA-NN AUC"),
+    ("sym_kl", "sym KL"),
+    ("avg_gap", "Avg. Gap"),
+    ("avg_gap_mis", "Avg. Gap (SVC)"),
+    ("seconds", "time (s)"),
+)
+
+
+def _fmt(mean: float | None, std: float | None, n: int, digits: int = 2) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "–"
+    if n > 1 and std is not None:
+        return f"{mean:.{digits}f} ± {std:.{digits}f}"
+    return f"{mean:.{digits}f}"
+
+
+def table_markdown(results: dict[str, Any]) -> str:
+    """The Markdown table of ``results["methods"]`` (mean ± std over seeds; '–' where n/a)."""
+    methods = results["methods"]
+    present = [(k, name) for k, name in COLUMNS if any(m.get(k) is not None for m in methods.values())]
+    lines = ["| method | " + " | ".join(name for _, name in present) + " |", "|---|" + "---:|" * len(present)]
+    for row, m in methods.items():
+        n = len(m.get("per_seed", []))
+        cells = [_fmt(m.get(k), m.get("std", {}).get(k), n, 1 if k == "seconds" else (3 if k == "sym_kl" else 2)) for k, _ in present]
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- figures
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_rmia_roc(result: ExperimentResult, seed: int, path: Path) -> bool:
+    """ROC curves of the RMIA scores of each row on replicate ``seed``; False if there are none."""
+    from sklearn.metrics import roc_curve
+
+    curves = [(r.row, r.evaluation.rmia_scores, r.evaluation.rmia_labels) for r in result.runs if r.seed == seed and r.evaluation.rmia_scores is not None]
+    seen, unique = set(), []
+    for row, s, l in curves:  # one curve per row (the first retrained model for retrain)
+        if row not in seen:
+            seen.add(row)
+            unique.append((row, s, l))
+    if not unique:
+        return False
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 5))
+    lo = 1.0
+    for row, scores, labels in unique:
+        fpr, tpr, _ = roc_curve(labels.numpy(), scores.numpy())
+        n_neg = int((labels == 0).sum())
+        lo = min(lo, 1.0 / max(n_neg, 1))
+        style = {"original": dict(color="tab:red", ls=":", lw=2), "retrain": dict(color="black", ls="--", lw=2)}.get(row, dict(lw=1.3))
+        # an ROC curve is a step function: draw it as one (straight segments would bend on a log axis)
+        run = next(r for r in result.runs if r.row == row and r.seed == seed)
+        auc, tpr1 = run.evaluation.values.get("rmia_auc"), run.evaluation.values.get("rmia_tpr_at_1pct_fpr")
+        label = row if auc is None else f"{row} (AUC {auc:.1f}, TPR@1% {tpr1:.1f})"
+        ax.step(np.clip(fpr, 1.0 / max(n_neg, 1), 1), tpr, where="post", label=label, **style)
+    grid = np.logspace(np.log10(lo), 0, 50)
+    ax.plot(grid, grid, color="grey", lw=0.8, ls="-.", label="chance")
+    ax.set_xscale("log")
+    ax.set_xlim(lo, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("false positive rate (log)")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(f"RMIA: forget set vs non-members (seed {seed})")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_avg_gap(results: dict[str, Any], path: Path) -> bool:
+    """Bars of Avg. Gap (RMIA-based and SVC-based) per method, with std error bars."""
+    rows = [r for r, m in results["methods"].items() if r != "retrain" and (m.get("avg_gap") is not None or m.get("avg_gap_mis") is not None)]
+    if not rows:
+        return False
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(5, 0.8 * len(rows) + 2), 4))
+    x = np.arange(len(rows))
+    for off, key, label in ((-0.2, "avg_gap", "Avg. Gap (RMIA AUC)" if results["config"]["avg_gap_mia"] == "rmia_auc" else "Avg. Gap (SVC MIA)"), (0.2, "avg_gap_mis", "Avg. Gap (SVC MIA)")):
+        vals = [results["methods"][r].get(key) for r in rows]
+        errs = [results["methods"][r]["std"].get(key) or 0.0 for r in rows]
+        ax.bar(x + off, [v if v is not None else 0 for v in vals], width=0.4, yerr=errs, label=label, capsize=2)
+    ax.set_xticks(x, rows, rotation=30, ha="right")
+    ax.set_ylabel("Avg. Gap to retrain (lower is better)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_spectral_norms(norms: dict[str, dict[str, list[list[float]]]], path: Path, *, max_norm: float | None = None) -> bool:
+    """FastClip's per-layer spectral norms: the last value per layer (left) and the trajectories of
+    the original model's layers over optimizer steps (right). ``norms[role][layer] = [[step, sigma], ...]``."""
+    norms = {role: layers for role, layers in norms.items() if layers}
+    if not norms:
+        return False
+    plt = _plt()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for role, layers in norms.items():
+        names = list(layers)
+        left.plot(range(len(names)), [layers[n][-1][1] for n in names], "o-", label=role)
+        left.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
+    first_role = "original" if "original" in norms else next(iter(norms))
+    for name, series in norms[first_role].items():
+        right.plot([p[0] for p in series], [p[1] for p in series], lw=1, label=name)
+    for ax in (left, right):
+        if max_norm is not None:
+            ax.axhline(max_norm, color="black", ls="--", lw=0.8, label=f"max_norm = {max_norm:g}")
+        ax.set_ylabel("spectral norm")
+    left.set_title("per-layer spectral norm at the end of training")
+    right.set_title(f"{first_role}: per-layer norm over optimizer steps")
+    right.set_xlabel("optimizer step")
+    left.legend(fontsize=8)
+    right.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+# ---------------------------------------------------------------------------- files
+def write_report(folder: Path, results: dict[str, Any], result: ExperimentResult) -> list[str]:
+    """Write ``results.json``, ``report.md`` and the figures into ``folder``; returns the file names."""
+    folder = Path(folder)
+    (folder / "results.json").write_text(json.dumps(results, indent=2, default=_json_default) + "\n")
+    cfg = results["config"]
+    figures = []
+    if plot_rmia_roc(result, cfg["seeds"][0], folder / "rmia_roc.png"):
+        figures.append(("rmia_roc.png", "RMIA ROC curves (log FPR)"))
+    if plot_avg_gap(results, folder / "avg_gap.png"):
+        figures.append(("avg_gap.png", "Avg. Gap to retrain per method"))
+    if plot_spectral_norms(result.fastclip_norms, folder / "spectral_norms.png", max_norm=cfg.get("fastclip")):
+        figures.append(("spectral_norms.png", "Per-layer spectral norms (FastClip)"))
+    (folder / "report.md").write_text(render_markdown(results, figures))
+    return ["results.json", "report.md"] + [f for f, _ in figures]
+
+
+def render_markdown(results: dict[str, Any], figures: list[tuple[str, str]]) -> str:
+    cfg = results["config"]
+    seeds = ", ".join(map(str, cfg["seeds"]))
+    setting = f"{cfg['forget']} forgetting, {'forget set only' if cfg['no_remain'] else 'remain set available'}"
+    lines = [
+        "# Unlearning audit report",
+        "",
+        f"**{cfg['dataset']}**, {cfg['model']} ({cfg['epochs']} epochs), {setting}; seeds {seeds}; "
+        f"{cfg['rmia_references']} RMIA reference models ({cfg['rmia_signal']} signal, γ = {cfg['rmia_gamma']:g}).",
+        "",
+        "Figures in percent (mean ± std over seeds); the target of every column is the `retrain` row. "
+        f"`Avg. Gap` = ¼(|UA−UA*| + |RA−RA*| + |TA−TA*| + |MIA−MIA*|) with {'RMIA AUC' if cfg['avg_gap_mia'] == 'rmia_auc' else 'SVC MIA efficacy'} "
+        "as its MIA term; `Avg. Gap (SVC)` uses the SVC MIA efficacy. Lower gaps are better. "
+        "`time` is the unlearning wall time (training time for `original` and `retrain`).",
+        "",
+        _retrain_note(results),
+        "",
+        table_markdown(results),
+        "",
+    ]
+    if results.get("tuning"):
+        lines += ["## Hyperparameters", "", f"Tuned on the forget set of seed {cfg['tune_seed']} by the smallest Avg. Gap; {cfg['unlearn_epochs']} unlearning epochs.", ""]
+        lines += ["| method | chosen | trials (hyperparameters: Avg. Gap) |", "|---|---|---|"]
+        for m, trials in results["tuning"].items():
+            tuned = sorted({k for t in trials for k in t["hparams"]})
+            hp = results["methods"].get(m, {}).get("hparams", {})
+            chosen = ", ".join(f"{k}={hp.get(k)}" for k in tuned)
+            tried = "; ".join(
+                f"{', '.join(f'{k}={v}' for k, v in t['hparams'].items())}: {'–' if t['avg_gap'] is None else format(t['avg_gap'], '.2f')}" for t in trials
+            )
+            lines.append(f"| {m} | {chosen} | {tried} |")
+        lines.append("")
+    for fname, title in figures:
+        lines += [f"## {title}", "", f"![{title}]({fname})", ""]
+    lines += ["## Configuration", "", "```json", json.dumps(cfg, indent=2), "```", ""]
+    return "\n".join(lines)
+
+
+def _retrain_note(results: dict[str, Any]) -> str:
+    cfg = results["config"]
+    per = results["methods"]["retrain"]["per_seed"]
+    seeds = ", ".join(str(p.get("model_seed", p["seed"])) for p in per)
+    if cfg["forget_kind"] == "class":
+        return (
+            f"Retrained models: {len(per)} (model seeds {seeds}), shared by every seed; starred values are their mean, "
+            "and each retrained model is scored against the others (leave-one-out). MIA-NN takes its neighbour class from them."
+        )
+    return (
+        f"Retrained models: {cfg['retrain_models']} per seed, on that seed's remain set (model seeds {seeds}); "
+        "each seed's figures are measured against its own retrained model(s)."
+    )
+
+
+def _json_default(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    return str(o)

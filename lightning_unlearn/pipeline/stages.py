@@ -1,0 +1,293 @@
+"""The stages of a benchmark run: data, models, references, tuning, unlearning, evaluation.
+
+:class:`Experiment` holds what the stages share (data modules per seed, the model cache, the
+reference signals) and runs them in order from :meth:`Experiment.run`, which returns the
+raw per-model evaluations; :mod:`lightning_unlearn.pipeline.results` aggregates them.
+See :mod:`lightning_unlearn.pipeline.config` for how seeds map to models.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from lightning_unlearn.data import UnlearningDataModule, load_source
+from lightning_unlearn.pipeline import evaluation as ev
+from lightning_unlearn.pipeline.cache import ModelCache
+from lightning_unlearn.pipeline.config import BenchmarkConfig, ConfigError, training_settings
+from lightning_unlearn.pipeline.models import (
+    TrainedModel,
+    UnlearnableClassifier,
+    original_model,
+    pool_dataset,
+    retrained_model,
+    trainer_kwargs,
+)
+from lightning_unlearn.pipeline.progress import NullProgress, Progress
+from lightning_unlearn.training import seed_everything
+from lightning_unlearn.unlearning import UnlearningRequest, get_method, unlearn
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelRun:
+    """One evaluated model: a row name, its replicate seed, figures, time and hyperparameters."""
+
+    row: str
+    seed: int
+    evaluation: ev.Evaluation
+    seconds: float
+    hparams: dict[str, Any]
+    outputs: ev.Outputs | None = None
+    model_seed: int | None = None
+    from_cache: bool | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ExperimentResult:
+    """Everything :mod:`~lightning_unlearn.pipeline.results` needs to write the report."""
+
+    runs: list[ModelRun]
+    tuning: dict[str, list[dict[str, Any]]]
+    chosen: dict[str, dict[str, Any]]
+    fastclip_norms: dict[str, dict[str, list[float]]]
+    trained: list[str]
+    loaded: list[str]
+    seconds: float
+
+
+def open_data(config: BenchmarkConfig, seed: int) -> UnlearningDataModule:
+    """The data module of replicate ``seed``; bad data input becomes :class:`ConfigError`."""
+    dm = UnlearningDataModule(
+        config.dataset,
+        forget=config.forget,
+        seed=seed,
+        root=config.data_dir,
+        download=config.download,
+        max_train=config.max_train,
+        max_test=config.max_test,
+        batch_size=config.batch_size,
+        cache_dir=config.cache_root,
+    )
+    try:
+        dm.setup()
+    except (ValueError, FileNotFoundError, NotADirectoryError) as err:
+        raise ConfigError(str(err).splitlines()[0]) from None
+    return dm
+
+
+def tuning_grid(method: str, config: BenchmarkConfig) -> list[dict[str, Any]]:
+    """The hyperparameter trials of ``method``.
+
+    The grids are the method's ``tunable`` (``lr`` replaced by ``config.tune_lrs`` when given).
+    When their product has at most ``config.max_trials`` points, all are tried; otherwise a
+    diagonal of ``max_trials`` points: trial ``t`` takes, for every hyperparameter, the value at
+    ``round(t (n - 1) / (max_trials - 1))`` of its ``n``-value grid, so each grid is covered from
+    end to end (e.g. ``lr`` 0.1, 0.01, 0.001 with SalUn's mask ratio 0.1, 0.5, 0.9).
+    """
+    if config.max_trials == 0:
+        return [{}]
+    grids = {k: tuple(v) for k, v in get_method(method).tunable.items()}
+    if config.tune_lrs is not None:
+        grids["lr"] = tuple(config.tune_lrs)
+    keys = sorted(grids)
+    size = int(np.prod([len(grids[k]) for k in keys])) if keys else 1
+    if size <= config.max_trials:
+        return [dict(zip(keys, vals)) for vals in itertools.product(*(grids[k] for k in keys))]
+    t_max = max(config.max_trials - 1, 1)
+    trials: list[dict[str, Any]] = []
+    for t in range(config.max_trials):
+        trial = {k: grids[k][int(round(t * (len(grids[k]) - 1) / t_max))] for k in keys}
+        if trial not in trials:
+            trials.append(trial)
+    return trials
+
+
+class Experiment:
+    """Runs the stages of one benchmark configuration (already validated)."""
+
+    def __init__(self, config: BenchmarkConfig, *, progress: Progress | None = None) -> None:
+        self.config = config
+        self.progress = progress or NullProgress()
+        self.cache = ModelCache(config.cache_root / "models")
+        self._dms: dict[int, UnlearningDataModule] = {}
+        self.refs: ev.References | None = None
+        self.tkw = trainer_kwargs(config)
+        self.reference_counts = (0, 0)  # (trained, loaded from the cache)
+
+    # ------------------------------------------------------------------ data
+    def data(self, seed: int) -> UnlearningDataModule:
+        if seed not in self._dms:
+            self._dms[seed] = open_data(self.config, seed)
+        return self._dms[seed]
+
+    def settings(self) -> dict[str, Any]:
+        fp = load_source(self.config.dataset, root=self.config.data_dir, download=False).fingerprint
+        return training_settings(self.config, data_fingerprint=fp)
+
+    # ------------------------------------------------------------------ stage: models
+    def _plan_models(self) -> list[tuple[str, int, int]]:
+        """``(role, replicate seed, model seed)`` of every original and retrained model needed."""
+        c = self.config
+        tune = c.max_trials > 0 and bool(c.unlearning_methods())
+        reps = list(c.seeds) + ([c.tune_seed] if tune and c.tune_seed not in c.seeds else [])
+        plan = [("original", s, s) for s in reps]
+        if c.kind == "class":
+            plan += [("retrain", c.seeds[0], m) for m in c.retrain_seeds()]
+        else:
+            plan += [("retrain", s, m) for s in reps for m in c.retrain_seeds(s)]
+        return plan
+
+    def train_models(self, settings: dict) -> tuple[dict[int, TrainedModel], dict[int, list[TrainedModel]]]:
+        plan = self._plan_models()
+        k = self.config.rmia_references
+        originals: dict[int, TrainedModel] = {}
+        retrains: dict[int, list[TrainedModel]] = {}
+        with self.progress.stage("train models", total=len(plan) + (1 if k > 0 else 0)):
+            for role, rep, mseed in plan:
+                dm = self.data(rep)
+                if role == "original":
+                    originals[rep] = original_model(self.config, dm, self.cache, settings, seed=mseed)
+                    m = originals[rep]
+                else:
+                    m = retrained_model(self.config, dm, self.cache, settings, seed=mseed)
+                    retrains.setdefault(rep, []).append(m)
+                self.progress.advance(f"{role} seed {mseed}{' (cached)' if m.from_cache else ''}")
+            if k > 0:
+                self.refs = self._references(settings)
+                self.progress.advance(f"{k} reference models")
+        return originals, retrains
+
+    def _references(self, settings: dict) -> ev.References:
+        """RMIA reference models (:func:`lightning_unlearn.metrics.references.train_reference_models`:
+        each trained on a random half of the pool, train + test, cached under ``cache_dir/references``)
+        and their signals on the pool, in pool order."""
+        from lightning_unlearn.metrics.references import train_reference_models
+
+        c = self.config
+        dm = self.data(c.seeds[0])
+        refs = train_reference_models(
+            dm, c.rmia_references, model=c.model, epochs=c.resolved_epochs, lr=c.resolved_lr, cache_dir=c.cache_root, **self.tkw
+        )
+        self.reference_counts = (refs.num_refs - refs.loaded_from_cache, refs.loaded_from_cache)
+        signals, index = refs.signals(pool_dataset(dm), signal=c.rmia_signal)
+        assert torch.equal(index, torch.cat([dm.pool.train_index, dm.pool.test_index]))
+        return ev.References(signals=signals, membership=refs.membership)
+
+    def retrain_group(self, rep: int, retrains: dict[int, list[TrainedModel]]) -> list[TrainedModel]:
+        return retrains[self.config.seeds[0]] if self.config.kind == "class" else retrains[rep]
+
+    # ------------------------------------------------------------------ evaluation helpers
+    def evaluate(self, outputs: ev.Outputs, dm: UnlearningDataModule, retrain_outputs: list[ev.Outputs]) -> ev.Evaluation:
+        return ev.evaluate(
+            outputs, ev.Sets.of(dm), refs=self.refs, retrain_outputs=retrain_outputs, signal_kind=self.config.rmia_signal, gamma=self.config.rmia_gamma
+        )
+
+    def unlearn_one(self, method: str, hp: dict[str, Any], original: TrainedModel, dm: UnlearningDataModule, seed: int):
+        """Unlearn ``method`` with ``hp`` from a copy of ``original``; returns ``(net, seconds, hparams)``."""
+        module = UnlearnableClassifier(copy.deepcopy(original.net), num_classes=dm.num_classes, augmentation=dm.augmentation, aug_seed=seed)
+        obj = get_method(method)(**{"epochs": self.config.unlearn_epochs, **hp})
+        request = UnlearningRequest.from_datamodule(dm, use_remain=self.config.has_remain, batch_size=self.config.batch_size, seed=seed)
+        seed_everything(seed)  # a method's result must not depend on how many runs came before it
+        start = time.perf_counter()
+        unlearn(module, obj, request, **self.tkw)
+        seconds = time.perf_counter() - start
+        return module.model.eval(), seconds, obj.hparams()
+
+    def _retrain_runs(self, rep: int, group: list[TrainedModel], dm: UnlearningDataModule) -> tuple[list[ModelRun], list[ev.Outputs]]:
+        outs = [ev.model_outputs(m.net, dm) for m in group]
+        runs = []
+        for j, m in enumerate(group):
+            others = [o for i, o in enumerate(outs) if i != j] or [outs[j]]
+            e = self.evaluate(outs[j], dm, others)
+            runs.append(
+                ModelRun("retrain", rep, e, m.seconds, self._train_hparams(), outs[j], model_seed=m.meta.get("settings", {}).get("seed"), from_cache=m.from_cache)
+            )
+        return runs, outs
+
+    def _train_hparams(self) -> dict[str, Any]:
+        c = self.config
+        return {"model": c.model, "epochs": c.resolved_epochs, "lr": c.resolved_lr, "batch_size": c.batch_size, "schedule": "onecycle", "fastclip": c.fastclip}
+
+    # ------------------------------------------------------------------ stage: tuning
+    def tune(self, originals, retrains) -> tuple[dict[str, list[dict]], dict[str, dict]]:
+        c = self.config
+        methods = c.unlearning_methods()
+        trials = {m: tuning_grid(m, c) for m in methods}
+        history: dict[str, list[dict]] = {}
+        chosen: dict[str, dict] = {}
+        if c.max_trials == 0 or not methods:
+            return history, {m: {} for m in methods}
+        rep = c.tune_seed
+        dm = self.data(rep)
+        retrain_runs, retrain_outs = self._retrain_runs(rep, self.retrain_group(rep, retrains), dm)
+        star = ev.star_values([r.evaluation for r in retrain_runs])
+        mia_key = "rmia_auc" if self.refs is not None else "mia"
+        with self.progress.stage("tune hyperparameters", total=sum(len(t) for t in trials.values())):
+            for m in methods:
+                history[m] = []
+                for hp in trials[m]:
+                    net, secs, _ = self.unlearn_one(m, hp, originals[rep], dm, rep)
+                    e = self.evaluate(ev.model_outputs(net, dm), dm, retrain_outs)
+                    g = ev.gap(e.values, star, mia_key)
+                    history[m].append({"hparams": hp, "avg_gap": g, "seconds": secs, **{k: e.values.get(k) for k in ("ua", "ra", "ta", "mia", "rmia_auc")}})
+                    self.progress.advance(f"{m} {hp}")
+                scored = [(t["avg_gap"], i) for i, t in enumerate(history[m]) if t["avg_gap"] is not None and math.isfinite(t["avg_gap"])]
+                chosen[m] = trials[m][min(scored)[1]] if scored else {}
+        return history, chosen
+
+    # ------------------------------------------------------------------ stage: unlearn + evaluate
+    def run(self) -> ExperimentResult:
+        c = self.config
+        t0 = time.perf_counter()
+        self.data(c.seeds[0])  # bad data input fails here, before any training
+        settings = self.settings()
+        originals, retrains = self.train_models(settings)
+        tuning, chosen = self.tune(originals, retrains)
+        methods = c.unlearning_methods()
+        runs: list[ModelRun] = []
+        norms: dict[str, dict[str, list[float]]] = {}
+        with self.progress.stage("unlearn & evaluate", total=len(c.seeds) * (2 + len(methods))):
+            class_retrain: tuple[list[ModelRun], list[ev.Outputs]] | None = None
+            for rep in c.seeds:
+                dm = self.data(rep)
+                if c.kind == "class":
+                    if class_retrain is None:
+                        class_retrain = self._retrain_runs(rep, self.retrain_group(rep, retrains), dm)
+                        runs += class_retrain[0]
+                    retrain_outs = class_retrain[1]
+                else:
+                    rr, retrain_outs = self._retrain_runs(rep, self.retrain_group(rep, retrains), dm)
+                    runs += rr
+                self.progress.advance(f"retrain seed {rep}")
+                orig = originals[rep]
+                out = ev.model_outputs(orig.net, dm)
+                runs.append(ModelRun("original", rep, self.evaluate(out, dm, retrain_outs), orig.seconds, self._train_hparams(), out, model_seed=rep, from_cache=orig.from_cache))
+                if "fastclip_norms" in orig.meta and rep == c.seeds[0]:
+                    norms["original"] = orig.meta["fastclip_norms"]
+                    first = self.retrain_group(rep, retrains)[0]
+                    if "fastclip_norms" in first.meta:
+                        norms["retrain"] = first.meta["fastclip_norms"]
+                self.progress.advance(f"original seed {rep}")
+                for m in methods:
+                    net, secs, hparams = self.unlearn_one(m, chosen.get(m, {}), orig, dm, rep)
+                    out = ev.model_outputs(net, dm)
+                    runs.append(ModelRun(m, rep, self.evaluate(out, dm, retrain_outs), secs, hparams, out, model_seed=rep))
+                    self.progress.advance(f"{m} seed {rep}")
+        trained_refs, loaded_refs = self.reference_counts
+        trained = list(self.cache.trained) + [f"reference-{i}" for i in range(trained_refs)]
+        loaded = list(self.cache.loaded) + [f"reference-{i}" for i in range(loaded_refs)]
+        return ExperimentResult(runs, tuning, chosen, norms, trained, loaded, time.perf_counter() - t0)
+
+
+__all__ = ["Experiment", "ExperimentResult", "ModelRun", "open_data", "pool_dataset", "tuning_grid"]

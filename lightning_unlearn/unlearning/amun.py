@@ -1,0 +1,223 @@
+"""AMUN: Adversarial Machine UNlearning (Ebrahimpour-Boroojeny et al., ICML 2025, arXiv 2503.00917).
+
+``amun.md`` §3. At the start of the unlearning fit (``on_fit_start``: the model is on its
+device and, under DDP, the process group exists) the adversarial set D_A is built **once**
+on the current model with the minimal-ε PGD-L2 search
+(:func:`~lightning_unlearn.unlearning.adversarial.build_adversarial_set`, sharded across
+ranks and gathered). The model is then fine-tuned with mean cross-entropy on **one
+concatenated, uniformly shuffled** dataset (batch 128, no reweighting between parts):
+
+============  ===========================  ===========
+variant       with D_R                     D_F only
+============  ===========================  ===========
+``amun``      D_R ∪ D_F ∪ D_A              D_F ∪ D_A
+``adv-only``  D_R ∪ D_A                    D_A
+============  ===========================  ===========
+
+D_F keeps its true labels, D_A carries y_adv. D_R and D_F get the training augmentation, D_A
+none (``augment_adv=True`` reproduces [R]'s ``amun_rand``).
+
+Continual requests (``amun.md`` §5): each ``start_unlearning`` + ``fit`` is one request, and
+``setup`` rebuilds D_A on the model as it is then (AMUN-A). Passing a precomputed
+``adversarial_set`` (built on θ_o, e.g. with :meth:`AMUNMixin.precompute_adversarial_set`)
+instead reuses its rows for the request's forget indices (plain AMUN across requests).
+
+Defaults ([P] App. C, [R]): SGD momentum 0.9, weight decay 5e-4, 10 epochs, lr 0.01,
+StepLR(step_size=1, γ=0.1) (the [R] README example); both are tuned on a grid.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Literal
+
+import torch
+import torch.nn.functional as F
+
+from lightning_unlearn.attacks.pgd_l2 import EpsInit
+from lightning_unlearn.unlearning.adversarial import AdversarialSet, build_adversarial_set
+from lightning_unlearn.unlearning.base import UnlearningMethod, UnlearningMixin, UnlearningRequest
+from lightning_unlearn.unlearning.phases import ADVERSARIAL, FORGET, REMAIN, Phase, module_loader, tagged_concat
+from lightning_unlearn.unlearning.saliency import MaskMode, SaliencyFreeze
+
+log = logging.getLogger(__name__)
+
+Variant = Literal["amun", "adv-only"]
+RANDOM_SETTINGS = frozenset({("random", True), ("random", False)})
+
+
+class AMUN(UnlearningMethod):
+    """Fine-tuning on D_F and its minimal-radius adversarial examples (and D_R when available).
+
+    Args:
+        variant: ``"amun"`` (D_F ∪ D_A [∪ D_R]) or ``"adv-only"`` (D_A [∪ D_R]).
+        eps_init: first attack radius, a number or ``"auto"`` (default; the quantile rule of
+            ``amun.md`` §2.2 with ``n_calib``, ``eps_calib``, ``q``). ``0.04`` reproduces the
+            paper on CIFAR-10 (the spec's and [R]'s value).
+        steps, max_rounds, restart_each_round: see :func:`~lightning_unlearn.attacks.pgd_l2_search`.
+        attack_batch_size: attack batch (128).
+        augment_adv: also augment D_A (default ``False``).
+        normalizer: optional callable applied to pixels before the model in the attack.
+        adversarial_set: a precomputed D_A to reuse (rows selected by the request's forget
+            indices); default ``None``: built on the current model at the start of the fit.
+        lr, epochs, step_size, ...: see :class:`~lightning_unlearn.unlearning.UnlearningMethod`
+            (defaults lr 0.01, 10 epochs, step_size 1).
+
+    Attributes:
+        adversarial: the :class:`AdversarialSet` of the current request (after ``setup``).
+    """
+
+    name = "amun"
+    supported = RANDOM_SETTINGS
+    tunable = {"lr": (0.1, 0.05, 0.01, 0.005, 0.001), "step_size": (1, 5, 10)}
+
+    def __init__(
+        self,
+        *,
+        variant: Variant = "amun",
+        eps_init: EpsInit = "auto",
+        steps: int = 50,
+        max_rounds: int = 12,
+        restart_each_round: bool = False,
+        attack_batch_size: int = 128,
+        augment_adv: bool = False,
+        n_calib: int = 100,
+        eps_calib: float = 0.01,
+        q: float = 0.95,
+        normalizer: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        adversarial_set: AdversarialSet | None = None,
+        lr: float = 0.01,
+        step_size: int | None = 1,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(lr=lr, step_size=step_size, **kwargs)
+        if variant not in ("amun", "adv-only"):
+            raise ValueError(f"unknown AMUN variant {variant!r}: expected 'amun' or 'adv-only'")
+        if eps_init != "auto" and not (isinstance(eps_init, (int, float)) and eps_init > 0):
+            raise ValueError(f"eps_init must be a positive number or 'auto', got {eps_init!r}")
+        self.variant, self.eps_init, self.steps, self.max_rounds = variant, eps_init, steps, max_rounds
+        self.restart_each_round, self.attack_batch_size, self.augment_adv = restart_each_round, attack_batch_size, augment_adv
+        self.n_calib, self.eps_calib, self.q = n_calib, eps_calib, q
+        self.normalizer, self.precomputed = normalizer, adversarial_set
+        self.adversarial: AdversarialSet | None = None
+
+    def attack_kwargs(self) -> dict[str, Any]:
+        return dict(
+            eps_init=self.eps_init, steps=self.steps, max_rounds=self.max_rounds, restart_each_round=self.restart_each_round,
+            normalizer=self.normalizer, n_calib=self.n_calib, eps_calib=self.eps_calib, q=self.q,
+        )
+
+    def setup(self, module, request: UnlearningRequest) -> None:
+        """Build D_A on the current model (or select it from the precomputed set)."""
+        if self.precomputed is not None:
+            idx = torch.cat([b[2] for b in torch.utils.data.DataLoader(request.forget, batch_size=4096)])
+            self.adversarial = self.precomputed.select(idx)
+            return
+        trainer = module._trainer
+        strategy = trainer.strategy if trainer is not None and trainer.world_size > 1 else None
+        self.adversarial = build_adversarial_set(
+            module, request.forget, batch_size=self.attack_batch_size, strategy=strategy, seed=request.seed, **self.attack_kwargs()
+        )
+        a = self.adversarial
+        log.info(
+            "AMUN: D_A of %d examples (eps_init %.4g, mean delta %.4g, %.2f PGD-50 passes, %.1f s)",
+            len(a), a.eps_init, float(a.delta.mean()) if len(a) else 0.0, a.cost_in_pgd50_passes, a.seconds,
+        )
+
+    def train_dataloader(self, module, request: UnlearningRequest):
+        assert self.adversarial is not None, "AMUN.setup() builds D_A before the loader is requested"
+        parts = []
+        if request.remain is not None:
+            parts.append((request.remain, REMAIN))
+        if self.variant == "amun":
+            parts.append((request.forget, FORGET))
+        if len(self.adversarial):
+            parts.append((self.adversarial.dataset(), ADVERSARIAL))
+        if not parts:
+            raise RuntimeError("AMUN adv-only without D_R: no forget sample found an adversarial example, nothing to train on")
+        data = tagged_concat(parts, float_pixels=True)
+        return module_loader(module, [Phase("mixed", data, batch_size=request.batch_size, seed=request.seed)])
+
+    def loss(self, module, batch, batch_idx: int):
+        x, y, source = batch[0], batch[1], batch[3]
+        mask = None if self.augment_adv else source != ADVERSARIAL
+        return F.cross_entropy(module(self.inputs(module, x, batch_idx, mask=mask)), y)
+
+    def teardown(self, module) -> None:
+        # D_A stays available on the method object for inspection; it is not module state.
+        pass
+
+
+class AdvOnly(AMUN):
+    """AMUN's ``adv-only`` variant: D_R ∪ D_A (with D_R) or D_A alone (helps when D_F is large, [P] §4)."""
+
+    name = "adv-only"
+
+    def __init__(self, *, variant: Variant = "adv-only", **kwargs: Any) -> None:
+        super().__init__(variant=variant, **kwargs)
+
+
+class AMUNSalUn(AMUN):
+    """AMUN with SalUn's gradient-saliency mask ([P] App. D; [R] ``amun_sa`` / ``advonly_sa``).
+
+    The mask is computed once on θ_o over D_F (:mod:`~lightning_unlearn.unlearning.saliency`)
+    and only the masked-in entries are updated (true freeze by default).
+
+    Args:
+        mask_ratio: r (default 0.5, tuned in 0.1..0.9).
+        mask_mode: ``"freeze"`` (default) or ``"grad_only"`` ([R]).
+        **kwargs: see :class:`AMUN` (``variant`` included).
+    """
+
+    name = "amun-salun"
+    tunable = {"lr": (0.1, 0.05, 0.01, 0.005, 0.001), "step_size": (1, 5, 10), "mask_ratio": (0.1, 0.3, 0.5, 0.7, 0.9)}
+
+    def __init__(self, *, mask_ratio: float = 0.5, mask_mode: MaskMode = "freeze", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.saliency = SaliencyFreeze(ratio=mask_ratio, mask_mode=mask_mode)
+        self.mask_ratio, self.mask_mode = mask_ratio, mask_mode
+
+    def setup(self, module, request: UnlearningRequest) -> None:
+        self.saliency.setup(module, request.forget, batch_size=request.batch_size)
+        super().setup(module, request)
+
+    def on_before_optimizer_step(self, module, optimizer) -> None:
+        self.saliency.before_step(module)
+
+    def on_train_batch_end(self, module, outputs, batch, batch_idx: int) -> None:
+        self.saliency.after_step(module, module.trainer.optimizers)
+
+    def teardown(self, module) -> None:
+        self.saliency.teardown()
+
+
+AMUN_METHODS: dict[str, type[AMUN]] = {"amun": AMUN, "amun-salun": AMUNSalUn, "adv-only": AdvOnly}
+
+
+class AMUNMixin(UnlearningMixin):
+    """An :class:`~lightning_unlearn.unlearning.UnlearningMixin` whose default method is AMUN.
+
+    Mix it in first; the user's ``training_step`` keeps serving normal training::
+
+        class Model(AMUNMixin, MyClassifier): ...
+
+        model.start_amun(request, lr=0.01)        # AMUN on the request
+        trainer.fit(model)                         # builds D_A at fit start, then fine-tunes
+        model.stop_unlearning()
+
+    ``start_amun(request, method="amun-salun", mask_ratio=0.5)`` and ``method="adv-only"``
+    select the variants. For a sequence of requests call ``start_amun`` + ``fit`` per
+    request: D_A is rebuilt on the current model each time (AMUN-A); pass
+    ``adversarial_set=model.precompute_adversarial_set(all_forget)`` to reuse examples
+    computed once on θ_o (plain AMUN).
+    """
+
+    def start_amun(self, request: UnlearningRequest, *, method: Literal["amun", "amun-salun", "adv-only"] = "amun", **hparams: Any) -> AMUN:
+        """Enter the AMUN unlearning phase for ``request`` (``hparams`` go to the method)."""
+        if method not in AMUN_METHODS:
+            raise ValueError(f"unknown AMUN method {method!r}: expected one of {', '.join(AMUN_METHODS)}")
+        return self.start_unlearning(AMUN_METHODS[method](**hparams), request)  # type: ignore[return-value]
+
+    def precompute_adversarial_set(self, forget, **attack_kwargs: Any) -> AdversarialSet:
+        """D_A for ``forget`` on the current weights, outside a fit (single process)."""
+        return build_adversarial_set(self, forget, **attack_kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,44 @@
+"""SalUn: random labelling restricted to the salient weights (Fan et al., ICLR 2024).
+
+``baselines.md`` §7: RL (same data composition in each setting, ``label_mode`` and
+``schedule`` as :class:`~lightning_unlearn.unlearning.rl.RandomLabel`) updating only the
+entries selected by the saliency mask (:mod:`lightning_unlearn.unlearning.saliency`), which
+is computed once per request on θ_o at the start of the fit.
+"""
+
+from __future__ import annotations
+
+from lightning_unlearn.unlearning.base import UnlearningRequest
+from lightning_unlearn.unlearning.rl import RandomLabel
+from lightning_unlearn.unlearning.saliency import MaskMode, SaliencyFreeze
+
+
+class SalUn(RandomLabel):
+    """RL with a gradient-saliency mask.
+
+    Args:
+        mask_ratio: r, the fraction of parameter entries updated (default 0.5; tune in 0.1..0.9).
+        mask_mode: ``"freeze"`` (default, masked-out entries bit-identical) or ``"grad_only"``.
+        **kwargs: see :class:`~lightning_unlearn.unlearning.rl.RandomLabel`.
+    """
+
+    name = "salun"
+    tunable = {"lr": (0.1, 0.05, 0.01, 0.005, 0.001), "mask_ratio": (0.1, 0.3, 0.5, 0.7, 0.9)}
+
+    def __init__(self, *, mask_ratio: float = 0.5, mask_mode: MaskMode = "freeze", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.saliency = SaliencyFreeze(ratio=mask_ratio, mask_mode=mask_mode)
+        self.mask_ratio, self.mask_mode = mask_ratio, mask_mode
+
+    def setup(self, module, request: UnlearningRequest) -> None:
+        super().setup(module, request)
+        self.saliency.setup(module, request.forget, batch_size=request.batch_size)
+
+    def on_before_optimizer_step(self, module, optimizer) -> None:
+        self.saliency.before_step(module)
+
+    def on_train_batch_end(self, module, outputs, batch, batch_idx: int) -> None:
+        self.saliency.after_step(module, module.trainer.optimizers)
+
+    def teardown(self, module) -> None:
+        self.saliency.teardown()

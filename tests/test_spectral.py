@@ -1,0 +1,229 @@
+"""Spectral estimates and clipping against the dense Jacobian SVD of the same layer at the same input shape."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from lightning_unlearn.spectral import (
+    LinearMap,
+    UnsupportedLayerError,
+    clip_,
+    excess_singular_values,
+    is_supported,
+    linear_map,
+    register_spectral,
+    singular_values,
+)
+
+
+def dense_singular_values(module: nn.Module, input_shape) -> torch.Tensor:
+    """Independent reference: the explicit Jacobian ``[L(e_j) - L(0)]_j`` in float64 from the module's own forward (eval), then SVD."""
+    m = copy.deepcopy(module).double().eval()
+    n = int(torch.tensor(input_shape).prod())
+    with torch.no_grad():
+        basis = torch.eye(n, dtype=torch.float64).reshape(n, *input_shape)
+        jac = (m(basis) - m(torch.zeros(1, *input_shape, dtype=torch.float64))).reshape(n, -1)
+    return torch.linalg.svdvals(jac)
+
+
+def _randomize_bn(bn: nn.modules.batchnorm._BatchNorm, seed: int) -> nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        bn.weight.copy_(torch.randn(bn.num_features, generator=g))
+        bn.bias.copy_(torch.randn(bn.num_features, generator=g))
+        bn.running_mean.copy_(torch.randn(bn.num_features, generator=g))
+        bn.running_var.copy_(torch.rand(bn.num_features, generator=g) * 2 + 0.05)
+    return bn
+
+
+def _case(name: str, seed: int = 0):
+    torch.manual_seed(seed)
+    cases = {
+        "conv2d": (lambda: nn.Conv2d(3, 4, 3, padding=1), (3, 6, 6)),
+        "conv2d_stride2": (lambda: nn.Conv2d(3, 5, 3, stride=2, padding=1), (3, 8, 8)),
+        "conv2d_dil2_groups2": (lambda: nn.Conv2d(4, 6, 3, padding=2, dilation=2, groups=2), (4, 6, 6)),
+        "conv2d_circular": (lambda: nn.Conv2d(3, 4, 3, padding=1, padding_mode="circular"), (3, 6, 6)),
+        "conv2d_reflect": (lambda: nn.Conv2d(3, 4, 3, padding=1, padding_mode="reflect"), (3, 6, 6)),
+        "conv2d_replicate": (lambda: nn.Conv2d(2, 3, 3, padding=1, padding_mode="replicate"), (2, 6, 6)),
+        "conv2d_k5_p0": (lambda: nn.Conv2d(2, 4, 5), (2, 8, 8)),
+        "conv1d": (lambda: nn.Conv1d(3, 5, 3, padding=1), (3, 12)),
+        "conv3d": (lambda: nn.Conv3d(2, 3, 3, padding=1), (2, 4, 4, 4)),
+        "convT1d": (lambda: nn.ConvTranspose1d(3, 2, 3, stride=2, padding=1), (3, 8)),
+        "convT2d_stride2": (lambda: nn.ConvTranspose2d(4, 3, 3, stride=2, padding=1, output_padding=1), (4, 4, 4)),
+        "convT3d": (lambda: nn.ConvTranspose3d(2, 2, 3, padding=1), (2, 3, 3, 3)),
+        "linear": (lambda: nn.Linear(24, 11), (24,)),
+        "bn1d": (lambda: _randomize_bn(nn.BatchNorm1d(7), seed), (7,)),
+        "bn2d": (lambda: _randomize_bn(nn.BatchNorm2d(5), seed), (5, 3, 3)),
+        "bn3d": (lambda: _randomize_bn(nn.BatchNorm3d(3), seed), (3, 2, 2, 2)),
+        "conv_bn": (lambda: nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), _randomize_bn(nn.BatchNorm2d(4), seed)), (3, 6, 6)),
+        "linear_bn": (lambda: nn.Sequential(nn.Linear(10, 6), _randomize_bn(nn.BatchNorm1d(6), seed)), (10,)),
+    }
+    make, shape = cases[name]
+    return make(), shape
+
+
+ALL = [
+    "conv2d", "conv2d_stride2", "conv2d_dil2_groups2", "conv2d_circular", "conv2d_reflect", "conv2d_replicate",
+    "conv2d_k5_p0", "conv1d", "conv3d", "convT1d", "convT2d_stride2", "convT3d", "linear", "bn1d", "bn2d", "bn3d",
+    "conv_bn", "linear_bn",
+]
+CLIPPABLE = [c for c in ALL if not c.startswith("bn")]
+
+
+def _snapshot(module: nn.Module):
+    return {k: v.clone() for k, v in module.state_dict().items()}, [m.training for m in module.modules()]
+
+
+def _assert_unchanged(module: nn.Module, snap, *, except_names=()):
+    state, modes = snap
+    for k, v in module.state_dict().items():
+        if k not in except_names:
+            assert torch.equal(v, state[k]), f"{k} changed"
+    assert [m.training for m in module.modules()] == modes
+
+
+@pytest.mark.parametrize(
+    ("name", "method"),
+    [(n, "krylov") for n in ALL] + [(n, "subspace") for n in ("conv2d_stride2", "convT2d_stride2", "linear", "conv_bn")],
+)
+def test_singular_values_match_dense_svd(name, method):
+    module, shape = _case(name)
+    module.train()  # estimates must not depend on, or change, the mode
+    for p in module.parameters():
+        p.grad = torch.full_like(p, 7.0)
+    snap = _snapshot(module)
+    truth = dense_singular_values(module, shape)
+    est = singular_values(module, shape, k=3, method=method, iters=300)
+    assert est.dtype == torch.float32 and est.shape == (3,)
+    assert torch.all(est[:-1] >= est[1:]), est
+    assert abs(float(est[0]) - float(truth[0])) <= 1e-3 * float(truth[0]), (est, truth[:3])
+    assert torch.allclose(est.double(), truth[:3], rtol=1e-2, atol=0), (est, truth[:3])
+    _assert_unchanged(module, snap)
+    assert all(torch.equal(p.grad, torch.full_like(p, 7.0)) for p in module.parameters())
+
+
+def test_singular_values_top1_default_and_eval_mode():
+    module, shape = _case("conv_bn", seed=1)
+    module.eval()
+    est = singular_values(module, shape)
+    assert est.shape == (1,)
+    truth = dense_singular_values(module, shape)[0]
+    assert abs(float(est[0]) - float(truth)) <= 1e-3 * float(truth)
+    assert not module.training and not module[1].training
+
+
+@pytest.mark.parametrize("name", CLIPPABLE)
+@pytest.mark.parametrize("start", [3.0, 1.2])
+def test_clip_lands_within_tolerance(name, start):
+    c = 1.0
+    module, shape = _case(name, seed=2)
+    module.train()
+    lm = linear_map(module)
+    with torch.no_grad():
+        lm.tensors[lm.clip_tensor].mul_(start * c / float(dense_singular_values(module, shape)[0]))
+    bias_before = {k: v.clone() for k, v in module.state_dict().items() if not k.endswith(lm.clip_tensor)}
+    for p in module.parameters():
+        p.grad = None
+    snap = _snapshot(module)
+    new = clip_(module, shape, c)
+    truth = float(dense_singular_values(module, shape)[0])
+    assert c * (1 - 1e-4) <= truth <= 1.01 * c, (name, start, truth)
+    assert abs(float(new) - truth) <= 0.01 * c
+    # only the clipped tensor changed: biases, BN gains and buffers are bit-identical; no .grad written
+    _assert_unchanged(module, snap, except_names=(lm.clip_tensor,))
+    assert all(torch.equal(module.state_dict()[k], v) for k, v in bias_before.items())
+    assert all(p.grad is None for p in module.parameters())
+
+
+@pytest.mark.parametrize("name", ["conv2d", "conv2d_stride2", "conv1d", "convT2d_stride2", "linear", "conv_bn"])
+def test_clip_two_sided_raises_from_below(name):
+    c = 1.0
+    module, shape = _case(name, seed=3)
+    lm = linear_map(module)
+    with torch.no_grad():
+        lm.tensors[lm.clip_tensor].mul_(0.5 * c / float(dense_singular_values(module, shape)[0]))
+    one_sided = copy.deepcopy(module)
+    clip_(one_sided, shape, c)
+    assert all(torch.equal(a, b) for a, b in zip(one_sided.state_dict().values(), module.state_dict().values()))
+    clip_(module, shape, c, two_sided=True)
+    truth = float(dense_singular_values(module, shape)[0])
+    assert 0.99 * c <= truth <= 1.01 * c, truth
+
+
+def test_clip_linear_is_the_rank_one_clip():
+    # For a dense layer one Gauss-Newton step is W - (sigma_1 - c) u v^T: the other singular values stay.
+    lin = nn.Linear(6, 5, bias=False)
+    u, _, vh = torch.linalg.svd(torch.randn(5, 6, generator=torch.Generator().manual_seed(0)), full_matrices=False)
+    s = torch.tensor([4.0, 2.5, 0.7, 0.3, 0.1])
+    with torch.no_grad():
+        lin.weight.copy_(u @ torch.diag(s) @ vh)
+    clip_(lin, (6,), 1.0)
+    got = torch.linalg.svdvals(lin.weight.detach().double())
+    assert torch.allclose(got, torch.tensor([1.0, 1.0, 0.7, 0.3, 0.1], dtype=torch.float64), atol=2e-3)
+
+
+def test_clip_conv_bn_never_writes_bn_buffers_and_clips_gamma_on_request():
+    module, shape = _case("conv_bn", seed=4)
+    module.train()  # a BN forward in train mode would overwrite running stats: we never call it
+    bn_before = {k: v.clone() for k, v in module[1].state_dict().items()}
+    clip_(module, shape, 1.0)
+    assert all(torch.equal(module[1].state_dict()[k], v) for k, v in bn_before.items())
+    assert module.training and module[1].training
+    truth = float(dense_singular_values(module, shape)[0])
+    assert 1.0 - 1e-4 <= truth <= 1.01
+    kernel = module[0].weight.detach().clone()
+    clip_(module, shape, 0.5, tensor="1.weight")
+    assert torch.equal(module[0].weight, kernel)
+    assert 0.5 * (1 - 1e-4) <= float(dense_singular_values(module, shape)[0]) <= 0.505
+    assert torch.equal(module[1].running_var, bn_before["running_var"])
+
+
+def test_excess_decision_is_pure():
+    sigma = torch.tensor([1.5, 1.004, 1.006, 0.2])
+    idx, exc = excess_singular_values(sigma, 1.0)
+    assert idx.tolist() == [0, 2] and torch.allclose(exc, torch.tensor([0.5, 0.006]))
+    idx, _ = excess_singular_values(torch.tensor([0.5, 0.1]), 1.0)
+    assert idx.numel() == 0
+    idx, exc = excess_singular_values(torch.tensor([0.5, 0.1]), 1.0, two_sided=True)
+    assert idx.tolist() == [0] and torch.allclose(exc, torch.tensor([-0.5]))
+    idx, _ = excess_singular_values(torch.tensor([0.996, 0.1]), 1.0, two_sided=True)
+    assert idx.numel() == 0
+
+
+def test_unsupported_layers_raise_naming_the_module():
+    with pytest.raises(UnsupportedLayerError, match="LayerNorm"):
+        singular_values(nn.LayerNorm(4), (4,))
+    with pytest.raises(UnsupportedLayerError, match="child '1'.*ReLU"):
+        singular_values(nn.Sequential(nn.Linear(3, 3), nn.ReLU()), (3,))
+    with pytest.raises(UnsupportedLayerError, match="track_running_stats=False"):
+        singular_values(nn.BatchNorm2d(3, track_running_stats=False), (3, 4, 4))
+    with pytest.raises(ValueError, match="input_shape"):
+        singular_values(nn.Linear(3, 3), ())
+    with pytest.raises(ValueError, match="max_norm must be a positive"):
+        clip_(nn.Linear(3, 3), (3,), -1.0)
+    with pytest.raises(ValueError, match="unknown method 'power'"):
+        singular_values(nn.Linear(3, 3), (3,), method="power")
+    assert not is_supported(nn.ReLU()) and is_supported(nn.Conv2d(1, 1, 1))
+
+
+def test_users_can_register_a_layer_type():
+    class Scale(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.tensor(3.0))
+
+        def forward(self, x):
+            return self.weight * x
+
+    @register_spectral(Scale)
+    def _scale(module: Scale) -> LinearMap:
+        return LinearMap(apply=lambda t, x: t["weight"] * x, tensors={"weight": module.weight}, clip_tensor="weight")
+
+    m = Scale()
+    assert abs(float(singular_values(m, (5,))[0]) - 3.0) < 1e-5
+    clip_(m, (5,), 2.0)
+    assert 2.0 * (1 - 1e-4) <= float(m.weight.detach()) <= 2.02
