@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--accelerator", default="auto", help="passed to every Lightning Trainer (default auto: a GPU if present)")
     x.add_argument("--devices", default="auto", help="passed to every Lightning Trainer")
     x.add_argument("--strategy", default="auto", help="passed to every Lightning Trainer")
+    x.add_argument("--precision", default="32-true", help="passed to every Lightning Trainer (e.g. bf16-mixed on a GPU; default 32-true)")
+    x.add_argument("--channels-last", action="store_true", help="channels-last memory format for the trained models (GPU speed)")
+    x.add_argument("--device-data", action="store_true", help="keep the training set on the accelerator (one device)")
     x.add_argument("--cache-dir", default=None, help="trained models and decoded data (default ~/.cache/lightning_unlearn)")
     x.add_argument("--out", required=True, help="output directory (results.json, report.md, figures)")
     x.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -120,6 +123,9 @@ def config_from_args(args: argparse.Namespace):
         accelerator=args.accelerator,
         devices=str(args.devices),
         strategy=args.strategy,
+        precision=args.precision,
+        channels_last=args.channels_last,
+        device_data=args.device_data,
         cache_dir=args.cache_dir,
     )
 

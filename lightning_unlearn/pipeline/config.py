@@ -37,6 +37,7 @@ from typing import Any
 
 BASELINE_ROWS = ("original", "retrain")
 RMIA_SIGNALS = ("softmax", "sm_taylor_softmax")
+PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
 
 
 class ConfigError(ValueError):
@@ -96,6 +97,13 @@ class BenchmarkConfig:
 
     Execution:
         accelerator, devices, strategy: passed to every Lightning ``Trainer``.
+        precision: passed to every ``Trainer`` (default ``"32-true"``; ``"bf16-mixed"`` on a
+            GPU). Attacks and metrics always run in fp32.
+        channels_last: train original, retrained and reference models in channels-last memory
+            format (faster convolutions on GPUs).
+        device_data: keep the training set of original and retrained models on the
+            accelerator (:class:`~lightning_unlearn.data.DeviceTensorLoader`; same data order
+            as the default loader; single device only).
         cache_dir: trained models and decoded pools (default the user's cache folder).
     """
 
@@ -125,6 +133,9 @@ class BenchmarkConfig:
     accelerator: str = "auto"
     devices: str = "auto"
     strategy: str = "auto"
+    precision: str = "32-true"
+    channels_last: bool = False
+    device_data: bool = False
     cache_dir: str | None = None
 
     # ------------------------------------------------------------------ derived settings
@@ -270,6 +281,10 @@ class BenchmarkConfig:
             raise ConfigError(f"fastclip_every must be positive, got {self.fastclip_every}")
         if self.lr is not None and self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
+        if self.device_data and self.devices not in ("auto", "1"):
+            raise ConfigError(f"device_data keeps the training set on one device; it does not apply to devices={self.devices!r} (use 1 or the default loaders)")
         return self
 
     # ------------------------------------------------------------------ serialisation
@@ -299,7 +314,7 @@ class BenchmarkConfig:
 # the fields whose change alters the data pool of every model
 DATA_FIELDS = ("dataset", "max_train", "max_test")
 # ... and the training recipe of original, retrained and reference models
-TRAIN_FIELDS = ("model", "batch_size", "fastclip", "fastclip_every", "accelerator", "devices", "strategy")
+TRAIN_FIELDS = ("model", "batch_size", "fastclip", "fastclip_every", "accelerator", "devices", "strategy", "precision", "channels_last")
 
 
 def training_settings(config: BenchmarkConfig, *, data_fingerprint: str) -> dict[str, Any]:

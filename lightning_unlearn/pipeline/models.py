@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_unlearn.data import IndexedTensorDataset, UnlearningDataModule
+from lightning_unlearn.data import DeviceTensorLoader, IndexedTensorDataset, UnlearningDataModule
 from lightning_unlearn.models import build_model
 from lightning_unlearn.pipeline.cache import ModelCache
 from lightning_unlearn.pipeline.config import BenchmarkConfig
@@ -49,11 +49,19 @@ def trainer_kwargs(config: BenchmarkConfig) -> dict[str, Any]:
     devices: Any = config.devices
     if isinstance(devices, str) and devices.isdigit():
         devices = int(devices)
-    return {"accelerator": config.accelerator, "devices": devices, "strategy": config.strategy}
+    return {"accelerator": config.accelerator, "devices": devices, "strategy": config.strategy, "precision": config.precision}
+
+
+def data_device(config: BenchmarkConfig) -> torch.device:
+    """Where ``device_data`` keeps the training set: the GPU when the accelerator uses one."""
+    if config.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda", 0)
+    return torch.device("cpu")
 
 
 def new_net(config: BenchmarkConfig, dm: UnlearningDataModule) -> nn.Module:
-    return build_model(config.model, in_channels=dm.image_shape[0], num_classes=dm.num_classes, mean=dm.mean, std=dm.std)
+    net = build_model(config.model, in_channels=dm.image_shape[0], num_classes=dm.num_classes, mean=dm.mean, std=dm.std)
+    return net.to(memory_format=torch.channels_last) if config.channels_last else net
 
 
 def _fastclip_callbacks(config: BenchmarkConfig) -> list:
@@ -84,9 +92,15 @@ def fit_classifier(config: BenchmarkConfig, dm: UnlearningDataModule, data: Inde
     seed_everything(seed)
     net = new_net(config, dm)
     module = ClassifierModule(net, num_classes=dm.num_classes, lr=config.resolved_lr, augmentation=dm.augmentation, aug_seed=seed)
-    loader = dm.make_loader(data, shuffle=True, batch_size=config.batch_size, seed_offset=seed_offset)
+    if config.device_data:  # same order as dm.make_loader: both draw from (dm.seed + seed_offset, epoch)
+        loader = DeviceTensorLoader(data, batch_size=config.batch_size, device=data_device(config), shuffle=True, seed=dm.seed + seed_offset)
+    else:
+        loader = dm.make_loader(data, shuffle=True, batch_size=config.batch_size, seed_offset=seed_offset)
     callbacks = _fastclip_callbacks(config)
-    trainer = make_trainer(max_epochs=config.resolved_epochs, callbacks=callbacks, **trainer_kwargs(config))
+    tkw = trainer_kwargs(config)
+    if config.device_data:
+        tkw["devices"] = 1  # the device loader does not shard: one process
+    trainer = make_trainer(max_epochs=config.resolved_epochs, callbacks=callbacks, **tkw)
     start = time.perf_counter()
     trainer.fit(module, train_dataloaders=loader)
     seconds = time.perf_counter() - start
