@@ -235,3 +235,6 @@ def test_amun_ddp_matches_single_process(tmp_path, cache_dir, digits_dm, digits_
     assert all(torch.equal(r0["params"][k], r1["params"][k]) for k in r0["params"])
     orig = dict(digits_original.named_parameters())
     assert any(not torch.equal(r0["params"][k], orig[k]) for k in r0["params"])  # it did train
+    # GA with D_R: each rank runs its D_R-pass batches, then its D_F-pass batches, in step
+    assert r0["phases_ga"] == r1["phases_ga"] and r0["phases_ga"][0] == "remain" and r0["phases_ga"][-1] == "forget"
+    assert all(torch.equal(r0["params_ga"][k], r1["params_ga"][k]) for k in r0["params_ga"])

@@ -330,3 +330,22 @@ def test_salun_masked_out_weights(mask_mode, digits_dm, digits_original):
         assert frozen_same
     else:
         assert not frozen_same  # weight decay and momentum still move them ([R])
+
+
+@pytest.fixture(scope="module")
+def digits_class_dm(cache_dir):
+    from lightning_unlearn.data import UnlearningDataModule
+
+    dm = UnlearningDataModule("digits", forget="class:3", seed=0, cache_dir=cache_dir)
+    dm.setup()
+    return dm
+
+
+@pytest.mark.parametrize("name", ["rl", "ga", "bs", "salun"])
+def test_class_forgetting_forget_set_only(name, digits_class_dm, digits_original):
+    req = UnlearningRequest.from_datamodule(digits_class_dm, use_remain=False)
+    assert req.kind == "class" and not req.has_remain
+    m = fresh(digits_original, Spy)
+    unlearn(m, name, req, epochs=1, lr=0.01)
+    assert set(torch.cat([s[1] for s in m.seen]).tolist()) == ids(digits_class_dm, "forget")
+    assert all(torch.isfinite(p).all() for p in m.parameters())

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from lightning_unlearn.unlearning.base import UnlearningRequest
+from lightning_unlearn.unlearning.base import UnlearningMethod, UnlearningRequest
 from lightning_unlearn.unlearning.phases import FORGET, REMAIN, Phase, module_loader, tagged_concat
 from lightning_unlearn.unlearning.rl import ALL_SETTINGS
-from lightning_unlearn.unlearning.base import UnlearningMethod
 
 
 def remain_then_forget(module, request: UnlearningRequest, *, retain_shuffle: bool):

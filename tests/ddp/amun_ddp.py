@@ -35,9 +35,17 @@ def main(out: Path, cache: Path) -> None:
     trainer = make_trainer(max_epochs=1, accelerator="cpu", devices=2, strategy="ddp")
     trainer.fit(model)
     a = method.adversarial
+    model.stop_unlearning()
+    params = {k: v.detach().clone() for k, v in model.named_parameters()}
+    # a two-phase method (D_R pass then D_F pass) on a second DDP fit in the same processes
+    model.start_unlearning("ga", UnlearningRequest.from_datamodule(dm), epochs=1, lr=0.01)
+    seen = []
+    original_loss = model.unlearning_loss
+    model.unlearning_loss = lambda batch, batch_idx=0: seen.append(batch[-1]) or original_loss(batch, batch_idx)
+    make_trainer(max_epochs=1, accelerator="cpu", devices=2, strategy="ddp").fit(model)
     torch.save(
-        {"x": a.x, "y": a.y, "index": a.index, "eps": a.eps, "delta": a.delta, "n_grad": a.n_grad,
-         "params": {k: v.detach().clone() for k, v in model.named_parameters()}},
+        {"x": a.x, "y": a.y, "index": a.index, "eps": a.eps, "delta": a.delta, "n_grad": a.n_grad, "params": params,
+         "params_ga": {k: v.detach().clone() for k, v in model.named_parameters()}, "phases_ga": seen},
         out / f"rank{trainer.global_rank}.pt",
     )
 
