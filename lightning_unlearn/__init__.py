@@ -1,12 +1,62 @@
 """lightning_unlearn: machine unlearning and Lipschitz control for PyTorch Lightning.
 
-Importing the package has no side effects: nothing is printed, downloaded or configured.
+Public names (imported lazily, so ``import lightning_unlearn`` stays light and has no side
+effects: nothing is printed, downloaded or configured):
+
+- data and training: :class:`UnlearningDataModule`, :func:`build_model`,
+  :class:`ClassifierModule`, :func:`train_classifier`;
+- FastClip: :class:`FastClip` (callback), :func:`singular_values`, :func:`clip_`;
+- unlearning: :class:`UnlearningMixin`, :class:`AMUNMixin`, :class:`TRWMixin`,
+  :class:`UnlearningRequest`, :func:`unlearn`, ``METHODS``, :func:`pgd_l2_search`;
+- audits: :class:`RMIA`, :class:`MIAEfficacy`, :class:`MIANN`, :class:`SymmetricKL`
+  (``FADE``), :class:`UnlearningAccuracy`, :func:`train_reference_models`;
+- the main job: :class:`BenchmarkConfig`, :func:`run_experiment`.
 """
 
-from lightning_unlearn.data import UnlearningDataModule
-from lightning_unlearn.models import build_model
-from lightning_unlearn.training import ClassifierModule, train_classifier
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["ClassifierModule", "UnlearningDataModule", "build_model", "train_classifier", "__version__"]
+_EXPORTS = {
+    "UnlearningDataModule": "lightning_unlearn.data",
+    "build_model": "lightning_unlearn.models",
+    "ClassifierModule": "lightning_unlearn.training",
+    "train_classifier": "lightning_unlearn.training",
+    "FastClip": "lightning_unlearn.callbacks",
+    "singular_values": "lightning_unlearn.spectral",
+    "clip_": "lightning_unlearn.spectral",
+    "UnlearningMixin": "lightning_unlearn.unlearning",
+    "AMUNMixin": "lightning_unlearn.unlearning",
+    "TRWMixin": "lightning_unlearn.unlearning",
+    "UnlearningRequest": "lightning_unlearn.unlearning",
+    "unlearn": "lightning_unlearn.unlearning",
+    "METHODS": "lightning_unlearn.unlearning",
+    "pgd_l2_search": "lightning_unlearn.attacks",
+    "RMIA": "lightning_unlearn.metrics",
+    "MIAEfficacy": "lightning_unlearn.metrics",
+    "MIANN": "lightning_unlearn.metrics",
+    "SymmetricKL": "lightning_unlearn.metrics",
+    "FADE": "lightning_unlearn.metrics",
+    "UnlearningAccuracy": "lightning_unlearn.metrics",
+    "train_reference_models": "lightning_unlearn.metrics",
+    "BenchmarkConfig": "lightning_unlearn.pipeline",
+    "run_experiment": "lightning_unlearn.pipeline",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lightning_unlearn' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,27 @@
+"""The package surface: every public name resolves, and importing is silent."""
+
+import subprocess
+import sys
+
+import lightning_unlearn
+
+
+def test_every_public_name_resolves():
+    for name in lightning_unlearn.__all__:
+        assert getattr(lightning_unlearn, name) is not None
+
+
+def test_import_is_silent_and_changes_no_environment():
+    code = "import os; before = dict(os.environ); import lightning_unlearn; assert dict(os.environ) == before"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout == "" and out.stderr == ""
+
+
+def test_registry_names_are_the_contract():
+    from lightning_unlearn.unlearning import METHODS, methods_for
+
+    assert set(METHODS) == {"ft", "rl", "ga", "bs", "l1", "salun", "scrub", "amun", "amun-salun", "adv-only", "trw"}
+    assert set(methods_for("random", True)) == {"ft", "rl", "ga", "bs", "l1", "salun", "scrub", "amun", "amun-salun", "adv-only"}
+    assert set(methods_for("random", False)) == {"rl", "ga", "bs", "salun", "amun", "amun-salun", "adv-only"}
+    assert set(methods_for("class", True)) == {"ft", "rl", "ga", "bs", "l1", "salun", "scrub", "trw"}
+    assert set(methods_for("class", False)) == {"rl", "ga", "bs", "salun", "trw"}
