@@ -84,6 +84,7 @@ def test_clips_once_per_optimizer_step_with_accumulation_and_bounds_true_norms(d
     assert sum(1 for s, n, kind, _ in cb.history if kind == "clipped" and n == "model.net.fc") == 2
 
 
+@pytest.mark.slow
 def test_resume_from_epoch_checkpoint_equals_uninterrupted_run(digits_dm, tmp_path):
     def run(ckpt_path=None, epochs=2, callbacks=()):
         module = _module(digits_dm, lr=0.1, seed=1)
@@ -108,6 +109,7 @@ def test_resume_from_epoch_checkpoint_equals_uninterrupted_run(digits_dm, tmp_pa
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
 
 
+@pytest.mark.slow
 def test_compose_bn_mode_never_writes_bn_buffers(digits_dm):
     net = build_model("small-cnn", in_channels=1, num_classes=10, mean=digits_dm.mean, std=digits_dm.std)
     for m in net.modules():
