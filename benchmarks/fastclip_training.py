@@ -94,9 +94,16 @@ def run(dm: UnlearningDataModule, *, every: int | None, epochs: int, max_steps: 
 
 def _record_shapes(module, dm) -> dict:
     shapes, hooks = {}, []
+
+    def recorder(name):
+        def hook(mod, args):
+            shapes.setdefault(name, tuple(args[0].shape[1:]))  # returns None: the input is left as is
+
+        return hook
+
     for n, m in module.named_modules():
         if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
-            hooks.append(m.register_forward_pre_hook(lambda mod, a, n=n: shapes.setdefault(n, tuple(a[0].shape[1:]))))
+            hooks.append(m.register_forward_pre_hook(recorder(n)))
     with torch.no_grad():
         module(torch.zeros(1, *dm.image_shape))
     for h in hooks:
