@@ -62,14 +62,14 @@ class Recording(FastClip):
 
 
 def test_clips_once_per_optimizer_step_with_accumulation_and_bounds_true_norms(digits_dm, tmp_path):
-    cb = Recording(max_norm=1.0, every_n_steps=2, warmup_iters=30)
+    cb = Recording(max_norm=1.0, every_n_steps=4, warmup_iters=30)
     module = _module(digits_dm, lr=0.2)
-    # 16 batches of 32 -> 8 optimizer steps with accumulate_grad_batches=2 -> events after steps 2, 4, 6, 8
+    # 16 batches of 32 -> 8 optimizer steps with accumulate_grad_batches=2 -> events after steps 4 and 8
     trainer = make_trainer(max_epochs=1, callbacks=[cb], accumulate_grad_batches=2, logger=CSVLogger(tmp_path), log_every_n_steps=1)
     trainer.fit(module, train_dataloaders=_loader(digits_dm, n=512, batch_size=32))
     assert trainer.global_step == 8
     assert cb.asked == list(range(8))
-    assert cb.events == [1, 3, 5, 7]
+    assert cb.events == [3, 7]
     names = set(cb._layers)
     assert names == {"model.net.features.0", "model.net.features.3", "model.net.features.6", "model.net.features.9",
                      "model.net.features.12", "model.net.fc"}
@@ -81,19 +81,23 @@ def test_clips_once_per_optimizer_step_with_accumulation_and_bounds_true_norms(d
     metrics = (Path(trainer.logger.log_dir) / "metrics.csv").read_text().splitlines()[0]
     assert "spectral/model.net.fc/sigma" in metrics and "spectral/model.net.fc/clipped" in metrics
     assert "spectral/model.net.features.1/gain" in metrics  # bn="free" logs BN gains
-    assert sum(1 for s, n, kind, _ in cb.history if kind == "clipped" and n == "model.net.fc") == 4
+    assert sum(1 for s, n, kind, _ in cb.history if kind == "clipped" and n == "model.net.fc") == 2
 
 
+@pytest.mark.slow
 def test_resume_from_epoch_checkpoint_equals_uninterrupted_run(digits_dm, tmp_path):
     def run(ckpt_path=None, epochs=2, callbacks=()):
         module = _module(digits_dm, lr=0.1, seed=1)
-        cb = FastClip(max_norm=0.8, every_n_steps=3, warmup_iters=20)
-        trainer = make_trainer(max_epochs=epochs, callbacks=[cb, *callbacks], enable_checkpointing=bool(callbacks))
-        trainer.fit(module, train_dataloaders=_loader(digits_dm, batch_size=128), ckpt_path=ckpt_path)
+        cb = FastClip(max_norm=0.8, every_n_steps=4, warmup_iters=20, fresh_every=2)
+        trainer = make_trainer(max_epochs=epochs, callbacks=[cb, *callbacks], enable_checkpointing=bool(callbacks), log_every_n_steps=3)
+        # 6 steps per epoch: events after steps 4, 8, 12 (two after the resume, one with fresh random vectors);
+        # tracking after steps 3, 6, 9
+        trainer.fit(module, train_dataloaders=_loader(digits_dm, n=384, batch_size=64), ckpt_path=ckpt_path)
         return module, cb
 
     ckpt = ModelCheckpoint(dirpath=tmp_path, save_top_k=-1, every_n_epochs=1, filename="{epoch}")
     full, cb_full = run(callbacks=[ckpt])
+    assert cb_full._events == 3
     first = tmp_path / "epoch=0.ckpt"
     assert first.exists()
     state = torch.load(first, weights_only=False)["callbacks"]
@@ -105,6 +109,7 @@ def test_resume_from_epoch_checkpoint_equals_uninterrupted_run(digits_dm, tmp_pa
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
 
 
+@pytest.mark.slow
 def test_compose_bn_mode_never_writes_bn_buffers(digits_dm):
     net = build_model("small-cnn", in_channels=1, num_classes=10, mean=digits_dm.mean, std=digits_dm.std)
     for m in net.modules():
@@ -129,15 +134,23 @@ def test_compose_bn_mode_never_writes_bn_buffers(digits_dm):
 
 
 def test_clamp_bn_mode_bounds_gains(digits_dm):
+    gains_after: list[float] = []
+
+    class Check(FastClip):
+        def _clip_event(self, trainer, pl_module, step_idx):
+            super()._clip_event(trainer, pl_module, step_idx)
+            gains_after.append(max(float((m.weight.abs() / torch.sqrt(m.running_var + m.eps)).max()) for m in self._bn_modules.values()))
+
     module = _module(digits_dm, lr=0.05)
-    cb = FastClip(max_norm=1.0, every_n_steps=2, warmup_iters=10, track_iters=0, bn="clamp")
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.fill_(3.0)  # gains start far above c = 1
+    running = {k: v.clone() for k, v in module.state_dict().items() if "running" in k}
+    cb = Check(max_norm=1.0, every_n_steps=2, warmup_iters=10, track_iters=0, bn="clamp")
     make_trainer(max_epochs=1, callbacks=[cb]).fit(module, train_dataloaders=_loader(digits_dm, n=128, batch_size=64))
-    # the last step was an event: every gain |gamma| / sqrt(rv + eps) <= c at the time of the event;
-    # running_var moved on in the last forward only by BN's own update, so recompute with the event's buffers is not
-    # possible: check the clamp relation on gamma against the final running_var with a small slack instead.
-    for m in module.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            assert torch.all(m.weight.abs() <= 1.0 * torch.sqrt(m.running_var + m.eps) * 1.5)
+    assert len(gains_after) == 1 and gains_after[0] <= 1.0 + 1e-6
+    assert any(not torch.equal(module.state_dict()[k], v) for k, v in running.items())  # training moved them, not us
 
 
 def test_unsupported_layers_skipped_with_note_or_raised_when_named(digits_dm, caplog):
@@ -208,7 +221,7 @@ def test_ddp_ranks_bit_identical_after_clip_events(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
     assert r0["events"] == r1["events"] == 3
-    assert r0["state"].keys() == r1["state"].keys()
-    assert all(torch.equal(r0["state"][k], r1["state"][k]) for k in r0["state"])
+    assert r0["params"].keys() == r1["params"].keys() and len(r0["params"]) > 0
+    assert all(torch.equal(r0["params"][k], r1["params"][k]) for k in r0["params"])
     assert all(torch.equal(r0["vectors"][k], r1["vectors"][k]) for k in r0["vectors"])
     assert max(r0["true_norms"].values()) <= 1.01

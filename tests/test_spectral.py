@@ -227,3 +227,18 @@ def test_users_can_register_a_layer_type():
     assert abs(float(singular_values(m, (5,))[0]) - 3.0) < 1e-5
     clip_(m, (5,), 2.0)
     assert 2.0 * (1 - 1e-4) <= float(m.weight.detach()) <= 2.02
+
+
+def test_clip_event_escapes_an_invariant_warm_subspace():
+    # Warm vectors spanning an exact invariant subspace (here: singular directions 5-8) make plain block
+    # Krylov stall; the event must still find and clip the larger values outside it.
+    from lightning_unlearn.spectral import clip_layer
+
+    torch.manual_seed(0)
+    lin = nn.Linear(64, 10)
+    with torch.no_grad():
+        lin.weight.mul_(8)
+    _, _, vh = torch.linalg.svd(lin.weight.detach())
+    clip_layer(linear_map(lin), (64,), 1.0, vh[4:8].clone(), generator=torch.Generator().manual_seed(0))
+    top = float(torch.linalg.svdvals(lin.weight.detach().double())[0])
+    assert 1.0 - 1e-4 <= top <= 1.01, top

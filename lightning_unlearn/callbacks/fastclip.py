@@ -20,7 +20,7 @@ from torch import nn
 from typing_extensions import override
 
 from lightning_unlearn.spectral.clip import _validate_clip_args, clip_layer
-from lightning_unlearn.spectral.estimators import subspace_iteration
+from lightning_unlearn.spectral.estimators import subspace_iteration, tracking_step
 from lightning_unlearn.spectral.operator import Operator
 from lightning_unlearn.spectral.registry import LinearMap, UnsupportedLayerError, bn_scale, is_supported, linear_map
 
@@ -61,8 +61,8 @@ class _Layer:
 class FastClip(Callback):
     """Clip the true operator norm of Conv / Linear layers (at their real input size) to ``max_norm``.
 
-    Every optimizer step the top-``k`` singular values of each layer are tracked by
-    ``track_iters`` warm subspace iterations and logged as ``spectral/<name>/sigma``; every
+    At the logging cadence (:meth:`should_track`) the top-``k`` singular values of each layer are
+    tracked by ``track_iters`` warm subspace iterations and logged as ``spectral/<name>/sigma``; every
     ``every_n_steps`` steps (:meth:`should_clip`) each layer is clipped by the block Gauss-Newton
     event of :func:`lightning_unlearn.spectral.clip_layer`, after which its true norm is at most
     ``max_norm * (1 + tol)`` (certified by block Krylov) and ``spectral/<name>/clipped`` is logged.
@@ -92,8 +92,8 @@ class FastClip(Callback):
         every_n_steps: clip every this many optimizer steps (default 100).
         warmup_steps: no clipping during the first ``warmup_steps`` optimizer steps.
         warmup_iters: subspace iterations that initialise a layer's vectors (default 100).
-        track_iters: subspace iterations per optimizer step between events (1; 0 disables tracking
-            and its logging).
+        track_iters: subspace iterations per tracking step (1; 0 disables tracking and its
+            logging between events); tracking steps are chosen by :meth:`should_track`.
         k: singular directions tracked per layer (4).
         tol: relative tolerance of the clip (0.01).
         two_sided: also raise norms below ``c`` into ``[c(1-tol), c(1+tol)]``.
@@ -168,12 +168,24 @@ class FastClip(Callback):
         self._bn_modules: dict[str, nn.modules.batchnorm._BatchNorm] = {}
         self._hooks: list[Any] = []
         self._warned_shapes: set[str] = set()
+        self._track_every = 50
         self.history: list[tuple[int, str, str, float]] = []  # (step, layer, "sigma"|"clipped", value); not checkpointed
 
     # ------------------------------------------------------------------ override points
     def should_clip(self, step_idx: int) -> bool:
         """Whether to clip after optimizer step ``step_idx`` (0-based). Override for other schedules."""
         return (step_idx + 1) % self.every_n_steps == 0 and step_idx + 1 > self.warmup_steps
+
+    def should_track(self, step_idx: int) -> bool:
+        """Whether to run the ``track_iters`` tracking iterations (and log) after step ``step_idx``.
+
+        Default: at the trainer's logging cadence (``Trainer(log_every_n_steps=...)``, Lightning's
+        default 50), when the logged value is actually written. Tracking only feeds the logs and
+        the warm start of the next event, which opens with its own certification run, so tracking
+        every step (the spec's schedule; override to ``return True``) buys little and costs
+        ``k`` probe passes per layer per step, a large share of a small model's step on CPU.
+        """
+        return (step_idx + 1) % self._track_every == 0
 
     def filter_modules(self, model: nn.Module) -> dict[str, nn.Module]:
         """The layers to clip, by qualified name in ``model`` (the LightningModule).
@@ -240,6 +252,7 @@ class FastClip(Callback):
                 f"FastClip needs whole (unsharded) weights on every rank, but strategy {strategy} shards parameters; "
                 "use strategy='ddp' (or 'ddp_spawn'), or drop FastClip for this run"
             )
+        self._track_every = max(1, int(getattr(trainer, "log_every_n_steps", 50) or 50))
         self._discover(pl_module)
 
     def _discover(self, model: nn.Module) -> None:
@@ -325,7 +338,7 @@ class FastClip(Callback):
         self._last_step = trainer.global_step
         step_idx = trainer.global_step - 1
         clip = self.should_clip(step_idx)
-        if not clip and self.track_iters == 0:
+        if not clip and (self.track_iters == 0 or not self.should_track(step_idx)):
             return
         with torch.no_grad():
             if clip:
@@ -351,8 +364,11 @@ class FastClip(Callback):
             op = self._ready(name, layer)
             if op is None:
                 continue
-            r = subspace_iteration(op, layer.state.vectors, self.track_iters)
-            layer.state.vectors, layer.state.sigma = r.vectors, r.sigma
+            v = layer.state.vectors
+            for _ in range(self.track_iters):
+                r = tracking_step(op, v)
+                v = r.vectors
+            layer.state.vectors, layer.state.sigma = r.vectors.contiguous(), r.sigma.contiguous()
             self._log(pl_module, step_idx, name, "sigma", float(r.sigma[0]))
         if self.bn == "free":
             for name, bn in self._bn_modules.items():

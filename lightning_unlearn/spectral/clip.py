@@ -130,6 +130,10 @@ def clip_layer(
 ) -> ClipResult:
     """One clip event on ``lmap`` from the warm vectors ``v0`` ``(k, n)`` (section 2.3 of the spec).
 
+    The event opens with a warm estimate (block Krylov of ``est_depth`` from ``v0``); while some
+    value exceeds ``c (1 + tol/2)`` it alternates Gauss-Newton steps with warm re-estimates; when
+    none does, a block Krylov run of ``cert_depth`` certifies it (or sends it back to the steps).
+
     Args:
         fresh: append ``k`` new N(0, 1) vectors from ``generator`` to each certification run, to
             catch directions that rose from below the warm subspace.
@@ -143,20 +147,25 @@ def clip_layer(
         raise UnsupportedLayerError(f"no tensor to clip: {name!r} (tensors: {', '.join(lmap.tensors) or 'none'})")
     op = Operator(lmap, tuple(input_shape))
     k = v0.shape[0]
+
+    def certify(start: torch.Tensor) -> Ritz:
+        if fresh:
+            start = torch.cat([start, op.random_block(k, generator)])
+        return block_krylov(op, start, cert_depth, k=k)
+
+    # Step 1 of the spec: a short warm estimate. During training, layers are usually pushed above
+    # c between events, so starting cheap and certifying only once nothing exceeds saves
+    # ``cert_depth - est_depth`` products per clipped layer over opening with the certification.
     r = block_krylov(op, v0.to(op.device), est_depth)
+    certified = False
     steps = fallbacks = 0
     changed = False
-    certified = False
     while True:
         idx, excess = excess_singular_values(r.sigma, max_norm, tol=tol, two_sided=two_sided)
         if idx.numel() == 0:
             if certified:
                 break
-            start = r.vectors
-            if fresh:
-                start = torch.cat([start, op.random_block(k, generator)])
-            r = block_krylov(op, start, cert_depth, k=k)
-            certified = True
+            r, certified = certify(r.vectors), True
             continue
         certified = False
         if steps >= max_steps:

@@ -69,6 +69,23 @@ def subspace_iteration(op: Operator, v: torch.Tensor, iters: int) -> Ritz:
     return rayleigh_ritz(q, op.matmul(q), k)
 
 
+def tracking_step(op: Operator, v: torch.Tensor) -> Ritz:
+    """One warm subspace-iteration step for tracking, at the cost of a single product ``A V``.
+
+    The values are the Rayleigh-Ritz values on ``span(v)``; the returned vectors are the next
+    iterate ``orth(A x_i)`` of the Ritz vectors ``x_i`` (in the same order), so repeated calls
+    progress like subspace iteration while each costs ``k`` probe passes. Residuals refer to the
+    Ritz vectors on ``span(v)``.
+    """
+    q = orthonormalize(v)
+    aq = op.matmul(q)
+    r = rayleigh_ritz(q, aq, q.shape[0])
+    h = q @ aq.T
+    lam, w = torch.linalg.eigh((0.5 * (h + h.T)).double())
+    w = w[:, torch.argsort(lam, descending=True)].to(q.dtype)
+    return Ritz(r.sigma, orthonormalize(w.T @ aq), r.residuals)
+
+
 def block_krylov(op: Operator, v: torch.Tensor, depth: int, *, k: int | None = None) -> Ritz:
     """Block Krylov ``[V, AV, ..., A^depth V]`` with full re-orthogonalisation, then Rayleigh-Ritz.
 
@@ -88,6 +105,13 @@ def block_krylov(op: Operator, v: torch.Tensor, depth: int, *, k: int | None = N
     Cost: ``b * (depth + 1)`` probe passes; memory ``b * (depth + 1) * n`` floats.
     """
     k = v.shape[0] if k is None else k
+    b = v.shape[0]
+    # Breakdown: if the start block spans an (almost) invariant subspace of A, e.g. the warm
+    # vectors right after a dense layer's exact rank-k clip, A V adds no new direction and the
+    # Krylov space would stall there, blind to a singular value just outside it. Dropped columns
+    # are replaced by random vectors from a fixed local generator (deterministic, never the global
+    # RNG), so every block keeps ``b`` directions; Rayleigh-Ritz is valid on any orthonormal basis.
+    gen = torch.Generator().manual_seed(0x5EC7)
     basis = [_orth_block(v, None)]
     products: list[torch.Tensor] = []
     total = basis[0].shape[0]
@@ -98,6 +122,10 @@ def block_krylov(op: Operator, v: torch.Tensor, depth: int, *, k: int | None = N
             break
         q = torch.cat(basis)
         new = _orth_block(w, q)
+        missing = min(b - new.shape[0], op.n - total - new.shape[0])
+        if missing > 0:
+            fill = torch.randn(missing, op.n, generator=gen).to(device=w.device, dtype=w.dtype)
+            new = torch.cat([new, _orth_block(fill, torch.cat([q, new]) if new.shape[0] else q)])
         if new.shape[0] == 0:
             break
         basis.append(new)
@@ -108,14 +136,18 @@ def block_krylov(op: Operator, v: torch.Tensor, depth: int, *, k: int | None = N
 
 
 def _orth_block(w: torch.Tensor, q: torch.Tensor | None) -> torch.Tensor:
+    """Orthonormal rows spanning ``w`` minus its projection on the orthonormal rows ``q``.
+
+    Classical Gram-Schmidt twice against ``q``, then a thin QR of the block; a column whose
+    ``|R_ii|`` falls below ``1e-5`` of the block's largest input norm lies (numerically) in the
+    span already built and is dropped.
+    """
     norm0 = torch.linalg.vector_norm(w, dim=1).max().clamp_min(torch.finfo(w.dtype).tiny)
     if q is not None:
         for _ in range(2):
             w = w - (w @ q.T) @ q
-    _, s, vh = torch.linalg.svd(w, full_matrices=False)
-    keep = s > 1e-5 * norm0
-    out = vh[keep]
-    if q is not None and out.shape[0] > 0:
-        out = out - (out @ q.T) @ q
-        out = out / torch.linalg.vector_norm(out, dim=1, keepdim=True)
-    return out
+    qq, r = torch.linalg.qr(w.T)
+    keep = torch.diagonal(r).abs() > 1e-5 * norm0
+    if bool(keep.all()):
+        return qq.T
+    return qq.T[keep]

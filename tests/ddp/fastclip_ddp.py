@@ -26,7 +26,24 @@ from lightning_unlearn.training import ClassifierModule, seed_everything  # noqa
 from lightning_unlearn.models import build_model  # noqa: E402
 
 
-def main(out: Path) -> None:
+class PerturbedRank1(FastClip):
+    """Simulates non-deterministic kernels: rank 1's warm vectors differ in the last bits before each event.
+
+    Without the broadcast from rank 0 the ranks' clipped weights would then differ; with it they are
+    bit-identical (``python tests/ddp/fastclip_ddp.py OUT nobroadcast`` shows the difference).
+    """
+
+    def _clip_event(self, trainer, pl_module, step_idx):
+        if trainer.global_rank == 1:
+            g = torch.Generator().manual_seed(step_idx)
+            for layer in self._layers.values():
+                if layer.state.vectors is not None:
+                    v = layer.state.vectors
+                    layer.state.vectors = v + 1e-4 * torch.randn(v.shape, generator=g)
+        super()._clip_event(trainer, pl_module, step_idx)
+
+
+def main(out: Path, broadcast: bool = True) -> None:
     seed_everything(0)
     g = torch.Generator().manual_seed(0)
     x = torch.rand(256, 1, 8, 8, generator=g)
@@ -35,7 +52,9 @@ def main(out: Path) -> None:
     loader = torch.utils.data.DataLoader(ds, batch_size=32, shuffle=False)
     net = build_model("small-cnn", in_channels=1, num_classes=10, mean=(0.5,), std=(0.25,))
     module = ClassifierModule(net, num_classes=10, lr=0.2, schedule="constant")
-    cb = FastClip(max_norm=1.0, every_n_steps=1, warmup_iters=20)
+    cb = PerturbedRank1(max_norm=1.0, every_n_steps=1, warmup_iters=20)
+    if not broadcast:
+        cb._broadcast = lambda: None
     trainer = pl.Trainer(
         strategy="ddp", accelerator="cpu", devices=2, max_epochs=1, max_steps=3, callbacks=[cb], logger=False,
         enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
@@ -50,7 +69,8 @@ def main(out: Path) -> None:
     torch.save(
         {
             "events": cb._events,
-            "state": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+            # parameters (BN running statistics are per-rank between DDP's buffer broadcasts, as in plain DDP)
+            "params": {k: v.detach().cpu() for k, v in module.named_parameters()},
             "vectors": {n: layer.state.vectors.cpu() for n, layer in cb._layers.items()},
             "true_norms": true,
         },
@@ -59,4 +79,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), broadcast=not (len(sys.argv) > 2 and sys.argv[2] == "nobroadcast"))
