@@ -22,6 +22,7 @@ from typing_extensions import override
 from lightning_unlearn.spectral.clip import _validate_clip_args, clip_layer
 from lightning_unlearn.spectral.estimators import subspace_iteration, tracking_step
 from lightning_unlearn.spectral.operator import Operator
+from lightning_unlearn.strategies import require_whole_weights
 from lightning_unlearn.spectral.registry import LinearMap, UnsupportedLayerError, bn_scale, is_supported, linear_map
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,6 @@ BN_MODES = ("free", "compose", "clamp")
 OnUnsupported = Literal["raise", "skip"]
 STATE_VERSION = 1
 DEFAULT_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear)
-_SHARDED = ("FSDP", "DeepSpeed", "ModelParallel")
 
 
 @dataclass
@@ -246,12 +246,7 @@ class FastClip(Callback):
     def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
         if stage != "fit":
             return
-        strategy = type(trainer.strategy).__name__
-        if any(s in strategy for s in _SHARDED):
-            raise RuntimeError(
-                f"FastClip needs whole (unsharded) weights on every rank, but strategy {strategy} shards parameters; "
-                "use strategy='ddp' (or 'ddp_spawn'), or drop FastClip for this run"
-            )
+        require_whole_weights(trainer.strategy, "FastClip")
         self._track_every = max(1, int(getattr(trainer, "log_every_n_steps", 50) or 50))
         self._discover(pl_module)
 

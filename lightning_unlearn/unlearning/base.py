@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lightning_unlearn.data.datasets import EpochSeededRandomSampler, IndexedTensorDataset
 from lightning_unlearn.data.transforms import augment, to_pixels
+from lightning_unlearn.strategies import require_whole_weights
 from lightning_unlearn.training.module import build_optimizer
 
 log = logging.getLogger(__name__)
@@ -152,6 +153,9 @@ class UnlearningMethod:
     name: ClassVar[str] = "base"
     supported: ClassVar[frozenset[tuple[str, bool]]] = frozenset()
     tunable: ClassVar[dict[str, tuple]] = {"lr": (0.1, 0.05, 0.01, 0.005, 0.001)}
+    #: the method reads whole weight tensors (snapshots, masks, attacks, similarities), so
+    #: strategies that shard parameters (FSDP, DeepSpeed) are refused at fit start
+    needs_whole_weights: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -312,6 +316,8 @@ class UnlearningMixin:
         super().on_fit_start()  # type: ignore[misc]
         state = self._unlearning
         if state is not None:
+            if state.method.needs_whole_weights and self._trainer is not None:  # type: ignore[attr-defined]
+                require_whole_weights(self.trainer.strategy, f"unlearning method {state.method.name!r}")  # type: ignore[attr-defined]
             state.method.setup(self, state.request)  # type: ignore[arg-type]
             state.started = True
 

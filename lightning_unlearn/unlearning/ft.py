@@ -16,6 +16,7 @@ class FineTune(UnlearningMethod):
     """``L = CE(F(x), y)`` over shuffled batches of D_R only."""
 
     name = "ft"
+    needs_whole_weights = False  # a plain loss on the model's own parameters: reads no whole weight tensor
     supported = frozenset({("random", True), ("class", True)})
 
     def train_dataloader(self, module, request: UnlearningRequest):

@@ -73,6 +73,7 @@ class RandomLabel(UnlearningMethod):
     """
 
     name = "rl"
+    needs_whole_weights = False  # a plain loss on the model's own parameters: reads no whole weight tensor
     supported = ALL_SETTINGS
 
     def __init__(self, *, label_mode: LabelMode = "wrong", schedule: RLSchedule = "mixed", **kwargs) -> None:
