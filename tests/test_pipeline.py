@@ -154,6 +154,23 @@ def test_class_forgetting_uses_three_shared_retrained_models(tmp_path):
         assert "ua_test" in m and "sym_kl" in m and "mia_nn_auc" in m
 
 
+def test_held_out_class_for_tuning():
+    from lightning_unlearn.pipeline.stages import held_out_class
+
+    assert held_out_class((3,), 10) == 4
+    assert held_out_class((9,), 10) == 0
+    assert held_out_class((3, 4), 10) == 5
+    assert held_out_class((8, 9, 0), 10) == 1
+    assert held_out_class((0,), 3) is None  # only two classes would remain
+
+
+def test_class_forgetting_tunes_on_a_held_out_class(tmp_path):
+    cfg = tiny(tmp_path / "cache", forget="class:3", rmia_references=0, max_trials=1, tune_seed=5)
+    res = run_experiment(cfg)
+    assert res["tuned_on"].startswith("class:4 (held out), original seed 5")
+    assert len(res["tuning"]["ft"]) == 1 and res["tuning"]["ft"][0]["avg_gap"] is not None
+
+
 def test_random_forgetting_seed_mapping():
     cfg = BenchmarkConfig(seeds=(0, 1, 2))
     assert cfg.retrain_seeds(1) == (1,)
@@ -248,6 +265,7 @@ def test_class_forgetting_every_method_two_seeds(tmp_path):
     for name in methods_for("class", True):
         assert len(res["tuning"][name]) <= 2 and all(t["avg_gap"] is not None for t in res["tuning"][name])
     assert res["methods"]["retrain"]["ua"] < 5.0  # retrained models never saw class 3
+    assert res["tuned_on"].startswith("class:4 (held out)")  # never the evaluated class
     assert (tmp_path / "out" / "rmia_roc.png").stat().st_size > 1000
 
 

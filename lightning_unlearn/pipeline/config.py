@@ -19,10 +19,12 @@ Seeds (documented contract):
   ``max(seeds) + 1, + 2, ...`` (three by default, so MIA-NN can take its neighbour classes
   leave-one-out). Starred (retrain) values are the mean over those models; the ``retrain``
   row itself is scored leave-one-out against the other retrained models.
-* **tuning** -- the forget set of ``tune_seed`` (random forgetting; for class forgetting the
-  class itself) with the original model of ``seeds[0]`` and a retrained model of model seed
-  ``tune_seed``; each method's grid is run once there and the hyperparameters with the
-  smallest ``avg_gap`` are reused for every seed.
+* **tuning** -- random forgetting: the forget set drawn with ``tune_seed``, its original model
+  and its retrained model; class forgetting: a *held-out* class (the first class after the
+  forgotten ones that is not forgotten), the original model of ``tune_seed`` and one model
+  retrained without that class, so the evaluated class never chooses its own
+  hyperparameters. Each method's grid is run once there and the hyperparameters with the
+  smallest ``avg_gap`` are reused for every seed; ``results.json`` records ``tuned_on``.
 """
 
 from __future__ import annotations

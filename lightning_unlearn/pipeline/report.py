@@ -192,7 +192,7 @@ def render_markdown(results: dict[str, Any], figures: list[tuple[str, str]]) -> 
         "",
     ]
     if results.get("tuning"):
-        lines += ["## Hyperparameters", "", f"Tuned on the forget set of seed {cfg['tune_seed']} by the smallest Avg. Gap; {cfg['unlearn_epochs']} unlearning epochs.", ""]
+        lines += ["## Hyperparameters", "", f"Tuned on {results.get('tuned_on') or 'the forget set of seed ' + str(cfg['tune_seed'])} by the smallest Avg. Gap; {cfg['unlearn_epochs']} unlearning epochs.", ""]
         lines += ["| method | chosen | trials (hyperparameters: Avg. Gap) |", "|---|---|---|"]
         for m, trials in results["tuning"].items():
             tuned = sorted({k for t in trials for k in t["hparams"]})

@@ -89,5 +89,6 @@ def build_results(result: ExperimentResult, config: BenchmarkConfig) -> dict[str
         "config": cfg,
         "methods": methods,
         "tuning": result.tuning,
+        "tuned_on": result.tuned_on,
         "run": {"seconds": result.seconds, "models_trained": len(result.trained), "models_loaded": len(result.loaded)},
     }

@@ -64,6 +64,19 @@ class ExperimentResult:
     trained: list[str]
     loaded: list[str]
     seconds: float
+    tuned_on: str = ""
+
+
+def held_out_class(forget_classes: tuple[int, ...], num_classes: int) -> int | None:
+    """The class a class-forgetting run tunes on: the first class after the forgotten ones
+    (cyclically) that is not forgotten, or ``None`` when fewer than two classes would remain
+    besides it."""
+    if num_classes - len(forget_classes) < 3:
+        return None
+    k = (max(forget_classes) + 1) % num_classes
+    while k in forget_classes:
+        k = (k + 1) % num_classes
+    return k
 
 
 def open_data(config: BenchmarkConfig, seed: int) -> UnlearningDataModule:
@@ -124,6 +137,8 @@ class Experiment:
         self.refs: ev.References | None = None
         self.tkw = trainer_kwargs(config)
         self.reference_counts = (0, 0)  # (trained, loaded from the cache)
+        self._tune_in_place = False  # set on the held-out sub-experiment of class forgetting
+        self.tuned_on = ""
 
     # ------------------------------------------------------------------ data
     def data(self, seed: int) -> UnlearningDataModule:
@@ -141,6 +156,8 @@ class Experiment:
         c = self.config
         tune = c.max_trials > 0 and bool(c.unlearning_methods())
         reps = list(c.seeds) + ([c.tune_seed] if tune and c.tune_seed not in c.seeds else [])
+        if c.kind == "class":  # class forgetting tunes on a held-out class, in its own sub-experiment
+            reps = list(c.seeds)
         plan = [("original", s, s) for s in reps]
         if c.kind == "class":
             plan += [("retrain", c.seeds[0], m) for m in c.retrain_seeds()]
@@ -221,14 +238,37 @@ class Experiment:
 
     # ------------------------------------------------------------------ stage: tuning
     def tune(self, originals, retrains) -> tuple[dict[str, list[dict]], dict[str, dict]]:
+        """Choose each method's hyperparameters once, by the smallest Avg. Gap.
+
+        Random forgetting tunes on the forget set drawn with ``tune_seed``. Class forgetting
+        never tunes on the class it evaluates: it tunes on a held-out class
+        (:func:`held_out_class`) in a sub-experiment with the original model of ``tune_seed``
+        and one model retrained without that class; with too few classes to hold one out it
+        falls back to the forgotten class itself and warns.
+        """
         c = self.config
         methods = c.unlearning_methods()
+        if c.max_trials == 0 or not methods:
+            return {}, {m: {} for m in methods}
+        if c.kind == "class" and not self._tune_in_place:
+            held = held_out_class(c.forget_spec.classes, self.data(c.seeds[0]).num_classes)
+            if held is not None:
+                sub = Experiment(c.replace(forget=f"class:{held}", seeds=(c.tune_seed,), retrain_models=1), progress=self.progress)
+                sub._tune_in_place = True
+                sub_originals, sub_retrains = sub.train_models(sub.settings())
+                self.tuned_on = f"class:{held} (held out), original seed {c.tune_seed}, 1 retrained model"
+                return sub.tune(sub_originals, sub_retrains)
+            log.warning("too few classes to hold one out for tuning: tuning on the forgotten classes themselves")
+            self.tuned_on = f"{c.forget_spec} (the evaluated classes: too few classes to hold one out)"
+            return self._tune_on(c.seeds[0], originals, retrains, methods)
+        self.tuned_on = self.tuned_on or (f"{c.forget_spec} drawn with tune seed {c.tune_seed}" if c.kind == "random" else f"{c.forget_spec}")
+        return self._tune_on(c.tune_seed if c.kind == "random" else c.seeds[0], originals, retrains, methods)
+
+    def _tune_on(self, rep: int, originals, retrains, methods) -> tuple[dict[str, list[dict]], dict[str, dict]]:
+        c = self.config
         trials = {m: tuning_grid(m, c) for m in methods}
         history: dict[str, list[dict]] = {}
         chosen: dict[str, dict] = {}
-        if c.max_trials == 0 or not methods:
-            return history, {m: {} for m in methods}
-        rep = c.tune_seed
         dm = self.data(rep)
         retrain_runs, retrain_outs = self._retrain_runs(rep, self.retrain_group(rep, retrains), dm)
         star = ev.star_values([r.evaluation for r in retrain_runs])
@@ -287,7 +327,7 @@ class Experiment:
         trained_refs, loaded_refs = self.reference_counts
         trained = list(self.cache.trained) + [f"reference-{i}" for i in range(trained_refs)]
         loaded = list(self.cache.loaded) + [f"reference-{i}" for i in range(loaded_refs)]
-        return ExperimentResult(runs, tuning, chosen, norms, trained, loaded, time.perf_counter() - t0)
+        return ExperimentResult(runs, tuning, chosen, norms, trained, loaded, time.perf_counter() - t0, tuned_on=self.tuned_on)
 
 
-__all__ = ["Experiment", "ExperimentResult", "ModelRun", "open_data", "pool_dataset", "tuning_grid"]
+__all__ = ["Experiment", "ExperimentResult", "ModelRun", "held_out_class", "open_data", "pool_dataset", "tuning_grid"]
