@@ -161,7 +161,7 @@ def main() -> None:
         "torch": torch.__version__,
         "command": "python " + " ".join(sys.argv),
         "model": "SmallCNN width 16 (5 conv-BN-ReLU + linear), batch 64, SGD one-cycle lr 0.05",
-        "fastclip": "FastClip(max_norm=1.0, every_n_steps=N) defaults: k=4, est_depth=4, cert_depth=12, tracking at log cadence (50)",
+        "fastclip": "FastClip(max_norm=1.0, every_n_steps=N) defaults: k=4, est_depth=4, cert_depth=12, headroom=tol/2, warm-up block Krylov depth 20, tracking at log cadence (50)",
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -201,6 +201,9 @@ def test_arguments_validated_and_state_versioned():
         FastClip(every_n_steps=0)
     with pytest.raises(ValueError, match="max_norm must be a positive"):
         FastClip(max_norm=0.0)
+    with pytest.raises(ValueError, match="headroom must be in"):
+        FastClip(headroom=0.01)
+    assert FastClip(tol=0.02).headroom == 0.01
     a, b = FastClip(max_norm=1.0), FastClip(max_norm=2.0)
     assert a.state_key != b.state_key
     state = a.state_dict()

@@ -242,3 +242,24 @@ def test_clip_event_escapes_an_invariant_warm_subspace():
     clip_layer(linear_map(lin), (64,), 1.0, vh[4:8].clone(), generator=torch.Generator().manual_seed(0))
     top = float(torch.linalg.svdvals(lin.weight.detach().double())[0])
     assert 1.0 - 1e-4 <= top <= 1.01, top
+
+
+@pytest.mark.parametrize("name", ["conv2d", "conv2d_stride2", "conv_bn", "linear"])
+def test_clip_layer_headroom_stays_within_tolerance(name):
+    # headroom aims the moved values at c (1 - headroom): still certified <= c (1 + tol), and never
+    # lower than c (1 - tol) when the norm started above c.
+    from lightning_unlearn.spectral import clip_layer
+
+    c, tol = 1.0, 0.01
+    module, shape = _case(name, seed=4)
+    lm = linear_map(module)
+    with torch.no_grad():
+        lm.tensors[lm.clip_tensor].mul_(1.2 * c / float(dense_singular_values(module, shape)[0]))
+    gen = torch.Generator().manual_seed(0)
+    v0 = torch.randn(4, int(torch.tensor(shape).prod()), generator=gen)
+    with torch.no_grad():
+        clip_layer(lm, shape, c, v0, generator=gen, tol=tol, headroom=0.9 * tol, fresh=True)
+    truth = float(dense_singular_values(module, shape)[0])
+    assert c * (1 - tol) <= truth <= c * (1 + tol), (name, truth)
+    with pytest.raises(ValueError, match="headroom must be in"):
+        clip_layer(lm, shape, c, v0, generator=gen, tol=tol, headroom=tol)

@@ -20,7 +20,7 @@ from torch import nn
 from typing_extensions import override
 
 from lightning_unlearn.spectral.clip import _validate_clip_args, clip_layer
-from lightning_unlearn.spectral.estimators import subspace_iteration, tracking_step
+from lightning_unlearn.spectral.estimators import block_krylov, tracking_step
 from lightning_unlearn.spectral.operator import Operator
 from lightning_unlearn.strategies import require_whole_weights
 from lightning_unlearn.spectral.registry import LinearMap, UnsupportedLayerError, bn_scale, is_supported, linear_map
@@ -91,7 +91,8 @@ class FastClip(Callback):
         max_norm: target ``c > 0`` (default 1.0).
         every_n_steps: clip every this many optimizer steps (default 100).
         warmup_steps: no clipping during the first ``warmup_steps`` optimizer steps.
-        warmup_iters: subspace iterations that initialise a layer's vectors (default 100).
+        warmup_iters: depth of the block Krylov run that initialises a layer's vectors (default
+            20: ``k * 21`` probe passes; the first event's certification makes it exact anyway).
         track_iters: subspace iterations per tracking step (1; 0 disables tracking and its
             logging between events); tracking steps are chosen by :meth:`should_track`.
         k: singular directions tracked per layer (4).
@@ -108,6 +109,10 @@ class FastClip(Callback):
         fresh_every: append ``k`` fresh random vectors to the certification every this many
             events (10; 0 never).
         seed: seed of the callback's generator.
+        headroom: Gauss-Newton steps aim the values they move down at ``c (1 - headroom)``
+            (default ``tol / 2``; ``0`` aims at ``c`` exactly). Between events SGD lifts the
+            whole cluster pinned at ``c``; the headroom clears it in fewer steps (see
+            :func:`~lightning_unlearn.spectral.clip_layer`). The guarantee is unchanged.
 
     Example::
 
@@ -120,7 +125,7 @@ class FastClip(Callback):
         every_n_steps: int = 100,
         *,
         warmup_steps: int = 0,
-        warmup_iters: int = 100,
+        warmup_iters: int = 20,
         track_iters: int = 1,
         k: int = 4,
         tol: float = 0.01,
@@ -135,6 +140,7 @@ class FastClip(Callback):
         max_steps: int = 60,
         fresh_every: int = 10,
         seed: int = 0,
+        headroom: float | None = None,
     ) -> None:
         _validate_clip_args(max_norm, tol, k)
         if not isinstance(every_n_steps, int) or every_n_steps < 1:
@@ -160,6 +166,9 @@ class FastClip(Callback):
         self.on_unsupported = on_unsupported
         self.est_depth, self.cert_depth, self.max_steps, self.fresh_every = est_depth, cert_depth, max_steps, fresh_every
         self.seed = seed
+        self.headroom = tol / 2 if headroom is None else float(headroom)
+        if not (0.0 <= self.headroom < tol):
+            raise ValueError(f"headroom must be in [0, tol={tol}), got {headroom!r}")
         self._generator = torch.Generator().manual_seed(seed)
         self._last_step = 0
         self._events = 0
@@ -348,7 +357,7 @@ class FastClip(Callback):
         op = Operator(layer.lmap, st.input_shape)
         if st.vectors is None or st.vectors.shape[1] != op.n:
             k = min(self.k, op.n)
-            r = subspace_iteration(op, op.random_block(k, self._generator), self.warmup_iters)
+            r = block_krylov(op, op.random_block(k, self._generator), self.warmup_iters, k=k)
             st.vectors, st.sigma = r.vectors, r.sigma
         elif st.vectors.device != op.device:
             st.vectors = st.vectors.to(op.device)
@@ -387,7 +396,7 @@ class FastClip(Callback):
             res = clip_layer(
                 layer.lmap, layer.state.input_shape, self.max_norm, layer.state.vectors, generator=self._generator,
                 tol=self.tol, two_sided=self.two_sided, est_depth=self.est_depth, cert_depth=self.cert_depth,
-                max_steps=self.max_steps, fresh=fresh,
+                max_steps=self.max_steps, fresh=fresh, headroom=self.headroom,
             )
             layer.state.vectors, layer.state.sigma = res.vectors.contiguous(), res.sigma.contiguous()
             if res.fallbacks:

@@ -127,6 +127,7 @@ def clip_layer(
     cert_depth: int = 12,
     max_steps: int = 60,
     fresh: bool = False,
+    headroom: float = 0.0,
 ) -> ClipResult:
     """One clip event on ``lmap`` from the warm vectors ``v0`` ``(k, n)`` (section 2.3 of the spec).
 
@@ -137,6 +138,11 @@ def clip_layer(
     Args:
         fresh: append ``k`` new N(0, 1) vectors from ``generator`` to each certification run, to
             catch directions that rose from below the warm subspace.
+        headroom: each Gauss-Newton step aims the values it moves down at ``c (1 - headroom)``
+            instead of ``c`` (``0 <= headroom < tol``; default 0, the smallest change). During
+            training, a top cluster pinned exactly at ``c`` keeps surfacing values just above
+            ``c (1 + tol/2)`` as neighbouring directions rotate in; a little headroom clears the
+            cluster in fewer steps. Raising (``two_sided``) always aims at ``c``.
         Other arguments as in :func:`clip_`.
 
     Returns:
@@ -145,6 +151,8 @@ def clip_layer(
     name = tensor or lmap.clip_tensor
     if name is None or name not in lmap.tensors:
         raise UnsupportedLayerError(f"no tensor to clip: {name!r} (tensors: {', '.join(lmap.tensors) or 'none'})")
+    if not (0.0 <= headroom < tol):
+        raise ValueError(f"headroom must be in [0, tol={tol}), got {headroom!r}")
     op = Operator(lmap, tuple(input_shape))
     k = v0.shape[0]
 
@@ -170,6 +178,8 @@ def clip_layer(
         certified = False
         if steps >= max_steps:
             break
+        if headroom:
+            excess = torch.where(excess > 0, excess + headroom * max_norm, excess)
         delta = gauss_newton_delta(op, name, r.vectors[idx], excess)
         apply_delta_(lmap, name, delta)
         op.refresh()
