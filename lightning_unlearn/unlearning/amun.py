@@ -38,7 +38,7 @@ from lightning_unlearn.attacks.pgd_l2 import EpsInit
 from lightning_unlearn.unlearning.adversarial import AdversarialSet, build_adversarial_set
 from lightning_unlearn.unlearning.base import UnlearningMethod, UnlearningMixin, UnlearningRequest
 from lightning_unlearn.unlearning.phases import ADVERSARIAL, FORGET, REMAIN, Phase, module_loader, tagged_concat
-from lightning_unlearn.unlearning.saliency import MaskMode, SaliencyFreeze
+from lightning_unlearn.unlearning.saliency import MaskMode, SaliencyFreeze, SaliencyMasked
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class AdvOnly(AMUN):
         super().__init__(variant=variant, **kwargs)
 
 
-class AMUNSalUn(AMUN):
+class AMUNSalUn(SaliencyMasked, AMUN):
     """AMUN with SalUn's gradient-saliency mask ([P] App. D; [R] ``amun_sa`` / ``advonly_sa``).
 
     The mask is computed once on θ_o over D_F (:mod:`~lightning_unlearn.unlearning.saliency`)
@@ -176,19 +176,6 @@ class AMUNSalUn(AMUN):
         super().__init__(**kwargs)
         self.saliency = SaliencyFreeze(ratio=mask_ratio, mask_mode=mask_mode)
         self.mask_ratio, self.mask_mode = mask_ratio, mask_mode
-
-    def setup(self, module, request: UnlearningRequest) -> None:
-        self.saliency.setup(module, request.forget, batch_size=request.batch_size)
-        super().setup(module, request)
-
-    def on_before_optimizer_step(self, module, optimizer) -> None:
-        self.saliency.before_step(module)
-
-    def on_train_batch_end(self, module, outputs, batch, batch_idx: int) -> None:
-        self.saliency.after_step(module, module.trainer.optimizers)
-
-    def teardown(self, module) -> None:
-        self.saliency.teardown()
 
 
 AMUN_METHODS: dict[str, type[AMUN]] = {"amun": AMUN, "amun-salun": AMUNSalUn, "adv-only": AdvOnly}

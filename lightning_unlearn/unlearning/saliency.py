@@ -145,3 +145,31 @@ class SaliencyFreeze:
 
     def teardown(self) -> None:
         self._orig = {}
+
+
+class SaliencyMasked:
+    """Method mixin: only the salient entries train (SalUn, AMUN+SalUn). Mix it in first.
+
+    The subclass sets ``self.saliency = SaliencyFreeze(...)`` in its constructor. The mask is
+    computed once on θ_o over D_F at the start of the fit (after the method's own setup, which
+    never changes the weights), applied before every optimizer step and, under the true
+    freeze, restored after it; every hook also runs the method's own.
+    """
+
+    saliency: SaliencyFreeze
+
+    def setup(self, module, request) -> None:
+        super().setup(module, request)  # type: ignore[misc]
+        self.saliency.setup(module, request.forget, batch_size=request.batch_size)
+
+    def on_before_optimizer_step(self, module, optimizer) -> None:
+        super().on_before_optimizer_step(module, optimizer)  # type: ignore[misc]
+        self.saliency.before_step(module)
+
+    def on_train_batch_end(self, module, outputs, batch, batch_idx: int) -> None:
+        super().on_train_batch_end(module, outputs, batch, batch_idx)  # type: ignore[misc]
+        self.saliency.after_step(module, module.trainer.optimizers)
+
+    def teardown(self, module) -> None:
+        super().teardown(module)  # type: ignore[misc]
+        self.saliency.teardown()

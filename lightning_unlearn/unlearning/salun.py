@@ -8,12 +8,11 @@ is computed once per request on θ_o at the start of the fit.
 
 from __future__ import annotations
 
-from lightning_unlearn.unlearning.base import UnlearningRequest
 from lightning_unlearn.unlearning.rl import RandomLabel
-from lightning_unlearn.unlearning.saliency import MaskMode, SaliencyFreeze
+from lightning_unlearn.unlearning.saliency import MaskMode, SaliencyFreeze, SaliencyMasked
 
 
-class SalUn(RandomLabel):
+class SalUn(SaliencyMasked, RandomLabel):
     """RL with a gradient-saliency mask.
 
     Args:
@@ -30,16 +29,3 @@ class SalUn(RandomLabel):
         super().__init__(**kwargs)
         self.saliency = SaliencyFreeze(ratio=mask_ratio, mask_mode=mask_mode)
         self.mask_ratio, self.mask_mode = mask_ratio, mask_mode
-
-    def setup(self, module, request: UnlearningRequest) -> None:
-        super().setup(module, request)
-        self.saliency.setup(module, request.forget, batch_size=request.batch_size)
-
-    def on_before_optimizer_step(self, module, optimizer) -> None:
-        self.saliency.before_step(module)
-
-    def on_train_batch_end(self, module, outputs, batch, batch_idx: int) -> None:
-        self.saliency.after_step(module, module.trainer.optimizers)
-
-    def teardown(self, module) -> None:
-        self.saliency.teardown()
