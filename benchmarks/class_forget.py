@@ -223,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-train", type=int, default=None)
     p.add_argument("--max-test", type=int, default=None)
     p.add_argument("--report-only", action="store_true", help="rebuild report.md (and the derived figures) from --out's results.json")
+    p.add_argument("--accelerator", default="auto", help="passed to every Lightning Trainer")
+    p.add_argument("--devices", default="auto", help="passed to every Lightning Trainer")
+    p.add_argument("--strategy", default="auto", help="passed to every Lightning Trainer (e.g. ddp)")
     args = p.parse_args(argv)
     if args.report_only:
         out = Path(args.out or Path(__file__).parent / "results" / f"class_forget_{args.preset}")
@@ -250,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     base = BenchmarkConfig(
         **cfg, methods=("original", "retrain") + METHODS, seeds=tuple(int(s) for s in args.seeds.split(",")), rmia_references=0,
         retrain_models=3, cache_dir=args.cache_dir, forget=f"class:{preset.held_out}",
+        accelerator=args.accelerator, devices=args.devices, strategy=args.strategy,
     ).validate()
     out = Path(args.out or Path(__file__).parent / "results" / f"class_forget_{args.preset}")
     out.mkdir(parents=True, exist_ok=True)

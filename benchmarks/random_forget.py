@@ -107,6 +107,7 @@ def run(args) -> dict:
                 **preset, forget=f"random:{frac}", no_remain=not has_remain, seeds=tuple(args.seeds), tune_seed=args.tune_seed,
                 unlearn_epochs=args.unlearn_epochs, max_trials=args.max_trials, rmia_references=args.rmia_references,
                 methods=tuple(args.methods) if args.methods else None, cache_dir=args.cache_dir, epochs=args.epochs,
+                accelerator=args.accelerator, devices=args.devices, strategy=args.strategy,
             )
             start = len(records)
             t0 = time.perf_counter()
@@ -168,6 +169,9 @@ def main(argv=None) -> None:
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--accelerator", default="auto", help="passed to every Lightning Trainer")
+    p.add_argument("--devices", default="auto", help="passed to every Lightning Trainer")
+    p.add_argument("--strategy", default="auto", help="passed to every Lightning Trainer (e.g. ddp)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     run(args)
