@@ -58,6 +58,17 @@ def random_crop_flip(
     return out.permute(0, 3, 1, 2).contiguous()
 
 
+def batch_generator(seed: int, epoch: int, batch_idx: int, rank: int, device: torch.device, *, salt: int = 0) -> torch.Generator:
+    """A generator on ``device`` keyed by ``(seed, epoch, batch_idx, rank)``.
+
+    Augmentation drawn from it depends only on where the batch sits in training, so a run
+    resumed from a checkpoint sees the same augmentations as an uninterrupted one (the global
+    RNG state is not checkpointed). ``salt`` separates independent streams with equal keys.
+    """
+    key = ((seed * 1_000_003 + epoch) * 1_000_033 + batch_idx) * 1_009 + rank + salt
+    return torch.Generator(device=device).manual_seed(key % (2**63 - 1))
+
+
 def default_augmentation(image_shape: tuple[int, ...]) -> str | None:
     """The library's default augmentation for an image shape: crop+flip for RGB >= 32x32, none otherwise."""
     c, h, w = image_shape

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from lightning_unlearn.data.transforms import augment, to_pixels
+from lightning_unlearn.data.transforms import augment, batch_generator, to_pixels
 
 Schedule = Literal["onecycle", "step", "cosine", "constant"]
 SCHEDULES = ("onecycle", "step", "cosine", "constant")
@@ -105,8 +105,7 @@ class ClassifierModule(pl.LightningModule):
     def augmentation_generator(self, batch_idx: int, device: torch.device) -> torch.Generator:
         """A generator keyed by ``(aug_seed, epoch, batch_idx, rank)`` on ``device``."""
         rank = self.trainer.global_rank if self._trainer is not None else 0
-        key = ((self.aug_seed * 1_000_003 + self.current_epoch) * 1_000_033 + batch_idx) * 1_009 + rank
-        return torch.Generator(device=device).manual_seed(key % (2**63 - 1))
+        return batch_generator(self.aug_seed, self.current_epoch, batch_idx, rank, device)
 
     def prepare_inputs(self, x: torch.Tensor, *, train: bool, batch_idx: int = 0, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``uint8``/float pixels -> float ``[0, 1]``; augmented when ``train`` (only where ``mask``)."""

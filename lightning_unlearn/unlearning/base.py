@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_unlearn.data.datasets import EpochSeededRandomSampler, IndexedTensorDataset
-from lightning_unlearn.data.transforms import augment, to_pixels
+from lightning_unlearn.data.transforms import augment, batch_generator, to_pixels
 from lightning_unlearn.strategies import require_whole_weights
 from lightning_unlearn.training.module import build_optimizer
 
@@ -202,8 +202,7 @@ class UnlearningMethod:
         x = to_pixels(x)
         if train and self.request is not None and self.request.augmentation is not None:
             rank = module.trainer.global_rank if module._trainer is not None else 0
-            key = ((self.request.seed * 1_000_003 + module.current_epoch) * 1_000_033 + batch_idx) * 1_009 + rank + 17
-            gen = torch.Generator(device=x.device).manual_seed(key % (2**63 - 1))
+            gen = batch_generator(self.request.seed, module.current_epoch, batch_idx, rank, x.device, salt=17)
             x = augment(x, self.request.augmentation, generator=gen, mask=mask)
         return x
 
