@@ -15,14 +15,6 @@ from lightning_unlearn.attacks import calibrate_eps_init, calibration_search, pg
 from lightning_unlearn.data.transforms import to_pixels
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on the shared 2-core machine two threads spin against each other (10x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def tiny_cifar_net(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)

@@ -38,14 +38,6 @@ class Spy(Model):
         return super().unlearning_loss(batch, batch_idx)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on the shared 2-core machine two threads spin against each other (10x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def fresh(orig, cls=Model):
     return cls(copy.deepcopy(orig.model), num_classes=10)
