@@ -69,14 +69,20 @@ class TimedFastClip(FastClip):
         self.hook_s = 0.0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        cuda = torch.cuda.is_available() and pl_module.device.type == "cuda"
+        if cuda:  # queued training kernels are not the callback's time
+            torch.cuda.synchronize()
         t = time.perf_counter()
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if cuda:
+            torch.cuda.synchronize()
         self.hook_s += time.perf_counter() - t
 
 
-def run(dm: UnlearningDataModule, *, every: int | None, epochs: int, max_steps: int, seed: int, lr: float) -> dict:
+def run(dm: UnlearningDataModule, *, every: int | None, epochs: int, max_steps: int, seed: int, lr: float,
+        model: str = "small-cnn", batch_size: int = 64, accelerator: str = "cpu") -> dict:
     seed_everything(seed)
-    net = build_model("small-cnn", in_channels=dm.image_shape[0], num_classes=dm.num_classes, mean=dm.mean, std=dm.std)
+    net = build_model(model, in_channels=dm.image_shape[0], num_classes=dm.num_classes, mean=dm.mean, std=dm.std)
     module = ClassifierModule(net, num_classes=dm.num_classes, lr=lr, schedule="onecycle", augmentation=dm.augmentation, aug_seed=seed)
     timer = StepTimer()
     callbacks: list = [timer]
@@ -84,8 +90,8 @@ def run(dm: UnlearningDataModule, *, every: int | None, epochs: int, max_steps: 
     if every is not None:
         fc = TimedFastClip(max_norm=1.0, every_n_steps=every)
         callbacks.insert(0, fc)
-    trainer = make_trainer(max_epochs=epochs, max_steps=max_steps, callbacks=callbacks, accelerator="cpu")
-    loader = dm.make_loader(dm.train_set(), shuffle=True, batch_size=64, seed_offset=seed)
+    trainer = make_trainer(max_epochs=epochs, max_steps=max_steps, callbacks=callbacks, accelerator=accelerator, devices=1)
+    loader = dm.make_loader(dm.train_set(), shuffle=True, batch_size=batch_size, seed_offset=seed)
     t0 = time.perf_counter()
     trainer.fit(module, train_dataloaders=loader)
     wall = time.perf_counter() - t0
@@ -122,7 +128,7 @@ def _record_shapes(module, dm) -> dict:
         if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
             hooks.append(m.register_forward_pre_hook(recorder(n)))
     with torch.no_grad():
-        module(torch.zeros(1, *dm.image_shape))
+        module(torch.zeros(1, *dm.image_shape, device=module.device))
     for h in hooks:
         h.remove()
     return shapes
@@ -138,17 +144,21 @@ def main() -> None:
     p.add_argument("--every1-steps", type=int, default=60, help="steps of the (timing-only) every-step run")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="benchmarks/results/fastclip_training")
+    p.add_argument("--model", default="small-cnn", help="small-cnn (default) or resnet18")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--accelerator", default="cpu", help="cpu (default, the issue's target machine) or gpu")
     args = p.parse_args()
 
-    sets = [("digits", UnlearningDataModule("digits", seed=args.seed, batch_size=64), args.digits_epochs, 0.05)]
+    sets = [("digits", UnlearningDataModule("digits", seed=args.seed, batch_size=args.batch_size), args.digits_epochs, 0.05)] if args.digits_epochs > 0 else []
     if args.data != "none" and os.path.isdir(args.data):
-        sets.append(("cifar10-%d" % args.max_train, UnlearningDataModule(args.data, seed=args.seed, max_train=args.max_train, max_test=2000, batch_size=64), args.epochs, 0.05))
+        sets.append(("cifar10-%d" % args.max_train, UnlearningDataModule(args.data, seed=args.seed, max_train=args.max_train, max_test=2000, batch_size=args.batch_size), args.epochs, 0.05))
     results = {}
     for name, dm, epochs, lr in sets:
         dm.setup()
         rows = []
         for every, steps in [(None, -1), (50, -1), (10, -1), (1, args.every1_steps), (None, -1)]:
-            r = run(dm, every=every, epochs=epochs, max_steps=steps, seed=args.seed, lr=lr)
+            r = run(dm, every=every, epochs=epochs, max_steps=steps, seed=args.seed, lr=lr, model=args.model, batch_size=args.batch_size,
+                    accelerator=args.accelerator)
             print(name, {k: v for k, v in r.items() if k != "true_norms"}, flush=True)
             rows.append(r)
         base = 0.5 * (rows[0]["step_ms"] + rows[-1]["step_ms"])
@@ -157,10 +167,11 @@ def main() -> None:
         results[name] = {"epochs": epochs, "rows": rows, "plain_step_ms_mean": base}
 
     meta = {
-        "hardware": f"CPU ({platform.processor() or platform.machine()}), 2 cores shared with ~6 other jobs (noisy), torch threads={torch.get_num_threads()}",
+        "hardware": (torch.cuda.get_device_name(0) if args.accelerator != "cpu" and torch.cuda.is_available()
+                     else f"CPU ({platform.processor() or platform.machine()}), {os.cpu_count()} cores visible, torch threads={torch.get_num_threads()}"),
         "torch": torch.__version__,
         "command": "python " + " ".join(sys.argv),
-        "model": "SmallCNN width 16 (5 conv-BN-ReLU + linear), batch 64, SGD one-cycle lr 0.05",
+        "model": f"{args.model} (small-cnn: width 16, 5 conv-BN-ReLU + linear), batch {args.batch_size}, SGD one-cycle lr 0.05",
         "fastclip": "FastClip(max_norm=1.0, every_n_steps=N) defaults: k=4, est_depth=4, cert_depth=12, headroom=tol/2, warm-up block Krylov depth 20, tracking at log cadence (50)",
     }
     out = Path(args.out)

@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--lr", type=float, default=None, help="peak learning rate of those fits (default per model)")
     m.add_argument("--batch-size", type=int, default=128)
     m.add_argument("--retrain-models", type=int, default=None, help="retrained models (default 1 per seed; 3 shared for class forgetting)")
+    m.add_argument("--augmentation", default="auto", help="auto (default: crop+flip on RGB 32x32+), crop_flip or none (lets small models memorise)")
     m.add_argument("--fastclip", type=float, default=None, metavar="MAX_NORM", help="clip every layer's spectral norm to MAX_NORM during training (FastClip)")
     m.add_argument("--fastclip-every", type=int, default=10, metavar="N", help="clip every N optimizer steps (default 10)")
     u = b.add_argument_group("unlearning")
@@ -109,6 +110,7 @@ def config_from_args(args: argparse.Namespace):
         lr=args.lr,
         batch_size=args.batch_size,
         retrain_models=args.retrain_models,
+        augmentation=args.augmentation,
         fastclip=args.fastclip,
         fastclip_every=args.fastclip_every,
         methods=args.methods,

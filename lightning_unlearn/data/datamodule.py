@@ -17,6 +17,9 @@ from lightning_unlearn.data.transforms import default_augmentation
 TrainOn = Literal["train", "remain"]
 
 
+AUGMENTATIONS = ("auto", "crop_flip", None)
+
+
 class UnlearningDataModule(pl.LightningDataModule):
     """Data for an unlearning experiment: forget, remain, train, test (and class-test) sets.
 
@@ -35,6 +38,9 @@ class UnlearningDataModule(pl.LightningDataModule):
         train_on: what :meth:`train_dataloader` serves: ``"train"`` (forget + remain, the
             original model) or ``"remain"`` (the retrained model).
         cache_dir: decoded-pool cache (default ``~/.cache/lightning_unlearn``).
+        augmentation: ``"auto"`` (default: crop+flip for RGB images of 32x32 or more, none
+            otherwise), ``"crop_flip"`` or ``None`` (no augmentation, e.g. to train models
+            that memorise their training set for membership-inference experiments).
 
     Example:
         >>> dm = UnlearningDataModule("digits", forget="class:3")
@@ -58,8 +64,12 @@ class UnlearningDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         train_on: TrainOn = "train",
         cache_dir: str | os.PathLike | None = None,
+        augmentation: str | None = "auto",
     ) -> None:
         super().__init__()
+        if augmentation not in AUGMENTATIONS:
+            raise ValueError(f"augmentation must be one of {', '.join(map(repr, AUGMENTATIONS))}, got {augmentation!r}")
+        self._augmentation = augmentation
         self.forget_spec = ForgetSpec.parse(forget)  # validate early
         if train_on not in ("train", "remain"):
             raise ValueError(f"train_on must be 'train' or 'remain', got {train_on!r}")
@@ -113,7 +123,9 @@ class UnlearningDataModule(pl.LightningDataModule):
 
     @property
     def augmentation(self) -> str | None:
-        """``"crop_flip"`` for RGB images of 32x32 or more, ``None`` (e.g. digits) otherwise."""
+        """The constructor's choice; ``"auto"``: ``"crop_flip"`` for RGB images of 32x32 or more, ``None`` (e.g. digits) otherwise."""
+        if self._augmentation != "auto":
+            return self._augmentation
         return default_augmentation(self.image_shape)
 
     @property

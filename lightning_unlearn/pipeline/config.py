@@ -39,6 +39,7 @@ from typing import Any
 
 BASELINE_ROWS = ("original", "retrain")
 RMIA_SIGNALS = ("softmax", "sm_taylor_softmax")
+AUGMENTATION_CHOICES = ("auto", "crop_flip", "none")
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
 
 
@@ -77,6 +78,10 @@ class BenchmarkConfig:
         batch_size: training batch size of every fit (default 128).
         retrain_models: retrained models (``None``: 1 per seed for random forgetting, 3
             shared for class forgetting; see the module docstring).
+        augmentation: ``"auto"`` (default: crop+flip on RGB images of 32x32 or more),
+            ``"crop_flip"`` or ``"none"``, for every fit (original, retrained, reference and
+            unlearning). ``"none"`` lets a small model memorise its training set, which is what
+            membership inference (and so unlearning) is about.
         fastclip: FastClip ``max_norm`` on the fits of original and retrained models
             (``None``: off); ``fastclip_every`` its ``every_n_steps``.
 
@@ -121,6 +126,7 @@ class BenchmarkConfig:
     lr: float | None = None
     batch_size: int = 128
     retrain_models: int | None = None
+    augmentation: str = "auto"
     fastclip: float | None = None
     fastclip_every: int = 10
     methods: tuple[str, ...] | None = None
@@ -146,6 +152,11 @@ class BenchmarkConfig:
         from lightning_unlearn.data import ForgetSpec
 
         return ForgetSpec.parse(self.forget)
+
+    @property
+    def data_augmentation(self) -> str | None:
+        """The data module's ``augmentation`` argument (``"none"`` -> ``None``)."""
+        return None if self.augmentation == "none" else self.augmentation
 
     @property
     def kind(self) -> str:
@@ -283,6 +294,8 @@ class BenchmarkConfig:
             raise ConfigError(f"fastclip_every must be positive, got {self.fastclip_every}")
         if self.lr is not None and self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
+        if self.augmentation not in AUGMENTATION_CHOICES:
+            raise ConfigError(f"unknown augmentation {self.augmentation!r}: expected one of {', '.join(AUGMENTATION_CHOICES)}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
         if self.device_data and self.devices not in ("auto", "1"):
@@ -316,7 +329,7 @@ class BenchmarkConfig:
 # the fields whose change alters the data pool of every model
 DATA_FIELDS = ("dataset", "max_train", "max_test")
 # ... and the training recipe of original, retrained and reference models
-TRAIN_FIELDS = ("model", "batch_size", "fastclip", "fastclip_every", "accelerator", "devices", "strategy", "precision", "channels_last")
+TRAIN_FIELDS = ("model", "augmentation", "batch_size", "fastclip", "fastclip_every", "accelerator", "devices", "strategy", "precision", "channels_last")
 
 
 def training_settings(config: BenchmarkConfig, *, data_fingerprint: str) -> dict[str, Any]:

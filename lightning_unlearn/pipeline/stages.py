@@ -91,6 +91,7 @@ def open_data(config: BenchmarkConfig, seed: int) -> UnlearningDataModule:
         max_test=config.max_test,
         batch_size=config.batch_size,
         cache_dir=config.cache_root,
+        augmentation=config.data_augmentation,
     )
     try:
         dm.setup()
