@@ -2,8 +2,8 @@
 
 Trains SmallCNN on a CIFAR-10 subset (batch 64) with ``FastClip(every_n_steps=EVERY)`` for STEPS
 steps and counts ``Operator.gram`` calls (one forward plus one adjoint pass of a probe block),
-Gauss-Newton steps, and the wall time of ``gram``, ``gauss_newton_delta``, ``block_krylov`` and
-``_orth_block``. Extra FastClip keyword arguments may be passed as ``key=value`` (Python literals).
+Gauss-Newton steps, and the wall time of ``gram``, ``gauss_newton_delta``, ``block_krylov``,
+``_project_out`` (Gram-Schmidt) and ``_orth_rows`` (QR). Extra FastClip keyword arguments may be passed as ``key=value`` (Python literals).
 
 Run::
 
@@ -60,7 +60,8 @@ def main() -> None:
     _timed(op_mod.Operator, "gram")
     _timed(clip_mod, "gauss_newton_delta")
     _timed(clip_mod, "block_krylov")
-    _timed(est_mod, "_orth_block")
+    _timed(est_mod, "_project_out")
+    _timed(est_mod, "_orth_rows")
     _timed(clip_mod, "clip_layer", extra=lambda r: COUNTS.update(gn_steps=r.steps))
     fc_mod.clip_layer = clip_mod.clip_layer
     if kwargs:
@@ -69,7 +70,8 @@ def main() -> None:
     dm = UnlearningDataModule(root, seed=0, max_train=5000, max_test=2000, batch_size=64)
     dm.setup()
     r = bench.run(dm, every=every, epochs=1, max_steps=steps, seed=0, lr=0.05)
-    print({k: v for k, v in r.items() if k != "true_norms"})
+    print({k: v for k, v in r.items() if k not in ("true_norms", "hook_calls")})
+    print("hook calls (global step, events so far, seconds):", r["hook_calls"])
     print("max true norm", max(r["true_norms"].values()))
     print({k: round(v, 3) if isinstance(v, float) else v for k, v in sorted(COUNTS.items())})
 

@@ -54,6 +54,7 @@ BAD_INPUTS = [
     (["--methods", "ft", "--no-remain"], ["'ft'", "forget set only"]),
     (["--dataset", "cifar10", "--data-dir", "/nonexistent/lu-data"], ["/nonexistent/lu-data", "--download"]),
     (["--seeds", "0,x"], ["--seeds", "0,x"]),
+    (["--augmentation", "mixup"], ["'mixup'", "auto", "crop_flip", "none"]),
     (["--dataset", "/nonexistent/tree"], ["/nonexistent/tree", "train/", "test/"]),
 ]
 

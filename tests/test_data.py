@@ -223,3 +223,14 @@ def test_device_tensor_loader_shards_like_distributed_sampler():
     loader.sampler.set_epoch(1)
     e1 = torch.cat([b[2] for b in loader])
     assert sorted(e0.tolist()) == sorted(e1.tolist()) and not torch.equal(e0, e1)
+
+
+@pytest.mark.parametrize("choice, expected", [("auto", None), (None, None), ("crop_flip", "crop_flip")])
+def test_datamodule_augmentation_choice(cache_dir, choice, expected):
+    dm = UnlearningDataModule("digits", augmentation=choice, cache_dir=cache_dir)
+    assert dm.augmentation == expected
+
+
+def test_datamodule_rejects_unknown_augmentation():
+    with pytest.raises(ValueError, match=r"augmentation must be one of 'auto', 'crop_flip', None, got 'mixup'"):
+        UnlearningDataModule("digits", augmentation="mixup")

@@ -190,6 +190,7 @@ def test_random_forgetting_seed_mapping():
         (dict(rmia_references=3), ["rmia_references", "3"]),
         (dict(rmia_signal="logit"), ["logit", "softmax"]),
         (dict(seeds=()), ["seed"]),
+        (dict(augmentation="mixup"), ["mixup", "auto", "crop_flip", "none"]),
     ],
 )
 def test_config_errors_name_value_and_allowed(change, words):
@@ -320,3 +321,17 @@ def test_a_method_result_does_not_depend_on_what_ran_before(tmp_path):
     alone = run_experiment(cfg.replace(methods=("ft",)))
     for k in ("ua", "ra", "ta", "mia"):
         assert both["methods"]["ft"][k] == alone["methods"]["ft"][k], k
+
+
+def test_augmentation_setting_reaches_the_data_and_the_cache_key():
+    from lightning_unlearn.pipeline.config import training_settings
+    from lightning_unlearn.pipeline.stages import open_data
+
+    none = BenchmarkConfig(augmentation="none", max_train=200, max_test=100)
+    flip = BenchmarkConfig(augmentation="crop_flip", max_train=200, max_test=100)
+    assert none.data_augmentation is None and flip.data_augmentation == "crop_flip"
+    assert BenchmarkConfig().data_augmentation == "auto"
+    assert open_data(none, 0).augmentation is None
+    assert open_data(flip, 0).augmentation == "crop_flip"  # forced even on 8x8 digits
+    # models trained with and without augmentation never share a cache entry
+    assert cache_key(training_settings(none, data_fingerprint="x")) != cache_key(training_settings(flip, data_fingerprint="x"))

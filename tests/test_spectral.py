@@ -263,3 +263,27 @@ def test_clip_layer_headroom_stays_within_tolerance(name):
     assert c * (1 - tol) <= truth <= c * (1 + tol), (name, truth)
     with pytest.raises(ValueError, match="headroom must be in"):
         clip_layer(lm, shape, c, v0, generator=gen, tol=tol, headroom=tol)
+
+
+@pytest.mark.parametrize("name", ["conv2d", "conv2d_stride2", "conv_bn", "linear"])
+@pytest.mark.parametrize("max_steps", [0, 1])
+def test_clip_layer_fallback_scales_exactly_without_reestimating(name, max_steps):
+    # After max_steps Gauss-Newton steps the kernel is scaled by c (1 - headroom) / sigma_1 of a
+    # certified estimate: exact (f is linear in the kernel), so the result is within tolerance
+    # and the returned values are the certified ones times the factor.
+    from lightning_unlearn.spectral import clip_layer
+
+    c, tol = 1.0, 0.01
+    module, shape = _case(name, seed=5)
+    lm = linear_map(module)
+    with torch.no_grad():
+        lm.tensors[lm.clip_tensor].mul_(3.0 * c / float(dense_singular_values(module, shape)[0]))
+    gen = torch.Generator().manual_seed(0)
+    v0 = torch.randn(4, int(torch.tensor(shape).prod()), generator=gen)
+    with torch.no_grad():
+        res = clip_layer(lm, shape, c, v0, generator=gen, tol=tol, headroom=tol / 2, max_steps=max_steps, cert_depth=20)
+    truth = dense_singular_values(module, shape)
+    assert res.steps == max_steps
+    assert res.fallbacks == (1 if max_steps == 0 else res.fallbacks)
+    assert c * (1 - tol) <= float(truth[0]) <= c * (1 + tol), (name, float(truth[0]))
+    assert float(res.sigma[0]) == pytest.approx(float(truth[0]), rel=2e-3)

@@ -170,14 +170,13 @@ def clip_layer(
     changed = False
     while True:
         idx, excess = excess_singular_values(r.sigma, max_norm, tol=tol, two_sided=two_sided)
-        if idx.numel() == 0:
+        if idx.numel() == 0 or steps >= max_steps:
             if certified:
                 break
+            # decide on certified values: either nothing exceeds, or the fallback below scales by them
             r, certified = certify(r.vectors), True
             continue
         certified = False
-        if steps >= max_steps:
-            break
         if headroom:
             excess = torch.where(excess > 0, excess + headroom * max_norm, excess)
         delta = gauss_newton_delta(op, name, r.vectors[idx], excess)
@@ -186,21 +185,19 @@ def clip_layer(
         changed = True
         steps += 1
         r = block_krylov(op, r.vectors, est_depth)
-    # Fallback: scaling the one clipped tensor by c / sigma_1 scales every singular value by it
-    # (f is linear in that tensor). Never scale two tensors of a composition.
-    for _ in range(3):
-        idx, _ = excess_singular_values(r.sigma, max_norm, tol=tol, two_sided=two_sided)
-        if idx.numel() == 0:
-            break
-        factor = max_norm / float(r.sigma[0])
-        if not math.isfinite(factor) or float(r.sigma[0]) == 0.0:
-            break
-        log.info("clip: %d Gauss-Newton steps did not certify sigma_1=%.5g <= %.5g; scaling %r by %.5g", steps, float(r.sigma[0]), max_norm, name, factor)
+    # Fallback after max_steps: scaling the one clipped tensor by a factor scales every singular
+    # value by exactly that factor (f is linear in that tensor), so the certified values and
+    # vectors stay valid after scaling: no re-estimate is needed. Never scale two tensors of a
+    # composition (that would scale by the factor squared).
+    idx, _ = excess_singular_values(r.sigma, max_norm, tol=tol, two_sided=two_sided)
+    top = float(r.sigma[0]) if r.sigma.numel() else 0.0
+    if idx.numel() and top > 0 and math.isfinite(top):
+        factor = max_norm * (1 - headroom) / top if top > max_norm else max_norm / top
+        log.info("clip: %d Gauss-Newton steps did not certify sigma_1=%.5g <= %.5g; scaling %r by %.5g", steps, top, max_norm, name, factor)
         scale_(lmap, name, factor)
-        op.refresh()
         fallbacks += 1
         changed = True
-        r = block_krylov(op, r.vectors, cert_depth, k=k)
+        r = Ritz(r.sigma * factor, r.vectors, r.residuals * factor**2)
     return ClipResult(r.sigma, r.vectors, steps, fallbacks, changed)
 
 

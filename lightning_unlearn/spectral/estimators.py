@@ -89,12 +89,18 @@ def tracking_step(op: Operator, v: torch.Tensor) -> Ritz:
 def block_krylov(op: Operator, v: torch.Tensor, depth: int, *, k: int | None = None) -> Ritz:
     """Block Krylov ``[V, AV, ..., A^depth V]`` with full re-orthogonalisation, then Rayleigh-Ritz.
 
-    Each new block is projected out of the basis twice (classical Gram-Schmidt twice, which
-    restores orthogonality lost to rounding), then orthonormalised by an SVD that drops directions
-    already in the basis (so small spaces, where the basis would exceed ``n``, stay well-posed).
-    Resolving a gap ``delta`` at the top of the spectrum takes about ``1 / sqrt(delta)`` steps,
-    versus ``1 / delta`` for subspace iteration: the right tool just after a clip, when the top
-    is a flat cluster at the target.
+    Each new block is projected out of the basis by classical Gram-Schmidt, with a second pass
+    when the projection removed most of a row's norm (the "twice is enough" rule of Kahan and
+    Parlett: a second pass restores the orthogonality lost to cancellation, and is only needed
+    then), and orthonormalised by a QR that drops directions already in the basis (so small
+    spaces, where the basis would exceed ``n``, stay well-posed). Resolving a gap ``delta`` at the
+    top of the spectrum takes about ``1 / sqrt(delta)`` steps, versus ``1 / delta`` for subspace
+    iteration: the right tool just after a clip, when the top is a flat cluster at the target.
+
+    The projected matrix ``H = Q A Q^T`` is assembled from the first Gram-Schmidt coefficients
+    (row block ``j`` of ``H`` is ``(A q_j) Q^T``, which that pass computes anyway) and
+    symmetrised, so Rayleigh-Ritz costs no extra ``m x m x n`` product; the basis and its
+    products live in preallocated buffers (no re-concatenation per step).
 
     Args:
         op: the operator.
@@ -102,52 +108,95 @@ def block_krylov(op: Operator, v: torch.Tensor, depth: int, *, k: int | None = N
         depth: number of multiplications by ``A`` beyond the start block.
         k: number of Ritz pairs returned (default ``b``).
 
-    Cost: ``b * (depth + 1)`` probe passes; memory ``b * (depth + 1) * n`` floats.
+    Cost: ``b * (depth + 1)`` probe passes; memory ``2 * b * (depth + 1) * n`` floats.
     """
     k = v.shape[0] if k is None else k
     b = v.shape[0]
+    n = op.n
     # Breakdown: if the start block spans an (almost) invariant subspace of A, e.g. the warm
     # vectors right after a dense layer's exact rank-k clip, A V adds no new direction and the
-    # Krylov space would stall there, blind to a singular value just outside it. Dropped columns
+    # Krylov space would stall there, blind to a singular value just outside it. Dropped rows
     # are replaced by random vectors from a fixed local generator (deterministic, never the global
     # RNG), so every block keeps ``b`` directions; Rayleigh-Ritz is valid on any orthonormal basis.
     gen = torch.Generator().manual_seed(0x5EC7)
-    basis = [_orth_block(v, None)]
-    products: list[torch.Tensor] = []
-    total = basis[0].shape[0]
-    for _ in range(max(0, depth)):
-        w = op.matmul(basis[-1])
-        products.append(w)
-        if total >= op.n:
+    first = _orth_rows(v, _max_row_norm(v))
+    cap = max(first.shape[0], min(b * (max(0, depth) + 1), n))
+    basis = torch.empty(cap, n, dtype=first.dtype, device=first.device)
+    products = torch.empty(cap, n, dtype=first.dtype, device=first.device)
+    half_h = torch.zeros(cap, cap, dtype=torch.float64, device=first.device)  # H = half_h + half_h^T
+    blocks: list[tuple[int, int]] = []  # row ranges of the blocks in `basis`
+    m = first.shape[0]
+    basis[:m] = first
+    blocks.append((0, m))
+    depth_left = max(0, depth)
+    while True:
+        s, e = blocks[-1]
+        w = op.matmul(basis[s:e])
+        products[s:e] = w
+        q = basis[:e]
+        c = w @ q.T  # row block of H, (A q_j) Q^T over the blocks built so far: also the first Gram-Schmidt pass
+        half_h[s:e, :s] = c[:, :s].double()
+        half_h[s:e, s:e] = 0.25 * (c[:, s:e] + c[:, s:e].T).double()  # symmetric diagonal block, counted once in half_h + half_h^T
+        if depth_left == 0 or m >= n:
             break
-        q = torch.cat(basis)
-        new = _orth_block(w, q)
-        missing = min(b - new.shape[0], op.n - total - new.shape[0])
+        depth_left -= 1
+        norm0 = _max_row_norm(w)
+        new = _orth_rows(_project_out(w, q, c), norm0)
+        missing = min(b - new.shape[0], n - m - new.shape[0], cap - m - new.shape[0])
         if missing > 0:
-            fill = torch.randn(missing, op.n, generator=gen).to(device=w.device, dtype=w.dtype)
-            new = torch.cat([new, _orth_block(fill, torch.cat([q, new]) if new.shape[0] else q)])
-        if new.shape[0] == 0:
+            fill = torch.randn(missing, n, generator=gen).to(device=w.device, dtype=w.dtype)
+            qn = torch.cat([q, new]) if new.shape[0] else q
+            fill = _project_out(fill, qn, fill @ qn.T)
+            new = torch.cat([new, _orth_rows(fill, _max_row_norm(fill))]) if new.shape[0] else _orth_rows(fill, _max_row_norm(fill))
+        r = min(new.shape[0], cap - m)
+        if r == 0:
             break
-        basis.append(new)
-        total += new.shape[0]
-    if len(products) < len(basis):
-        products.append(op.matmul(basis[-1]))
-    return rayleigh_ritz(torch.cat(basis), torch.cat(products), min(k, total))
+        basis[m : m + r] = new[:r]
+        blocks.append((m, m + r))
+        m += r
+    h = half_h[:m, :m]
+    h = h + h.T
+    q, aq = basis[:m], products[:m]
+    lam, wv = torch.linalg.eigh(h.cpu())
+    order = torch.argsort(lam, descending=True)[: min(k, m)]
+    lam, wv = lam[order].to(device=q.device, dtype=q.dtype), wv[:, order].to(device=q.device, dtype=q.dtype)
+    vecs = wv.T @ q
+    res = torch.linalg.vector_norm(wv.T @ aq - lam[:, None] * vecs, dim=1)
+    return Ritz(torch.sqrt(lam.clamp_min(0)), vecs, res)
 
 
-def _orth_block(w: torch.Tensor, q: torch.Tensor | None) -> torch.Tensor:
-    """Orthonormal rows spanning ``w`` minus its projection on the orthonormal rows ``q``.
+def _max_row_norm(w: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.vector_norm(w, dim=1).max().clamp_min(torch.finfo(w.dtype).tiny)
 
-    Classical Gram-Schmidt twice against ``q``, then a thin QR of the block; a column whose
-    ``|R_ii|`` falls below ``1e-5`` of the block's largest input norm lies (numerically) in the
-    span already built and is dropped.
+
+def _project_out(w: torch.Tensor, q: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """``w`` minus its projection on the orthonormal rows ``q``, given ``c = w q^T``.
+
+    Classical Gram-Schmidt; a second pass runs when a row kept less than ``1/sqrt(2)`` of its
+    norm (cancellation: the first pass's result is then not orthogonal to ``q`` to working
+    precision).
     """
-    norm0 = torch.linalg.vector_norm(w, dim=1).max().clamp_min(torch.finfo(w.dtype).tiny)
-    if q is not None:
-        for _ in range(2):
-            w = w - (w @ q.T) @ q
+    before = torch.linalg.vector_norm(w, dim=1)
+    w = w - c @ q
+    if bool((torch.linalg.vector_norm(w, dim=1) < 0.7071 * before).any()):
+        w = w - (w @ q.T) @ q
+    return w
+
+
+def _orth_rows(w: torch.Tensor, norm0: torch.Tensor) -> torch.Tensor:
+    """Orthonormal rows spanning the rows of ``w``; a direction whose ``|R_ii|`` falls below
+    ``1e-5 * norm0`` (the block's largest row norm before projection) lies (numerically) in the
+    span already built and is dropped."""
     qq, r = torch.linalg.qr(w.T)
     keep = torch.diagonal(r).abs() > 1e-5 * norm0
     if bool(keep.all()):
         return qq.T
     return qq.T[keep]
+
+
+def _orth_block(w: torch.Tensor, q: torch.Tensor | None) -> torch.Tensor:
+    """Orthonormal rows spanning ``w`` minus its projection on the orthonormal rows ``q`` (``None``: none)."""
+    norm0 = _max_row_norm(w)
+    if q is not None and q.shape[0]:
+        w = _project_out(w, q, w @ q.T)
+    return _orth_rows(w, norm0)
