@@ -193,10 +193,3 @@ def _orth_rows(w: torch.Tensor, norm0: torch.Tensor) -> torch.Tensor:
         return qq.T
     return qq.T[keep]
 
-
-def _orth_block(w: torch.Tensor, q: torch.Tensor | None) -> torch.Tensor:
-    """Orthonormal rows spanning ``w`` minus its projection on the orthonormal rows ``q`` (``None``: none)."""
-    norm0 = _max_row_norm(w)
-    if q is not None and q.shape[0]:
-        w = _project_out(w, q, w @ q.T)
-    return _orth_rows(w, norm0)
