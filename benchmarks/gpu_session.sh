@@ -9,10 +9,14 @@
 #
 # DATA defaults to .device-data (an ignored folder; fill it with the exact 5,000 / 1,000 images of
 # the library's stratified subset so every machine decodes the same pools). Each process writes its
-# own results folder under OUT and a log; a process that runs past LIMIT seconds is stopped and
-# leaves its log (random_forget writes after each setting, class_forget after each table).
+# own results folder and a log under a work folder; a process that runs past LIMIT seconds is stopped
+# and leaves its log (random_forget writes after each setting, class_forget after each table). At the
+# end everything is packed into OUT/results.tgz (one file: the device tool brings back only a limited
+# number of files) beside OUT/status.txt.
 set -u
-OUT=${OUT:-/tmp/gpu-session}
+FINAL=${OUT:-/tmp/gpu-session}
+mkdir -p "$FINAL"
+OUT=$(mktemp -d)
 DATA=${DATA:-.device-data}
 LIMIT=${LIMIT:-540}
 mkdir -p "$OUT"
@@ -52,3 +56,4 @@ OMP_NUM_THREADS=3 run fc_resnet18 python benchmarks/fastclip_training.py --data 
   --batch-size 128 --out "$OUT/fastclip_training_gpu_resnet18" "${FC[@]}"
 wait
 cat "$OUT/status.txt"
+tar czf "$FINAL/results.tgz" -C "$OUT" . && cp "$OUT/status.txt" "$OUT/env.txt" "$FINAL/"
