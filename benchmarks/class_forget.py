@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lightning_unlearn.environment import device_name
 from lightning_unlearn.pipeline import BenchmarkConfig, table_markdown
 from lightning_unlearn.pipeline.progress import LineProgress
 from lightning_unlearn.pipeline.results import build_results
@@ -176,13 +177,6 @@ def derive(results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def device_name() -> str:
-    """The accelerator the numbers come from (recorded in results.json)."""
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return f"CPU, {os.cpu_count()} cores visible, threads {torch.get_num_threads()}"
-
-
 def report(tables: dict[str, dict], tuning: dict, preset: str, args_dict: dict, sweep: list[dict] | None = None, *, command: str | None = None,
            device: str | None = None) -> str:
     device = device or device_name()
@@ -307,13 +301,13 @@ def main(argv: list[str] | None = None) -> int:
         tables[name] = run_table(base, classes, chosen, history)
         print(f"{name} done ({tables[name]['seconds']:.0f} s): {json.dumps(tables[name]['derived'], default=str)}", flush=True)
         # write after each table, so a long run leaves its finished part
-        blob = {"command": " ".join(sys.argv), "device": device_name(), "preset": args.preset, "settings": cfg, "tuning": tuning, "tables": tables, "seconds": time.perf_counter() - t0}
+        blob = {"command": " ".join(sys.argv), "device": device_name(args.accelerator), "preset": args.preset, "settings": cfg, "tuning": tuning, "tables": tables, "seconds": time.perf_counter() - t0}
         (out / "results.json").write_text(json.dumps(blob, indent=1, default=lambda o: None if isinstance(o, float) and math.isnan(o) else str(o)))
         (out / "report.md").write_text(report(tables, tuning, args.preset, cfg))
     sweep = None
     if args.sweep:
         sweep = sensitivity(base, preset.forget, chosen)
-        blob = {"command": " ".join(sys.argv), "device": device_name(), "preset": args.preset, "settings": cfg, "tuning": tuning, "tables": tables, "sensitivity": sweep, "seconds": time.perf_counter() - t0}
+        blob = {"command": " ".join(sys.argv), "device": device_name(args.accelerator), "preset": args.preset, "settings": cfg, "tuning": tuning, "tables": tables, "sensitivity": sweep, "seconds": time.perf_counter() - t0}
         (out / "results.json").write_text(json.dumps(blob, indent=1, default=str))
         (out / "report.md").write_text(report(tables, tuning, args.preset, cfg, sweep))
     shutil.copy(__file__, out / "class_forget.py")

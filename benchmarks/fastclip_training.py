@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ import lightning.pytorch as pl  # noqa: E402
 
 from lightning_unlearn.callbacks import FastClip  # noqa: E402
 from lightning_unlearn.data import UnlearningDataModule  # noqa: E402
+from lightning_unlearn.environment import device_name  # noqa: E402
 from lightning_unlearn.inference import accuracy, predict_logits  # noqa: E402
 from lightning_unlearn.models import build_model  # noqa: E402
 from lightning_unlearn.spectral import singular_values  # noqa: E402
@@ -216,8 +216,7 @@ def main() -> None:
             results[name]["event_checks"] = checks
 
     meta = {
-        "hardware": (torch.cuda.get_device_name(0) if args.accelerator != "cpu" and torch.cuda.is_available()
-                     else f"CPU ({platform.processor() or platform.machine()}), {os.cpu_count()} cores visible, torch threads={torch.get_num_threads()}"),
+        "hardware": device_name(args.accelerator),
         "torch": torch.__version__,
         "command": "python " + " ".join(sys.argv),
         "model": f"{args.model} (small-cnn: width 16, 5 conv-BN-ReLU + linear), batch {args.batch_size}, SGD one-cycle lr 0.05",
@@ -226,7 +225,7 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
-    lines = [f"# FastClip training overhead\n", *(f"- {k}: {v}" for k, v in meta.items()), ""]
+    lines = ["# FastClip training overhead\n", *(f"- {k}: {v}" for k, v in meta.items()), ""]
     for name, res in results.items():
         lines += [f"## {name} ({res['epochs']} epochs; plain step {res['plain_step_ms_mean']:.1f} ms = mean of first and last plain run)", "",
                   "| run | steps | ms/step | ratio vs plain | callback s / rest of run (same run) | events | later events: ms each / (N plain steps) | test acc % | max true norm |",

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -32,6 +31,8 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+
+from lightning_unlearn.environment import device_name
 
 # ---------------------------------------------------------------------------- paper numbers
 # [P] Table 1, with D_R, 10% forget: UA, RA, TA, RMIA FT AUC, Avg. Gap
@@ -60,12 +61,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--devices", default="1")
     p.add_argument("--strategy", default="auto")
     return p.parse_args(argv)
-
-
-def device_name() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
 def make_config(args: argparse.Namespace):
@@ -149,7 +144,7 @@ def summarise(results: dict, config, overhead: dict, wall: float, args) -> dict:
     retrain_s = methods["retrain"]["seconds"]
     epochs = config.resolved_epochs
     summary = {
-        "device": device_name(),
+        "device": device_name(args.accelerator),
         "torch": torch.__version__,
         "command": "python " + " ".join([os.path.relpath(__file__)] + sys.argv[1:]),
         "tiny": bool(args.tiny),

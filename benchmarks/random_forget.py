@@ -98,6 +98,7 @@ def _cifar_root(data: str | None = None) -> str:
 
 def run(args) -> dict:
     from lightning_unlearn.pipeline import BenchmarkConfig, run_experiment, table_markdown
+    from lightning_unlearn.environment import device_name
     from lightning_unlearn.pipeline.progress import LineProgress
 
     preset = dict(PRESETS[args.preset])
@@ -110,7 +111,7 @@ def run(args) -> dict:
     records = _attack_recorder()
     combined: dict = {"preset": args.preset, "runs": {}}
     md = [f"# Random forgetting on {args.preset} (seeds {args.seeds}; {args.unlearn_epochs} unlearning epochs)", "",
-          f"Device: {_device_name()}; torch {torch.__version__}; settings {json.dumps(preset)}", ""]
+          f"Device: {device_name(args.accelerator)}; torch {torch.__version__}; settings {json.dumps(preset)}", ""]
     for frac in args.fractions:
         for has_remain in args.settings:
             key = f"{frac}_{'with_remain' if has_remain else 'forget_only'}"
@@ -157,12 +158,6 @@ def run(args) -> dict:
             md.append("")
             _write(out_root, args.preset, combined, md)
     return combined
-
-
-def _device_name() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return f"CPU ({os.cpu_count()} cores visible, {torch.get_num_threads()} threads)"
 
 
 def _write(out_root: Path, preset: str, combined: dict, md: list[str]) -> None:

@@ -244,6 +244,18 @@ def test_clip_event_escapes_an_invariant_warm_subspace():
     assert 1.0 - 1e-4 <= top <= 1.01, top
 
 
+def _scaled_case(name: str, *, seed: int, start: float):
+    """A registry case whose clipped tensor is scaled so the true top singular value is ``start``,
+    with its linear map, a seeded generator and 4 random warm vectors drawn from it."""
+    module, shape = _case(name, seed=seed)
+    lm = linear_map(module)
+    with torch.no_grad():
+        lm.tensors[lm.clip_tensor].mul_(start / float(dense_singular_values(module, shape)[0]))
+    gen = torch.Generator().manual_seed(0)
+    v0 = torch.randn(4, int(torch.tensor(shape).prod()), generator=gen)
+    return module, shape, lm, gen, v0
+
+
 @pytest.mark.parametrize("name", ["conv2d", "conv2d_stride2", "conv_bn", "linear"])
 def test_clip_layer_headroom_stays_within_tolerance(name):
     # headroom aims the moved values at c (1 - headroom): still certified <= c (1 + tol), and never
@@ -251,12 +263,7 @@ def test_clip_layer_headroom_stays_within_tolerance(name):
     from lightning_unlearn.spectral import clip_layer
 
     c, tol = 1.0, 0.01
-    module, shape = _case(name, seed=4)
-    lm = linear_map(module)
-    with torch.no_grad():
-        lm.tensors[lm.clip_tensor].mul_(1.2 * c / float(dense_singular_values(module, shape)[0]))
-    gen = torch.Generator().manual_seed(0)
-    v0 = torch.randn(4, int(torch.tensor(shape).prod()), generator=gen)
+    module, shape, lm, gen, v0 = _scaled_case(name, seed=4, start=1.2 * c)
     with torch.no_grad():
         clip_layer(lm, shape, c, v0, generator=gen, tol=tol, headroom=0.9 * tol, fresh=True)
     truth = float(dense_singular_values(module, shape)[0])
@@ -274,12 +281,7 @@ def test_clip_layer_fallback_scales_exactly_without_reestimating(name, max_steps
     from lightning_unlearn.spectral import clip_layer
 
     c, tol = 1.0, 0.01
-    module, shape = _case(name, seed=5)
-    lm = linear_map(module)
-    with torch.no_grad():
-        lm.tensors[lm.clip_tensor].mul_(3.0 * c / float(dense_singular_values(module, shape)[0]))
-    gen = torch.Generator().manual_seed(0)
-    v0 = torch.randn(4, int(torch.tensor(shape).prod()), generator=gen)
+    module, shape, lm, gen, v0 = _scaled_case(name, seed=5, start=3.0 * c)
     with torch.no_grad():
         res = clip_layer(lm, shape, c, v0, generator=gen, tol=tol, headroom=tol / 2, max_steps=max_steps, cert_depth=20)
     truth = dense_singular_values(module, shape)

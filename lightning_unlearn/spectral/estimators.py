@@ -40,16 +40,18 @@ def orthonormalize(x: torch.Tensor) -> torch.Tensor:
     return q.T
 
 
-def rayleigh_ritz(q: torch.Tensor, aq: torch.Tensor, k: int) -> Ritz:
+def rayleigh_ritz(q: torch.Tensor, aq: torch.Tensor, k: int, h: torch.Tensor | None = None) -> Ritz:
     """Top-``k`` Ritz pairs of ``A`` on the orthonormal rows ``q`` ``(m, n)`` given ``aq = A q`` (rows).
 
-    ``H = q A q^T`` (symmetrised), ``H = W diag(lambda) W^T``; the Ritz vectors are ``W^T q``.
+    ``H = q A q^T`` (symmetrised; pass ``h`` when it is already known), ``H = W diag(lambda) W^T``
+    (solved in float64 on the CPU: ``H`` is small); the Ritz vectors are ``W^T q``.
     """
-    h = q @ aq.T
+    if h is None:
+        h = q @ aq.T
     h = 0.5 * (h + h.T)
-    lam, w = torch.linalg.eigh(h.double())
+    lam, w = torch.linalg.eigh(h.detach().double().cpu())
     order = torch.argsort(lam, descending=True)[:k]
-    lam, w = lam[order].to(q.dtype), w[:, order].to(q.dtype)
+    lam, w = lam[order].to(device=q.device, dtype=q.dtype), w[:, order].to(device=q.device, dtype=q.dtype)
     vecs = w.T @ q
     avecs = w.T @ aq
     res = torch.linalg.vector_norm(avecs - lam[:, None] * vecs, dim=1)
@@ -123,46 +125,31 @@ def block_krylov(op: Operator, v: torch.Tensor, depth: int, *, k: int | None = N
     cap = max(first.shape[0], min(b * (max(0, depth) + 1), n))
     basis = torch.empty(cap, n, dtype=first.dtype, device=first.device)
     products = torch.empty(cap, n, dtype=first.dtype, device=first.device)
-    half_h = torch.zeros(cap, cap, dtype=torch.float64, device=first.device)  # H = half_h + half_h^T
-    blocks: list[tuple[int, int]] = []  # row ranges of the blocks in `basis`
-    m = first.shape[0]
+    lower_h = torch.zeros(cap, cap, dtype=torch.float64, device=first.device)  # H = lower_h + lower_h^T
+    s, m = 0, first.shape[0]  # the newest block is basis[s:m]
     basis[:m] = first
-    blocks.append((0, m))
-    depth_left = max(0, depth)
-    while True:
-        s, e = blocks[-1]
-        w = op.matmul(basis[s:e])
-        products[s:e] = w
-        q = basis[:e]
+    for step in range(max(0, depth) + 1):
+        w = op.matmul(basis[s:m])
+        products[s:m] = w
+        q = basis[:m]
         c = w @ q.T  # row block of H, (A q_j) Q^T over the blocks built so far: also the first Gram-Schmidt pass
-        half_h[s:e, :s] = c[:, :s].double()
-        half_h[s:e, s:e] = 0.25 * (c[:, s:e] + c[:, s:e].T).double()  # symmetric diagonal block, counted once in half_h + half_h^T
-        if depth_left == 0 or m >= n:
+        lower_h[s:m, :s] = c[:, :s].double()
+        lower_h[s:m, s:m] = 0.25 * (c[:, s:m] + c[:, s:m].T).double()  # symmetric diagonal block, counted once in lower_h + lower_h^T
+        if step == depth or m >= n:
             break
-        depth_left -= 1
-        norm0 = _max_row_norm(w)
-        new = _orth_rows(_project_out(w, q, c), norm0)
+        new = _orth_rows(_project_out(w, q, c), _max_row_norm(w))
         missing = min(b - new.shape[0], n - m - new.shape[0], cap - m - new.shape[0])
         if missing > 0:
             fill = torch.randn(missing, n, generator=gen).to(device=w.device, dtype=w.dtype)
-            qn = torch.cat([q, new]) if new.shape[0] else q
-            fill = _project_out(fill, qn, fill @ qn.T)
-            new = torch.cat([new, _orth_rows(fill, _max_row_norm(fill))]) if new.shape[0] else _orth_rows(fill, _max_row_norm(fill))
+            qn = torch.cat([q, new])
+            new = torch.cat([new, _orth_rows(_project_out(fill, qn, fill @ qn.T), _max_row_norm(fill))])
         r = min(new.shape[0], cap - m)
         if r == 0:
             break
         basis[m : m + r] = new[:r]
-        blocks.append((m, m + r))
-        m += r
-    h = half_h[:m, :m]
-    h = h + h.T
-    q, aq = basis[:m], products[:m]
-    lam, wv = torch.linalg.eigh(h.cpu())
-    order = torch.argsort(lam, descending=True)[: min(k, m)]
-    lam, wv = lam[order].to(device=q.device, dtype=q.dtype), wv[:, order].to(device=q.device, dtype=q.dtype)
-    vecs = wv.T @ q
-    res = torch.linalg.vector_norm(wv.T @ aq - lam[:, None] * vecs, dim=1)
-    return Ritz(torch.sqrt(lam.clamp_min(0)), vecs, res)
+        s, m = m, m + r
+    h = lower_h[:m, :m]
+    return rayleigh_ritz(basis[:m], products[:m], min(k, m), h=h + h.T)
 
 
 def _max_row_norm(w: torch.Tensor) -> torch.Tensor:
