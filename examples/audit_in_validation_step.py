@@ -23,13 +23,27 @@ What it shows
 
 Run::
 
-    OMP_NUM_THREADS=1 python examples/audit_in_validation_step.py            # about 40 s on one CPU thread
+    OMP_NUM_THREADS=1 python examples/audit_in_validation_step.py            # about 25 s of CPU time
     OMP_NUM_THREADS=1 python examples/audit_in_validation_step.py --tiny     # a few seconds (used by the tests)
 
 The reference models are cached under ``$LIGHTNING_UNLEARN_CACHE`` (default
 ``~/.cache/lightning_unlearn``), so a second run starts faster.
 
-Expected output (OUTPUT_PLACEHOLDER)
+Expected output (full run, reference models not cached yet: 22 s of CPU time, 45 s wall on a
+shared 2-core machine; torch 2.14 CPU, one thread, seed 0)::
+
+    135 forget, 1212 remain, 450 test samples; 4 reference models (0 from the cache)
+    model                    FT AUC   RT AUC   FR AUC   TPR@1%FPR  MIA-efficacy   (percent)
+    original, epoch 10        54.82    52.61    47.76        2.22          3.70
+    original, epoch 20        52.51    52.75    50.21        2.96          0.00
+    original, epoch 30        51.99    52.21    50.21        2.96          0.00
+    retrained without D_F     49.22    51.47    52.23        0.74          3.70
+
+(plus a warning that a TPR at 1% FPR over 450 non-members rests on 4.5 false positives). On
+digits a small CNN generalises almost perfectly (test accuracy about 98%), so membership leaks
+little: the original's FT AUC is only a few points above the retrained model's 49. Membership
+inference is sharper on models that memorise (``--augmentation none`` on CIFAR-10 in the
+benchmarks). See ``docs/metrics.md`` for every logged quantity.
 """
 
 from __future__ import annotations
