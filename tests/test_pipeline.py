@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_unlearn.pipeline import BenchmarkConfig, ConfigError, ModelCache, cache_key, run_experiment
+from lightning_unlearn.cache import ArtefactCache, settings_key
+from lightning_unlearn.fileio import load_checked
+from lightning_unlearn.pipeline import BenchmarkConfig, ConfigError, run_experiment
 from lightning_unlearn.pipeline.output import check_output_dir, publish
 from lightning_unlearn.pipeline.stages import tuning_grid
 
@@ -61,12 +63,11 @@ def test_accuracies_match_an_independent_count(tiny_run, tmp_path):
 
     dm = UnlearningDataModule("digits", forget="random:0.1", seed=0, max_train=300, max_test=150, cache_dir=root / "cache")
     dm.setup()
-    cache = ModelCache(root / "cache" / "models")
-    originals = [cache.load(p.stem) for p in cache.root.glob("*.pt")]
-    originals = [e for e in originals if e.meta["settings"]["role"] == "original" and e.meta["settings"]["seed"] == 0]
+    blobs = [load_checked(p, what="model") for p in (root / "cache" / "models").glob("*.pt")]
+    originals = [b for b in blobs if json.loads(b["settings"]).get("role") == "original" and json.loads(b["settings"])["seed"] == 0]
     assert len(originals) == 1
     net = build_model("small-cnn", in_channels=1, num_classes=10, mean=dm.mean, std=dm.std)
-    net.load_state_dict(originals[0].state_dict)
+    net.load_state_dict(originals[0]["payload"])
     net.eval()
     with torch.no_grad():
         pred_train = net(dm.pool.train_x.float() / 255).argmax(1)
@@ -92,29 +93,11 @@ def test_cache_is_reused_then_invalidated(tmp_path):
     assert longer["run"]["models_trained"] == 2
 
 
-def test_model_cache_atomic_roundtrip(tmp_path):
-    cache = ModelCache(tmp_path)
-    calls = []
-
-    def train():
-        calls.append(1)
-        return {"w": torch.arange(3.0)}, {"seconds": 1.5}
-
-    a = cache.get_or_train({"role": "original", "seed": 0}, train)
-    b = cache.get_or_train({"seed": 0, "role": "original"}, train)  # key independent of order
-    assert len(calls) == 1 and not a.from_cache and b.from_cache
-    assert torch.equal(b.state_dict["w"], torch.arange(3.0)) and b.meta["seconds"] == 1.5
-    assert b.meta["settings"] == {"role": "original", "seed": 0}
-    assert [p.name for p in tmp_path.iterdir()] == [f"{a.key}.pt"]  # no temporary files left
-    cache.get_or_train({"role": "original", "seed": 1}, train)
-    assert len(calls) == 2
-    # a corrupt entry is ignored and retrained, never half-read
-    cache.path(a.key).write_bytes(b"garbage")
-    assert cache.load(a.key) is None
-
-
 def test_cache_key_covers_every_training_setting():
     from lightning_unlearn.pipeline.config import training_settings
+
+    def cache_key(settings):
+        return settings_key("models", settings)
 
     cfg = BenchmarkConfig()
     base = cache_key(training_settings(cfg, data_fingerprint="x"))
@@ -277,14 +260,14 @@ def test_stale_weights_of_another_architecture_are_retrained(tmp_path):
 
     cfg = tiny(tmp_path / "cache").validate()
     dm = open_data(cfg, 0)
-    cache = ModelCache(tmp_path / "cache" / "models")
+    cache = ArtefactCache(tmp_path / "cache", "models")
     settings = {"x": 1}
-    bogus = {"w": torch.zeros(2)}
-    cache.get_or_train({**settings, "role": "original", "seed": 0}, lambda: (bogus, {"seconds": 0.0}))
-    fresh = ModelCache(cache.root)
+    cache.save({**settings, "role": "original", "seed": 0}, {"w": torch.zeros(2)}, {"seconds": 0.0})
+    fresh = ArtefactCache(cache.root, "models")
     model = original_model(cfg, dm, fresh, settings, seed=0)
-    assert len(fresh.trained) == 1 and not model.from_cache
-    assert ModelCache(cache.root).load(model.key).state_dict.keys() == model.net.state_dict().keys()
+    assert len(fresh.built) == 1 and not model.from_cache and fresh.damaged == [cache.path(model.key)]
+    again = original_model(cfg, dm, fresh, settings, seed=0)
+    assert again.from_cache and again.net.state_dict().keys() == model.net.state_dict().keys()
 
 
 def test_evaluation_sets_by_hand():
@@ -329,9 +312,8 @@ def test_augmentation_setting_reaches_the_data_and_the_cache_key():
 
     none = BenchmarkConfig(augmentation="none", max_train=200, max_test=100)
     flip = BenchmarkConfig(augmentation="crop_flip", max_train=200, max_test=100)
-    assert none.data_augmentation is None and flip.data_augmentation == "crop_flip"
-    assert BenchmarkConfig().data_augmentation == "auto"
+    assert BenchmarkConfig(augmentation=None).augmentation == "none" and BenchmarkConfig().augmentation == "auto"
     assert open_data(none, 0).augmentation is None
     assert open_data(flip, 0).augmentation == "crop_flip"  # forced even on 8x8 digits
     # models trained with and without augmentation never share a cache entry
-    assert cache_key(training_settings(none, data_fingerprint="x")) != cache_key(training_settings(flip, data_fingerprint="x"))
+    assert settings_key("models", training_settings(none, data_fingerprint="x")) != settings_key("models", training_settings(flip, data_fingerprint="x"))

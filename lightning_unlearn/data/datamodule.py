@@ -12,12 +12,9 @@ from torch.utils.data import DataLoader
 from lightning_unlearn.data.datasets import EpochSeededRandomSampler, IndexedTensorDataset
 from lightning_unlearn.data.forget import ForgetSpec, ForgetSplit, make_split
 from lightning_unlearn.data.pool import Pool, load_pool
-from lightning_unlearn.data.transforms import default_augmentation
+from lightning_unlearn.data.transforms import default_augmentation, normalize_augmentation
 
 TrainOn = Literal["train", "remain"]
-
-
-AUGMENTATIONS = ("auto", "crop_flip", None)
 
 
 class UnlearningDataModule(pl.LightningDataModule):
@@ -39,8 +36,9 @@ class UnlearningDataModule(pl.LightningDataModule):
             original model) or ``"remain"`` (the retrained model).
         cache_dir: decoded-pool cache (default ``~/.cache/lightning_unlearn``).
         augmentation: ``"auto"`` (default: crop+flip for RGB images of 32x32 or more, none
-            otherwise), ``"crop_flip"`` or ``None`` (no augmentation, e.g. to train models
-            that memorise their training set for membership-inference experiments).
+            otherwise), ``"crop_flip"``, or ``"none"`` (the command line's spelling) / ``None``:
+            no augmentation, e.g. to train models that memorise their training set for
+            membership-inference experiments.
 
     Example:
         >>> dm = UnlearningDataModule("digits", forget="class:3")
@@ -67,9 +65,7 @@ class UnlearningDataModule(pl.LightningDataModule):
         augmentation: str | None = "auto",
     ) -> None:
         super().__init__()
-        if augmentation not in AUGMENTATIONS:
-            raise ValueError(f"augmentation must be one of {', '.join(map(repr, AUGMENTATIONS))}, got {augmentation!r}")
-        self._augmentation = augmentation
+        self._augmentation = normalize_augmentation(augmentation, allow_auto=True)
         self.forget_spec = ForgetSpec.parse(forget)  # validate early
         if train_on not in ("train", "remain"):
             raise ValueError(f"train_on must be 'train' or 'remain', got {train_on!r}")
@@ -160,9 +156,16 @@ class UnlearningDataModule(pl.LightningDataModule):
         return self.test_set().subset(split.remain_class_test)
 
     # ------------------------------------------------------------------ loaders
-    def make_loader(self, ds: IndexedTensorDataset, *, shuffle: bool, batch_size: int | None = None, seed_offset: int = 0) -> DataLoader:
-        """A loader over ``ds``; shuffled loaders use an epoch-seeded sampler (exact resume)."""
-        sampler = EpochSeededRandomSampler(len(ds), seed=self.seed + seed_offset) if shuffle else None
+    def make_loader(
+        self, ds: IndexedTensorDataset, *, shuffle: bool, batch_size: int | None = None, seed_offset: int = 0, seed: int | None = None
+    ) -> DataLoader:
+        """A loader over ``ds``; shuffled loaders use an epoch-seeded sampler (exact resume).
+
+        The sampler's seed is ``seed`` when given (e.g. a model's data-order seed), else
+        ``self.seed + seed_offset``.
+        """
+        order = seed if seed is not None else self.seed + seed_offset
+        sampler = EpochSeededRandomSampler(len(ds), seed=order) if shuffle else None
         return DataLoader(
             ds,
             batch_size=batch_size or (self.batch_size if shuffle else self.eval_batch_size),

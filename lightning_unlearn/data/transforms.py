@@ -58,15 +58,37 @@ def random_crop_flip(
     return out.permute(0, 3, 1, 2).contiguous()
 
 
-def batch_generator(seed: int, epoch: int, batch_idx: int, rank: int, device: torch.device, *, salt: int = 0) -> torch.Generator:
+def batch_generator(seed: int, epoch: int, batch_idx: int, rank: int, device: torch.device) -> torch.Generator:
     """A generator on ``device`` keyed by ``(seed, epoch, batch_idx, rank)``.
 
     Augmentation drawn from it depends only on where the batch sits in training, so a run
     resumed from a checkpoint sees the same augmentations as an uninterrupted one (the global
-    RNG state is not checkpointed). ``salt`` separates independent streams with equal keys.
+    RNG state is not checkpointed). Independent streams pass independent seeds
+    (:func:`lightning_unlearn.seeding.derive_seed`).
     """
-    key = ((seed * 1_000_003 + epoch) * 1_000_033 + batch_idx) * 1_009 + rank + salt
+    key = ((seed * 1_000_003 + epoch) * 1_000_033 + batch_idx) * 1_009 + rank
     return torch.Generator(device=device).manual_seed(key % (2**63 - 1))
+
+
+#: The augmentation names every entry point accepts (command line, ``BenchmarkConfig``, the
+#: data module, the classifier, unlearning requests); ``None`` means ``"none"``.
+AUGMENTATIONS = ("auto", "crop_flip", "none")
+
+
+def normalize_augmentation(value: str | None, *, allow_auto: bool = False) -> str | None:
+    """The one spelling of an augmentation setting: ``"crop_flip"``, ``"auto"`` (where allowed) or ``None``.
+
+    ``"none"`` and ``None`` both mean no augmentation and give ``None``.
+
+    Raises:
+        ValueError: naming the value and the allowed ones.
+    """
+    allowed = AUGMENTATIONS if allow_auto else tuple(a for a in AUGMENTATIONS if a != "auto")
+    if value is None or value == "none":
+        return None
+    if value in allowed:
+        return value
+    raise ValueError(f"unknown augmentation {value!r}: expected one of {', '.join(map(repr, allowed))} (or None, the same as 'none')")
 
 
 def default_augmentation(image_shape: tuple[int, ...]) -> str | None:
@@ -76,9 +98,8 @@ def default_augmentation(image_shape: tuple[int, ...]) -> str | None:
 
 
 def augment(x: torch.Tensor, kind: str | None, *, generator: torch.Generator | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Apply the named augmentation (``"crop_flip"`` or ``None``) to float pixels."""
+    """Apply the named augmentation (``"crop_flip"``, or ``"none"`` / ``None``) to float pixels."""
+    kind = normalize_augmentation(kind)
     if kind is None:
         return x
-    if kind == "crop_flip":
-        return random_crop_flip(x, generator=generator, mask=mask)
-    raise ValueError(f"unknown augmentation {kind!r}: expected 'crop_flip' or None")
+    return random_crop_flip(x, generator=generator, mask=mask)
