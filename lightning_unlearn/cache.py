@@ -83,22 +83,34 @@ def settings_key(kind: str, settings: dict[str, Any]) -> str:
 
 
 def check_writable(root: str | os.PathLike) -> Path:
-    """Create ``root`` if needed and prove a file can be written there; return it as a ``Path``.
+    """Prove that files can be written in ``root`` (or, while it does not exist, created under it).
+
+    A real probe: a temporary file is created and removed in ``root``, or in its nearest
+    existing ancestor when ``root`` does not exist yet (nothing is left behind, no folder is
+    created). ``os.access`` would not do: it is always true for the root user.
+
+    Returns:
+        ``root`` as a ``Path``.
 
     Raises:
         CacheNotWritableError: naming the folder, the reason and how to choose another
             (``$LIGHTNING_UNLEARN_CACHE``, ``cache_dir=...`` / ``--cache-dir``).
     """
     root = Path(root).expanduser()
+    base = root
+    while not base.exists() and base.parent != base:
+        base = base.parent
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".lu-probe-", dir=root)  # os.access is always True for root
+        if not base.is_dir():
+            raise NotADirectoryError(20, "not a directory", str(base))
+        fd, probe = tempfile.mkstemp(prefix=".lu-probe-", dir=base)
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
         raise CacheNotWritableError(
-            f"cache directory {str(root)!r} is not writable ({err.strerror or type(err).__name__}); "
-            "choose another with $LIGHTNING_UNLEARN_CACHE or cache_dir=... (--cache-dir on the command line)"
+            f"cache directory {str(root)!r} is not writable ({err.strerror or type(err).__name__}"
+            + (f": {str(base)!r} is not a directory" if isinstance(err, NotADirectoryError) else "")
+            + "); choose another with $LIGHTNING_UNLEARN_CACHE or cache_dir=... (--cache-dir on the command line)"
         ) from None
     return root
 

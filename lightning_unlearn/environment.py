@@ -37,7 +37,8 @@ def run_provenance(*, accelerator: str = "auto", argv: Sequence[str] | None = No
 
     Returns:
         ``{"command", "commit", "dirty", "python", "torch", "lightning", "lightning_unlearn", "device"}``:
-        ``command`` is ``sys.argv`` (or ``argv``) joined with spaces; ``commit`` the git
+        ``command`` is the interpreter's name and ``sys.argv`` (or ``argv``) joined with spaces
+        (under ``python -m`` the module's file stands for ``-m module``); ``commit`` the git
         commit of the package's source tree, ``"unknown"`` outside a git checkout (an
         installed wheel), and ``dirty`` whether that tree had uncommitted changes to tracked
         files (``None`` when unknown).
@@ -50,7 +51,7 @@ def run_provenance(*, accelerator: str = "auto", argv: Sequence[str] | None = No
     commit = _git(["rev-parse", "HEAD"], source)
     status = _git(["status", "--porcelain", "--untracked-files=no"], source) if commit else None
     return {
-        "command": " ".join(sys.argv if argv is None else argv),
+        "command": " ".join([Path(sys.executable).name, *sys.argv] if argv is None else argv),
         "commit": commit or "unknown",
         "dirty": None if status is None else bool(status),
         "python": platform.python_version(),

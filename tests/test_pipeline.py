@@ -157,7 +157,9 @@ def test_class_forgetting_tunes_on_a_held_out_class(tmp_path):
 def test_random_forgetting_seed_mapping():
     cfg = BenchmarkConfig(seeds=(0, 1, 2))
     assert cfg.retrain_seeds(1) == (1,)
-    assert BenchmarkConfig(retrain_models=2).retrain_seeds(5) == (5, 1005)
+    from lightning_unlearn.seeding import derive_seed
+
+    assert BenchmarkConfig(retrain_models=2).retrain_seeds(5) == (5, derive_seed(5, "retrain", 1))
 
 
 # ---------------------------------------------------------------------------- config
@@ -317,3 +319,104 @@ def test_augmentation_setting_reaches_the_data_and_the_cache_key():
     assert open_data(flip, 0).augmentation == "crop_flip"  # forced even on 8x8 digits
     # models trained with and without augmentation never share a cache entry
     assert settings_key("models", training_settings(none, data_fingerprint="x")) != settings_key("models", training_settings(flip, data_fingerprint="x"))
+
+
+# ---------------------------------------------------------------------------- audits through the metric classes
+def _synthetic(seed=0, n_train=30, n_test=20, k=3, refs=2):
+    from lightning_unlearn.pipeline import evaluation as ev
+
+    g = torch.Generator().manual_seed(seed)
+    out = ev.Outputs(torch.randn(n_train, k, generator=g) * 2, torch.randn(n_test, k, generator=g) * 2)
+    train_y, test_y = torch.randint(0, k, (n_train,), generator=g), torch.randint(0, k, (n_test,), generator=g)
+    forget = torch.arange(0, n_train, 3)
+    remain = torch.tensor([i for i in range(n_train) if i % 3])
+    sets = ev.Sets(forget=forget, remain=remain, test_forget=torch.empty(0, dtype=torch.long), test_remain=torch.arange(n_test),
+                   train_y=train_y, test_y=test_y, n_train=n_train, kind="random", index=torch.arange(n_train + n_test) + 5)
+    signals = torch.full((refs, n_train + n_test + 5), float("nan"))
+    signals[:, 5:] = torch.rand(refs, n_train + n_test, generator=g) * 0.9 + 0.05
+    return out, sets, ev.References(signals=signals, membership=torch.zeros_like(signals, dtype=torch.bool))
+
+
+def test_rmia_auc_equals_a_hand_computation():
+    """Population = the whole pool, each candidate left out of its own population, softmax signal."""
+    from sklearn.metrics import roc_auc_score
+
+    from lightning_unlearn.pipeline import evaluation as ev
+
+    out, sets, refs = _synthetic()
+    auc, tpr, scores, labels = ev.rmia(out, sets, refs, signal_kind="softmax", gamma=2.0)
+    probs = torch.softmax(out.pool.double(), 1).numpy()
+    y = sets.pool_y.numpy()
+    ratio = probs[np.arange(len(y)), y] / refs.signals[:, 5:].double().mean(0).numpy()
+    members, non_members = sets.rmia_sets()
+    query = torch.cat([members, non_members]).tolist()
+    hand = [sum(ratio[x] / ratio[z] > 2.0 for z in range(len(y)) if z != x) / (len(y) - 1) for x in query]
+    truth = [1] * len(members) + [0] * len(non_members)
+    assert auc == pytest.approx(100 * roc_auc_score(truth, hand), abs=1e-9)
+    assert sorted(scores.tolist()) == pytest.approx(sorted(hand), abs=1e-6) and int(labels.sum()) == len(members)
+    assert 0.0 <= tpr <= 100.0
+    with pytest.raises(ValueError, match="bogus"):  # unknown signals fail, as in the metric class
+        ev.rmia(out, sets, refs, signal_kind="bogus", gamma=2.0)
+
+
+def test_svc_mia_is_the_metric_class_on_the_pipeline_sets():
+    """The pipeline's SVC efficacy equals the functional form on hand-picked shadow sets."""
+    from lightning_unlearn.metrics import functional as F
+    from lightning_unlearn.pipeline import evaluation as ev
+
+    out, sets, _ = _synthetic(n_train=60, n_test=15)
+    probs, y = torch.softmax(out.pool.double(), 1), sets.pool_y
+    members, non_members = sets.mia_sets()
+    members = members[F.select_shadow_members(members, len(non_members), seed=ev.MIA_SHADOW_SEED)]
+    f = sets.forget
+    expected = F.mia_efficacy(probs[members], y[members], probs[non_members], y[non_members], probs[f], y[f], feature="confidence")
+    assert ev.svc_mia(out, sets) == pytest.approx(float(expected))
+
+
+# ---------------------------------------------------------------------------- report and provenance
+def test_results_record_provenance_sets_and_noise(tiny_run):
+    cfg, res, root = tiny_run
+    prov = res["provenance"]
+    assert set(prov) >= {"command", "commit", "dirty", "torch", "lightning", "device"}
+    assert prov["commit"] == "unknown" or len(prov["commit"]) == 40
+    assert res["sets"]["forget"] == 30 and res["sets"]["remain"] == 270 and res["sets"]["test"] == 150
+    assert set(res["original_within_noise"]) == {"within", "terms"}
+    report = (root / "out" / "report.md").read_text()
+    assert "## Provenance" in report and prov["commit"] in report
+
+
+def test_noise_helpers_match_the_textbook_values():
+    from lightning_unlearn.pipeline.results import auc_se, proportion_se
+
+    # Hanley-McNeil at A = 0.5 equals the exact null variance of the Mann-Whitney AUC, (n1 + n0 + 1) / (12 n1 n0)
+    assert auc_se(50.0, 100, 80) == pytest.approx(100 * np.sqrt((100 + 80 + 1) / (12 * 100 * 80)), rel=1e-9)
+    assert proportion_se(90.0, 100) == pytest.approx(100 * np.sqrt((92 / 104) * (12 / 104) / 104), rel=1e-9)
+    assert proportion_se(100.0, 135) > 0  # a perfect score still has an error
+
+
+def test_report_says_so_when_the_original_is_within_noise():
+    from lightning_unlearn.pipeline.report import render_markdown
+    from lightning_unlearn.pipeline.results import original_within_noise
+
+    def results(orig_ua):
+        methods = {
+            "original": {"ua": orig_ua, "ra": 100.0, "ta": 99.0, "rmia_auc": 52.0, "per_seed": [{"seed": 0}], "std": {}},
+            "retrain": {"ua": 97.8, "ra": 100.0, "ta": 98.9, "rmia_auc": 51.2, "per_seed": [{"seed": 0}], "std": {}},
+        }
+        sets = {"forget": 135, "remain": 1212, "test": 450, "rmia_non_members": 450}
+        cfg = BenchmarkConfig().to_dict()
+        return {"config": cfg, "methods": methods, "original_within_noise": original_within_noise(methods, sets, "rmia_auc")}
+
+    near, far = results(100.0), results(60.0)
+    assert near["original_within_noise"]["within"] is True and far["original_within_noise"]["within"] is False
+    first_lines = render_markdown(near, []).splitlines()[:3]
+    assert any("Smoke test" in line and "within the sampling noise" in line for line in first_lines)
+    assert "Smoke test" not in render_markdown(far, [])
+
+
+def test_an_unwritable_cache_is_a_config_error_before_any_work(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match="not writable"):
+        run_experiment(tiny(blocker / "cache"), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -18,6 +18,7 @@ import torch
 
 from lightning_unlearn.cache import ArtefactCache, check_writable, default_cache_dir
 from lightning_unlearn.data.sources import Source, channel_stats, load_source
+from lightning_unlearn.seeding import derive_seed
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,8 @@ def stratified_subset(labels: torch.Tensor, size: int | None, *, seed: int = 0) 
     return torch.cat(chosen).sort().values
 
 
+#: Part of a pool's cache key: 2 since the test subset is drawn with ``derive_seed(subset_seed, "test-subset")``.
+POOL_VERSION = 2
 POOL_FIELDS = ("name", "train_x", "train_y", "train_index", "test_x", "test_y", "test_index", "n_train_full", "classes", "mean", "std")
 
 
@@ -130,6 +133,9 @@ def load_pool(
 ) -> Pool:
     """Decode (or load from the cache) the pool of a data set.
 
+    Subsets (``max_train``, ``max_test``) are stratified (:func:`stratified_subset`), the training
+    subset drawn with ``subset_seed``, the test subset with ``derive_seed(subset_seed, "test-subset")``.
+
     The cache entry (:class:`lightning_unlearn.cache.ArtefactCache`, kind ``"pools"``) is keyed
     by the source's fingerprint and the subset arguments, so a changed tree or subset never
     reuses stale arrays; a damaged or foreign file is named in a warning, removed and decoded
@@ -143,7 +149,7 @@ def load_pool(
         if value is not None and value <= 0:
             raise ValueError(f"{name} must be a positive number of samples or None, got {value}")
     source: Source = load_source(dataset, root=root, download=download)
-    settings = {"source": source.fingerprint, "max_train": max_train, "max_test": max_test, "subset_seed": subset_seed}
+    settings = {"source": source.fingerprint, "max_train": max_train, "max_test": max_test, "subset_seed": subset_seed, "version": POOL_VERSION}
     if not use_cache:
         return _decode(source, max_train, max_test, subset_seed)
     cache = ArtefactCache(cache_dir or default_cache_dir(), "pools")
@@ -157,7 +163,7 @@ def load_pool(
 
 def _decode(source: Source, max_train: int | None, max_test: int | None, subset_seed: int) -> Pool:
     train_pos = stratified_subset(source.train.labels, max_train, seed=subset_seed)
-    test_pos = stratified_subset(source.test.labels, max_test, seed=subset_seed + 1)
+    test_pos = stratified_subset(source.test.labels, max_test, seed=derive_seed(subset_seed, "test-subset"))
     n_train_full = source.train.labels.numel()
     train_x = source.train.load(train_pos)
     test_x = source.test.load(test_pos)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from lightning_unlearn.seeding import derive_seed
+
 
 def to_pixels(x: torch.Tensor) -> torch.Tensor:
     """``uint8`` -> ``float32`` in ``[0, 1]``; floating input is returned as ``float32`` unchanged."""
@@ -66,8 +68,7 @@ def batch_generator(seed: int, epoch: int, batch_idx: int, rank: int, device: to
     RNG state is not checkpointed). Independent streams pass independent seeds
     (:func:`lightning_unlearn.seeding.derive_seed`).
     """
-    key = ((seed * 1_000_003 + epoch) * 1_000_033 + batch_idx) * 1_009 + rank
-    return torch.Generator(device=device).manual_seed(key % (2**63 - 1))
+    return torch.Generator(device=device).manual_seed(derive_seed(seed, "augmentation", epoch, batch_idx, rank))
 
 
 #: The augmentation names every entry point accepts (command line, ``BenchmarkConfig``, the

@@ -9,7 +9,7 @@ metrics.md §5.2. The pool is the data module's training pool, followed by its t
 Each reference is trained with the same recipe as the target
 (:func:`lightning_unlearn.training.train_classifier`, the library's one training path: same
 model, epochs, learning rate, schedule, augmentation) on its IN samples, with model seed
-``10_000 + 100 * seed + r``.
+``derive_seed(seed, "rmia-reference", r)`` (:func:`lightning_unlearn.seeding.derive_seed`).
 
 **Devices.** References are trained **one after another**, each by its own ``Trainer`` made from
 ``trainer_kwargs`` (``accelerator``, ``devices``, ``strategy``, ...): under ``strategy="ddp"`` each
@@ -48,7 +48,8 @@ from lightning_unlearn.data.datasets import IndexedTensorDataset
 from lightning_unlearn.inference import predict_logits
 from lightning_unlearn.metrics.rmia import Signal, compute_signal
 from lightning_unlearn.models.factory import build_model
-from lightning_unlearn.training.fit import DEFAULT_LR, default_epochs, train_classifier
+from lightning_unlearn.seeding import derive_seed
+from lightning_unlearn.training.fit import DEFAULT_LR, TRAINING_RECIPE_VERSION, default_epochs, train_classifier
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +238,7 @@ def _recipe(dm: UnlearningDataModule, model: str, epochs: int | None, lr: float 
         raise ValueError(f"model must be a model name (so that cached weights can be rebuilt), got {type(model).__name__}")
     return {
         "version": CACHE_VERSION,
+        "recipe_version": TRAINING_RECIPE_VERSION,
         "dataset": str(dm.dataset),
         "model": model,
         "epochs": int(epochs if epochs is not None else default_epochs(dm.dataset, model)),
@@ -267,7 +269,7 @@ def train_reference_models(
         dm: the data module (its pool, augmentation and batch size are used; its forget split is not).
         num_refs: R, even (each sample IN for exactly R/2 references).
         model, epochs, lr, schedule: the target's recipe (defaults as in ``train_classifier``).
-        seed: seeds the membership matrix and (through ``10_000 + 100 * seed + r``) each reference.
+        seed: seeds the membership matrix and (through ``derive_seed(seed, "rmia-reference", r)``) each reference.
         include_test: pool = train + test (AMUN) or train only.
         cache_dir: default ``<default_cache_dir()>``; the models go to ``references/<hash>/``.
         use_cache: read and write the cache.
@@ -282,7 +284,7 @@ def train_reference_models(
     membership = membership_matrix(num_refs, len(pool), seed=seed)
     config.update(kind="rmia-halves", pool=_fingerprint(pool), pool_size=len(pool), include_test=bool(include_test),
                   num_refs=int(num_refs), seed=int(seed))
-    seeds = [10_000 + 100 * int(seed) + r for r in range(int(num_refs))]
+    seeds = [derive_seed(int(seed), "rmia-reference", r) for r in range(int(num_refs))]
     return _train_or_load(dm, pool, membership, config, seeds, cache_dir=cache_dir, use_cache=use_cache, trainer_kwargs=trainer_kwargs)
 
 

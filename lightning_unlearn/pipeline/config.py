@@ -11,8 +11,8 @@ Seeds (documented contract):
 * **random forgetting** -- seed ``s`` is one full replicate: the forget set is drawn with
   ``s``, the original model is trained with model seed ``s``, the retrained model on that
   remain set with model seed ``s``; Avg. Gap of seed ``s`` is against retrain ``s``
-  (``retrain_models`` retrained models per seed when it is larger than 1, seeds
-  ``s, s + 1000, ...``).
+  (``retrain_models`` retrained models per seed when it is larger than 1: model seeds ``s``,
+  then ``derive_seed(s, "retrain", j)`` for ``j = 1, 2, ...``).
 * **class forgetting** -- the forget set is the class, the same for every seed. Seed ``s``
   trains its own original model; the retrained models are shared by all seeds: ``R =
   max(retrain_models, len(seeds))`` models with model seeds ``seeds`` extended by
@@ -27,6 +27,11 @@ Seeds (documented contract):
   hyperparameters with the smallest ``avg_gap`` are reused for every seed; ``results.json``
   records ``tuned_on``. Hyperparameters fixed in ``hparams`` are used as given and are not
   tuned.
+* **model seed** -- a model with model seed ``m`` is initialised by ``seed_everything(m)``
+  and sees its training data in the order of ``derive_seed(m, "data-order")``
+  (:func:`lightning_unlearn.training.train_classifier`; every derived seed of the library
+  comes from :func:`lightning_unlearn.seeding.derive_seed`). Each unlearning run of replicate
+  ``s`` uses request seed ``s``.
 
 One vocabulary: every field is spelled as its command-line option (``--tune-lrs`` is
 ``tune_lrs``), and every field accepts the command line's text as well as the Python value
@@ -278,8 +283,10 @@ class BenchmarkConfig:
                 out.append(nxt)
                 nxt += 1
             return tuple(out)
+        from lightning_unlearn.seeding import derive_seed
+
         base = self.seeds[0] if seed is None else seed
-        return tuple(base + 1000 * j for j in range(r))
+        return (base,) + tuple(derive_seed(base, "retrain", j) for j in range(1, r))
 
     def unlearning_methods(self) -> tuple[str, ...]:
         """The method names (without ``original``/``retrain``) this run unlearns with."""
@@ -429,9 +436,12 @@ TRAIN_FIELDS = ("model", "augmentation", "batch_size", "fastclip", "fastclip_eve
 def training_settings(config: BenchmarkConfig, *, data_fingerprint: str) -> dict[str, Any]:
     """The settings every trained model depends on (its cache key is built from these)."""
     out: dict[str, Any] = {k: getattr(config, k) for k in DATA_FIELDS + TRAIN_FIELDS}
+    from lightning_unlearn.training.fit import TRAINING_RECIPE_VERSION
+
     out["epochs"] = config.resolved_epochs
     out["lr"] = config.resolved_lr
     out["data_fingerprint"] = data_fingerprint
+    out["recipe_version"] = TRAINING_RECIPE_VERSION
     return out
 
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
 from lightning_unlearn.cache import ArtefactCache, CacheNotWritableError
 from lightning_unlearn.data import UnlearningDataModule, load_source
@@ -86,7 +85,7 @@ def open_data(config: BenchmarkConfig, seed: int) -> UnlearningDataModule:
         config.dataset,
         forget=config.forget,
         seed=seed,
-        root=config.data_dir,
+        data_dir=config.data_dir,
         download=config.download,
         max_train=config.max_train,
         max_test=config.max_test,

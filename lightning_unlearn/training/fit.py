@@ -13,11 +13,15 @@ from lightning_unlearn.data.datamodule import UnlearningDataModule
 from lightning_unlearn.data.datasets import IndexedTensorDataset
 from lightning_unlearn.data.device_loader import DeviceTensorLoader
 from lightning_unlearn.models.factory import build_model
+from lightning_unlearn.seeding import derive_seed
 from lightning_unlearn.training.module import ClassifierModule, Schedule
 
 # Training length and peak learning rate per (data set kind, model), used when not given.
 DEFAULT_EPOCHS = {("digits", "small-cnn"): 15, ("small-image", "small-cnn"): 30, ("small-image", "resnet18"): 40}
 DEFAULT_LR = {"small-cnn": 0.05, "resnet18": 0.1}
+#: Changes whenever :func:`train_classifier` gives other weights for the same arguments; part of
+#: every cached model's key. 2: the data order is drawn from ``derive_seed(seed, "data-order")``.
+TRAINING_RECIPE_VERSION = 2
 
 
 def default_epochs(dataset: str, model: str) -> int:
@@ -63,13 +67,13 @@ def make_trainer(
 
 
 def data_order_seed(seed: int) -> int:
-    """The seed of the shuffling of a model's training set: depends on the model seed only.
+    """The seed of the shuffling of a model's training set: ``derive_seed(seed, "data-order")``.
 
-    Two models with the same seed see their data in the same order, whatever data module
-    (forget set, replicate) they were trained from; the order and the initialisation are
-    independent streams.
+    It depends on the model seed only: two models with the same seed see their data in the same
+    order, whatever data module (forget set, replicate) they were trained from, and the order
+    and the initialisation are independent streams.
     """
-    return 7919 * int(seed)
+    return derive_seed(int(seed), "data-order")
 
 
 def train_classifier(

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from lightning_unlearn.data.datasets import EpochSeededRandomSampler, IndexedTensorDataset
+from lightning_unlearn.data.datasets import EpochSeededRandomSampler
 from lightning_unlearn.data.forget import check_forget_classes
 from lightning_unlearn.data.transforms import augment, batch_generator, normalize_augmentation, to_pixels
 from lightning_unlearn.seeding import derive_seed
@@ -259,7 +259,7 @@ class UnlearningMethod:
         seed derived from it, so two streams of one epoch never share an order.
         """
         assert self.request is not None
-        return self.request.seed if stream == "main" else self.request.seed + 1
+        return self.request.seed if stream == "main" else derive_seed(self.request.seed, "stream", stream)
 
     def make_loader(self, dataset: Dataset, *, shuffle: bool = True, batch_size: int | None = None, stream: str = "main") -> DataLoader:
         """A loader of :class:`~lightning_unlearn.unlearning.UnlearningBatch` whose shuffling depends only on
