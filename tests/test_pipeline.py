@@ -352,7 +352,7 @@ def test_rmia_auc_equals_a_hand_computation():
     query = torch.cat([members, non_members]).tolist()
     hand = [sum(ratio[x] / ratio[z] > 2.0 for z in range(len(y)) if z != x) / (len(y) - 1) for x in query]
     truth = [1] * len(members) + [0] * len(non_members)
-    assert auc == pytest.approx(100 * roc_auc_score(truth, hand), abs=1e-9)
+    assert auc == pytest.approx(100 * roc_auc_score(truth, hand), abs=1e-4)  # scores are float32
     assert sorted(scores.tolist()) == pytest.approx(sorted(hand), abs=1e-6) and int(labels.sum()) == len(members)
     assert 0.0 <= tpr <= 100.0
     with pytest.raises(ValueError, match="bogus"):  # unknown signals fail, as in the metric class

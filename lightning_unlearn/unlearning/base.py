@@ -452,7 +452,7 @@ def unlearn(
         ValueError: an unknown method name, or a method that does not apply to the request.
 
     Example:
-        >>> # unlearn(model, "amun", request, lr=0.01, trainer_kwargs={"accelerator": "cpu"})  # doctest: +SKIP
+        >>> unlearn(model, "amun", request, lr=0.01, trainer_kwargs={"accelerator": "cpu"})  # doctest: +SKIP
     """
     if not isinstance(model, UnlearningMixin):
         raise TypeError(f"{type(model).__name__} does not mix in UnlearningMixin; declare class M(UnlearningMixin, {type(model).__name__})")
