@@ -303,14 +303,14 @@ def main(argv: list[str] | None = None) -> int:
         blob = {"provenance": provenance, "command": provenance["command"], "device": provenance["device"], "preset": args.preset, "settings": cfg,
                 "tuning": tuning, "tables": tables, "seconds": time.perf_counter() - t0}
         (out / "results.json").write_text(json.dumps(blob, indent=1, default=lambda o: None if isinstance(o, float) and math.isnan(o) else str(o)))
-        (out / "report.md").write_text(report(tables, tuning, args.preset, cfg, commit=provenance["commit"]))
+        (out / "report.md").write_text(report(tables, tuning, args.preset, cfg, command=provenance["command"], device=provenance["device"], commit=provenance["commit"]))
     sweep = None
     if args.sweep:
         sweep = sensitivity(base, preset.forget, tuning["chosen"], out / "sweep")
         blob = {"provenance": provenance, "command": provenance["command"], "device": provenance["device"], "preset": args.preset, "settings": cfg,
                 "tuning": tuning, "tables": tables, "sensitivity": sweep, "seconds": time.perf_counter() - t0}
         (out / "results.json").write_text(json.dumps(blob, indent=1, default=str))
-        (out / "report.md").write_text(report(tables, tuning, args.preset, cfg, sweep, commit=provenance["commit"]))
+        (out / "report.md").write_text(report(tables, tuning, args.preset, cfg, sweep, command=provenance["command"], device=provenance["device"], commit=provenance["commit"]))
     print((out / "report.md").read_text())
     return 0
 
