@@ -60,6 +60,7 @@ BAD_INPUTS = [
     (["--hparams", "ft.bogus=1"], ["'ft'", "bogus", "lr"]),
     (["--forget", "class:3", "--tune-class", "3"], ["tune_class", "3"]),
     (["--tune-class", "4"], ["tune_class", "class forgetting"]),
+    (["--forget", "class:3", "--tune-class", "12"], ["tune_class 12", "0..9"]),
 ]
 
 

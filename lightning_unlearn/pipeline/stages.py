@@ -303,7 +303,9 @@ class Experiment:
     def run(self) -> ExperimentResult:
         c = self.config
         t0 = time.perf_counter()
-        self.data(c.seeds[0])  # bad data input fails here, before any training
+        dm = self.data(c.seeds[0])  # bad data input fails here, before any training
+        if c.tune_class is not None and c.tune_class >= dm.num_classes:
+            raise ConfigError(f"tune_class {c.tune_class} is out of range; allowed classes are 0..{dm.num_classes - 1}")
         settings = self.settings()
         originals, retrains = self.train_models(settings)
         tuning, chosen = self.tune(originals, retrains)
