@@ -9,15 +9,18 @@ CIFAR-10 subset (5,000 train / 1,000 test from the offline ImageFolder tree, sma
     PYTHONPATH=. OMP_NUM_THREADS=1 nice -n 10 python benchmarks/class_forget.py --preset cifar10 \\
         --data-root $LIGHTNING_UNLEARN_DATA
 
-Protocol (a thin configuration over :mod:`lightning_unlearn.pipeline`; no metric is computed here):
+Protocol (a thin configuration of :func:`lightning_unlearn.pipeline.run_experiment` through its
+public options; no metric is computed and no pipeline stage is replaced here):
 
 * one forget class (table 1) and two forget classes (table 2); 3 seeds, each with its own
   original model; 3 models retrained without the class(es), shared by the seeds (MIA-NN takes
   its neighbour class from them, leave-one-out for the retrained rows);
-* hyperparameters are chosen on a **held-out class** (never one of the reported classes) by
-  the pipeline's tuning stage (same number of trials for every method, smallest Avg. Gap
-  against a model retrained without the held-out class), then reused unchanged for every
-  table; the grid, every trial and the winners are recorded in ``results.json``;
+* hyperparameters are chosen on a **held-out class** (``tune_class``, never one of the reported
+  classes) by the pipeline's tuning stage of table 1 (same number of trials for every method,
+  smallest Avg. Gap against a model retrained without the held-out class, original model of
+  ``tune_seed`` 0), then passed unchanged to every other table and to the sweep as fixed
+  hyperparameters (``hparams``); the grid, every trial and the winners are recorded in
+  ``results.json``;
 * figures: forget-class train / test accuracy (UA, UA test), remain accuracy (RA), remaining-
   class test accuracy (TA), SVC MIA efficacy, MIA-NN AUC and its gap to the retrained models'
   mean, the symmetric KL to the retrained models on forget-class inputs;
@@ -25,7 +28,8 @@ Protocol (a thin configuration over :mod:`lightning_unlearn.pipeline`; no metric
   ``1 - gap(TRW) / min_baseline gap`` (the paper reports 46% on CIFAR-10 with its own
   protocol; not comparable in value), and the issue's claim checks.
 
-Everything lands in ``--out`` (``results.json``, ``report.md``, a copy of this file).
+Everything lands in ``--out``: ``results.json`` and ``report.md`` (both with the command, the
+git commit and the settings that made them), and one pipeline output folder per table.
 """
 
 from __future__ import annotations
@@ -35,7 +39,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import sys
 import time
 import warnings
@@ -46,11 +49,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from lightning_unlearn.environment import device_name
-from lightning_unlearn.pipeline import BenchmarkConfig, table_markdown
+from lightning_unlearn.environment import device_name, run_provenance
+from lightning_unlearn.pipeline import BenchmarkConfig, run_experiment, table_markdown
 from lightning_unlearn.pipeline.progress import LineProgress
-from lightning_unlearn.pipeline.results import build_results
-from lightning_unlearn.pipeline.stages import Experiment
 
 # ----------------------------------------------------------------------------- settings
 BASELINES = ("ft", "rl", "ga", "bs", "l1", "salun", "scrub")
@@ -91,45 +92,35 @@ PRESETS = {
 
 
 # ----------------------------------------------------------------------------- stages
-class HeldOutTunedExperiment(Experiment):
-    """The pipeline's run with hyperparameters chosen elsewhere (on the held-out class)."""
-
-    def __init__(self, config: BenchmarkConfig, chosen: dict[str, dict], history: dict[str, list[dict]]) -> None:
-        super().__init__(config, progress=LineProgress())
-        self._chosen, self._history = chosen, history
-
-    def tune(self, originals, retrains):
-        return self._history, {m: self._chosen.get(m, {}) for m in self.config.unlearning_methods()}
+def tuned_hparams(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The hyperparameters the pipeline's tuning chose, per method: the tuned keys of each method's ``hparams``."""
+    chosen = {}
+    for m, trials in results.get("tuning", {}).items():
+        keys = {k for t in trials for k in t["hparams"]}
+        chosen[m] = {k: results["methods"][m]["hparams"][k] for k in sorted(keys)}
+    return chosen
 
 
-def tune_on_held_out(base: BenchmarkConfig, held_out: int) -> tuple[dict, dict, dict]:
-    """The pipeline's tuning stage run on ``class:held_out`` (original seed 0, one retrained model)."""
-    cfg = base.replace(forget=f"class:{held_out}", seeds=(0,), tune_seed=0, retrain_models=1).validate()
-    exp = Experiment(cfg, progress=LineProgress())
-    originals, retrains = exp.train_models(exp.settings())
-    history, chosen = exp.tune(originals, retrains)
-    return history, chosen, {"forget": cfg.forget, "retrain_models": 1, "original_seed": 0, "objective": "avg_gap (ua, ra, ta, SVC mia)"}
-
-
-def run_table(base: BenchmarkConfig, classes: tuple[int, ...], chosen: dict, history: dict) -> dict[str, Any]:
-    cfg = base.replace(forget="class:" + ",".join(map(str, classes)), max_trials=0).validate()
+def run_table(base: BenchmarkConfig, classes: tuple[int, ...], out: Path, chosen: dict | None = None) -> dict[str, Any]:
+    """One table through :func:`run_experiment`: tuned on the held-out class, or with ``chosen`` fixed."""
+    cfg = base.replace(forget="class:" + ",".join(map(str, classes)))
+    if chosen is not None:
+        cfg = cfg.replace(hparams=chosen)
     start = time.perf_counter()
-    result = HeldOutTunedExperiment(cfg, chosen, history).run()
-    results = build_results(result, cfg)
-    results["config"]["max_trials"] = base.max_trials  # the tuning budget (spent on the held-out class)
+    results = run_experiment(cfg.validate(), out, progress=LineProgress())
     results["derived"] = derive(results)
     results["seconds"] = time.perf_counter() - start
     return results
 
 
-def sensitivity(base: BenchmarkConfig, classes: tuple[int, ...], chosen: dict) -> list[dict[str, Any]]:
-    """TRW at every (tau, pca_dim) of the spec's sweep, other settings as tuned (``trw-mia-nn.md`` §2)."""
-    cfg = base.replace(forget="class:" + ",".join(map(str, classes)), max_trials=0, methods=("original", "retrain", "trw")).validate()
+def sensitivity(base: BenchmarkConfig, classes: tuple[int, ...], chosen: dict, out: Path) -> list[dict[str, Any]]:
+    """TRW at every (tau, pca_dim) of the sweep, other settings as tuned (fixed through ``hparams``)."""
     rows = []
     for tau in (0.05, 0.1, 0.5):
         for pca_dim in (None, 4):
             hp = {**chosen.get("trw", {}), "tau": tau, "pca_dim": pca_dim}
-            res = build_results(HeldOutTunedExperiment(cfg, {"trw": hp}, {}).run(), cfg)
+            cfg = base.replace(forget="class:" + ",".join(map(str, classes)), methods=("original", "retrain", "trw"), hparams={"trw": hp})
+            res = run_experiment(cfg.validate(), out / f"tau{tau}_pca{pca_dim}", progress=LineProgress())
             d = derive(res)
             trw = res["methods"]["trw"]
             rows.append({
@@ -178,9 +169,9 @@ def derive(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def report(tables: dict[str, dict], tuning: dict, preset: str, args_dict: dict, sweep: list[dict] | None = None, *, command: str | None = None,
-           device: str | None = None) -> str:
+           device: str | None = None, commit: str | None = None) -> str:
     device = device or device_name()
-    lines = [f"# Class forgetting on {preset}", "", f"Command: `{command or ' '.join(sys.argv)}`", ""]
+    lines = [f"# Class forgetting on {preset}", "", f"Command: `{command or ' '.join(sys.argv)}`" + (f" (commit {commit})" if commit else ""), ""]
     lines += [f"Device: {device}; torch {torch.__version__}; settings: `{json.dumps(args_dict)}`", ""]
     lines += [f"Hyperparameters chosen on the held-out {tuning['protocol']['forget']}: " + json.dumps(tuning["chosen"]), ""]
     for name, res in tables.items():
@@ -245,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             res["derived"] = derive(res)
         (out / "results.json").write_text(json.dumps(blob, indent=1, default=str))
         (out / "report.md").write_text(report(blob["tables"], blob["tuning"], blob["preset"], blob["settings"], blob.get("sensitivity"), command=blob.get("command"),
-                                                   device=blob.get("device")))
+                                                   device=blob.get("device"), commit=blob.get("provenance", {}).get("commit")))
         print((out / "report.md").read_text())
         return 0
 
@@ -266,51 +257,60 @@ def main(argv: list[str] | None = None) -> int:
             cfg[key] = val
     base = BenchmarkConfig(
         **cfg, methods=("original", "retrain") + METHODS, seeds=tuple(int(s) for s in args.seeds.split(",")), rmia_references=0,
-        retrain_models=3, cache_dir=args.cache_dir, forget=f"class:{preset.held_out}",
+        retrain_models=3, cache_dir=args.cache_dir, forget=f"class:{preset.forget[0]}", tune_class=preset.held_out, tune_seed=0,
         accelerator=args.accelerator, devices=args.devices, strategy=args.strategy, precision=args.precision,
         device_data=args.device_data, channels_last=args.channels_last,
     ).validate()
     out = Path(args.out or Path(__file__).parent / "results" / f"class_forget_{args.preset}")
     out.mkdir(parents=True, exist_ok=True)
+    provenance = run_provenance(accelerator=args.accelerator)
 
     t0 = time.perf_counter()
-    # The tuning of a previous run with the same settings is reused (a second invocation for
-    # the other table does not tune again).
+    wanted = {"one": ("one forget class", preset.forget), "two": ("two forget classes", preset.forget_two)}
+    # The tuning of table one (on the held-out class) is reused by the other table and the sweep;
+    # a previous invocation's tuning with the same settings is reused too.
     tuning_key = json.dumps([cfg, preset.held_out, args.seeds], sort_keys=True, default=str)
     tuning_file = out / "tuning.json"
     cached = json.loads(tuning_file.read_text()) if tuning_file.is_file() else None
-    if cached is not None and cached.get("key") == tuning_key:
-        tuning = cached["tuning"]
-        history, chosen = tuning["trials"], tuning["chosen"]
-        print(f"reusing the tuning in {tuning_file}: {chosen}", flush=True)
-    else:
-        history, chosen, protocol = tune_on_held_out(base, preset.held_out)
-        grids = {m: [t["hparams"] for t in history.get(m, [])] for m in METHODS}
-        tuning = {"protocol": protocol, "grids": grids, "trials": history, "chosen": chosen, "seconds": time.perf_counter() - t0}
-        tuning_file.write_text(json.dumps({"key": tuning_key, "tuning": tuning}, indent=1, default=str))
-        print(f"tuned on class {preset.held_out} in {time.perf_counter() - t0:.0f} s: {chosen}", flush=True)
-    wanted = {"one": ("one forget class", preset.forget), "two": ("two forget classes", preset.forget_two)}
-    previous = out / "results.json"
+    tuning = cached["tuning"] if cached is not None and cached.get("key") == tuning_key else None
     tables: dict[str, dict] = {}
-    if previous.is_file():
+    previous = out / "results.json"
+    if tuning is not None and previous.is_file():
         old = json.loads(previous.read_text())
-        if old.get("settings") == json.loads(json.dumps(cfg, default=str)) and old.get("tuning", {}).get("chosen") == chosen:
+        if old.get("settings") == json.loads(json.dumps(cfg, default=str)) and old.get("tuning", {}).get("chosen") == tuning["chosen"]:
             tables = old["tables"]  # the other table of the same settings
-    for key in args.tables.split(","):
+    keys = args.tables.split(",")
+    if tuning is None and "one" not in keys:
+        keys = ["one"] + keys  # the tuning runs with table one
+    for key in keys:
         name, classes = wanted[key]
-        tables[name] = run_table(base, classes, chosen, history)
+        folder = out / key.replace("one", "one_class").replace("two", "two_classes")
+        if tuning is None:
+            tables[name] = run_table(base, classes, folder)
+            chosen = tuned_hparams(tables[name])
+            tuning = {
+                "protocol": {"forget": f"class:{preset.held_out}", "retrain_models": 1, "original_seed": base.tune_seed, "objective": "avg_gap (ua, ra, ta, SVC mia)"},
+                "grids": {m: [t["hparams"] for t in tables[name]["tuning"].get(m, [])] for m in METHODS},
+                "trials": tables[name]["tuning"], "chosen": chosen, "tuned_on": tables[name]["tuned_on"],
+            }
+            tuning_file.write_text(json.dumps({"key": tuning_key, "tuning": tuning}, indent=1, default=str))
+            print(f"tuned on class {preset.held_out}: {chosen}", flush=True)
+        else:
+            tables[name] = run_table(base, classes, folder, chosen=tuning["chosen"])
+        tables[name]["config"]["max_trials"] = base.max_trials  # the tuning budget (spent on the held-out class)
         print(f"{name} done ({tables[name]['seconds']:.0f} s): {json.dumps(tables[name]['derived'], default=str)}", flush=True)
         # write after each table, so a long run leaves its finished part
-        blob = {"command": " ".join(sys.argv), "device": device_name(args.accelerator), "preset": args.preset, "settings": cfg, "tuning": tuning, "tables": tables, "seconds": time.perf_counter() - t0}
+        blob = {"provenance": provenance, "command": provenance["command"], "device": provenance["device"], "preset": args.preset, "settings": cfg,
+                "tuning": tuning, "tables": tables, "seconds": time.perf_counter() - t0}
         (out / "results.json").write_text(json.dumps(blob, indent=1, default=lambda o: None if isinstance(o, float) and math.isnan(o) else str(o)))
-        (out / "report.md").write_text(report(tables, tuning, args.preset, cfg))
+        (out / "report.md").write_text(report(tables, tuning, args.preset, cfg, command=provenance["command"], device=provenance["device"], commit=provenance["commit"]))
     sweep = None
     if args.sweep:
-        sweep = sensitivity(base, preset.forget, chosen)
-        blob = {"command": " ".join(sys.argv), "device": device_name(args.accelerator), "preset": args.preset, "settings": cfg, "tuning": tuning, "tables": tables, "sensitivity": sweep, "seconds": time.perf_counter() - t0}
+        sweep = sensitivity(base, preset.forget, tuning["chosen"], out / "sweep")
+        blob = {"provenance": provenance, "command": provenance["command"], "device": provenance["device"], "preset": args.preset, "settings": cfg,
+                "tuning": tuning, "tables": tables, "sensitivity": sweep, "seconds": time.perf_counter() - t0}
         (out / "results.json").write_text(json.dumps(blob, indent=1, default=str))
-        (out / "report.md").write_text(report(tables, tuning, args.preset, cfg, sweep))
-    shutil.copy(__file__, out / "class_forget.py")
+        (out / "report.md").write_text(report(tables, tuning, args.preset, cfg, sweep, command=provenance["command"], device=provenance["device"], commit=provenance["commit"]))
     print((out / "report.md").read_text())
     return 0
 

@@ -12,8 +12,11 @@ numbers beside the measured ones, plus:
 * AMUN's wall time (attack included) as a ratio to retraining's in the same run, and to the
   paper's 200-epoch recipe extrapolated from the measured time per retraining epoch;
 * the attack's cost in PGD-50 passes over the forget set (per-sample forward/backward
-  evaluations / (50 |D_F|); [P]'s bound: < 3), ε_init and D_A size, recorded by wrapping
-  :func:`~lightning_unlearn.unlearning.adversarial.build_adversarial_set` (measurement only).
+  evaluations / (50 |D_F|); [P]'s bound: < 3), ε_init and D_A size: AMUN's public
+  ``diagnostics()``, which the pipeline records with every run and tuning trial in
+  ``results.json``.
+
+Every output folder records the command, the git commit and the config (``provenance``).
 
 Presets: ``digits`` (default, CPU, a smoke test: the original model is already close to
 retrain there) and ``cifar5k`` (the offline CIFAR-10 tree at ``$LIGHTNING_UNLEARN_DATA/cifar10``,
@@ -62,28 +65,19 @@ PRESETS = {
     "digits": dict(dataset="digits"),
     # No augmentation and 40 epochs: the small CNN then memorises its 5,000 images (train
     # accuracy ~99% against ~60% test), so there is a membership signal to unlearn. With
-    # crop+flip and 15 epochs it did not (train 58%, test 55%: the partial run of
-    # results/random_forget_cifar5k_partial), and every method sat within noise of retrain.
+    # crop+flip and 15 epochs it did not (train 58%, test 55%, in an earlier partial run), and
+    # every method sat within noise of retrain.
     "cifar5k": dict(dataset="cifar10", max_train=5000, max_test=1000, augmentation="none", epochs=40),
 }
 
 
-def _attack_recorder():
-    """Wrap the builder AMUN calls to record each D_A's cost (no change to what it returns)."""
-    from lightning_unlearn.unlearning import amun
-
-    records: list[dict] = []
-    real = amun.build_adversarial_set
-
-    def recorded(model, forget, **kw):
-        a = real(model, forget, **kw)
-        records.append(
-            dict(n_forget=a.n_forget, n_adv=len(a), n_unresolved=a.n_unresolved, eps_init=a.eps_init, pgd50_passes=a.cost_in_pgd50_passes,
-                 attack_seconds=a.seconds, mean_delta=float(a.delta.mean()) if len(a) else None)
-        )
-        return a
-
-    amun.build_adversarial_set = recorded
+def attack_records(results: dict) -> list[dict]:
+    """AMUN's attack statistics of every unlearning run and tuning trial, from ``results.json``."""
+    records = []
+    for method, trials in results.get("tuning", {}).items():
+        records += [{"method": method, "stage": "tuning", "hparams": t["hparams"], **t["diagnostics"]} for t in trials if t.get("diagnostics")]
+    for method, entry in results["methods"].items():
+        records += [{"method": method, "stage": "run", "seed": p["seed"], **p["diagnostics"]} for p in entry["per_seed"] if p.get("diagnostics")]
     return records
 
 
@@ -97,8 +91,8 @@ def _cifar_root(data: str | None = None) -> str:
 
 
 def run(args) -> dict:
+    from lightning_unlearn.environment import run_provenance
     from lightning_unlearn.pipeline import BenchmarkConfig, run_experiment, table_markdown
-    from lightning_unlearn.environment import device_name
     from lightning_unlearn.pipeline.progress import LineProgress
 
     preset = dict(PRESETS[args.preset])
@@ -108,10 +102,11 @@ def run(args) -> dict:
         if getattr(args, key) is not None:
             preset[key] = getattr(args, key)
     out_root = Path(args.out) / f"random_forget_{args.preset}"
-    records = _attack_recorder()
-    combined: dict = {"preset": args.preset, "runs": {}}
+    provenance = run_provenance(accelerator=args.accelerator)
+    combined: dict = {"preset": args.preset, "provenance": provenance, "runs": {}}
     md = [f"# Random forgetting on {args.preset} (seeds {args.seeds}; {args.unlearn_epochs} unlearning epochs)", "",
-          f"Device: {device_name(args.accelerator)}; torch {torch.__version__}; settings {json.dumps(preset)}", ""]
+          f"Command: `{provenance['command']}` (commit {provenance['commit']})", "",
+          f"Device: {provenance['device']}; torch {torch.__version__}; settings {json.dumps(preset)}", ""]
     for frac in args.fractions:
         for has_remain in args.settings:
             key = f"{frac}_{'with_remain' if has_remain else 'forget_only'}"
@@ -122,14 +117,13 @@ def run(args) -> dict:
                 accelerator=args.accelerator, devices=args.devices, strategy=args.strategy, precision=args.precision,
                 device_data=args.device_data, channels_last=args.channels_last,
             )
-            start = len(records)
             t0 = time.perf_counter()
             res = run_experiment(cfg, out_root / key, progress=LineProgress())
             wall = time.perf_counter() - t0
             m = res["methods"]
             retrain_s = (m.get("retrain") or {}).get("seconds")
             epochs = res["config"]["epochs"]
-            summary = {"results": res, "wall_seconds": wall, "attacks": records[start:]}
+            summary = {"results": res, "wall_seconds": wall, "attacks": attack_records(res)}
             if retrain_s and m.get("amun", {}).get("seconds"):
                 summary["amun_over_retrain"] = m["amun"]["seconds"] / retrain_s
                 summary["amun_over_paper_retrain"] = m["amun"]["seconds"] / (retrain_s / epochs * PAPER_EPOCHS)
@@ -152,7 +146,7 @@ def run(args) -> dict:
                 )
             for a in summary["attacks"]:
                 md.append(
-                    f"- attack: |D_F| {a['n_forget']}, D_A {a['n_adv']} (unresolved {a['n_unresolved']}), eps_init {a['eps_init']:.3g}, "
+                    f"- {a['method']} attack ({a['stage']}): |D_F| {a['n_forget']}, D_A {a['n_adv']} (unresolved {a['n_unresolved']}), eps_init {a['eps_init']:.3g}, "
                     f"{a['pgd50_passes']:.2f} PGD-50 passes (bound < 3), {a['attack_seconds']:.1f} s"
                 )
             md.append("")

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from lightning_unlearn.environment import run_provenance
 from lightning_unlearn.metrics.functional import rmia_scores, rmia_scores_bruteforce
 
 
@@ -103,6 +104,8 @@ def main() -> None:
         "torch": torch.__version__, "python": platform.python_version(),
         "load_average_at_end": os.getloadavg(),
         "command": "OMP_NUM_THREADS=%s PYTHONPATH=. python %s" % (os.environ.get("OMP_NUM_THREADS", "unset"), " ".join(sys.argv)),
+        "commit": run_provenance()["commit"],
+        "settings": vars(args),
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

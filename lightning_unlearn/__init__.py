@@ -7,10 +7,12 @@ effects: nothing is printed, downloaded or configured):
   :class:`ClassifierModule`, :func:`train_classifier`;
 - FastClip: :class:`FastClip` (callback), :func:`singular_values`, :func:`clip_`;
 - unlearning: :class:`UnlearningMixin`, :class:`AMUNMixin`, :class:`TRWMixin`,
-  :class:`UnlearningRequest`, :func:`unlearn`, ``METHODS``, :func:`pgd_l2_search`;
+  :class:`UnlearningRequest`, :func:`unlearn`, ``METHODS``, :func:`register_method`,
+  :class:`UnlearningBatch`, :func:`pgd_l2_search`;
 - audits: :class:`RMIA`, :class:`MIAEfficacy`, :class:`MIANN`, :class:`SymmetricKL`
   (``FADE``), :class:`UnlearningAccuracy`, :func:`train_reference_models`;
-- the main job: :class:`BenchmarkConfig`, :func:`run_experiment`.
+- the main job: :class:`BenchmarkConfig`, :func:`run_experiment`;
+- seeds: :func:`derive_seed` (every derived seed of the library).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ _EXPORTS = {
     "UnlearningRequest": "lightning_unlearn.unlearning",
     "unlearn": "lightning_unlearn.unlearning",
     "METHODS": "lightning_unlearn.unlearning",
+    "register_method": "lightning_unlearn.unlearning",
+    "UnlearningBatch": "lightning_unlearn.unlearning",
     "pgd_l2_search": "lightning_unlearn.attacks",
     "RMIA": "lightning_unlearn.metrics",
     "MIAEfficacy": "lightning_unlearn.metrics",
@@ -44,6 +48,7 @@ _EXPORTS = {
     "train_reference_models": "lightning_unlearn.metrics",
     "BenchmarkConfig": "lightning_unlearn.pipeline",
     "run_experiment": "lightning_unlearn.pipeline",
+    "derive_seed": "lightning_unlearn.seeding",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--unlearn-epochs", type=int, default=5, help="epochs of every unlearning phase (default 5)")
     u.add_argument("--tune-lrs", type=_csv(float), default=None, help="learning-rate grid of every method (default: each method's own grid)")
     u.add_argument("--max-trials", type=int, default=3, help="grid points tried per method (default 3; 0: no tuning)")
+    u.add_argument("--tune-class", type=int, default=None, help="class forgetting: the held-out class tuned on (default: the next class not forgotten)")
+    u.add_argument("--hparams", default=None, metavar="METHOD.NAME=VALUE,...", help="fixed hyperparameters, not tuned (e.g. trw.tau=0.5,amun.lr=0.01)")
     a = b.add_argument_group("audit")
     a.add_argument("--rmia-references", type=int, default=4, help="RMIA reference models (default 4; 0 disables RMIA)")
     a.add_argument("--rmia-signal", default="softmax", help="softmax (default) or sm_taylor_softmax")
@@ -119,6 +121,8 @@ def config_from_args(args: argparse.Namespace):
         unlearn_epochs=args.unlearn_epochs,
         tune_lrs=args.tune_lrs,
         max_trials=args.max_trials,
+        tune_class=args.tune_class,
+        hparams=args.hparams,
         rmia_references=args.rmia_references,
         rmia_signal=args.rmia_signal,
         rmia_gamma=args.rmia_gamma,

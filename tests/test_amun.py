@@ -18,7 +18,7 @@ from lightning_unlearn.data.transforms import to_pixels
 from lightning_unlearn.inference import accuracy, predict_logits
 from lightning_unlearn.training import ClassifierModule, train_classifier
 from lightning_unlearn.training.fit import make_trainer
-from lightning_unlearn.unlearning import METHODS, AMUNMixin, UnlearningRequest, build_adversarial_set, unlearn
+from lightning_unlearn.unlearning import METHODS, AMUNMixin, UnlearningBatch, UnlearningRequest, build_adversarial_set, unlearn
 from lightning_unlearn.unlearning import amun as amun_mod
 from lightning_unlearn.unlearning.phases import ADVERSARIAL, FORGET, REMAIN
 from lightning_unlearn.unlearning.saliency import saliency_mask
@@ -37,7 +37,7 @@ class Spy(Model):
         self.seen: list[tuple] = []
 
     def unlearning_loss(self, batch, batch_idx=0):
-        self.seen.append((batch[2].clone(), batch[3].clone(), batch[1].clone(), batch[-1], self.current_epoch))
+        self.seen.append((batch.index.clone(), batch.source.clone(), batch.y.clone(), batch.phase, self.current_epoch))
         return super().unlearning_loss(batch, batch_idx)
 
 
@@ -110,7 +110,7 @@ def test_no_augmentation_on_the_adversarial_part(adv_set, digits_dm, digits_orig
         src = torch.cat([torch.full((32,), FORGET), torch.full((32,), ADVERSARIAL)])
         y = torch.cat([f.y[:32], adv_set.y[:32]])
         seen.clear()
-        loss = meth.loss(m, (x, y, torch.arange(64), src, "mixed"), 0)
+        loss = meth.loss(m, UnlearningBatch(x, y, torch.arange(64), src, "mixed"), 0)
         fed = seen[0]
         assert torch.allclose(loss, F.cross_entropy(m.model(fed), y))
         assert not torch.equal(fed[:32], x[:32])  # D_F augmented

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from lightning_unlearn.data.transforms import to_pixels
 from lightning_unlearn.training import ClassifierModule
-from lightning_unlearn.unlearning import METHODS, UnlearningMixin, UnlearningRequest, methods_for, unlearn
+from lightning_unlearn.unlearning import METHODS, UnlearningBatch, UnlearningMixin, UnlearningRequest, methods_for, unlearn
 from lightning_unlearn.unlearning.bs import BoundaryShrink, fgsm_neighbour_labels
 from lightning_unlearn.unlearning.ga import GradientAscent
 from lightning_unlearn.unlearning.l1 import L1Sparse, l1_alpha, l1_norm
@@ -33,8 +33,7 @@ class Spy(Model):
         self.seen: list[tuple[str, torch.Tensor, int]] = []
 
     def unlearning_loss(self, batch, batch_idx=0):
-        phase = batch[-1] if isinstance(batch[-1], str) else "plain"
-        self.seen.append((phase, batch[2].clone(), self.current_epoch))
+        self.seen.append((batch.phase or "plain", batch.index.clone(), self.current_epoch))
         return super().unlearning_loss(batch, batch_idx)
 
 
@@ -102,7 +101,7 @@ def test_phased_loader_yields_phase1_then_phase2_with_equal_counts_per_rank(digi
     per_rank = []
     for r in range(2):
         pl_ = PhasedLoader([Phase("remain", remain, shuffle=False, batch_size=64), Phase("forget", forget, batch_size=32)], rank=r, world_size=2)
-        tags = [b[-1] for b in pl_]
+        tags = [b.phase for b in pl_]
         assert tags == sorted(tags, key=lambda t: t != "remain")  # all remain batches first
         assert len(tags) == len(pl_)
         per_rank.append((tags.count("remain"), tags.count("forget")))
@@ -113,9 +112,9 @@ def test_phase_until_epoch_drops_the_phase():
     ds = tagged_concat([(torch.utils.data.TensorDataset(torch.zeros(8, 1), torch.zeros(8, dtype=torch.long), torch.arange(8)), FORGET)])
     epoch = [0]
     pl_ = PhasedLoader([Phase("max", ds, batch_size=4, until_epoch=1), Phase("min", ds, batch_size=4)], epoch_fn=lambda: epoch[0])
-    assert [b[-1] for b in pl_] == ["max", "max", "min", "min"]
+    assert [b.phase for b in pl_] == ["max", "max", "min", "min"]
     epoch[0] = 1
-    assert [b[-1] for b in pl_] == ["min", "min"] and len(pl_) == 2
+    assert [b.phase for b in pl_] == ["min", "min"] and len(pl_) == 2
 
 
 # ---------------------------------------------------------------------------- data touched
@@ -156,7 +155,7 @@ def _batch(dm, part, n=16, phase="forget"):
     ds = getattr(dm, f"{part}_set")()
     x, y, idx = ds.x[:n], ds.y[:n], ds.index[:n]
     src = torch.full((n,), FORGET if part == "forget" else REMAIN)
-    return x, y, idx, src, phase
+    return UnlearningBatch(x, y, idx, src, phase)
 
 
 def test_ga_loss_is_minus_ce_on_forget_and_plus_ce_on_remain(digits_dm, digits_original):
@@ -192,7 +191,7 @@ def test_rl_loss_relabels_only_forget_samples(digits_dm, digits_original):
     rl = RandomLabel()
     rl.request = UnlearningRequest.from_datamodule(digits_dm)
     fb, rb = _batch(digits_dm, "forget", phase="mixed"), _batch(digits_dm, "remain", phase="mixed")
-    batch = tuple(torch.cat([a, b]) for a, b in zip(fb[:4], rb[:4])) + ("mixed",)
+    batch = UnlearningBatch(*(torch.cat([a, b]) for a, b in zip(fb[:4], rb[:4])), phase="mixed")
     t = rl.targets(m, batch)
     assert (t[:16] != batch[1][:16]).all() and torch.equal(t[16:], batch[1][16:])
     assert torch.allclose(rl.loss(m, batch, 0), F.cross_entropy(m(to_pixels(batch[0])), t))
@@ -239,7 +238,7 @@ def test_l1_loss_adds_alpha_times_l1_of_all_parameters(digits_dm, digits_origina
     meth = L1Sparse(alpha=1e-3)
     x, y = digits_dm.remain_set().x[:16], digits_dm.remain_set().y[:16]
     hand = F.cross_entropy(m(to_pixels(x)), y) + 1e-3 * sum(p.abs().sum() for p in m.model.parameters())
-    assert torch.allclose(meth.loss(m, (x, y, None), 0), hand)
+    assert torch.allclose(meth.loss(m, UnlearningBatch(x, y, torch.arange(16)), 0), hand)
     assert torch.allclose(l1_norm(m), sum(p.abs().sum() for _, p in m.named_parameters()))
 
 

@@ -56,6 +56,11 @@ BAD_INPUTS = [
     (["--seeds", "0,x"], ["--seeds", "0,x"]),
     (["--augmentation", "mixup"], ["'mixup'", "auto", "crop_flip", "none"]),
     (["--dataset", "/nonexistent/tree"], ["/nonexistent/tree", "train/", "test/"]),
+    (["--hparams", "trw.tau"], ["trw.tau", "METHOD.NAME=VALUE"]),
+    (["--hparams", "ft.bogus=1"], ["'ft'", "bogus", "lr"]),
+    (["--forget", "class:3", "--tune-class", "3"], ["tune_class", "3"]),
+    (["--tune-class", "4"], ["tune_class", "class forgetting"]),
+    (["--forget", "class:3", "--tune-class", "12"], ["tune_class 12", "0..9"]),
 ]
 
 
@@ -81,6 +86,41 @@ def test_unwritable_output_directory(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "not writable" in err and str(blocker / "out") in err
     assert blocker.read_text() == "x"
+
+
+def test_unwritable_cache_directory_fails_before_any_work(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    rc = main(["benchmark", "--quiet", "--cache-dir", str(blocker / "cache"), "--out", str(tmp_path / "out")])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not writable" in err and str(blocker / "cache") in err and "--cache-dir" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_one_vocabulary_for_the_command_line_and_benchmark_config():
+    """Every benchmark option is a BenchmarkConfig field of the same name and vice versa, and the
+    command line's text builds the same config as the Python values."""
+    import dataclasses
+
+    from lightning_unlearn.cli import build_parser, config_from_args
+    from lightning_unlearn.pipeline import BenchmarkConfig
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices["benchmark"]
+    options = {a.dest for a in sub._actions} - {"help", "out", "quiet", "verbose", "threads", "overwrite"}
+    fields = {f.name for f in dataclasses.fields(BenchmarkConfig)}
+    assert options == fields
+    args = parser.parse_args([
+        "benchmark", "--out", "x", "--seeds", "0,1", "--methods", "ft,rl", "--augmentation", "none", "--tune-lrs", "0.1,0.01",
+        "--hparams", "ft.lr=0.1,rl.label_mode=any", "--devices", "2",
+    ])
+    from_cli = config_from_args(args)
+    from_python = BenchmarkConfig(
+        seeds=(0, 1), methods=("ft", "rl"), augmentation=None, tune_lrs=(0.1, 0.01), hparams={"ft": {"lr": 0.1}, "rl": {"label_mode": "any"}}, devices=2
+    )
+    from_text = BenchmarkConfig(seeds="0,1", methods="ft,rl", augmentation="none", tune_lrs="0.1,0.01", hparams="ft.lr=0.1,rl.label_mode=any", devices="2")
+    assert from_cli == from_python == from_text
 
 
 def test_module_entry_point_as_subprocess(tmp_path):

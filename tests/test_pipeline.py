@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_unlearn.pipeline import BenchmarkConfig, ConfigError, ModelCache, cache_key, run_experiment
+from lightning_unlearn.cache import ArtefactCache, settings_key
+from lightning_unlearn.fileio import load_checked
+from lightning_unlearn.pipeline import BenchmarkConfig, ConfigError, run_experiment
 from lightning_unlearn.pipeline.output import check_output_dir, publish
 from lightning_unlearn.pipeline.stages import tuning_grid
 
@@ -61,12 +63,11 @@ def test_accuracies_match_an_independent_count(tiny_run, tmp_path):
 
     dm = UnlearningDataModule("digits", forget="random:0.1", seed=0, max_train=300, max_test=150, cache_dir=root / "cache")
     dm.setup()
-    cache = ModelCache(root / "cache" / "models")
-    originals = [cache.load(p.stem) for p in cache.root.glob("*.pt")]
-    originals = [e for e in originals if e.meta["settings"]["role"] == "original" and e.meta["settings"]["seed"] == 0]
+    blobs = [load_checked(p, what="model") for p in (root / "cache" / "models").glob("*.pt")]
+    originals = [b for b in blobs if json.loads(b["settings"]).get("role") == "original" and json.loads(b["settings"])["seed"] == 0]
     assert len(originals) == 1
     net = build_model("small-cnn", in_channels=1, num_classes=10, mean=dm.mean, std=dm.std)
-    net.load_state_dict(originals[0].state_dict)
+    net.load_state_dict(originals[0]["payload"])
     net.eval()
     with torch.no_grad():
         pred_train = net(dm.pool.train_x.float() / 255).argmax(1)
@@ -92,29 +93,11 @@ def test_cache_is_reused_then_invalidated(tmp_path):
     assert longer["run"]["models_trained"] == 2
 
 
-def test_model_cache_atomic_roundtrip(tmp_path):
-    cache = ModelCache(tmp_path)
-    calls = []
-
-    def train():
-        calls.append(1)
-        return {"w": torch.arange(3.0)}, {"seconds": 1.5}
-
-    a = cache.get_or_train({"role": "original", "seed": 0}, train)
-    b = cache.get_or_train({"seed": 0, "role": "original"}, train)  # key independent of order
-    assert len(calls) == 1 and not a.from_cache and b.from_cache
-    assert torch.equal(b.state_dict["w"], torch.arange(3.0)) and b.meta["seconds"] == 1.5
-    assert b.meta["settings"] == {"role": "original", "seed": 0}
-    assert [p.name for p in tmp_path.iterdir()] == [f"{a.key}.pt"]  # no temporary files left
-    cache.get_or_train({"role": "original", "seed": 1}, train)
-    assert len(calls) == 2
-    # a corrupt entry is ignored and retrained, never half-read
-    cache.path(a.key).write_bytes(b"garbage")
-    assert cache.load(a.key) is None
-
-
 def test_cache_key_covers_every_training_setting():
     from lightning_unlearn.pipeline.config import training_settings
+
+    def cache_key(settings):
+        return settings_key("models", settings)
 
     cfg = BenchmarkConfig()
     base = cache_key(training_settings(cfg, data_fingerprint="x"))
@@ -174,7 +157,9 @@ def test_class_forgetting_tunes_on_a_held_out_class(tmp_path):
 def test_random_forgetting_seed_mapping():
     cfg = BenchmarkConfig(seeds=(0, 1, 2))
     assert cfg.retrain_seeds(1) == (1,)
-    assert BenchmarkConfig(retrain_models=2).retrain_seeds(5) == (5, 1005)
+    from lightning_unlearn.seeding import derive_seed
+
+    assert BenchmarkConfig(retrain_models=2).retrain_seeds(5) == (5, derive_seed(5, "retrain", 1))
 
 
 # ---------------------------------------------------------------------------- config
@@ -277,14 +262,14 @@ def test_stale_weights_of_another_architecture_are_retrained(tmp_path):
 
     cfg = tiny(tmp_path / "cache").validate()
     dm = open_data(cfg, 0)
-    cache = ModelCache(tmp_path / "cache" / "models")
+    cache = ArtefactCache(tmp_path / "cache", "models")
     settings = {"x": 1}
-    bogus = {"w": torch.zeros(2)}
-    cache.get_or_train({**settings, "role": "original", "seed": 0}, lambda: (bogus, {"seconds": 0.0}))
-    fresh = ModelCache(cache.root)
+    cache.save({**settings, "role": "original", "seed": 0}, {"w": torch.zeros(2)}, {"seconds": 0.0})
+    fresh = ArtefactCache(cache.root, "models")
     model = original_model(cfg, dm, fresh, settings, seed=0)
-    assert len(fresh.trained) == 1 and not model.from_cache
-    assert ModelCache(cache.root).load(model.key).state_dict.keys() == model.net.state_dict().keys()
+    assert len(fresh.built) == 1 and not model.from_cache and fresh.damaged == [cache.path(model.key)]
+    again = original_model(cfg, dm, fresh, settings, seed=0)
+    assert again.from_cache and again.net.state_dict().keys() == model.net.state_dict().keys()
 
 
 def test_evaluation_sets_by_hand():
@@ -329,9 +314,109 @@ def test_augmentation_setting_reaches_the_data_and_the_cache_key():
 
     none = BenchmarkConfig(augmentation="none", max_train=200, max_test=100)
     flip = BenchmarkConfig(augmentation="crop_flip", max_train=200, max_test=100)
-    assert none.data_augmentation is None and flip.data_augmentation == "crop_flip"
-    assert BenchmarkConfig().data_augmentation == "auto"
+    assert BenchmarkConfig(augmentation=None).augmentation == "none" and BenchmarkConfig().augmentation == "auto"
     assert open_data(none, 0).augmentation is None
     assert open_data(flip, 0).augmentation == "crop_flip"  # forced even on 8x8 digits
     # models trained with and without augmentation never share a cache entry
-    assert cache_key(training_settings(none, data_fingerprint="x")) != cache_key(training_settings(flip, data_fingerprint="x"))
+    assert settings_key("models", training_settings(none, data_fingerprint="x")) != settings_key("models", training_settings(flip, data_fingerprint="x"))
+
+
+# ---------------------------------------------------------------------------- audits through the metric classes
+def _synthetic(seed=0, n_train=30, n_test=20, k=3, refs=2):
+    from lightning_unlearn.pipeline import evaluation as ev
+
+    g = torch.Generator().manual_seed(seed)
+    out = ev.Outputs(torch.randn(n_train, k, generator=g) * 2, torch.randn(n_test, k, generator=g) * 2)
+    train_y, test_y = torch.randint(0, k, (n_train,), generator=g), torch.randint(0, k, (n_test,), generator=g)
+    forget = torch.arange(0, n_train, 3)
+    remain = torch.tensor([i for i in range(n_train) if i % 3])
+    sets = ev.Sets(forget=forget, remain=remain, test_forget=torch.empty(0, dtype=torch.long), test_remain=torch.arange(n_test),
+                   train_y=train_y, test_y=test_y, n_train=n_train, kind="random", index=torch.arange(n_train + n_test) + 5)
+    signals = torch.full((refs, n_train + n_test + 5), float("nan"))
+    signals[:, 5:] = torch.rand(refs, n_train + n_test, generator=g) * 0.9 + 0.05
+    return out, sets, ev.References(signals=signals, membership=torch.zeros_like(signals, dtype=torch.bool))
+
+
+def test_rmia_auc_equals_a_hand_computation():
+    """Population = the whole pool, each candidate left out of its own population, softmax signal."""
+    from sklearn.metrics import roc_auc_score
+
+    from lightning_unlearn.pipeline import evaluation as ev
+
+    out, sets, refs = _synthetic()
+    auc, tpr, scores, labels = ev.rmia(out, sets, refs, signal_kind="softmax", gamma=2.0)
+    probs = torch.softmax(out.pool.double(), 1).numpy()
+    y = sets.pool_y.numpy()
+    ratio = probs[np.arange(len(y)), y] / refs.signals[:, 5:].double().mean(0).numpy()
+    members, non_members = sets.rmia_sets()
+    query = torch.cat([members, non_members]).tolist()
+    hand = [sum(ratio[x] / ratio[z] > 2.0 for z in range(len(y)) if z != x) / (len(y) - 1) for x in query]
+    truth = [1] * len(members) + [0] * len(non_members)
+    assert auc == pytest.approx(100 * roc_auc_score(truth, hand), abs=1e-4)  # scores are float32
+    assert sorted(scores.tolist()) == pytest.approx(sorted(hand), abs=1e-6) and int(labels.sum()) == len(members)
+    assert 0.0 <= tpr <= 100.0
+    with pytest.raises(ValueError, match="bogus"):  # unknown signals fail, as in the metric class
+        ev.rmia(out, sets, refs, signal_kind="bogus", gamma=2.0)
+
+
+def test_svc_mia_is_the_metric_class_on_the_pipeline_sets():
+    """The pipeline's SVC efficacy equals the functional form on hand-picked shadow sets."""
+    from lightning_unlearn.metrics import functional as F
+    from lightning_unlearn.pipeline import evaluation as ev
+
+    out, sets, _ = _synthetic(n_train=60, n_test=15)
+    probs, y = torch.softmax(out.pool.double(), 1), sets.pool_y
+    members, non_members = sets.mia_sets()
+    members = members[F.select_shadow_members(members, len(non_members), seed=ev.MIA_SHADOW_SEED)]
+    f = sets.forget
+    expected = F.mia_efficacy(probs[members], y[members], probs[non_members], y[non_members], probs[f], y[f], feature="confidence")
+    assert ev.svc_mia(out, sets) == pytest.approx(float(expected))
+
+
+# ---------------------------------------------------------------------------- report and provenance
+def test_results_record_provenance_sets_and_noise(tiny_run):
+    cfg, res, root = tiny_run
+    prov = res["provenance"]
+    assert set(prov) >= {"command", "commit", "dirty", "torch", "lightning", "device"}
+    assert prov["commit"] == "unknown" or len(prov["commit"]) == 40
+    assert res["sets"]["forget"] == 30 and res["sets"]["remain"] == 270 and res["sets"]["test"] == 150
+    assert set(res["original_within_noise"]) == {"within", "terms"}
+    report = (root / "out" / "report.md").read_text()
+    assert "## Provenance" in report and prov["commit"] in report
+
+
+def test_noise_helpers_match_the_textbook_values():
+    from lightning_unlearn.pipeline.results import auc_se, proportion_se
+
+    # Hanley-McNeil at A = 0.5 equals the exact null variance of the Mann-Whitney AUC, (n1 + n0 + 1) / (12 n1 n0)
+    assert auc_se(50.0, 100, 80) == pytest.approx(100 * np.sqrt((100 + 80 + 1) / (12 * 100 * 80)), rel=1e-9)
+    assert proportion_se(90.0, 100) == pytest.approx(100 * np.sqrt((92 / 104) * (12 / 104) / 104), rel=1e-9)
+    assert proportion_se(100.0, 135) > 0  # a perfect score still has an error
+
+
+def test_report_says_so_when_the_original_is_within_noise():
+    from lightning_unlearn.pipeline.report import render_markdown
+    from lightning_unlearn.pipeline.results import original_within_noise
+
+    def results(orig_ua):
+        methods = {
+            "original": {"ua": orig_ua, "ra": 100.0, "ta": 99.0, "rmia_auc": 52.0, "per_seed": [{"seed": 0}], "std": {}},
+            "retrain": {"ua": 97.8, "ra": 100.0, "ta": 98.9, "rmia_auc": 51.2, "per_seed": [{"seed": 0}], "std": {}},
+        }
+        sets = {"forget": 135, "remain": 1212, "test": 450, "rmia_non_members": 450}
+        cfg = BenchmarkConfig().to_dict()
+        return {"config": cfg, "methods": methods, "original_within_noise": original_within_noise(methods, sets, "rmia_auc")}
+
+    near, far = results(100.0), results(60.0)
+    assert near["original_within_noise"]["within"] is True and far["original_within_noise"]["within"] is False
+    first_lines = render_markdown(near, []).splitlines()[:3]
+    assert any("Smoke test" in line and "within the sampling noise" in line for line in first_lines)
+    assert "Smoke test" not in render_markdown(far, [])
+
+
+def test_an_unwritable_cache_is_a_config_error_before_any_work(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match="not writable"):
+        run_experiment(tiny(blocker / "cache"), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -383,7 +383,7 @@ def test_forget_set_only_loss_is_the_tilted_kl_and_forgets(digits_original, clas
     method = module.start_trw(request, epochs=3, lr=0.01)
     module.on_fit_start()
     batch, _, _ = next(iter(method.train_dataloader(module, request)))  # a CombinedLoader
-    x, y, _ = batch["forget"]
+    x, y = batch["forget"].x, batch["forget"].y
     with torch.no_grad():
         got = module.unlearning_loss({"forget": (x, y, None)})
         z_o = digits_original.model(x.float() / 255)

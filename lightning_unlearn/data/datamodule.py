@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Literal
 
 import lightning.pytorch as pl
-import torch
 from torch.utils.data import DataLoader
 
 from lightning_unlearn.data.datasets import EpochSeededRandomSampler, IndexedTensorDataset
 from lightning_unlearn.data.forget import ForgetSpec, ForgetSplit, make_split
 from lightning_unlearn.data.pool import Pool, load_pool
-from lightning_unlearn.data.transforms import default_augmentation
+from lightning_unlearn.data.transforms import default_augmentation, normalize_augmentation
 
 TrainOn = Literal["train", "remain"]
-
-
-AUGMENTATIONS = ("auto", "crop_flip", None)
 
 
 class UnlearningDataModule(pl.LightningDataModule):
@@ -31,16 +28,19 @@ class UnlearningDataModule(pl.LightningDataModule):
     Args:
         dataset: a source name (``digits``, ``cifar10``, ...) or an ImageFolder path.
         forget: ``random:FRACTION`` or ``class:K[,K]``.
-        seed: draws the ``random:`` forget set and the shuffling order.
-        root, download: where torchvision data sets live; fetch them only if ``download``.
+        seed: draws the ``random:`` forget set and the shuffling order of :meth:`train_dataloader`.
+        data_dir, download: where torchvision data sets live (``--data-dir`` on the command
+            line); fetch them only if ``download``. ``root`` is the former name of
+            ``data_dir``, still accepted with a ``DeprecationWarning``.
         max_train, max_test: stratified subsets for fast runs (pool indices are kept).
         batch_size: training batch size (default 128); ``eval_batch_size`` for evaluation.
         train_on: what :meth:`train_dataloader` serves: ``"train"`` (forget + remain, the
             original model) or ``"remain"`` (the retrained model).
         cache_dir: decoded-pool cache (default ``~/.cache/lightning_unlearn``).
         augmentation: ``"auto"`` (default: crop+flip for RGB images of 32x32 or more, none
-            otherwise), ``"crop_flip"`` or ``None`` (no augmentation, e.g. to train models
-            that memorise their training set for membership-inference experiments).
+            otherwise), ``"crop_flip"``, or ``"none"`` (the command line's spelling) / ``None``:
+            no augmentation, e.g. to train models that memorise their training set for
+            membership-inference experiments.
 
     Example:
         >>> dm = UnlearningDataModule("digits", forget="class:3")
@@ -55,7 +55,7 @@ class UnlearningDataModule(pl.LightningDataModule):
         *,
         forget: "str | ForgetSpec" = "random:0.1",
         seed: int = 0,
-        root: str | os.PathLike | None = None,
+        data_dir: str | os.PathLike | None = None,
         download: bool = False,
         max_train: int | None = None,
         max_test: int | None = None,
@@ -65,17 +65,21 @@ class UnlearningDataModule(pl.LightningDataModule):
         train_on: TrainOn = "train",
         cache_dir: str | os.PathLike | None = None,
         augmentation: str | None = "auto",
+        root: str | os.PathLike | None = None,
     ) -> None:
         super().__init__()
-        if augmentation not in AUGMENTATIONS:
-            raise ValueError(f"augmentation must be one of {', '.join(map(repr, AUGMENTATIONS))}, got {augmentation!r}")
-        self._augmentation = augmentation
+        if root is not None:
+            if data_dir is not None:
+                raise ValueError("give data_dir only (root is its former name), not both")
+            warnings.warn("UnlearningDataModule(root=...) is now spelled data_dir=..., as --data-dir on the command line", DeprecationWarning, stacklevel=2)
+            data_dir = root
+        self._augmentation = normalize_augmentation(augmentation, allow_auto=True)
         self.forget_spec = ForgetSpec.parse(forget)  # validate early
         if train_on not in ("train", "remain"):
             raise ValueError(f"train_on must be 'train' or 'remain', got {train_on!r}")
         if batch_size <= 0 or eval_batch_size <= 0:
             raise ValueError(f"batch sizes must be positive, got {batch_size} and {eval_batch_size}")
-        self.dataset, self.seed, self.root, self.download = dataset, seed, root, download
+        self.dataset, self.seed, self.data_dir, self.download = dataset, seed, data_dir, download
         self.max_train, self.max_test = max_train, max_test
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.train_on: TrainOn = train_on
@@ -86,7 +90,7 @@ class UnlearningDataModule(pl.LightningDataModule):
     # ------------------------------------------------------------------ lifecycle
     def _load(self) -> Pool:
         return load_pool(
-            self.dataset, root=self.root, download=self.download, max_train=self.max_train, max_test=self.max_test, cache_dir=self.cache_dir
+            self.dataset, root=self.data_dir, download=self.download, max_train=self.max_train, max_test=self.max_test, cache_dir=self.cache_dir
         )
 
     def prepare_data(self) -> None:
@@ -160,9 +164,16 @@ class UnlearningDataModule(pl.LightningDataModule):
         return self.test_set().subset(split.remain_class_test)
 
     # ------------------------------------------------------------------ loaders
-    def make_loader(self, ds: IndexedTensorDataset, *, shuffle: bool, batch_size: int | None = None, seed_offset: int = 0) -> DataLoader:
-        """A loader over ``ds``; shuffled loaders use an epoch-seeded sampler (exact resume)."""
-        sampler = EpochSeededRandomSampler(len(ds), seed=self.seed + seed_offset) if shuffle else None
+    def make_loader(
+        self, ds: IndexedTensorDataset, *, shuffle: bool, batch_size: int | None = None, seed_offset: int = 0, seed: int | None = None
+    ) -> DataLoader:
+        """A loader over ``ds``; shuffled loaders use an epoch-seeded sampler (exact resume).
+
+        The sampler's seed is ``seed`` when given (e.g. a model's data-order seed), else
+        ``self.seed + seed_offset``.
+        """
+        order = seed if seed is not None else self.seed + seed_offset
+        sampler = EpochSeededRandomSampler(len(ds), seed=order) if shuffle else None
         return DataLoader(
             ds,
             batch_size=batch_size or (self.batch_size if shuffle else self.eval_batch_size),

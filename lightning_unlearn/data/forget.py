@@ -11,9 +11,34 @@ Spec strings:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Sequence
 
 import torch
+
+
+def check_forget_classes(forget_classes: Sequence[int], num_classes: int) -> tuple[int, ...]:
+    """The one validation of forget classes against ``K`` (data module, unlearning requests, TRW).
+
+    Checks: at least one class, each in ``0..K-1``, no class twice, not all ``K`` of them.
+
+    Returns:
+        The classes as a tuple of ``int``, in the given order.
+
+    Raises:
+        ValueError: naming the bad value and the allowed range.
+    """
+    classes = tuple(int(k) for k in forget_classes)
+    if not classes:
+        raise ValueError("class forgetting needs at least one forget class; got none")
+    bad = [k for k in classes if not 0 <= k < num_classes]
+    if bad:
+        raise ValueError(f"forget class {bad[0]} is out of range; allowed classes are 0..{num_classes - 1}")
+    if len(set(classes)) != len(classes):
+        twice = sorted({k for k in classes if classes.count(k) > 1})
+        raise ValueError(f"forget classes must be distinct, got {list(classes)} (class {twice[0]} twice)")
+    if len(classes) >= num_classes:
+        raise ValueError(f"forgetting all {num_classes} classes leaves nothing to keep; forget at most {num_classes - 1} classes")
+    return classes
 
 
 @dataclass(frozen=True)
@@ -104,11 +129,10 @@ def make_split(
         return ForgetSplit(
             spec, forget, (~is_forget).nonzero().flatten(), torch.empty(0, dtype=torch.long), torch.arange(test_labels.numel())
         )
-    bad = [k for k in spec.classes if not 0 <= k < num_classes]
-    if bad:
-        raise ValueError(f"forget spec {str(spec)!r}: class {bad[0]} is out of range; allowed classes are 0..{num_classes - 1}")
-    if len(spec.classes) >= num_classes:
-        raise ValueError(f"forget spec {str(spec)!r} forgets every one of the {num_classes} classes; keep at least one")
+    try:
+        check_forget_classes(spec.classes, num_classes)
+    except ValueError as err:
+        raise ValueError(f"forget spec {str(spec)!r}: {err}") from None
     classes = torch.tensor(spec.classes)
     in_train = torch.isin(train_labels, classes)
     if not bool(in_train.any()):

@@ -9,27 +9,18 @@ reference models, de-duplication under DDP): training samples are numbered
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import torch
 
+from lightning_unlearn.cache import ArtefactCache, check_writable, default_cache_dir
 from lightning_unlearn.data.sources import Source, channel_stats, load_source
+from lightning_unlearn.seeding import derive_seed
 
 log = logging.getLogger(__name__)
-
-
-def default_cache_dir() -> Path:
-    """``$LIGHTNING_UNLEARN_CACHE``, else ``$XDG_CACHE_HOME/lightning_unlearn``, else ``~/.cache/lightning_unlearn``."""
-    env = os.environ.get("LIGHTNING_UNLEARN_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "lightning_unlearn"
 
 
 @dataclass
@@ -91,6 +82,44 @@ def stratified_subset(labels: torch.Tensor, size: int | None, *, seed: int = 0) 
     return torch.cat(chosen).sort().values
 
 
+#: Part of a pool's cache key: 2 since the test subset is drawn with ``derive_seed(subset_seed, "test-subset")``.
+POOL_VERSION = 2
+POOL_FIELDS = ("name", "train_x", "train_y", "train_index", "test_x", "test_y", "test_index", "n_train_full", "classes", "mean", "std")
+
+
+def pool_payload(pool: Pool) -> dict[str, Any]:
+    """The cache payload of a pool: its tensors, and plain lists for the names and statistics."""
+    return {**pool.__dict__, "classes": list(pool.classes), "mean": list(pool.mean), "std": list(pool.std)}
+
+
+def restore_pool(payload: dict[str, Any]) -> Pool:
+    """The :class:`Pool` of a cache payload, after checking every field's type and shape.
+
+    Raises:
+        ValueError: naming the first field that is missing or inconsistent (the file is then
+            treated as damaged, removed and decoded again).
+    """
+    missing = [k for k in POOL_FIELDS if k not in payload]
+    if missing:
+        raise ValueError(f"pool fields missing: {', '.join(missing)}")
+    pool = Pool(**{**{k: payload[k] for k in POOL_FIELDS}, "classes": tuple(payload["classes"]), "mean": tuple(payload["mean"]), "std": tuple(payload["std"])})
+    for part in ("train", "test"):
+        x, y, index = getattr(pool, f"{part}_x"), getattr(pool, f"{part}_y"), getattr(pool, f"{part}_index")
+        if not all(isinstance(t, torch.Tensor) for t in (x, y, index)):
+            raise ValueError(f"{part} arrays are not tensors")
+        if x.dtype != torch.uint8 or x.ndim != 4:
+            raise ValueError(f"{part}_x must be uint8 (N, C, H, W), got {x.dtype} {tuple(x.shape)}")
+        if y.dtype != torch.int64 or index.dtype != torch.int64 or y.shape != (len(x),) or index.shape != (len(x),):
+            raise ValueError(f"{part}_y and {part}_index must be int64 ({len(x)},), got {y.dtype} {tuple(y.shape)} and {index.dtype} {tuple(index.shape)}")
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= len(pool.classes)):
+            raise ValueError(f"{part}_y holds labels outside 0..{len(pool.classes) - 1}")
+    if pool.train_x.shape[1:] != pool.test_x.shape[1:]:
+        raise ValueError(f"train and test images differ in shape: {tuple(pool.train_x.shape[1:])} vs {tuple(pool.test_x.shape[1:])}")
+    if len(pool.mean) != pool.train_x.shape[1] or len(pool.std) != pool.train_x.shape[1]:
+        raise ValueError(f"mean/std have {len(pool.mean)}/{len(pool.std)} entries for {pool.train_x.shape[1]} channels")
+    return pool
+
+
 def load_pool(
     dataset: str = "digits",
     *,
@@ -104,27 +133,42 @@ def load_pool(
 ) -> Pool:
     """Decode (or load from the cache) the pool of a data set.
 
-    The cache file is keyed by the source's fingerprint and the subset arguments, so a
-    changed tree or subset never reuses stale arrays. A second call starts in about a second.
+    Subsets (``max_train``, ``max_test``) are stratified (:func:`stratified_subset`), the training
+    subset drawn with ``subset_seed``, the test subset with ``derive_seed(subset_seed, "test-subset")``.
+
+    The cache entry (:class:`lightning_unlearn.cache.ArtefactCache`, kind ``"pools"``) is keyed
+    by the source's fingerprint and the subset arguments, so a changed tree or subset never
+    reuses stale arrays; a damaged or foreign file is named in a warning, removed and decoded
+    again. A second call starts in about a second.
+
+    Raises:
+        lightning_unlearn.cache.CacheNotWritableError: ``use_cache`` and the cache folder
+            cannot be written (checked before decoding).
     """
     for name, value in (("max_train", max_train), ("max_test", max_test)):
         if value is not None and value <= 0:
             raise ValueError(f"{name} must be a positive number of samples or None, got {value}")
     source: Source = load_source(dataset, root=root, download=download)
-    key = json.dumps([source.fingerprint, max_train, max_test, subset_seed, "pool-v1"])
-    path = Path(cache_dir or default_cache_dir()) / "pools" / (hashlib.sha256(key.encode()).hexdigest()[:20] + ".pt")
-    if use_cache and path.is_file():
-        blob = torch.load(path, weights_only=True)
-        log.info("loaded pool %s from cache %s", source.name, path)
-        return Pool(**{**blob, "classes": tuple(blob["classes"]), "mean": tuple(blob["mean"]), "std": tuple(blob["std"])})
+    settings = {"source": source.fingerprint, "max_train": max_train, "max_test": max_test, "subset_seed": subset_seed, "version": POOL_VERSION}
+    if not use_cache:
+        return _decode(source, max_train, max_test, subset_seed)
+    cache = ArtefactCache(cache_dir or default_cache_dir(), "pools")
+    hit = cache.load(settings, restore_pool)
+    if hit is not None:
+        log.info("loaded pool %s from cache %s", source.name, cache.path(hit.key))
+        return hit.value
+    check_writable(cache.folder)  # before the (possibly long) decoding
+    return cache.get_or_build(settings, lambda: (pool_payload(_decode(source, max_train, max_test, subset_seed)), {}), restore_pool).value
 
+
+def _decode(source: Source, max_train: int | None, max_test: int | None, subset_seed: int) -> Pool:
     train_pos = stratified_subset(source.train.labels, max_train, seed=subset_seed)
-    test_pos = stratified_subset(source.test.labels, max_test, seed=subset_seed + 1)
+    test_pos = stratified_subset(source.test.labels, max_test, seed=derive_seed(subset_seed, "test-subset"))
     n_train_full = source.train.labels.numel()
     train_x = source.train.load(train_pos)
     test_x = source.test.load(test_pos)
     mean, std = channel_stats(source, train_x)
-    pool = Pool(
+    return Pool(
         name=source.name,
         train_x=train_x.contiguous(),
         train_y=source.train.labels[train_pos].clone(),
@@ -137,9 +181,3 @@ def load_pool(
         mean=mean,
         std=std,
     )
-    if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save({**pool.__dict__, "classes": list(pool.classes), "mean": list(mean), "std": list(std)}, tmp)
-        os.replace(tmp, path)  # atomic: concurrent ranks never read half a file
-    return pool

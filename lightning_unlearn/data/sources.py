@@ -134,7 +134,7 @@ def _torchvision_source(name: str, *, root, download: bool) -> Source:
 
     if root is None:
         raise FileNotFoundError(
-            f"data set {name!r} needs a data directory (--data-dir / root=); "
+            f"data set {name!r} needs a data directory (--data-dir / data_dir=); "
             "pass download=True (--download) to fetch it there"
         )
     root = os.fspath(root)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from lightning_unlearn.seeding import derive_seed
+
 
 def to_pixels(x: torch.Tensor) -> torch.Tensor:
     """``uint8`` -> ``float32`` in ``[0, 1]``; floating input is returned as ``float32`` unchanged."""
@@ -58,15 +60,36 @@ def random_crop_flip(
     return out.permute(0, 3, 1, 2).contiguous()
 
 
-def batch_generator(seed: int, epoch: int, batch_idx: int, rank: int, device: torch.device, *, salt: int = 0) -> torch.Generator:
+def batch_generator(seed: int, epoch: int, batch_idx: int, rank: int, device: torch.device) -> torch.Generator:
     """A generator on ``device`` keyed by ``(seed, epoch, batch_idx, rank)``.
 
     Augmentation drawn from it depends only on where the batch sits in training, so a run
     resumed from a checkpoint sees the same augmentations as an uninterrupted one (the global
-    RNG state is not checkpointed). ``salt`` separates independent streams with equal keys.
+    RNG state is not checkpointed). Independent streams pass independent seeds
+    (:func:`lightning_unlearn.seeding.derive_seed`).
     """
-    key = ((seed * 1_000_003 + epoch) * 1_000_033 + batch_idx) * 1_009 + rank + salt
-    return torch.Generator(device=device).manual_seed(key % (2**63 - 1))
+    return torch.Generator(device=device).manual_seed(derive_seed(seed, "augmentation", epoch, batch_idx, rank))
+
+
+#: The augmentation names every entry point accepts (command line, ``BenchmarkConfig``, the
+#: data module, the classifier, unlearning requests); ``None`` means ``"none"``.
+AUGMENTATIONS = ("auto", "crop_flip", "none")
+
+
+def normalize_augmentation(value: str | None, *, allow_auto: bool = False) -> str | None:
+    """The one spelling of an augmentation setting: ``"crop_flip"``, ``"auto"`` (where allowed) or ``None``.
+
+    ``"none"`` and ``None`` both mean no augmentation and give ``None``.
+
+    Raises:
+        ValueError: naming the value and the allowed ones.
+    """
+    allowed = AUGMENTATIONS if allow_auto else tuple(a for a in AUGMENTATIONS if a != "auto")
+    if value is None or value == "none":
+        return None
+    if value in allowed:
+        return value
+    raise ValueError(f"unknown augmentation {value!r}: expected one of {', '.join(map(repr, allowed))} (or None, the same as 'none')")
 
 
 def default_augmentation(image_shape: tuple[int, ...]) -> str | None:
@@ -76,9 +99,8 @@ def default_augmentation(image_shape: tuple[int, ...]) -> str | None:
 
 
 def augment(x: torch.Tensor, kind: str | None, *, generator: torch.Generator | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Apply the named augmentation (``"crop_flip"`` or ``None``) to float pixels."""
+    """Apply the named augmentation (``"crop_flip"``, or ``"none"`` / ``None``) to float pixels."""
+    kind = normalize_augmentation(kind)
     if kind is None:
         return x
-    if kind == "crop_flip":
-        return random_crop_flip(x, generator=generator, mask=mask)
-    raise ValueError(f"unknown augmentation {kind!r}: expected 'crop_flip' or None")
+    return random_crop_flip(x, generator=generator, mask=mask)

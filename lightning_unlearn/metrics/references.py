@@ -7,28 +7,29 @@ metrics.md §5.2. The pool is the data module's training pool, followed by its t
 ``O = argsort(U, axis=0)``, ``membership = O < R/2``.
 
 Each reference is trained with the same recipe as the target
-(:func:`lightning_unlearn.training.train_classifier`: same model, epochs, learning rate, schedule,
-augmentation) on its IN samples, with seed ``10_000 + 100 * seed + r``.
+(:func:`lightning_unlearn.training.train_classifier`, the library's one training path: same
+model, epochs, learning rate, schedule, augmentation) on its IN samples, with model seed
+``derive_seed(seed, "rmia-reference", r)`` (:func:`lightning_unlearn.seeding.derive_seed`).
 
 **Devices.** References are trained **one after another**, each by its own ``Trainer`` made from
 ``trainer_kwargs`` (``accelerator``, ``devices``, ``strategy``, ...): under ``strategy="ddp"`` each
 reference is trained data-parallel on all devices in turn. Every finished reference is written to
-the cache at once (atomically, ``os.replace``), so an interrupted run resumes where it stopped and
-a later call (or another process) with the same configuration loads it instead of training it.
+the cache at once (atomically), so an interrupted run resumes where it stopped and a later call
+(or another process) with the same configuration loads it instead of training it.
 
 :func:`train_retrained_references` uses the same loop and cache for models retrained on D_R only
 (``train_classifier(dm, on="remain", seed=s)``), the references of MIA-NN, Avg. Gap and FADE.
 
-**Cache.** ``<cache_dir>/references/<hash>/`` with ``config.json`` (human-readable), ``membership.pt``,
-``pool_index.pt`` and ``ref<r>.pt`` (the model's ``state_dict``), all read with
-``torch.load(weights_only=True)``. ``<hash>`` is the SHA-256 of the configuration: data set, a
-fingerprint of the pool (indices, labels, image shape), model, epochs, lr, schedule, R, seed.
+**Cache.** The library's one cache (:mod:`lightning_unlearn.cache`): each reference model is a
+``"models"`` entry keyed by its recipe, the pool's fingerprint, its training set (the IN samples)
+and its seed; the membership table a ``"membership"`` entry keyed by R, the pool and the seed.
+Every entry is verified on load (format, shapes, the settings stored inside against the key) and
+a damaged one is removed and rebuilt; an unwritable cache folder is reported before any training.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -41,17 +42,18 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from lightning_unlearn.cache import ArtefactCache, check_writable, default_cache_dir, state_dict_payload
 from lightning_unlearn.data.datamodule import UnlearningDataModule
 from lightning_unlearn.data.datasets import IndexedTensorDataset
-from lightning_unlearn.data.pool import default_cache_dir
 from lightning_unlearn.inference import predict_logits
 from lightning_unlearn.metrics.rmia import Signal, compute_signal
 from lightning_unlearn.models.factory import build_model
-from lightning_unlearn.training.fit import DEFAULT_LR, default_epochs, train_classifier
+from lightning_unlearn.seeding import derive_seed
+from lightning_unlearn.training.fit import DEFAULT_LR, TRAINING_RECIPE_VERSION, default_epochs, train_classifier
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def membership_matrix(num_refs: int, num_samples: int, *, seed: int = 0) -> torch.Tensor:
@@ -91,12 +93,6 @@ def _fingerprint(pool: IndexedTensorDataset) -> str:
     return h.hexdigest()[:16]
 
 
-def _save_atomic(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 @dataclass
 class ReferenceModels:
     """R trained reference models with their membership over the pool.
@@ -106,7 +102,7 @@ class ReferenceModels:
         membership: ``(R, P)`` bool, IN/OUT per pool position.
         pool_index: ``(P,)`` int64 pool indices of the positions.
         config: the configuration that keys the cache.
-        cache_path: the cache directory (``None`` if caching was off).
+        cache_path: the cache folder of the models (``None`` if caching was off).
         loaded_from_cache: how many references were read from the cache rather than trained.
     """
 
@@ -158,6 +154,36 @@ class ReferenceModels:
         return dense, member
 
 
+def _membership_restore(expected: torch.Tensor, pool_index: torch.Tensor):
+    """Check a cached membership table: bool ``(R, P)``, the pool's indices, equal to the recomputed table."""
+
+    def restore(payload: dict[str, Any]) -> torch.Tensor:
+        m, idx = payload["membership"], payload["pool_index"]
+        if not isinstance(m, torch.Tensor) or m.dtype != torch.bool or m.shape != expected.shape:
+            raise ValueError(f"membership must be a bool tensor of shape {tuple(expected.shape)}, got {getattr(m, 'dtype', type(m))} {tuple(getattr(m, 'shape', ()))}")
+        if not isinstance(idx, torch.Tensor) or not torch.equal(idx, pool_index):
+            raise ValueError("its pool indices are not this pool's")
+        if not torch.equal(m, expected):
+            raise ValueError("its membership differs from the one recomputed from the seed")
+        return m
+
+    return restore
+
+
+def _model_restore(dm: UnlearningDataModule, model: str):
+    def restore(payload: dict[str, Any]) -> nn.Module:
+        net = build_model(model, in_channels=dm.image_shape[0], num_classes=dm.num_classes, mean=dm.mean, std=dm.std)
+        net.load_state_dict(payload, strict=True)  # RuntimeError on a missing, extra or misshapen tensor
+        return net
+
+    return restore
+
+
+def _trainer_settings(trainer_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The Trainer arguments that can change trained weights (part of a reference's cache key)."""
+    return {k: trainer_kwargs[k] for k in ("accelerator", "devices", "strategy", "precision") if k in trainer_kwargs}
+
+
 def _train_or_load(
     dm: UnlearningDataModule,
     pool: IndexedTensorDataset,
@@ -171,40 +197,40 @@ def _train_or_load(
     trainer_kwargs: dict[str, Any],
 ) -> ReferenceModels:
     """Train model r on ``train_sets[r]`` (default ``pool.subset(membership[r])``) with seed ``seeds[r]``, or load it from the cache."""
-    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:20]
-    path = Path(cache_dir or default_cache_dir()) / "references" / key if use_cache else None
-    if path is not None:
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
-        if (path / "membership.pt").is_file():
-            cached = torch.load(path / "membership.pt", weights_only=True)
-            if not torch.equal(cached, membership):
-                raise RuntimeError(f"cached membership in {path} differs from the recomputed one: remove the stale cache")
-        else:
-            _save_atomic(membership, path / "membership.pt")
-            _save_atomic(pool.index.clone(), path / "pool_index.pt")
+    root = Path(cache_dir or default_cache_dir())
+    models_cache = ArtefactCache(root, "models") if use_cache else None
+    if use_cache:
+        for kind in ("models", "membership"):
+            check_writable(root / kind)  # before any training
+        table = ArtefactCache(root, "membership")
+        table.get_or_build(
+            {k: config[k] for k in ("kind", "pool", "pool_size", "seed") if k in config} | {"shape": list(membership.shape)},
+            lambda: ({"membership": membership.clone(), "pool_index": pool.index.clone()}, {}),
+            _membership_restore(membership, pool.index),
+        )
     model = config["model"]
+    restore = _model_restore(dm, model)
     models: list[nn.Module] = []
     loaded = 0
     for r, seed_r in enumerate(seeds):
-        file = path / f"ref{r}.pt" if path is not None else None
-        if file is not None and file.is_file():
-            net = build_model(model, in_channels=dm.image_shape[0], num_classes=dm.num_classes, mean=dm.mean, std=dm.std)
-            net.load_state_dict(torch.load(file, weights_only=True))
-            loaded += 1
-            log.info("reference %d/%d loaded from %s", r + 1, len(seeds), file)
-        else:
-            data = train_sets[r] if train_sets is not None else pool.subset(torch.nonzero(membership[r]).flatten())
+        data = train_sets[r] if train_sets is not None else pool.subset(torch.nonzero(membership[r]).flatten())
+
+        def train(data=data, r=r, seed_r=seed_r) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
             log.info("training reference %d/%d on %d of %d pool samples", r + 1, len(seeds), len(data), len(pool))
             module = train_classifier(
                 dm, on=data, model=model, epochs=config["epochs"], seed=int(seed_r),
                 lr=config["lr"], schedule=config["schedule"], **trainer_kwargs,
             )
-            net = module.model
-            if file is not None:
-                _save_atomic({k: v.detach().cpu() for k, v in net.state_dict().items()}, file)
+            return state_dict_payload(module.model.state_dict()), {"n_train": len(data)}
+
+        if models_cache is None:
+            net = restore(train()[0])
+        else:
+            settings = {**config, "role": config["kind"], "reference": r, "seed": int(seed_r), "train_set": _fingerprint(data), **_trainer_settings(trainer_kwargs)}
+            entry = models_cache.get_or_build(settings, train, restore)
+            net, loaded = entry.value, loaded + int(entry.from_cache)
         models.append(net.eval())
-    return ReferenceModels(models, membership, pool.index.clone(), config, path, loaded)
+    return ReferenceModels(models, membership, pool.index.clone(), config, models_cache.folder if models_cache else None, loaded)
 
 
 def _recipe(dm: UnlearningDataModule, model: str, epochs: int | None, lr: float | None, schedule: str) -> dict[str, Any]:
@@ -212,6 +238,7 @@ def _recipe(dm: UnlearningDataModule, model: str, epochs: int | None, lr: float 
         raise ValueError(f"model must be a model name (so that cached weights can be rebuilt), got {type(model).__name__}")
     return {
         "version": CACHE_VERSION,
+        "recipe_version": TRAINING_RECIPE_VERSION,
         "dataset": str(dm.dataset),
         "model": model,
         "epochs": int(epochs if epochs is not None else default_epochs(dm.dataset, model)),
@@ -242,7 +269,7 @@ def train_reference_models(
         dm: the data module (its pool, augmentation and batch size are used; its forget split is not).
         num_refs: R, even (each sample IN for exactly R/2 references).
         model, epochs, lr, schedule: the target's recipe (defaults as in ``train_classifier``).
-        seed: seeds the membership matrix and (through ``10_000 + 100 * seed + r``) each reference.
+        seed: seeds the membership matrix and (through ``derive_seed(seed, "rmia-reference", r)``) each reference.
         include_test: pool = train + test (AMUN) or train only.
         cache_dir: default ``<default_cache_dir()>``; the models go to ``references/<hash>/``.
         use_cache: read and write the cache.
@@ -257,7 +284,7 @@ def train_reference_models(
     membership = membership_matrix(num_refs, len(pool), seed=seed)
     config.update(kind="rmia-halves", pool=_fingerprint(pool), pool_size=len(pool), include_test=bool(include_test),
                   num_refs=int(num_refs), seed=int(seed))
-    seeds = [10_000 + 100 * int(seed) + r for r in range(int(num_refs))]
+    seeds = [derive_seed(int(seed), "rmia-reference", r) for r in range(int(num_refs))]
     return _train_or_load(dm, pool, membership, config, seeds, cache_dir=cache_dir, use_cache=use_cache, trainer_kwargs=trainer_kwargs)
 
 

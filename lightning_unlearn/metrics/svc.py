@@ -18,7 +18,8 @@ class MIAEfficacy(IndexedRecords):
     index), sorts by index, draws |D_T| shadow members from D_R with
     :func:`~lightning_unlearn.metrics.functional.select_shadow_members` (seeded, over the sorted
     indices: the same draw on every rank), and calls
-    :func:`~lightning_unlearn.metrics.functional.mia_efficacy` on ``softmax(logits)`` (fp32).
+    :func:`~lightning_unlearn.metrics.functional.mia_efficacy` on ``softmax(logits)`` (computed
+    in fp64, so that features tied in fp32 do not flip the SVC's decisions).
     The papers' "MIA"/"MIS" is ``feature="confidence"`` (the default); its target is the
     retrained model's value, so ``higher_is_better = None``.
 
@@ -70,7 +71,7 @@ class MIAEfficacy(IndexedRecords):
 
     def compute(self) -> torch.Tensor:
         rec = self._records()
-        probs = torch.softmax(rec["logits"].float(), 1)
+        probs = torch.softmax(rec["logits"].double(), 1)
         split, labels = rec["split"], rec["labels"]
         parts = {}
         for name in ("forget", "remain", "test"):

@@ -2,7 +2,7 @@
 
 The config is a frozen dataclass: validated once (:meth:`BenchmarkConfig.validate`), turned
 into plain JSON for ``results.json`` (:meth:`BenchmarkConfig.to_dict`), and the source of the
-cache keys of trained models (:mod:`lightning_unlearn.pipeline.cache`): a key is the hash of
+cache keys of trained models (:mod:`lightning_unlearn.cache`): a key is the hash of
 exactly the settings that change a model's weights, so a changed configuration never reuses a
 stale model while unrelated changes (another method list, more seeds) reuse what is there.
 
@@ -11,8 +11,8 @@ Seeds (documented contract):
 * **random forgetting** -- seed ``s`` is one full replicate: the forget set is drawn with
   ``s``, the original model is trained with model seed ``s``, the retrained model on that
   remain set with model seed ``s``; Avg. Gap of seed ``s`` is against retrain ``s``
-  (``retrain_models`` retrained models per seed when it is larger than 1, seeds
-  ``s, s + 1000, ...``).
+  (``retrain_models`` retrained models per seed when it is larger than 1: model seeds ``s``,
+  then ``derive_seed(s, "retrain", j)`` for ``j = 1, 2, ...``).
 * **class forgetting** -- the forget set is the class, the same for every seed. Seed ``s``
   trains its own original model; the retrained models are shared by all seeds: ``R =
   max(retrain_models, len(seeds))`` models with model seeds ``seeds`` extended by
@@ -20,11 +20,23 @@ Seeds (documented contract):
   leave-one-out). Starred (retrain) values are the mean over those models; the ``retrain``
   row itself is scored leave-one-out against the other retrained models.
 * **tuning** -- random forgetting: the forget set drawn with ``tune_seed``, its original model
-  and its retrained model; class forgetting: a *held-out* class (the first class after the
-  forgotten ones that is not forgotten), the original model of ``tune_seed`` and one model
-  retrained without that class, so the evaluated class never chooses its own
-  hyperparameters. Each method's grid is run once there and the hyperparameters with the
-  smallest ``avg_gap`` are reused for every seed; ``results.json`` records ``tuned_on``.
+  and its retrained model; class forgetting: a *held-out* class (``tune_class``, default the
+  first class after the forgotten ones that is not forgotten), the original model of
+  ``tune_seed`` and one model retrained without that class, so the evaluated class never
+  chooses its own hyperparameters. Each method's grid is run once there and the
+  hyperparameters with the smallest ``avg_gap`` are reused for every seed; ``results.json``
+  records ``tuned_on``. Hyperparameters fixed in ``hparams`` are used as given and are not
+  tuned.
+* **model seed** -- a model with model seed ``m`` is initialised by ``seed_everything(m)``
+  and sees its training data in the order of ``derive_seed(m, "data-order")``
+  (:func:`lightning_unlearn.training.train_classifier`; every derived seed of the library
+  comes from :func:`lightning_unlearn.seeding.derive_seed`). Each unlearning run of replicate
+  ``s`` uses request seed ``s``.
+
+One vocabulary: every field is spelled as its command-line option (``--tune-lrs`` is
+``tune_lrs``), and every field accepts the command line's text as well as the Python value
+(``seeds="0,1,2"`` or ``(0, 1, 2)``, ``methods="ft,amun"``, ``augmentation="none"`` or
+``None``, ``devices=2`` or ``"2"``, ``hparams="trw.tau=0.5"`` or ``{"trw": {"tau": 0.5}}``).
 """
 
 from __future__ import annotations
@@ -33,9 +45,9 @@ import dataclasses
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 BASELINE_ROWS = ("original", "retrain")
 RMIA_SIGNALS = ("softmax", "sm_taylor_softmax")
@@ -53,9 +65,67 @@ class ConfigError(ValueError):
 
 def default_cache_root() -> Path:
     """The library's cache folder (``$LIGHTNING_UNLEARN_CACHE`` or ``~/.cache/lightning_unlearn``)."""
-    from lightning_unlearn.data import default_cache_dir
+    from lightning_unlearn.cache import default_cache_dir
 
     return Path(default_cache_dir())
+
+
+# ---------------------------------------------------------------------------- the command line's text
+def parse_list(value: Any, kind: Callable[[str], Any], name: str) -> tuple | None:
+    """A comma-separated list (the command line's form) or any sequence -> a tuple of ``kind``.
+
+    Raises:
+        ConfigError: an empty list or an item that is not a ``kind``.
+    """
+    if value is None:
+        return None
+    items = [t.strip() for t in value.split(",") if t.strip()] if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else [value]
+    try:
+        out = tuple(kind(v) for v in items)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a comma-separated list of {kind.__name__} values, got {value!r}") from None
+    if not out and name != "seeds":
+        raise ConfigError(f"{name} must not be empty, got {value!r}")
+    return out
+
+
+def _scalar(text: str) -> Any:
+    low = text.strip().lower()
+    if low in ("none", "null"):
+        return None
+    if low in ("true", "false"):
+        return low == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text.strip()
+
+
+def parse_hparams(value: Any) -> dict[str, dict[str, Any]] | None:
+    """Fixed hyperparameters: ``"METHOD.NAME=VALUE[,METHOD.NAME=VALUE...]"`` or ``{METHOD: {NAME: VALUE}}``.
+
+    Values of the text form are read as ``None``/``none``, ``true``/``false``, integers,
+    floats, or else strings.
+
+    Raises:
+        ConfigError: an item not of the form ``METHOD.NAME=VALUE``.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        out: dict[str, dict[str, Any]] = {}
+        for item in (t.strip() for t in value.split(",") if t.strip()):
+            left, eq, right = item.partition("=")
+            method, dot, name = left.strip().partition(".")
+            if not eq or not dot or not method or not name:
+                raise ConfigError(f"bad hyperparameter {item!r}: expected METHOD.NAME=VALUE, e.g. trw.tau=0.5")
+            out.setdefault(method, {})[name] = _scalar(right)
+        return out
+    if isinstance(value, dict) and all(isinstance(v, dict) for v in value.values()):
+        return {str(m): dict(hp) for m, hp in value.items()}
+    raise ConfigError(f"hparams must be 'METHOD.NAME=VALUE,...' or a dict of dicts, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -90,12 +160,17 @@ class BenchmarkConfig:
             registered method that applies to the setting. ``original`` and ``retrain`` are
             always evaluated (every gap is measured against ``retrain``).
         seeds: replicate seeds (default ``(0,)``); ``tune_seed`` draws the tuning forget set.
+        tune_class: class forgetting only: the held-out class the hyperparameters are tuned on
+            (default ``None``: the first class after the forgotten ones that is not forgotten).
         unlearn_epochs: epochs of every unlearning phase (default 5; recorded).
         tune_lrs: the learning-rate grid of every method (replaces the method's own ``lr``
             grid; ``None`` keeps it); other tunable hyperparameters keep their grids.
         max_trials: at most this many grid points per method (default 3: a diagonal through
             the grids, see :func:`~lightning_unlearn.pipeline.stages.tuning_grid`). ``0``
             disables tuning (the methods' defaults are used).
+        hparams: fixed hyperparameters per method, ``{"trw": {"tau": 0.5}}`` or
+            ``"trw.tau=0.5,amun.lr=0.01"``: always passed to the method and left out of its
+            tuning grid (a method whose every tunable hyperparameter is fixed is not tuned).
 
     Audit:
         rmia_references: RMIA reference models (default 4; 0 disables RMIA and ``avg_gap``
@@ -135,6 +210,8 @@ class BenchmarkConfig:
     unlearn_epochs: int = 5
     tune_lrs: tuple[float, ...] | None = None
     max_trials: int = 3
+    tune_class: int | None = None
+    hparams: dict[str, dict[str, Any]] | None = field(default=None, hash=False)
     rmia_references: int = 4
     rmia_signal: str = "softmax"
     rmia_gamma: float = 2.0
@@ -146,17 +223,25 @@ class BenchmarkConfig:
     device_data: bool = False
     cache_dir: str | None = None
 
+    def __post_init__(self) -> None:
+        """Accept the command line's text for every field (see the module docstring)."""
+        fix = {
+            "methods": parse_list(self.methods, str, "methods"),
+            "seeds": parse_list(self.seeds, int, "seeds"),
+            "tune_lrs": parse_list(self.tune_lrs, float, "tune_lrs"),
+            "hparams": parse_hparams(self.hparams),
+            "devices": str(self.devices),
+            "augmentation": "none" if self.augmentation is None else self.augmentation,
+        }
+        for name, value in fix.items():
+            object.__setattr__(self, name, value)
+
     # ------------------------------------------------------------------ derived settings
     @property
     def forget_spec(self):
         from lightning_unlearn.data import ForgetSpec
 
         return ForgetSpec.parse(self.forget)
-
-    @property
-    def data_augmentation(self) -> str | None:
-        """The data module's ``augmentation`` argument (``"none"`` -> ``None``)."""
-        return None if self.augmentation == "none" else self.augmentation
 
     @property
     def kind(self) -> str:
@@ -198,8 +283,10 @@ class BenchmarkConfig:
                 out.append(nxt)
                 nxt += 1
             return tuple(out)
+        from lightning_unlearn.seeding import derive_seed
+
         base = self.seeds[0] if seed is None else seed
-        return tuple(base + 1000 * j for j in range(r))
+        return (base,) + tuple(derive_seed(base, "retrain", j) for j in range(1, r))
 
     def unlearning_methods(self) -> tuple[str, ...]:
         """The method names (without ``original``/``retrain``) this run unlearns with."""
@@ -259,6 +346,19 @@ class BenchmarkConfig:
                 raise ConfigError(f"method {name!r} does not apply to {describe_setting(spec.kind, self.has_remain)}: allowed are {ok}")
         if self.methods is not None and len(set(self.methods)) != len(self.methods):
             raise ConfigError(f"--methods lists a method twice: {','.join(self.methods)}")
+        for name, fixed in (self.hparams or {}).items():
+            if name not in METHODS:
+                raise ConfigError(f"hparams names an unknown method {name!r}: expected one of {', '.join(METHODS)}")
+            unknown = sorted(set(fixed) - set(get_method(name).hyperparameter_names()))
+            if unknown:
+                raise ConfigError(
+                    f"hparams gives {name!r} unknown hyperparameters {', '.join(unknown)}: it accepts {', '.join(get_method(name).hyperparameter_names())}"
+                )
+        if self.tune_class is not None:
+            if spec.kind != "class":
+                raise ConfigError(f"tune_class applies to class forgetting only, not to {spec}")
+            if self.tune_class < 0 or self.tune_class in spec.classes:
+                raise ConfigError(f"tune_class must be a class that is not forgotten ({spec}), got {self.tune_class}")
         if not self.seeds:
             raise ConfigError("--seeds needs at least one seed")
         if any(s < 0 for s in self.seeds) or self.tune_seed < 0:
@@ -309,6 +409,7 @@ class BenchmarkConfig:
         d["methods"] = list(self.rows())
         d["seeds"] = list(self.seeds)
         d["tune_lrs"] = None if self.tune_lrs is None else list(self.tune_lrs)
+        d["hparams"] = None if self.hparams is None else {m: dict(hp) for m, hp in self.hparams.items()}
         d["epochs"] = self.resolved_epochs
         d["lr"] = self.resolved_lr
         d["retrain_models"] = self.resolved_retrain_models
@@ -335,10 +436,13 @@ TRAIN_FIELDS = ("model", "augmentation", "batch_size", "fastclip", "fastclip_eve
 def training_settings(config: BenchmarkConfig, *, data_fingerprint: str) -> dict[str, Any]:
     """The settings every trained model depends on (its cache key is built from these)."""
     out: dict[str, Any] = {k: getattr(config, k) for k in DATA_FIELDS + TRAIN_FIELDS}
+    from lightning_unlearn.training.fit import TRAINING_RECIPE_VERSION
+
     out["epochs"] = config.resolved_epochs
     out["lr"] = config.resolved_lr
     out["data_fingerprint"] = data_fingerprint
+    out["recipe_version"] = TRAINING_RECIPE_VERSION
     return out
 
 
-__all__ = ["BASELINE_ROWS", "BenchmarkConfig", "ConfigError", "RMIA_SIGNALS", "training_settings"]
+__all__ = ["BASELINE_ROWS", "BenchmarkConfig", "ConfigError", "RMIA_SIGNALS", "parse_hparams", "parse_list", "training_settings"]

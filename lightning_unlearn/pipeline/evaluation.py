@@ -1,8 +1,12 @@
 """Evaluation of one model: accuracies, SVC MIA efficacy, RMIA AUC, MIA-NN, symmetric KL.
 
 The pipeline computes a model's logits on the whole pool once (:func:`model_outputs`), then
-each figure is one call into :mod:`lightning_unlearn.metrics.functional` (the metrics are
-defined there, never here; see ``metrics.md``). All figures are percentages except ``sym_kl``.
+feeds them to the same audit code a user calls: the :class:`~lightning_unlearn.metrics.MIAEfficacy`
+and :class:`~lightning_unlearn.metrics.RMIA` metric classes (shadow sets, RMIA population,
+self-exclusion and signal choice are theirs, never rebuilt here) and the functions of
+:mod:`lightning_unlearn.metrics.functional` (accuracies, MIA-NN, symmetric KL, Avg. Gap). This
+module only decides which pool samples form which set. All figures are percentages except
+``sym_kl``.
 
 Sets (positions into the pool's train / test arrays, :class:`~lightning_unlearn.data.ForgetSplit`):
 
@@ -30,6 +34,8 @@ from torch import nn
 
 from lightning_unlearn.data import UnlearningDataModule
 from lightning_unlearn.inference import accuracy, predict_logits
+from lightning_unlearn.metrics import SPLITS, MIAEfficacy
+from lightning_unlearn.metrics import RMIA as RMIAMetric
 from lightning_unlearn.metrics import functional as F
 
 log = logging.getLogger(__name__)
@@ -70,12 +76,14 @@ class Sets:
     n_train: int
     kind: str
     forget_classes: tuple[int, ...] = ()
+    index: torch.Tensor | None = None  # pool indices of the positions, train then test (default: the positions)
 
     @classmethod
     def of(cls, dm: UnlearningDataModule) -> "Sets":
         dm.setup()
         pool, split = dm.pool, dm.split
         return cls(
+            index=torch.cat([pool.train_index, pool.test_index]),
             forget=split.forget,
             remain=split.remain,
             test_forget=split.forget_class_test,
@@ -91,6 +99,19 @@ class Sets:
     def pool_y(self) -> torch.Tensor:
         return torch.cat([self.train_y, self.test_y])
 
+    @property
+    def pool_index(self) -> torch.Tensor:
+        """Pool indices of the positions (the samples' identities for the metric classes)."""
+        return self.index if self.index is not None else torch.arange(self.n_train + len(self.test_y))
+
+    def sizes(self) -> dict[str, int]:
+        """Sample counts of the sets behind each figure (recorded in ``results.json``)."""
+        members, non_members = self.rmia_sets()
+        out = {"forget": len(self.forget), "remain": len(self.remain), "test": len(self.test_remain), "rmia_non_members": len(non_members)}
+        if self.kind == "class":
+            out["forget_test"] = len(self.test_forget)
+        return out
+
     def rmia_sets(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Pool positions of the RMIA members (label 1) and non-members (label 0)."""
         non = self.test_forget if self.kind == "class" else self.test_remain
@@ -103,7 +124,7 @@ class Sets:
 
 @dataclass
 class References:
-    """RMIA reference signals on the pool ``(K, N_pool)`` and their membership matrix."""
+    """RMIA reference signals ``(R, P)`` indexed by pool index (``nan`` off the pool) and their membership."""
 
     signals: torch.Tensor
     membership: torch.Tensor
@@ -127,59 +148,59 @@ def model_outputs(net: nn.Module, dm: UnlearningDataModule) -> Outputs:
 
 
 # ------------------------------------------------------------------------- metric adapters
-# Each adapter is the one call into lightning_unlearn.metrics.functional for one figure.
-def signal(logits: torch.Tensor, labels: torch.Tensor, kind: str) -> torch.Tensor:
-    """The RMIA signal Pr(x|θ) of each row (``metrics.md`` §5.1); ``logits`` ``(..., N, K)``."""
-    if kind == "softmax":
-        return F.softmax_signal(logits, labels)
-    return F.taylor_softmax_signal(logits, labels)
+# Each adapter records the pool's logits into the metric class a user would use, by set.
+def _record(metric, out: Outputs, sets: Sets, parts: dict[str, torch.Tensor]) -> None:
+    """``metric.update`` with the logits, labels and pool indices of each named set of positions."""
+    pool, y, index = out.pool, sets.pool_y, sets.pool_index
+    for split, pos in parts.items():
+        if len(pos):
+            metric.update(pool[pos], y[pos], index[pos], split)
 
 
 def svc_mia(out: Outputs, sets: Sets) -> float | None:
-    """SVC MIA efficacy (confidence feature) on the forget set, in percent (``metrics.md`` §4).
+    """SVC MIA efficacy (confidence feature) on the forget set, in percent (:class:`~lightning_unlearn.metrics.MIAEfficacy`).
 
-    Shadow members: a seeded subset of D_R of the size of the shadow non-members (the test
-    set; the remaining classes' test set for class forgetting).
+    Shadow members: D_R (the metric draws a seeded subset of the size of the non-members);
+    shadow non-members: the test set (the remaining classes' test set for class forgetting).
     """
-    pool, y = out.pool, sets.pool_y
     members, non_members = sets.mia_sets()
-    n = min(len(members), len(non_members))
-    if n == 0 or len(sets.forget) == 0:
-        _warn_once("svc", "SVC MIA skipped: a shadow set is empty")
+    if len(non_members) == 0 or len(members) < len(non_members) or len(sets.forget) == 0:
+        _warn_once("svc", f"SVC MIA skipped: it needs a forget set and at least as many remain as test samples, got {len(sets.forget)}, {len(members)}, {len(non_members)}")
         return None
-    members = members[F.select_shadow_members(members, n, seed=MIA_SHADOW_SEED)]
-    probs = torch.softmax(pool.double(), dim=1)
-    f = sets.forget
-    return float(F.mia_efficacy(probs[members], y[members], probs[non_members], y[non_members], probs[f], y[f], feature="confidence"))
+    metric = MIAEfficacy(feature="confidence", seed=MIA_SHADOW_SEED)
+    _record(metric, out, sets, {"remain": members, "test": non_members, "forget": sets.forget})
+    return float(metric.compute())
 
 
-def rmia(out: Outputs, sets: Sets, refs: References | None, *, signal_kind: str, gamma: float) -> tuple[float | None, torch.Tensor | None, torch.Tensor | None]:
-    """RMIA AUC in percent (members vs non-members of :meth:`Sets.rmia_sets`), scores and labels.
+def rmia(out: Outputs, sets: Sets, refs: References | None, *, signal_kind: str, gamma: float) -> tuple[float | None, float | None, torch.Tensor | None, torch.Tensor | None]:
+    """RMIA AUC and TPR at 1% FPR in percent (members vs non-members of :meth:`Sets.rmia_sets`), scores and labels.
 
-    Online reference mean over all references; population: every other pool point
-    (``metrics.md`` §5.4), each candidate left out of its own population.
+    :class:`~lightning_unlearn.metrics.RMIA` (online reference mean over all references) with
+    every pool point recorded once, so its population is the whole pool and each candidate is
+    left out of its own population: the members as ``"forget"``, the non-members as ``"test"``,
+    every other pool point as ``"remain"`` / ``"remain_class_test"``.
     """
     if refs is None:
-        return None, None, None
+        return None, None, None, None
     pos, neg = sets.rmia_sets()
     if len(pos) == 0 or len(neg) == 0:
         _warn_once("rmia", "RMIA skipped: no member or no non-member samples to separate")
-        return None, None, None
-    target = signal(out.pool, sets.pool_y, signal_kind)
-    query = torch.cat([pos, neg])
-    scores = F.rmia_scores(target[query], refs.signals[:, query], target, refs.signals, gamma=gamma, self_index=query)
-    labels = torch.cat([torch.ones(len(pos), dtype=torch.long), torch.zeros(len(neg), dtype=torch.long)])
-    return float(F.roc_auc(scores, labels)), scores, labels
-
-
-def _tpr_at_1pct(scores: torch.Tensor, labels: torch.Tensor) -> float:
-    """TPR at 1% FPR in percent; the metric's small-sample variance warning is logged once, not per model."""
+        return None, None, None, None
+    n_pool = sets.n_train + len(sets.test_y)
+    rest = torch.ones(n_pool, dtype=torch.bool)
+    rest[pos] = rest[neg] = False
+    others = torch.nonzero(rest).flatten()
+    metric = RMIAMetric(refs.signals, signal=signal_kind, gamma=gamma, tpr_fprs=(0.01,))
+    _record(metric, out, sets, {"forget": pos, "test": neg, "remain": others[others < sets.n_train], "remain_class_test": others[others >= sets.n_train]})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        value = float(F.tpr_at_fpr(scores, labels, 0.01))
-    for w in caught:
-        _warn_once("tpr", str(w.message))
-    return value
+        result = metric.compute()
+    for w in caught:  # the metric's small-sample variance warning: once per run, not per model
+        _warn_once(type(w.message).__name__, str(w.message))
+    last = metric.last_scores
+    keep = torch.isin(last["split"], torch.tensor([SPLITS["forget"], SPLITS["test"]]))
+    scores, labels = last["score"][keep], (last["split"][keep] == SPLITS["forget"]).long()
+    return float(result["ft_auc"]), float(result["ft_tpr@0.01"]), scores, labels
 
 
 def mia_nn_auc(out: Outputs, sets: Sets, retrain_outputs: list[Outputs]) -> float | None:
@@ -228,9 +249,9 @@ def evaluate(
     if sets.kind == "class":
         v["ua_test"] = accuracy(out.test[sets.test_forget], sets.test_y[sets.test_forget])
     v["mia"] = svc_mia(out, sets)
-    auc, scores, labels = rmia(out, sets, refs, signal_kind=signal_kind, gamma=gamma)
+    auc, tpr, scores, labels = rmia(out, sets, refs, signal_kind=signal_kind, gamma=gamma)
     v["rmia_auc"] = auc
-    v["rmia_tpr_at_1pct_fpr"] = None if scores is None else _tpr_at_1pct(scores, labels)
+    v["rmia_tpr_at_1pct_fpr"] = tpr
     v["mia_nn_auc"] = mia_nn_auc(out, sets, retrain_outputs or [])
     if sets.kind == "class":
         v["sym_kl"] = sym_kl(out, sets, retrain_outputs or [])

@@ -1,9 +1,12 @@
-"""Training (or loading from the cache) the original, retrained and reference models.
+"""Training (or loading from the cache) the original and retrained models of a benchmark run.
 
-Each function returns a :class:`TrainedModel`: the pixel-space classifier
+Every model is trained by :func:`lightning_unlearn.training.train_classifier` (the library's one
+training path, the one a user calls) and kept in the library's one cache
+(:class:`lightning_unlearn.cache.ArtefactCache`, kind ``"models"``), keyed by the settings that
+change its weights. Each function returns a :class:`TrainedModel`: the pixel-space classifier
 (:class:`~lightning_unlearn.models.NormalizedClassifier`) in eval mode plus the metadata of its
 cache entry (training seconds, FastClip norms). Every ``Trainer`` gets the config's
-``accelerator``/``devices``/``strategy``.
+``accelerator``/``devices``/``strategy``/``precision``.
 """
 
 from __future__ import annotations
@@ -16,11 +19,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_unlearn.data import DeviceTensorLoader, IndexedTensorDataset, UnlearningDataModule
+from lightning_unlearn.cache import ArtefactCache, state_dict_payload
+from lightning_unlearn.data import IndexedTensorDataset, UnlearningDataModule
 from lightning_unlearn.models import build_model
-from lightning_unlearn.pipeline.cache import ModelCache
 from lightning_unlearn.pipeline.config import BenchmarkConfig
-from lightning_unlearn.training import ClassifierModule, make_trainer, seed_everything
+from lightning_unlearn.training import ClassifierModule, train_classifier
 from lightning_unlearn.unlearning import UnlearningMixin
 
 log = logging.getLogger(__name__)
@@ -32,12 +35,13 @@ class UnlearnableClassifier(UnlearningMixin, ClassifierModule):
 
 @dataclass
 class TrainedModel:
-    """A trained classifier (eval mode, CPU or the trainer's device) and its cache metadata."""
+    """A trained classifier (eval mode, CPU or the trainer's device), its cache key, settings and metadata."""
 
     net: nn.Module
     meta: dict[str, Any]
     key: str
     from_cache: bool
+    settings: dict[str, Any]
 
     @property
     def seconds(self) -> float:
@@ -67,7 +71,7 @@ def new_net(config: BenchmarkConfig, dm: UnlearningDataModule) -> nn.Module:
 def _fastclip_callbacks(config: BenchmarkConfig) -> list:
     if config.fastclip is None:
         return []
-    from lightning_unlearn.callbacks import FastClip  # lands with the FastClip issue
+    from lightning_unlearn.callbacks import FastClip
 
     return [FastClip(max_norm=config.fastclip, every_n_steps=config.fastclip_every)]
 
@@ -84,62 +88,51 @@ def _fastclip_norms(callbacks: list, module: nn.Module) -> dict[str, list[list[f
     return {k: out[k] for k in sorted(out, key=lambda k: order.get(k, len(order)))} or None
 
 
-def fit_classifier(config: BenchmarkConfig, dm: UnlearningDataModule, data: IndexedTensorDataset, *, seed: int, seed_offset: int) -> tuple[dict, dict]:
-    """Train a fresh seeded classifier on ``data`` with the config's recipe.
+def fit_classifier(config: BenchmarkConfig, dm: UnlearningDataModule, data: IndexedTensorDataset, *, seed: int) -> tuple[dict, dict]:
+    """:func:`~lightning_unlearn.training.train_classifier` on ``data`` with the config's recipe and model seed ``seed``.
 
-    Returns ``(state_dict of the NormalizedClassifier, {"seconds", "fastclip_norms"})``.
+    Returns ``(state_dict of the NormalizedClassifier, {"seconds", "n_train", ["fastclip_norms"]})``.
     """
-    seed_everything(seed)
-    net = new_net(config, dm)
-    module = ClassifierModule(net, num_classes=dm.num_classes, lr=config.resolved_lr, augmentation=dm.augmentation, aug_seed=seed)
-    if config.device_data:  # same order as dm.make_loader: both draw from (dm.seed + seed_offset, epoch)
-        loader = DeviceTensorLoader(data, batch_size=config.batch_size, device=data_device(config), shuffle=True, seed=dm.seed + seed_offset)
-    else:
-        loader = dm.make_loader(data, shuffle=True, batch_size=config.batch_size, seed_offset=seed_offset)
     callbacks = _fastclip_callbacks(config)
     tkw = trainer_kwargs(config)
+    device = None
     if config.device_data:
+        device = data_device(config)
         tkw["devices"] = 1  # the device loader does not shard: one process
-    trainer = make_trainer(max_epochs=config.resolved_epochs, callbacks=callbacks, **tkw)
     start = time.perf_counter()
-    trainer.fit(module, train_dataloaders=loader)
+    module = train_classifier(
+        dm, on=data, model=config.model, epochs=config.resolved_epochs, seed=seed, lr=config.resolved_lr, batch_size=config.batch_size,
+        channels_last=config.channels_last, data_device=device, callbacks=callbacks, **tkw,
+    )
     seconds = time.perf_counter() - start
     meta: dict[str, Any] = {"seconds": seconds, "n_train": len(data)}
     norms = _fastclip_norms(callbacks, module)
     if norms is not None:
         meta["fastclip_norms"] = norms
-    return module.model.state_dict(), meta
+    return state_dict_payload(module.model.state_dict()), meta
 
 
-def _restore(config: BenchmarkConfig, dm: UnlearningDataModule, entry) -> TrainedModel:
-    net = new_net(config, dm)
-    net.load_state_dict(entry.state_dict)
-    return TrainedModel(net.eval(), entry.meta, entry.key, entry.from_cache)
+def _cached(config: BenchmarkConfig, dm: UnlearningDataModule, cache: ArtefactCache, key_settings: dict, data: IndexedTensorDataset, seed: int) -> TrainedModel:
+    """Load the model of ``key_settings`` (verified: weights that do not fit the model class count as damage) or train it."""
+
+    def restore(payload: dict) -> nn.Module:
+        net = new_net(config, dm)
+        net.load_state_dict(payload, strict=True)
+        return net.eval()
+
+    entry = cache.get_or_build(key_settings, lambda: fit_classifier(config, dm, data, seed=seed), restore)
+    return TrainedModel(entry.value, entry.meta, entry.key, entry.from_cache, entry.settings)
 
 
-def _cached(config: BenchmarkConfig, dm: UnlearningDataModule, cache: ModelCache, key_settings: dict, train) -> TrainedModel:
-    """Load or train; an entry whose weights no longer fit the model class (the library changed) is retrained."""
-    entry = cache.get_or_train(key_settings, train)
-    try:
-        return _restore(config, dm, entry)
-    except RuntimeError as err:
-        if not entry.from_cache:
-            raise
-        log.warning("cached model %s does not fit %s any more (%s); retraining", entry.key, config.model, str(err).splitlines()[0])
-        cache.path(entry.key).unlink(missing_ok=True)
-        return _restore(config, dm, cache.get_or_train(key_settings, train))
-
-
-def original_model(config: BenchmarkConfig, dm: UnlearningDataModule, cache: ModelCache, settings: dict, *, seed: int) -> TrainedModel:
+def original_model(config: BenchmarkConfig, dm: UnlearningDataModule, cache: ArtefactCache, settings: dict, *, seed: int) -> TrainedModel:
     """The model trained on the whole training set with model seed ``seed`` (forget spec irrelevant)."""
-    key_settings = {**settings, "role": "original", "seed": seed}
-    return _cached(config, dm, cache, key_settings, lambda: fit_classifier(config, dm, dm.train_set(), seed=seed, seed_offset=7919 * seed - dm.seed))
+    return _cached(config, dm, cache, {**settings, "role": "original", "seed": seed}, dm.train_set(), seed)
 
 
-def retrained_model(config: BenchmarkConfig, dm: UnlearningDataModule, cache: ModelCache, settings: dict, *, seed: int) -> TrainedModel:
+def retrained_model(config: BenchmarkConfig, dm: UnlearningDataModule, cache: ArtefactCache, settings: dict, *, seed: int) -> TrainedModel:
     """The model trained on ``dm``'s remain set only (the gold standard) with model seed ``seed``."""
     key_settings = {**settings, "role": "retrain", "seed": seed, "forget": str(dm.forget_spec), "forget_seed": dm.seed if dm.forget_spec.kind == "random" else None}
-    return _cached(config, dm, cache, key_settings, lambda: fit_classifier(config, dm, dm.remain_set(), seed=seed, seed_offset=7919 * seed - dm.seed))
+    return _cached(config, dm, cache, key_settings, dm.remain_set(), seed)
 
 
 # ---------------------------------------------------------------------------- the pool

@@ -178,6 +178,7 @@ def render_markdown(results: dict[str, Any], figures: list[tuple[str, str]]) -> 
     lines = [
         "# Unlearning audit report",
         "",
+        *_noise_note(results),
         f"**{cfg['dataset']}**, {cfg['model']} ({cfg['epochs']} epochs), {setting}; seeds {seeds}; "
         f"{cfg['rmia_references']} RMIA reference models ({cfg['rmia_signal']} signal, γ = {cfg['rmia_gamma']:g}).",
         "",
@@ -206,7 +207,25 @@ def render_markdown(results: dict[str, Any], figures: list[tuple[str, str]]) -> 
     for fname, title in figures:
         lines += [f"## {title}", "", f"![{title}]({fname})", ""]
     lines += ["## Configuration", "", "```json", json.dumps(cfg, indent=2), "```", ""]
+    prov = results.get("provenance")
+    if prov:
+        dirty = {True: " (with uncommitted changes)", False: "", None: ""}[prov.get("dirty")]
+        lines += ["## Provenance", "", f"Command: `{prov['command']}`", "", f"Commit {prov['commit']}{dirty}; torch {prov['torch']}, "
+                  f"lightning {prov['lightning']}; {prov['device']}.", ""]
     return "\n".join(lines)
+
+
+def _noise_note(results: dict[str, Any]) -> list[str]:
+    """One line at the top when the untouched original is already within the noise of retrain."""
+    noise = results.get("original_within_noise") or {}
+    if not noise.get("within"):
+        return []
+    terms = ", ".join(f"{k.upper() if k != 'rmia_auc' else 'RMIA AUC'} {t['difference']:+.2f} (noise ±{t['noise']:.2f})" for k, t in noise["terms"].items())
+    return [
+        "> **Smoke test, not a result:** the untouched `original` model is already within the sampling noise of `retrain` "
+        f"on every Avg. Gap term (original − retrain: {terms}), so this run cannot tell unlearning methods apart.",
+        "",
+    ]
 
 
 def _retrain_note(results: dict[str, Any]) -> str:

@@ -7,8 +7,14 @@ Schema (the issue's contract; figures in percent, ``sym_kl`` in nats)::
                         "avg_gap_mis", "seconds", "hparams", "per_seed": [...],
                         "std": {...}, "rmia_tpr_at_1pct_fpr",
                         ["ua_test", "sym_kl" for class forgetting]}},
-     "tuning": {METHOD: [{"hparams", "avg_gap", ...}, ...]},
+     "tuning": {METHOD: [{"hparams", "avg_gap", ..., ["diagnostics"]}, ...]},
+     "sets": {"forget", "remain", "test", "rmia_non_members", ["forget_test"]},
+     "original_within_noise": {"within", "terms": {TERM: {"difference", "noise"}}},
+     "provenance": {"command", "commit", "dirty", "torch", "lightning", "device", ...},
      "run": {"seconds", "models_trained", "models_loaded"}}
+
+A method's per-seed records carry its public ``diagnostics()`` where it has any (AMUN: the
+attack's statistics, e.g. ``pgd50_passes``).
 
 Avg. Gap is computed per run and then averaged (``metrics.md`` §3). Starred values are the
 mean over the retrained models of the same forget set; a retrained model is scored against
@@ -23,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from lightning_unlearn.environment import run_provenance
 from lightning_unlearn.pipeline import evaluation as ev
 from lightning_unlearn.pipeline.config import BenchmarkConfig
 from lightning_unlearn.pipeline.stages import ExperimentResult, ModelRun
@@ -57,6 +64,8 @@ def per_run_gaps(runs: list[ModelRun], config: BenchmarkConfig) -> list[dict[str
         rec["seconds"] = r.seconds
         if r.from_cache is not None:
             rec["from_cache"] = r.from_cache
+        if r.meta.get("diagnostics"):
+            rec["diagnostics"] = r.meta["diagnostics"]
         records.append(rec)
     return records
 
@@ -90,5 +99,52 @@ def build_results(result: ExperimentResult, config: BenchmarkConfig) -> dict[str
         "methods": methods,
         "tuning": result.tuning,
         "tuned_on": result.tuned_on,
+        "sets": dict(result.sets),
+        "original_within_noise": original_within_noise(methods, result.sets, cfg["avg_gap_mia"]),
+        "provenance": run_provenance(accelerator=config.accelerator),
         "run": {"seconds": result.seconds, "models_trained": len(result.trained), "models_loaded": len(result.loaded)},
     }
+
+
+# ---------------------------------------------------------------------------- sampling noise
+def proportion_se(percent: float, n: int) -> float:
+    """Standard error (percent) of a proportion measured on ``n`` samples.
+
+    Agresti-Coull: ``p~ = (k + 2) / (n + 4)``, ``se = sqrt(p~ (1 - p~) / (n + 4))``, so that a
+    measured 100% (or 0%) still carries the error of a finite set.
+    """
+    p = (percent / 100.0 * n + 2.0) / (n + 4.0)
+    return 100.0 * math.sqrt(p * (1.0 - p) / (n + 4.0))
+
+
+def auc_se(auc_percent: float, n_pos: int, n_neg: int) -> float:
+    """Hanley-McNeil (1982) standard error (percent) of an AUC from ``n_pos`` positives and ``n_neg`` negatives:
+    ``se^2 = (A(1-A) + (n_pos - 1)(Q1 - A^2) + (n_neg - 1)(Q2 - A^2)) / (n_pos n_neg)``,
+    ``Q1 = A / (2 - A)``, ``Q2 = 2A^2 / (1 + A)``."""
+    a = min(max(auc_percent / 100.0, 1e-6), 1 - 1e-6)
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    var = (a * (1 - a) + (n_pos - 1) * (q1 - a * a) + (n_neg - 1) * (q2 - a * a)) / max(1, n_pos * n_neg)
+    return 100.0 * math.sqrt(max(var, 0.0))
+
+
+def original_within_noise(methods: dict[str, Any], sets: dict[str, int], mia_key: str) -> dict[str, Any]:
+    """Is the untouched original model already as close to retrain as two retrained models would be?
+
+    For each term of Avg. Gap (UA, RA, TA and ``mia_key``), the difference between the
+    original's and the retrained model's figure is compared with the noise of a difference of
+    two independent measurements on the same sets: ``2 sqrt(2) se``, with ``se`` of the
+    retrained figure (:func:`proportion_se` for accuracies and the SVC efficacy, on the forget,
+    remain and test set sizes; :func:`auc_se` for the RMIA AUC). ``within`` is ``True`` when
+    every term lies inside its noise: the run then cannot tell unlearning methods apart (a smoke
+    test, e.g. digits), ``None`` when a figure is missing.
+    """
+    original, retrain = methods.get("original", {}), methods.get("retrain", {})
+    sizes = {"ua": sets.get("forget", 0), "ra": sets.get("remain", 0), "ta": sets.get("test", 0), "mia": sets.get("forget", 0)}
+    terms: dict[str, dict[str, float]] = {}
+    for k in ("ua", "ra", "ta", mia_key):
+        o, r = original.get(k), retrain.get(k)
+        if o is None or r is None or (k != "rmia_auc" and not sizes.get(k)):
+            return {"within": None, "terms": terms}
+        se = auc_se(r, sets.get("forget", 0), sets.get("rmia_non_members", 0)) if k == "rmia_auc" else proportion_se(r, sizes[k])
+        terms[k] = {"difference": float(o - r), "noise": 2.0 * math.sqrt(2.0) * se}
+    return {"within": all(abs(t["difference"]) <= t["noise"] for t in terms.values()), "terms": terms}

@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lightning_unlearn.pipeline.config import BenchmarkConfig
+from lightning_unlearn.cache import KINDS, CacheNotWritableError, check_writable
+from lightning_unlearn.pipeline.config import BenchmarkConfig, ConfigError
 from lightning_unlearn.pipeline.output import check_output_dir, publish
 from lightning_unlearn.pipeline.progress import NullProgress, Progress
 from lightning_unlearn.pipeline.report import write_report
@@ -39,7 +40,7 @@ def run_experiment(config: BenchmarkConfig, out_dir: str | os.PathLike | None = 
 
     Raises:
         ConfigError: bad input (unknown name, inapplicable method, missing data directory,
-            unwritable output directory), before any model is trained.
+            unwritable output or cache directory), before any model is trained.
 
     Example:
         >>> from lightning_unlearn.pipeline import BenchmarkConfig, run_experiment
@@ -48,6 +49,11 @@ def run_experiment(config: BenchmarkConfig, out_dir: str | os.PathLike | None = 
     """
     config = config.validate()
     out = check_output_dir(out_dir) if out_dir is not None else None
+    try:  # the cache is written after the first model is trained: prove it can be, before any work
+        for kind in KINDS:
+            check_writable(config.cache_root / kind)
+    except CacheNotWritableError as err:
+        raise ConfigError(str(err)) from None
     progress = progress or NullProgress()
     result = Experiment(config, progress=progress).run()
     results = build_results(result, config)

@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
+from lightning_unlearn.cache import ArtefactCache, CacheNotWritableError
 from lightning_unlearn.data import UnlearningDataModule, load_source
 from lightning_unlearn.pipeline import evaluation as ev
-from lightning_unlearn.pipeline.cache import ModelCache
 from lightning_unlearn.pipeline.config import BenchmarkConfig, ConfigError, training_settings
 from lightning_unlearn.pipeline.models import (
     TrainedModel,
@@ -65,6 +64,7 @@ class ExperimentResult:
     loaded: list[str]
     seconds: float
     tuned_on: str = ""
+    sets: dict[str, int] = field(default_factory=dict)
 
 
 def held_out_class(forget_classes: tuple[int, ...], num_classes: int) -> int | None:
@@ -85,17 +85,17 @@ def open_data(config: BenchmarkConfig, seed: int) -> UnlearningDataModule:
         config.dataset,
         forget=config.forget,
         seed=seed,
-        root=config.data_dir,
+        data_dir=config.data_dir,
         download=config.download,
         max_train=config.max_train,
         max_test=config.max_test,
         batch_size=config.batch_size,
         cache_dir=config.cache_root,
-        augmentation=config.data_augmentation,
+        augmentation=config.augmentation,
     )
     try:
         dm.setup()
-    except (ValueError, FileNotFoundError, NotADirectoryError) as err:
+    except (ValueError, FileNotFoundError, NotADirectoryError, CacheNotWritableError) as err:
         raise ConfigError(str(err).splitlines()[0]) from None
     return dm
 
@@ -103,7 +103,8 @@ def open_data(config: BenchmarkConfig, seed: int) -> UnlearningDataModule:
 def tuning_grid(method: str, config: BenchmarkConfig) -> list[dict[str, Any]]:
     """The hyperparameter trials of ``method``.
 
-    The grids are the method's ``tunable`` (``lr`` replaced by ``config.tune_lrs`` when given).
+    The grids are the method's ``tunable`` (``lr`` replaced by ``config.tune_lrs`` when given),
+    less the hyperparameters fixed in ``config.hparams`` (``[{}]``, no tuning, when none is left).
     When their product has at most ``config.max_trials`` points, all are tried; otherwise a
     diagonal of ``max_trials`` points: trial ``t`` takes, for every hyperparameter, the value at
     ``round(t (n - 1) / (max_trials - 1))`` of its ``n``-value grid, so each grid is covered from
@@ -114,6 +115,10 @@ def tuning_grid(method: str, config: BenchmarkConfig) -> list[dict[str, Any]]:
     grids = {k: tuple(v) for k, v in get_method(method).tunable.items()}
     if config.tune_lrs is not None:
         grids["lr"] = tuple(config.tune_lrs)
+    for fixed in (config.hparams or {}).get(method, {}):
+        grids.pop(fixed, None)
+    if not grids:
+        return [{}]
     keys = sorted(grids)
     size = int(np.prod([len(grids[k]) for k in keys])) if keys else 1
     if size <= config.max_trials:
@@ -133,7 +138,7 @@ class Experiment:
     def __init__(self, config: BenchmarkConfig, *, progress: Progress | None = None) -> None:
         self.config = config
         self.progress = progress or NullProgress()
-        self.cache = ModelCache(config.cache_root / "models")
+        self.cache = ArtefactCache(config.cache_root, "models")
         self._dms: dict[int, UnlearningDataModule] = {}
         self.refs: ev.References | None = None
         self.tkw = trainer_kwargs(config)
@@ -198,9 +203,8 @@ class Experiment:
             dm, c.rmia_references, model=c.model, epochs=c.resolved_epochs, lr=c.resolved_lr, cache_dir=c.cache_root, **self.tkw
         )
         self.reference_counts = (refs.num_refs - refs.loaded_from_cache, refs.loaded_from_cache)
-        signals, index = refs.signals(pool_dataset(dm), signal=c.rmia_signal)
-        assert torch.equal(index, torch.cat([dm.pool.train_index, dm.pool.test_index]))
-        return ev.References(signals=signals, membership=refs.membership)
+        signals, membership = refs.signals_by_index(pool_dataset(dm), signal=c.rmia_signal)
+        return ev.References(signals=signals, membership=membership)
 
     def retrain_group(self, rep: int, retrains: dict[int, list[TrainedModel]]) -> list[TrainedModel]:
         return retrains[self.config.seeds[0]] if self.config.kind == "class" else retrains[rep]
@@ -212,15 +216,20 @@ class Experiment:
         )
 
     def unlearn_one(self, method: str, hp: dict[str, Any], original: TrainedModel, dm: UnlearningDataModule, seed: int):
-        """Unlearn ``method`` with ``hp`` from a copy of ``original``; returns ``(net, seconds, hparams)``."""
+        """Unlearn ``method`` with ``hp`` (and the config's fixed ``hparams``) from a copy of ``original``.
+
+        Returns ``(net, seconds, hparams, diagnostics)``: the method's public ``hparams()`` and
+        ``diagnostics()`` (e.g. AMUN's attack statistics), recorded in ``results.json``.
+        """
         module = UnlearnableClassifier(copy.deepcopy(original.net), num_classes=dm.num_classes, augmentation=dm.augmentation, aug_seed=seed)
-        obj = get_method(method)(**{"epochs": self.config.unlearn_epochs, **hp})
+        fixed = (self.config.hparams or {}).get(method, {})
+        obj = get_method(method).from_hyperparameters(**{"epochs": self.config.unlearn_epochs, **fixed, **hp})
         request = UnlearningRequest.from_datamodule(dm, use_remain=self.config.has_remain, batch_size=self.config.batch_size, seed=seed)
         seed_everything(seed)  # a method's result must not depend on how many runs came before it
         start = time.perf_counter()
-        unlearn(module, obj, request, **self.tkw)
+        unlearn(module, obj, request, trainer_kwargs=self.tkw)
         seconds = time.perf_counter() - start
-        return module.model.eval(), seconds, obj.hparams()
+        return module.model.eval(), seconds, obj.hparams(), obj.diagnostics()
 
     def _retrain_runs(self, rep: int, group: list[TrainedModel], dm: UnlearningDataModule) -> tuple[list[ModelRun], list[ev.Outputs]]:
         outs = [ev.model_outputs(m.net, dm) for m in group]
@@ -229,7 +238,7 @@ class Experiment:
             others = [o for i, o in enumerate(outs) if i != j] or [outs[j]]
             e = self.evaluate(outs[j], dm, others)
             runs.append(
-                ModelRun("retrain", rep, e, m.seconds, self._train_hparams(), outs[j], model_seed=m.meta.get("settings", {}).get("seed"), from_cache=m.from_cache)
+                ModelRun("retrain", rep, e, m.seconds, self._train_hparams(), outs[j], model_seed=m.settings.get("seed"), from_cache=m.from_cache)
             )
         return runs, outs
 
@@ -249,13 +258,14 @@ class Experiment:
         """
         c = self.config
         methods = c.unlearning_methods()
-        if c.max_trials == 0 or not methods:
+        if c.max_trials == 0 or not methods or all(tuning_grid(m, c) == [{}] for m in methods):
             return {}, {m: {} for m in methods}
         if c.kind == "class" and not self._tune_in_place:
-            held = held_out_class(c.forget_spec.classes, self.data(c.seeds[0]).num_classes)
+            held = c.tune_class if c.tune_class is not None else held_out_class(c.forget_spec.classes, self.data(c.seeds[0]).num_classes)
             if held is not None:
-                sub = Experiment(c.replace(forget=f"class:{held}", seeds=(c.tune_seed,), retrain_models=1), progress=self.progress)
+                sub = Experiment(c.replace(forget=f"class:{held}", seeds=(c.tune_seed,), retrain_models=1, tune_class=None), progress=self.progress)
                 sub._tune_in_place = True
+                sub.cache = self.cache  # one cache object: its models count among this run's
                 sub_originals, sub_retrains = sub.train_models(sub.settings())
                 self.tuned_on = f"class:{held} (held out), original seed {c.tune_seed}, 1 retrained model"
                 return sub.tune(sub_originals, sub_retrains)
@@ -268,6 +278,7 @@ class Experiment:
     def _tune_on(self, rep: int, originals, retrains, methods) -> tuple[dict[str, list[dict]], dict[str, dict]]:
         c = self.config
         trials = {m: tuning_grid(m, c) for m in methods}
+        trials = {m: t for m, t in trials.items() if t != [{}]}  # every tunable hyperparameter fixed: nothing to tune
         history: dict[str, list[dict]] = {}
         chosen: dict[str, dict] = {}
         dm = self.data(rep)
@@ -275,13 +286,14 @@ class Experiment:
         star = ev.star_values([r.evaluation for r in retrain_runs])
         mia_key = "rmia_auc" if self.refs is not None else "mia"
         with self.progress.stage("tune hyperparameters", total=sum(len(t) for t in trials.values())):
-            for m in methods:
+            for m in trials:
                 history[m] = []
                 for hp in trials[m]:
-                    net, secs, _ = self.unlearn_one(m, hp, originals[rep], dm, rep)
+                    net, secs, _, diagnostics = self.unlearn_one(m, hp, originals[rep], dm, rep)
                     e = self.evaluate(ev.model_outputs(net, dm), dm, retrain_outs)
                     g = ev.gap(e.values, star, mia_key)
-                    history[m].append({"hparams": hp, "avg_gap": g, "seconds": secs, **{k: e.values.get(k) for k in ("ua", "ra", "ta", "mia", "rmia_auc")}})
+                    record = {"hparams": hp, "avg_gap": g, "seconds": secs, **{k: e.values.get(k) for k in ("ua", "ra", "ta", "mia", "rmia_auc")}}
+                    history[m].append({**record, "diagnostics": diagnostics} if diagnostics else record)
                     self.progress.advance(f"{m} {hp}")
                 scored = [(t["avg_gap"], i) for i, t in enumerate(history[m]) if t["avg_gap"] is not None and math.isfinite(t["avg_gap"])]
                 chosen[m] = trials[m][min(scored)[1]] if scored else {}
@@ -291,7 +303,9 @@ class Experiment:
     def run(self) -> ExperimentResult:
         c = self.config
         t0 = time.perf_counter()
-        self.data(c.seeds[0])  # bad data input fails here, before any training
+        dm = self.data(c.seeds[0])  # bad data input fails here, before any training
+        if c.tune_class is not None and c.tune_class >= dm.num_classes:
+            raise ConfigError(f"tune_class {c.tune_class} is out of range; allowed classes are 0..{dm.num_classes - 1}")
         settings = self.settings()
         originals, retrains = self.train_models(settings)
         tuning, chosen = self.tune(originals, retrains)
@@ -321,14 +335,16 @@ class Experiment:
                         norms["retrain"] = first.meta["fastclip_norms"]
                 self.progress.advance(f"original seed {rep}")
                 for m in methods:
-                    net, secs, hparams = self.unlearn_one(m, chosen.get(m, {}), orig, dm, rep)
+                    net, secs, hparams, diagnostics = self.unlearn_one(m, chosen.get(m, {}), orig, dm, rep)
                     out = ev.model_outputs(net, dm)
-                    runs.append(ModelRun(m, rep, self.evaluate(out, dm, retrain_outs), secs, hparams, out, model_seed=rep))
+                    meta = {"diagnostics": diagnostics} if diagnostics else {}
+                    runs.append(ModelRun(m, rep, self.evaluate(out, dm, retrain_outs), secs, hparams, out, model_seed=rep, meta=meta))
                     self.progress.advance(f"{m} seed {rep}")
         trained_refs, loaded_refs = self.reference_counts
-        trained = list(self.cache.trained) + [f"reference-{i}" for i in range(trained_refs)]
+        trained = list(self.cache.built) + [f"reference-{i}" for i in range(trained_refs)]
         loaded = list(self.cache.loaded) + [f"reference-{i}" for i in range(loaded_refs)]
-        return ExperimentResult(runs, tuning, chosen, norms, trained, loaded, time.perf_counter() - t0, tuned_on=self.tuned_on)
+        sets = ev.Sets.of(self.data(c.seeds[0])).sizes()
+        return ExperimentResult(runs, tuning, chosen, norms, trained, loaded, time.perf_counter() - t0, tuned_on=self.tuned_on, sets=sets)
 
 
 __all__ = ["Experiment", "ExperimentResult", "ModelRun", "held_out_class", "open_data", "pool_dataset", "tuning_grid"]

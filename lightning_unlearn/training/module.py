@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from lightning_unlearn.data.transforms import augment, batch_generator, to_pixels
+from lightning_unlearn.data.transforms import augment, batch_generator, normalize_augmentation, to_pixels
 
 Schedule = Literal["onecycle", "step", "cosine", "constant"]
 SCHEDULES = ("onecycle", "step", "cosine", "constant")
@@ -65,7 +65,7 @@ class ClassifierModule(pl.LightningModule):
         lr: peak learning rate (default 0.1); SGD, ``momentum`` 0.9, ``weight_decay`` 5e-4.
         schedule: ``"onecycle"`` (default), ``"step"`` (StepLR every ``step_size`` epochs by
             ``gamma``), ``"cosine"`` or ``"constant"``.
-        augmentation: ``"crop_flip"`` or ``None``.
+        augmentation: ``"crop_flip"``, or ``"none"`` / ``None`` (no augmentation).
         aug_seed: seed of the augmentation randomness.
     """
 
@@ -86,8 +86,7 @@ class ClassifierModule(pl.LightningModule):
         super().__init__()
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r}: expected one of {', '.join(SCHEDULES)}")
-        if augmentation not in (None, "crop_flip"):
-            raise ValueError(f"unknown augmentation {augmentation!r}: expected 'crop_flip' or None")
+        augmentation = normalize_augmentation(augmentation)
         self.save_hyperparameters(ignore=["model"])
         self.model = model
         self.num_classes = num_classes

@@ -1,5 +1,12 @@
-"""The unlearning phase: requests, the mixin, the method registry and every method."""
+"""The unlearning phase: requests, the mixin, the method registry and every method.
 
+Importing this package imports every method module below; each registers its classes with
+:func:`register_method` as it is defined, so ``METHODS`` holds them in this order (the order of
+the benchmark's rows): ``ft, rl, ga, bs, l1, salun, scrub, amun, amun-salun, adv-only, trw``.
+"""
+
+from lightning_unlearn.unlearning.registry import METHODS, get_method, methods_for, register_method
+from lightning_unlearn.unlearning.batch import UnlearningBatch, as_unlearning_batch, collate_unlearning_batch
 from lightning_unlearn.unlearning.base import (
     SETTINGS,
     UnlearningMethod,
@@ -8,18 +15,20 @@ from lightning_unlearn.unlearning.base import (
     frozen_snapshot,
     unlearn,
 )
-from lightning_unlearn.unlearning.adversarial import AdversarialSet, build_adversarial_set
-from lightning_unlearn.unlearning.amun import AMUN, AdvOnly, AMUNMixin, AMUNSalUn
-from lightning_unlearn.unlearning.bs import BoundaryShrink
+
+# the method modules, in registry order (each registers its classes on import)
 from lightning_unlearn.unlearning.ft import FineTune
-from lightning_unlearn.unlearning.ga import GradientAscent
-from lightning_unlearn.unlearning.l1 import L1Sparse
 from lightning_unlearn.unlearning.rl import RandomLabel
+from lightning_unlearn.unlearning.ga import GradientAscent
+from lightning_unlearn.unlearning.bs import BoundaryShrink
+from lightning_unlearn.unlearning.l1 import L1Sparse
 from lightning_unlearn.unlearning.salun import SalUn
-from lightning_unlearn.unlearning.saliency import SaliencyFreeze, saliency_mask
 from lightning_unlearn.unlearning.scrub import SCRUB
+from lightning_unlearn.unlearning.amun import AMUN, AMUNMixin, AMUNSalUn, AdvOnly
 from lightning_unlearn.unlearning.trw import TRW, TRWMixin
-from lightning_unlearn.unlearning.registry import METHODS, get_method, methods_for, register_method
+
+from lightning_unlearn.unlearning.adversarial import AdversarialSet, build_adversarial_set
+from lightning_unlearn.unlearning.saliency import SaliencyFreeze, saliency_mask
 
 __all__ = [
     "AMUN",
@@ -27,22 +36,25 @@ __all__ = [
     "AMUNSalUn",
     "AdvOnly",
     "AdversarialSet",
-    "build_adversarial_set",
-    "METHODS",
-    "SETTINGS",
     "BoundaryShrink",
-    "TRW",
-    "TRWMixin",
     "FineTune",
     "GradientAscent",
     "L1Sparse",
+    "METHODS",
     "RandomLabel",
     "SCRUB",
-    "SalUn",
+    "SETTINGS",
     "SaliencyFreeze",
+    "SalUn",
+    "TRW",
+    "TRWMixin",
+    "UnlearningBatch",
     "UnlearningMethod",
     "UnlearningMixin",
     "UnlearningRequest",
+    "as_unlearning_batch",
+    "build_adversarial_set",
+    "collate_unlearning_batch",
     "frozen_snapshot",
     "get_method",
     "methods_for",

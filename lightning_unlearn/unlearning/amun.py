@@ -37,7 +37,9 @@ import torch.nn.functional as F
 from lightning_unlearn.attacks.pgd_l2 import EpsInit
 from lightning_unlearn.unlearning.adversarial import AdversarialSet, build_adversarial_set
 from lightning_unlearn.unlearning.base import UnlearningMethod, UnlearningMixin, UnlearningRequest
+from lightning_unlearn.unlearning.batch import UnlearningBatch
 from lightning_unlearn.unlearning.phases import ADVERSARIAL, FORGET, REMAIN, Phase, module_loader, tagged_concat
+from lightning_unlearn.unlearning.registry import METHODS, get_method, register_method
 from lightning_unlearn.unlearning.saliency import MaskMode, SaliencyFreeze, SaliencyMasked
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ Variant = Literal["amun", "adv-only"]
 RANDOM_SETTINGS = frozenset({("random", True), ("random", False)})
 
 
+@register_method
 class AMUN(UnlearningMethod):
     """Fine-tuning on D_F and its minimal-radius adversarial examples (and D_R when available).
 
@@ -64,7 +67,8 @@ class AMUN(UnlearningMethod):
             (defaults lr 0.01, 10 epochs, step_size 1).
 
     Attributes:
-        adversarial: the :class:`AdversarialSet` of the current request (after ``setup``).
+        adversarial: the :class:`AdversarialSet` of the current request (after ``setup``; kept
+            after the fit for inspection). :meth:`diagnostics` summarises it.
     """
 
     name = "amun"
@@ -136,27 +140,31 @@ class AMUN(UnlearningMethod):
         if not parts:
             raise RuntimeError("AMUN adv-only without D_R: no forget sample found an adversarial example, nothing to train on")
         data = tagged_concat(parts, float_pixels=True)
-        return module_loader(module, [Phase("mixed", data, batch_size=request.batch_size, seed=request.seed)])
+        return module_loader(module, [Phase("mixed", data, batch_size=request.batch_size, seed=self.stream_seed("main"))])
 
-    def loss(self, module, batch, batch_idx: int):
-        x, y, source = batch[0], batch[1], batch[3]
-        mask = None if self.augment_adv else source != ADVERSARIAL
-        return F.cross_entropy(module(self.inputs(module, x, batch_idx, mask=mask)), y)
+    def loss(self, module, batch: UnlearningBatch, batch_idx: int):
+        mask = None if self.augment_adv else batch.source != ADVERSARIAL
+        return F.cross_entropy(module(self.inputs(module, batch.x, batch_idx, mask=mask)), batch.y)
+
+    def diagnostics(self) -> dict[str, Any]:
+        """The attack's statistics for the last request: ``n_forget``, ``n_adv`` (|D_A|), ``n_unresolved``,
+        ``eps_init``, ``pgd50_passes`` (cost in 50-step PGD passes over D_F; the paper's bound is < 3),
+        ``attack_seconds``, ``mean_delta`` (mean ``||x_adv - x||_2``); ``{}`` before any setup."""
+        a = self.adversarial
+        if a is None:
+            return {}
+        return {
+            "n_forget": int(a.n_forget), "n_adv": len(a), "n_unresolved": int(a.n_unresolved), "eps_init": float(a.eps_init),
+            "pgd50_passes": float(a.cost_in_pgd50_passes), "attack_seconds": float(a.seconds),
+            "mean_delta": float(a.delta.mean()) if len(a) else None,
+        }
 
     def teardown(self, module) -> None:
         # D_A stays available on the method object for inspection; it is not module state.
         pass
 
 
-class AdvOnly(AMUN):
-    """AMUN's ``adv-only`` variant: D_R ∪ D_A (with D_R) or D_A alone (helps when D_F is large, [P] §4)."""
-
-    name = "adv-only"
-
-    def __init__(self, *, variant: Variant = "adv-only", **kwargs: Any) -> None:
-        super().__init__(variant=variant, **kwargs)
-
-
+@register_method
 class AMUNSalUn(SaliencyMasked, AMUN):
     """AMUN with SalUn's gradient-saliency mask ([P] App. D; [R] ``amun_sa`` / ``advonly_sa``).
 
@@ -178,7 +186,14 @@ class AMUNSalUn(SaliencyMasked, AMUN):
         self.mask_ratio, self.mask_mode = mask_ratio, mask_mode
 
 
-AMUN_METHODS: dict[str, type[AMUN]] = {"amun": AMUN, "amun-salun": AMUNSalUn, "adv-only": AdvOnly}
+@register_method
+class AdvOnly(AMUN):
+    """AMUN's ``adv-only`` variant: D_R ∪ D_A (with D_R) or D_A alone (helps when D_F is large, [P] §4)."""
+
+    name = "adv-only"
+
+    def __init__(self, *, variant: Variant = "adv-only", **kwargs: Any) -> None:
+        super().__init__(variant=variant, **kwargs)
 
 
 class AMUNMixin(UnlearningMixin):
@@ -201,9 +216,10 @@ class AMUNMixin(UnlearningMixin):
 
     def start_amun(self, request: UnlearningRequest, *, method: Literal["amun", "amun-salun", "adv-only"] = "amun", **hparams: Any) -> AMUN:
         """Enter the AMUN unlearning phase for ``request`` (``hparams`` go to the method)."""
-        if method not in AMUN_METHODS:
-            raise ValueError(f"unknown AMUN method {method!r}: expected one of {', '.join(AMUN_METHODS)}")
-        return self.start_unlearning(AMUN_METHODS[method](**hparams), request)  # type: ignore[return-value]
+        variants = [n for n, cls in METHODS.items() if issubclass(cls, AMUN)]
+        if method not in variants:
+            raise ValueError(f"unknown AMUN method {method!r}: expected one of {', '.join(variants)}")
+        return self.start_unlearning(get_method(method).from_hyperparameters(**hparams), request)  # type: ignore[return-value]
 
     def precompute_adversarial_set(self, forget, **attack_kwargs: Any) -> AdversarialSet:
         """D_A for ``forget`` on the current weights, outside a fit (single process)."""

@@ -21,6 +21,7 @@ built there is ready in time. ``configure_optimizers`` runs *before* ``on_fit_st
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -30,10 +31,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from lightning_unlearn.data.datasets import EpochSeededRandomSampler, IndexedTensorDataset
-from lightning_unlearn.data.transforms import augment, batch_generator, to_pixels
+from lightning_unlearn.data.datasets import EpochSeededRandomSampler
+from lightning_unlearn.data.forget import check_forget_classes
+from lightning_unlearn.data.transforms import augment, batch_generator, normalize_augmentation, to_pixels
+from lightning_unlearn.seeding import derive_seed
 from lightning_unlearn.strategies import require_whole_weights
+from lightning_unlearn.training.fit import make_trainer
 from lightning_unlearn.training.module import build_optimizer
+from lightning_unlearn.unlearning.batch import UnlearningBatch, as_unlearning_batch, collate_unlearning_batch
+from lightning_unlearn.unlearning.registry import get_method
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +61,8 @@ class UnlearningRequest:
             setting: the method then never touches remain data).
         num_classes: number of classes K.
         forget_classes: the forgotten classes for class forgetting; empty for random forgetting.
-        augmentation: training augmentation of D_F and D_R (``"crop_flip"`` or ``None``).
+        augmentation: training augmentation of D_F and D_R (``"crop_flip"``, or ``"none"`` /
+            ``None`` for none; stored as ``"crop_flip"`` or ``None``).
         batch_size: training batch size (default 128, as in the papers).
         seed: seeds every random choice of the method (label draws, shuffling), identically
             on every rank.
@@ -74,11 +81,9 @@ class UnlearningRequest:
             raise ValueError("the forget set is empty: an unlearning request needs at least one sample to forget")
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
-        bad = [k for k in self.forget_classes if not 0 <= k < self.num_classes]
-        if bad:
-            raise ValueError(f"forget class {bad[0]} is out of range; allowed classes are 0..{self.num_classes - 1}")
-        if len(set(self.forget_classes)) >= self.num_classes:
-            raise ValueError(f"forgetting all {self.num_classes} classes leaves nothing to keep")
+        if self.forget_classes:
+            object.__setattr__(self, "forget_classes", check_forget_classes(self.forget_classes, self.num_classes))
+        object.__setattr__(self, "augmentation", normalize_augmentation(self.augmentation))
         if self.batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
 
@@ -192,9 +197,44 @@ class UnlearningMethod:
                 f"it supports: {'; '.join(allowed) or 'nothing'}"
             )
 
+    @classmethod
+    def hyperparameter_names(cls) -> tuple[str, ...]:
+        """The keyword arguments the method's constructor accepts (its own and its base classes'), sorted."""
+        names: set[str] = set()
+        for klass in cls.__mro__:
+            init = vars(klass).get("__init__")
+            if init is None or klass is object:
+                continue
+            kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            names |= {p.name for p in inspect.signature(init).parameters.values() if p.kind in kinds and p.name != "self"}
+        return tuple(sorted(names))
+
+    @classmethod
+    def from_hyperparameters(cls, **hyperparameters: Any) -> "UnlearningMethod":
+        """``cls(**hyperparameters)``, with unknown names reported all at once.
+
+        Raises:
+            TypeError: naming every unknown hyperparameter and the accepted ones.
+        """
+        unknown = sorted(set(hyperparameters) - set(cls.hyperparameter_names()))
+        if unknown:
+            raise TypeError(
+                f"unknown hyperparameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} for method {cls.name!r}; "
+                f"it accepts: {', '.join(cls.hyperparameter_names())}"
+            )
+        return cls(**hyperparameters)
+
     def hparams(self) -> dict[str, Any]:
         """The method's hyperparameters (recorded with results)."""
         return {k: v for k, v in vars(self).items() if not k.startswith("_") and k != "request" and isinstance(v, (int, float, str, bool, type(None), tuple))}
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Plain-JSON statistics of the last unlearning fit (recorded with results), e.g. AMUN's attack cost.
+
+        Default: none. Read it after the fit (:func:`unlearn` returns once the phase is over;
+        the method object keeps what it measured).
+        """
+        return {}
 
     # ------------------------------------------------------------------ helpers for subclasses
     def inputs(self, module: pl.LightningModule, x: torch.Tensor, batch_idx: int, *, train: bool = True, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -202,15 +242,33 @@ class UnlearningMethod:
         x = to_pixels(x)
         if train and self.request is not None and self.request.augmentation is not None:
             rank = module.trainer.global_rank if module._trainer is not None else 0
-            gen = batch_generator(self.request.seed, module.current_epoch, batch_idx, rank, x.device, salt=17)
+            gen = batch_generator(self.augmentation_seed(), module.current_epoch, batch_idx, rank, x.device)
             x = augment(x, self.request.augmentation, generator=gen, mask=mask)
         return x
 
-    def make_loader(self, dataset: Dataset, *, shuffle: bool = True, batch_size: int | None = None, seed_offset: int = 0) -> DataLoader:
-        """A loader whose shuffling depends only on ``(request.seed + seed_offset, epoch)``."""
+    def augmentation_seed(self) -> int:
+        """Seed of the unlearning phase's augmentation: a stream of the request's seed, apart from the training's."""
         assert self.request is not None
-        sampler = EpochSeededRandomSampler(len(dataset), seed=self.request.seed + seed_offset) if shuffle else None
-        return DataLoader(dataset, batch_size=batch_size or self.request.batch_size, sampler=sampler, shuffle=False)
+        return derive_seed(self.request.seed, "unlearning-augmentation")
+
+    def stream_seed(self, stream: str = "main") -> int:
+        """Shuffling seed of a data stream of the request.
+
+        ``"main"``, the method's first (or only) stream, shuffles with the request's seed
+        itself; every other stream (e.g. ``"remain"``, the second pass of a two-phase epoch) with a
+        seed derived from it, so two streams of one epoch never share an order.
+        """
+        assert self.request is not None
+        return self.request.seed if stream == "main" else derive_seed(self.request.seed, "stream", stream)
+
+    def make_loader(self, dataset: Dataset, *, shuffle: bool = True, batch_size: int | None = None, stream: str = "main") -> DataLoader:
+        """A loader of :class:`~lightning_unlearn.unlearning.UnlearningBatch` whose shuffling depends only on
+        ``(stream_seed(stream), epoch)``."""
+        assert self.request is not None
+        sampler = EpochSeededRandomSampler(len(dataset), seed=self.stream_seed(stream)) if shuffle else None
+        return DataLoader(
+            dataset, batch_size=batch_size or self.request.batch_size, sampler=sampler, shuffle=False, collate_fn=collate_unlearning_batch
+        )
 
     # ------------------------------------------------------------------ hooks
     def setup(self, module: pl.LightningModule, request: UnlearningRequest) -> None:
@@ -221,8 +279,8 @@ class UnlearningMethod:
         parts = [request.forget] if request.remain is None else [request.remain, request.forget]
         return self.make_loader(torch.utils.data.ConcatDataset(parts))
 
-    def loss(self, module: pl.LightningModule, batch: Any, batch_idx: int) -> torch.Tensor:
-        """The unlearning objective of one batch."""
+    def loss(self, module: pl.LightningModule, batch: UnlearningBatch, batch_idx: int) -> torch.Tensor:
+        """The unlearning objective of one batch (fields by name: ``batch.x``, ``batch.y``, ``batch.source``, ``batch.phase``)."""
         raise NotImplementedError(f"{type(self).__name__} must implement loss()")
 
     def parameters_to_optimize(self, module: pl.LightningModule):
@@ -277,11 +335,12 @@ class UnlearningMixin:
             ValueError: unknown method name, or a method that does not apply to the setting.
         """
         if isinstance(method, str):
-            from lightning_unlearn.unlearning.registry import get_method
-
-            method = get_method(method)(**hparams)
+            method = get_method(method).from_hyperparameters(**hparams)
         elif hparams:
-            raise TypeError("hyperparameters go to the method's constructor when a method object is given")
+            raise TypeError(
+                f"hyperparameters {', '.join(map(repr, sorted(hparams)))} were given with a method object ({type(method).__name__}); "
+                "pass them to its constructor, or give the method by name"
+            )
         type(method).check_request(request)
         method.request = request
         self._unlearning = _UnlearningState(method, request)
@@ -306,9 +365,13 @@ class UnlearningMixin:
         return None if self._unlearning is None else self._unlearning.method
 
     def unlearning_loss(self, batch: Any, batch_idx: int = 0) -> torch.Tensor:
-        """The override point: the objective of one unlearning batch (delegates to the method)."""
+        """The override point: the objective of one unlearning batch (delegates to the method).
+
+        ``batch`` is an :class:`~lightning_unlearn.unlearning.UnlearningBatch` (or a dict of them);
+        plain ``(x, y, index, ...)`` sequences are converted first.
+        """
         assert self._unlearning is not None, "unlearning_loss() is only defined in the unlearning phase"
-        return self._unlearning.method.loss(self, batch, batch_idx)  # type: ignore[arg-type]
+        return self._unlearning.method.loss(self, as_unlearning_batch(batch), batch_idx)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ Lightning hooks
     def on_fit_start(self) -> None:
@@ -354,36 +417,60 @@ class UnlearningMixin:
 
 
 def unlearn(
-    module: pl.LightningModule, method: "UnlearningMethod | str", request: UnlearningRequest, *, trainer: pl.Trainer | None = None, **kwargs: Any
+    model: pl.LightningModule,
+    method: "UnlearningMethod | str",
+    request: UnlearningRequest,
+    *,
+    trainer: pl.Trainer | None = None,
+    trainer_kwargs: dict[str, Any] | None = None,
+    **hyperparameters: Any,
 ) -> pl.LightningModule:
     """Run one unlearning phase end to end: ``start_unlearning``, ``trainer.fit``, ``stop_unlearning``.
 
-    ``module`` must mix in :class:`UnlearningMixin`. Hyperparameters for a method given by
-    name go in ``kwargs`` together with ``Trainer`` arguments (``accelerator``, ``devices``,
-    ``strategy``, ``callbacks``): keys the method's constructor accepts go to the method.
-    The trainer runs ``method.epochs`` epochs unless a ``trainer`` is given.
+    Args:
+        model: a ``LightningModule`` that mixes in :class:`UnlearningMixin`.
+        method: a registry name (``"amun"``, ``"ft"``, ...; its hyperparameters in
+            ``**hyperparameters``) or a ready method object (hyperparameters then go to its
+            constructor, never here).
+        request: what to forget (:class:`UnlearningRequest`).
+        trainer: a ready ``Trainer``; default: one made by
+            :func:`~lightning_unlearn.training.make_trainer` with ``max_epochs=method.epochs``
+            and ``trainer_kwargs``.
+        trainer_kwargs: ``Trainer`` arguments (``accelerator``, ``devices``, ``strategy``,
+            ``precision``, ``callbacks``, ...) for the default trainer.
+        **hyperparameters: the method's hyperparameters (``lr``, ``epochs``, ``mask_ratio``, ...).
+
+    Returns:
+        ``model`` in eval mode, unlearned. The method object (``model`` no longer holds it) keeps
+        its state for inspection when you pass one, e.g. ``method.diagnostics()``.
+
+    Raises:
+        TypeError: ``model`` lacks the mixin; hyperparameters given with a method object;
+            ``trainer`` together with ``trainer_kwargs``; ``max_epochs`` in ``trainer_kwargs``
+            (the length of the phase is the method's ``epochs``); unknown hyperparameter names
+            (all named, with the accepted ones).
+        ValueError: an unknown method name, or a method that does not apply to the request.
+
+    Example:
+        >>> unlearn(model, "amun", request, lr=0.01, trainer_kwargs={"accelerator": "cpu"})  # doctest: +SKIP
     """
-    import inspect
-
-    from lightning_unlearn.training.fit import make_trainer
-
-    if not isinstance(module, UnlearningMixin):
-        raise TypeError(f"{type(module).__name__} does not mix in UnlearningMixin; declare class M(UnlearningMixin, {type(module).__name__})")
-    method_kwargs: dict[str, Any] = {}
+    if not isinstance(model, UnlearningMixin):
+        raise TypeError(f"{type(model).__name__} does not mix in UnlearningMixin; declare class M(UnlearningMixin, {type(model).__name__})")
+    if trainer is not None and trainer_kwargs:
+        raise TypeError(f"give either trainer or trainer_kwargs, not both (trainer_kwargs: {', '.join(sorted(trainer_kwargs))})")
+    if trainer_kwargs and "max_epochs" in trainer_kwargs:
+        raise TypeError("trainer_kwargs must not set max_epochs: the unlearning phase runs the method's epochs (pass epochs=... as a hyperparameter)")
     if isinstance(method, str):
-        from lightning_unlearn.unlearning.registry import get_method
-
-        cls = get_method(method)
-        accepted = set()
-        for klass in cls.__mro__:
-            if "__init__" in vars(klass):
-                accepted |= set(inspect.signature(klass.__init__).parameters)
-        method_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in accepted}
-        method = cls(**method_kwargs)
-    method = module.start_unlearning(method, request)
+        method = get_method(method).from_hyperparameters(**hyperparameters)
+    elif hyperparameters:
+        raise TypeError(
+            f"hyperparameters {', '.join(map(repr, sorted(hyperparameters)))} were given with a method object ({type(method).__name__}); "
+            "pass them to its constructor, or give the method by name"
+        )
+    method = model.start_unlearning(method, request)
     try:
-        trainer = trainer or make_trainer(max_epochs=method.epochs, **kwargs)
-        trainer.fit(module)
+        trainer = trainer or make_trainer(max_epochs=method.epochs, **(trainer_kwargs or {}))
+        trainer.fit(model)
     finally:
-        module.stop_unlearning()
-    return module.eval()
+        model.stop_unlearning()
+    return model.eval()

@@ -18,7 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from lightning_unlearn.unlearning.base import UnlearningMethod, UnlearningRequest, frozen_snapshot
+from lightning_unlearn.unlearning.batch import UnlearningBatch
 from lightning_unlearn.unlearning.ga import remain_then_forget
+from lightning_unlearn.unlearning.registry import register_method
 from lightning_unlearn.unlearning.rl import ALL_SETTINGS
 
 
@@ -38,6 +40,7 @@ def fgsm_neighbour_labels(model, x: torch.Tensor, y: torch.Tensor, *, bound: flo
         return model(x_nb).argmax(dim=1)
 
 
+@register_method
 class BoundaryShrink(UnlearningMethod):
     """``L = CE(F(x), y_nb)`` on forget batches, ``+CE(F(x), y)`` on remain batches.
 
@@ -64,12 +67,11 @@ class BoundaryShrink(UnlearningMethod):
         self._copy, self._copy_epoch = frozen_snapshot(module), 0
 
     def train_dataloader(self, module, request: UnlearningRequest):
-        return remain_then_forget(module, request, retain_shuffle=self.retain_shuffle)
+        return remain_then_forget(self, module, request, retain_shuffle=self.retain_shuffle)
 
-    def loss(self, module, batch, batch_idx: int):
-        x, y, phase = batch[0], batch[1], batch[-1]
-        x = self.inputs(module, x, batch_idx)
-        if phase == "forget":
+    def loss(self, module, batch: UnlearningBatch, batch_idx: int):
+        x, y = self.inputs(module, batch.x, batch_idx), batch.y
+        if batch.phase == "forget":
             if self.refresh_copy_each_epoch and self._copy_epoch != module.current_epoch:
                 self._copy, self._copy_epoch = frozen_snapshot(module), module.current_epoch
             y = fgsm_neighbour_labels(self._copy, x, y, bound=self.bound)

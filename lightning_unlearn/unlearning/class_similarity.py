@@ -28,34 +28,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from lightning_unlearn.data.forget import check_forget_classes
 from lightning_unlearn.data.transforms import to_pixels
 
 log = logging.getLogger(__name__)
 
 SimilarityEstimator = Literal["logit_weights", "feature_centroids"]
 SIMILARITY_ESTIMATORS = ("logit_weights", "feature_centroids")
-
-
-def check_forget_classes(forget_classes: Sequence[int], num_classes: int) -> tuple[int, ...]:
-    """Validate forget classes against ``K``: non-empty, in ``0..K-1``, distinct, not all of them.
-
-    Raises:
-        ValueError: naming the bad value and the allowed range.
-    """
-    classes = tuple(int(k) for k in forget_classes)
-    if not classes:
-        raise ValueError("TRW needs at least one forget class (class forgetting); got none")
-    bad = [k for k in classes if not 0 <= k < num_classes]
-    if bad:
-        raise ValueError(f"forget class {bad[0]} is out of range; allowed classes are 0..{num_classes - 1}")
-    if len(set(classes)) != len(classes):
-        raise ValueError(f"forget classes must be distinct, got {classes}")
-    if len(classes) >= num_classes:
-        raise ValueError(
-            f"forgetting all {num_classes} classes leaves no class to move the forget-class mass to; "
-            f"forget at most {num_classes - 1} classes"
-        )
-    return classes
 
 
 def cosine_similarity_matrix(vectors: torch.Tensor, *, center: bool = True, pca_dim: int | None = None) -> torch.Tensor:

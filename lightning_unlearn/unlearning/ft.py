@@ -10,8 +10,11 @@ from __future__ import annotations
 import torch.nn.functional as F
 
 from lightning_unlearn.unlearning.base import UnlearningMethod, UnlearningRequest
+from lightning_unlearn.unlearning.batch import UnlearningBatch
+from lightning_unlearn.unlearning.registry import register_method
 
 
+@register_method
 class FineTune(UnlearningMethod):
     """``L = CE(F(x), y)`` over shuffled batches of D_R only."""
 
@@ -22,6 +25,5 @@ class FineTune(UnlearningMethod):
     def train_dataloader(self, module, request: UnlearningRequest):
         return self.make_loader(request.remain)
 
-    def loss(self, module, batch, batch_idx: int):
-        x, y = batch[0], batch[1]
-        return F.cross_entropy(module(self.inputs(module, x, batch_idx)), y)
+    def loss(self, module, batch: UnlearningBatch, batch_idx: int):
+        return F.cross_entropy(module(self.inputs(module, batch.x, batch_idx)), batch.y)

@@ -15,20 +15,23 @@ from __future__ import annotations
 import torch.nn.functional as F
 
 from lightning_unlearn.unlearning.base import UnlearningMethod, UnlearningRequest
+from lightning_unlearn.unlearning.batch import UnlearningBatch
 from lightning_unlearn.unlearning.phases import FORGET, REMAIN, Phase, module_loader, tagged_concat
+from lightning_unlearn.unlearning.registry import register_method
 from lightning_unlearn.unlearning.rl import ALL_SETTINGS
 
 
-def remain_then_forget(module, request: UnlearningRequest, *, retain_shuffle: bool):
-    """Phases ``remain`` (D_R, when available) then ``forget`` (D_F, shuffled)."""
-    bs, seed = request.batch_size, request.seed
+def remain_then_forget(method: UnlearningMethod, module, request: UnlearningRequest, *, retain_shuffle: bool):
+    """Phases ``remain`` (D_R, when available) then ``forget`` (D_F, shuffled), seeded by ``method.stream_seed``."""
+    bs = request.batch_size
     phases = []
     if request.remain is not None:
-        phases.append(Phase("remain", tagged_concat([(request.remain, REMAIN)]), shuffle=retain_shuffle, batch_size=bs, seed=seed + 1))
-    phases.append(Phase("forget", tagged_concat([(request.forget, FORGET)]), batch_size=bs, seed=seed))
+        phases.append(Phase("remain", tagged_concat([(request.remain, REMAIN)]), shuffle=retain_shuffle, batch_size=bs, seed=method.stream_seed("remain")))
+    phases.append(Phase("forget", tagged_concat([(request.forget, FORGET)]), batch_size=bs, seed=method.stream_seed("main")))
     return module_loader(module, phases)
 
 
+@register_method
 class GradientAscent(UnlearningMethod):
     """``L = +CE`` on remain batches, ``-CE`` on forget batches.
 
@@ -47,9 +50,8 @@ class GradientAscent(UnlearningMethod):
         self.retain_shuffle = retain_shuffle
 
     def train_dataloader(self, module, request: UnlearningRequest):
-        return remain_then_forget(module, request, retain_shuffle=self.retain_shuffle)
+        return remain_then_forget(self, module, request, retain_shuffle=self.retain_shuffle)
 
-    def loss(self, module, batch, batch_idx: int):
-        x, y, phase = batch[0], batch[1], batch[-1]
-        ce = F.cross_entropy(module(self.inputs(module, x, batch_idx)), y)
-        return -ce if phase == "forget" else ce
+    def loss(self, module, batch: UnlearningBatch, batch_idx: int):
+        ce = F.cross_entropy(module(self.inputs(module, batch.x, batch_idx)), batch.y)
+        return -ce if batch.phase == "forget" else ce

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from lightning_unlearn.unlearning.base import UnlearningMethod, UnlearningRequest
+from lightning_unlearn.unlearning.batch import UnlearningBatch
+from lightning_unlearn.unlearning.registry import register_method
 
 L1Schedule = Literal["linear", "amun_ref"]
 
@@ -41,6 +43,7 @@ def l1_norm(module: torch.nn.Module) -> torch.Tensor:
     return sum(p.abs().sum() for p in module.parameters())
 
 
+@register_method
 class L1Sparse(UnlearningMethod):
     """``L = CE + α_e ||θ||_1`` on D_R.
 
@@ -71,8 +74,7 @@ class L1Sparse(UnlearningMethod):
     def train_dataloader(self, module, request: UnlearningRequest):
         return self.make_loader(request.remain)
 
-    def loss(self, module, batch, batch_idx: int):
-        x, y = batch[0], batch[1]
-        ce = F.cross_entropy(module(self.inputs(module, x, batch_idx)), y)
+    def loss(self, module, batch: UnlearningBatch, batch_idx: int):
+        ce = F.cross_entropy(module(self.inputs(module, batch.x, batch_idx)), batch.y)
         a = self.current_alpha(module.current_epoch)
         return ce + a * l1_norm(module) if a > 0 else ce

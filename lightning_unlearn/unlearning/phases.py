@@ -1,6 +1,6 @@
 """Epoch-level loaders of the unlearning methods: tagged sources, rank sharding, two-phase epochs.
 
-Every method batch is ``(x, y, index, source, phase)``:
+Every method batch is an :class:`~lightning_unlearn.unlearning.UnlearningBatch` ``(x, y, index, source, phase)``:
 
 - ``x`` ``(B, C, H, W)`` pixels (``uint8``, or ``float32`` in ``[0, 1]`` when a part holds
   generated images such as adversarial examples), ``y`` ``(B,)`` labels, ``index`` ``(B,)``
@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
 from lightning_unlearn.data.transforms import to_pixels
+from lightning_unlearn.unlearning.batch import UnlearningBatch, collate_unlearning_batch
 
 REMAIN, FORGET, ADVERSARIAL = 0, 1, 2
 SOURCE_NAMES = {REMAIN: "remain", FORGET: "forget", ADVERSARIAL: "adversarial"}
@@ -120,7 +121,7 @@ class Phase:
 
 
 class PhasedLoader:
-    """Yields every batch of each active phase in turn, each as ``(x, y, index, source, phase)``.
+    """Yields every batch of each active phase in turn, each an :class:`UnlearningBatch` with its ``phase``.
 
     Args:
         phases: the passes of one epoch, in order.
@@ -139,6 +140,7 @@ class PhasedLoader:
                 p.dataset,
                 batch_size=p.batch_size,
                 sampler=ShardedEpochSampler(len(p.dataset), seed=p.seed, shuffle=p.shuffle, rank=rank, world_size=world_size),
+                collate_fn=collate_unlearning_batch,
             )
             for p in self.phases
         ]
@@ -151,13 +153,13 @@ class PhasedLoader:
     def __len__(self) -> int:
         return sum(len(self.loaders[i]) for i in self.active())
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[UnlearningBatch]:
         epoch = self.epoch_fn()
         for i in self.active(epoch):
             loader, tag = self.loaders[i], self.phases[i].tag
             loader.sampler.set_epoch(epoch)
             for batch in loader:
-                yield (*batch, tag)
+                yield batch._replace(phase=tag)
 
 
 def module_loader(module, phases: Sequence[Phase]) -> PhasedLoader:

@@ -19,7 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from lightning_unlearn.unlearning.base import UnlearningMethod, UnlearningRequest
+from lightning_unlearn.unlearning.batch import UnlearningBatch
 from lightning_unlearn.unlearning.phases import FORGET, REMAIN, Phase, module_loader, tagged_concat
+from lightning_unlearn.unlearning.registry import register_method
 
 LabelMode = Literal["wrong", "any"]
 RLSchedule = Literal["mixed", "sequential"]
@@ -62,6 +64,7 @@ def draw_labels(
     return torch.tensor(out, dtype=torch.long, device=y.device)
 
 
+@register_method
 class RandomLabel(UnlearningMethod):
     """``L = CE(F(x), y')`` with y' random for forget samples and y for remain samples.
 
@@ -85,26 +88,27 @@ class RandomLabel(UnlearningMethod):
         self.label_mode, self.schedule = label_mode, schedule
 
     def train_dataloader(self, module, request: UnlearningRequest):
-        bs, seed = request.batch_size, request.seed
+        bs, seed = request.batch_size, self.stream_seed
         if request.remain is None:
-            phases = [Phase("forget", tagged_concat([(request.forget, FORGET)]), batch_size=bs, seed=seed)]
+            phases = [Phase("forget", tagged_concat([(request.forget, FORGET)]), batch_size=bs, seed=seed("main"))]
         elif self.schedule == "mixed":
-            phases = [Phase("mixed", tagged_concat([(request.remain, REMAIN), (request.forget, FORGET)]), batch_size=bs, seed=seed)]
+            phases = [Phase("mixed", tagged_concat([(request.remain, REMAIN), (request.forget, FORGET)]), batch_size=bs, seed=seed("main"))]
         else:
             phases = [
-                Phase("forget", tagged_concat([(request.forget, FORGET)]), batch_size=bs, seed=seed),
-                Phase("remain", tagged_concat([(request.remain, REMAIN)]), batch_size=bs, seed=seed + 1),
+                Phase("forget", tagged_concat([(request.forget, FORGET)]), batch_size=bs, seed=seed("main")),
+                Phase("remain", tagged_concat([(request.remain, REMAIN)]), batch_size=bs, seed=seed("remain")),
             ]
         return module_loader(module, phases)
 
-    def targets(self, module, batch) -> torch.Tensor:
-        """The training labels of a batch: random for forget samples, true otherwise."""
-        x, y, index, source = batch[:4]
+    def targets(self, module, batch: UnlearningBatch) -> torch.Tensor:
+        """The training labels of a batch: random for forget samples (``batch.source``), true otherwise."""
         assert self.request is not None
+        if batch.source is None:
+            raise ValueError("random labelling needs batches tagged with their source (batch.source); got an untagged batch")
         drawn = draw_labels(
-            y, index, seed=self.request.seed, epoch=module.current_epoch, num_classes=self.request.num_classes, mode=self.label_mode
+            batch.y, batch.index, seed=self.request.seed, epoch=module.current_epoch, num_classes=self.request.num_classes, mode=self.label_mode
         )
-        return torch.where(source == FORGET, drawn, y)
+        return torch.where(batch.source == FORGET, drawn, batch.y)
 
-    def loss(self, module, batch, batch_idx: int):
-        return F.cross_entropy(module(self.inputs(module, batch[0], batch_idx)), self.targets(module, batch))
+    def loss(self, module, batch: UnlearningBatch, batch_idx: int):
+        return F.cross_entropy(module(self.inputs(module, batch.x, batch_idx)), self.targets(module, batch))

@@ -8,10 +8,12 @@ is computed once per request on θ_o at the start of the fit.
 
 from __future__ import annotations
 
+from lightning_unlearn.unlearning.registry import register_method
 from lightning_unlearn.unlearning.rl import RandomLabel
 from lightning_unlearn.unlearning.saliency import MaskMode, SaliencyFreeze, SaliencyMasked
 
 
+@register_method
 class SalUn(SaliencyMasked, RandomLabel):
     """RL with a gradient-saliency mask.
 

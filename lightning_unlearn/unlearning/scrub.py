@@ -23,7 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from lightning_unlearn.unlearning.base import UnlearningMethod, UnlearningRequest, frozen_snapshot
+from lightning_unlearn.unlearning.batch import UnlearningBatch
 from lightning_unlearn.unlearning.phases import FORGET, REMAIN, Phase, module_loader, tagged_concat
+from lightning_unlearn.unlearning.registry import register_method
 from lightning_unlearn.training.module import build_optimizer
 
 
@@ -34,6 +36,7 @@ def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tau: 
     return F.kl_div(log_ps, pt, reduction="sum") * tau**2 / student_logits.shape[0]
 
 
+@register_method
 class SCRUB(UnlearningMethod):
     """Alternating max (D_F) / min (D_R) distillation.
 
@@ -81,8 +84,8 @@ class SCRUB(UnlearningMethod):
 
     def train_dataloader(self, module, request: UnlearningRequest):
         phases = [
-            Phase("max", tagged_concat([(request.forget, FORGET)]), batch_size=self.forget_batch_size, seed=request.seed, until_epoch=self.msteps),
-            Phase("min", tagged_concat([(request.remain, REMAIN)]), batch_size=request.batch_size, seed=request.seed + 1),
+            Phase("max", tagged_concat([(request.forget, FORGET)]), batch_size=self.forget_batch_size, seed=self.stream_seed("main"), until_epoch=self.msteps),
+            Phase("min", tagged_concat([(request.remain, REMAIN)]), batch_size=request.batch_size, seed=self.stream_seed("remain")),
         ]
         return module_loader(module, phases)
 
@@ -91,9 +94,8 @@ class SCRUB(UnlearningMethod):
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(self.decay_epochs), gamma=self.gamma)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
-    def loss(self, module, batch, batch_idx: int):
-        x, y, phase = batch[0], batch[1], batch[-1]
-        x = self.inputs(module, x, batch_idx)
+    def loss(self, module, batch: UnlearningBatch, batch_idx: int):
+        x, y, phase = self.inputs(module, batch.x, batch_idx), batch.y, batch.phase
         s = module(x)
         with torch.no_grad():
             t = self._teacher(x)

@@ -24,6 +24,8 @@ from typing import Callable, Literal, Sequence
 import torch
 import torch.nn.functional as F
 
+from lightning_unlearn.data.forget import check_forget_classes
+
 Reduction = Literal["mean", "sum", "none"]
 MAX_BETA = 1e3
 
@@ -34,10 +36,7 @@ def _as_mask(forget: "torch.Tensor | Sequence[int]", num_classes: int, device: t
             raise ValueError(f"forget mask must have shape ({num_classes},), got {tuple(forget.shape)}")
         mask = forget.to(device)
     else:
-        classes = [int(k) for k in forget]
-        bad = [k for k in classes if not 0 <= k < num_classes]
-        if bad:
-            raise ValueError(f"forget class {bad[0]} is out of range; allowed classes are 0..{num_classes - 1}")
+        classes = list(check_forget_classes(forget, num_classes))
         mask = torch.zeros(num_classes, dtype=torch.bool, device=device)
         mask[classes] = True
     if not mask.any():

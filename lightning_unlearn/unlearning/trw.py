@@ -30,6 +30,7 @@ from torch.utils.data import ConcatDataset, Dataset
 from lightning_unlearn.data.datasets import IndexedTensorDataset
 from lightning_unlearn.inference import predict_logits
 from lightning_unlearn.unlearning.base import UnlearningMethod, UnlearningMixin, UnlearningRequest, frozen_snapshot
+from lightning_unlearn.unlearning.registry import register_method
 from lightning_unlearn.unlearning.class_similarity import (
     SIMILARITY_ESTIMATORS,
     SimilarityEstimator,
@@ -51,6 +52,7 @@ DEFAULT_BETA = 10.0
 STATE_VERSION = 1
 
 
+@register_method
 class TRW(UnlearningMethod):
     """Tilted reweighting: KL to the tilted target on D_F, cross-entropy on D_R.
 
@@ -280,7 +282,7 @@ class TRW(UnlearningMethod):
             return self.make_loader(ConcatDataset(parts))
         loaders = {"forget": self.make_loader(request.forget)}
         if request.remain is not None:
-            loaders["remain"] = self.make_loader(request.remain, seed_offset=1)
+            loaders["remain"] = self.make_loader(request.remain, stream="remain")
         return CombinedLoader(loaders, mode="max_size_cycle")
 
     # ------------------------------------------------------------------ objective
@@ -307,17 +309,16 @@ class TRW(UnlearningMethod):
 
     def loss(self, module, batch, batch_idx: int) -> torch.Tensor:
         if isinstance(batch, dict):
-            xf, yf = batch["forget"][0], batch["forget"][1]
+            xf, yf = batch["forget"].x, batch["forget"].y
             remain = batch.get("remain")
-            xr, yr = (remain[0], remain[1]) if remain is not None else (xf[:0], yf[:0])
+            xr, yr = (remain.x, remain.y) if remain is not None else (xf[:0], yf[:0])
             # One forward over forget and remain inputs: one augmentation draw, one BN pass.
             x = self.inputs(module, torch.cat([xf, xr]), batch_idx)
             logits = module(x)
             nf = len(xf)
             log_t = self.log_target(self.teacher_logits(x[:nf]), yf)
             return trw_loss(logits[:nf], log_t, logits[nf:], yr, forget_weight=self.forget_weight)
-        x, y = batch[0], batch[1]
-        x = self.inputs(module, x, batch_idx)
+        x, y = self.inputs(module, batch.x, batch_idx), batch.y
         logits = module(x)
         is_forget = torch.isin(y, torch.as_tensor(self._forget_classes, device=y.device))
         per = torch.nn.functional.cross_entropy(logits.float(), y, reduction="none")

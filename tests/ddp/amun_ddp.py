@@ -41,7 +41,7 @@ def main(out: Path, cache: Path) -> None:
     model.start_unlearning("ga", UnlearningRequest.from_datamodule(dm), epochs=1, lr=0.01)
     seen = []
     original_loss = model.unlearning_loss
-    model.unlearning_loss = lambda batch, batch_idx=0: seen.append(batch[-1]) or original_loss(batch, batch_idx)
+    model.unlearning_loss = lambda batch, batch_idx=0: seen.append(batch.phase) or original_loss(batch, batch_idx)
     make_trainer(max_epochs=1, accelerator="cpu", devices=2, strategy="ddp").fit(model)
     torch.save(
         {"x": a.x, "y": a.y, "index": a.index, "eps": a.eps, "delta": a.delta, "n_grad": a.n_grad, "params": params,
