@@ -9,7 +9,7 @@ from lightning_unlearn.metrics import functional
 from lightning_unlearn.metrics._base import SPLITS
 from lightning_unlearn.metrics.accuracy import UnlearningAccuracy
 from lightning_unlearn.metrics.fade import FADE, SymmetricKL
-from lightning_unlearn.metrics.mia_nn import MIANN
+from lightning_unlearn.metrics.mia_nn import MIANN, MIANNRetrain
 from lightning_unlearn.metrics.references import (
     ReferenceModels,
     membership_matrix,
@@ -23,6 +23,7 @@ from lightning_unlearn.metrics.svc import MIAEfficacy
 __all__ = [
     "FADE",
     "MIANN",
+    "MIANNRetrain",
     "RMIA",
     "SPLITS",
     "MIAEfficacy",

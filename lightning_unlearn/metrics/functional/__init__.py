@@ -7,7 +7,16 @@ fractions. RMIA scores are per-sample fractions in [0, 1]; symmetric KL / FADE a
 
 from lightning_unlearn.metrics.functional.fade import fade, fade_noise_floor, symmetric_kl, symmetric_kl_terms
 from lightning_unlearn.metrics.functional.gap import avg_gap
-from lightning_unlearn.metrics.functional.mia_nn import make_discriminator, mia_nn, mia_nn_features, mia_nn_neighbors
+from lightning_unlearn.metrics.functional.mia_nn import (
+    RetrainDiscriminator,
+    fit_retrain_discriminator,
+    make_discriminator,
+    mia_nn,
+    mia_nn_features,
+    mia_nn_neighbors,
+    mia_nn_retrain,
+    retrain_protocol_features,
+)
 from lightning_unlearn.metrics.functional.rmia import reference_mean, rmia_ratios, rmia_scores, rmia_scores_bruteforce
 from lightning_unlearn.metrics.functional.roc import LowFPRVarianceWarning, roc_auc, tpr_at_fpr
 from lightning_unlearn.metrics.functional.signals import (
@@ -29,10 +38,12 @@ __all__ = [
     "FEATURES",
     "FlooredSignalWarning",
     "LowFPRVarianceWarning",
+    "RetrainDiscriminator",
     "avg_gap",
     "entropy",
     "fade",
     "fade_noise_floor",
+    "fit_retrain_discriminator",
     "floor_signals",
     "make_discriminator",
     "mia_efficacy",
@@ -40,8 +51,10 @@ __all__ = [
     "mia_nn",
     "mia_nn_features",
     "mia_nn_neighbors",
+    "mia_nn_retrain",
     "modified_entropy",
     "reference_mean",
+    "retrain_protocol_features",
     "rmia_ratios",
     "rmia_scores",
     "rmia_scores_bruteforce",
