@@ -19,6 +19,7 @@ from lightning_unlearn.metrics.references import (
 )
 from lightning_unlearn.metrics.rmia import RMIA
 from lightning_unlearn.metrics.svc import MIAEfficacy
+from lightning_unlearn.metrics.transfer import adversarial_transfer
 
 __all__ = [
     "FADE",
@@ -30,6 +31,7 @@ __all__ = [
     "ReferenceModels",
     "SymmetricKL",
     "UnlearningAccuracy",
+    "adversarial_transfer",
     "functional",
     "membership_matrix",
     "reference_pool",

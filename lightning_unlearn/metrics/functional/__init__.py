@@ -1,7 +1,7 @@
 """Plain tensor functions for unlearning audits (no state; the ``Metric`` classes wrap them).
 
 Units: every audit value returned here (accuracies, MIA-efficacy, AUC, TPR, MIA-NN, Avg. Gap)
-is a **percentage in [0, 100]** (metrics.md §1); rates given as *arguments* (``fpr=0.01``) are
+is a **percentage in [0, 100]**; rates given as *arguments* (``fpr=0.01``) are
 fractions. RMIA scores are per-sample fractions in [0, 1]; symmetric KL / FADE are in nats.
 """
 
@@ -33,6 +33,7 @@ from lightning_unlearn.metrics.functional.svc import (
     modified_entropy,
     select_shadow_members,
 )
+from lightning_unlearn.metrics.functional.transfer import transfer_rate
 
 __all__ = [
     "FEATURES",
@@ -65,4 +66,5 @@ __all__ = [
     "symmetric_kl_terms",
     "taylor_softmax_signal",
     "tpr_at_fpr",
+    "transfer_rate",
 ]
