@@ -89,9 +89,9 @@ def run_candidate(c: dict, args, record) -> None:
 
     def fit(on: str):
         net = build_model("small-cnn", in_channels=3, num_classes=dm.num_classes, mean=dm.mean, std=dm.std, width=c["width"])
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         module = train_classifier(dm, on=on, model=net, epochs=c["epochs"], seed=0, lr=c["lr"], accelerator="cpu", devices=1)
-        return module.model, time.perf_counter() - t0
+        return module.model, time.perf_counter() - t0, time.process_time() - c0
 
     pool = torch.cat([dm.pool.train_index, dm.pool.test_index])
     is_forget = torch.isin(pool, dm.pool.train_index[dm.split.forget])
@@ -100,7 +100,7 @@ def run_candidate(c: dict, args, record) -> None:
 
     everything = IndexedTensorDataset(torch.cat([dm.pool.train_x, dm.pool.test_x]), torch.cat([dm.pool.train_y, dm.pool.test_y]), pool)
 
-    orig, t_orig = fit("train")
+    orig, t_orig, cpu_orig = fit("train")
     lo, y, _ = predict_logits(orig, everything)
     row = {
         **c,
@@ -109,6 +109,7 @@ def run_candidate(c: dict, args, record) -> None:
         "n_test": int(is_test.sum()),
         "threads": torch.get_num_threads(),
         "seconds_original": t_orig,
+        "cpu_seconds_original": cpu_orig,
         "train_acc": accuracy(lo[~is_test], y[~is_test]),
         "test_acc": accuracy(lo[is_test], y[is_test]),
         "forget_acc_original": accuracy(lo[is_forget], y[is_forget]),
@@ -118,16 +119,33 @@ def run_candidate(c: dict, args, record) -> None:
         row["skipped_retrain"] = f"train accuracy {row['train_acc']:.1f} < {args.fit_threshold}"
         record(row)
         return
-    retr, t_retr = fit("remain")
+    retr, t_retr, cpu_retr = fit("remain")
     lr_, _, _ = predict_logits(retr, everything)
     row.update(
         seconds_retrain=t_retr,
+        cpu_seconds_retrain=cpu_retr,
         retrain_forget_acc=accuracy(lr_[is_forget], y[is_forget]),
         retrain_test_acc=accuracy(lr_[is_test], y[is_test]),
         retrain_remain_acc=accuracy(lr_[~is_test & ~is_forget], y[~is_test & ~is_forget]),
         **membership_aucs(lo, y, lr_, is_forget, is_test),
     )
     record(row)
+
+
+def time_epochs(c: dict, args) -> float:
+    """CPU seconds per epoch of the candidate's original training, over ``args.timing_epochs`` epochs."""
+    from lightning_unlearn.data import UnlearningDataModule
+    from lightning_unlearn.models import build_model
+    from lightning_unlearn.training import train_classifier
+
+    dm = UnlearningDataModule(
+        args.data, forget="random:0.1", seed=0, max_train=c["images"], max_test=args.max_test, augmentation=c["augmentation"],
+        batch_size=c["batch_size"], cache_dir=args.cache_dir,
+    )
+    net = build_model("small-cnn", in_channels=3, num_classes=10, mean=(0.5,) * 3, std=(0.25,) * 3, width=c["width"])
+    c0 = time.process_time()
+    train_classifier(dm, on="train", model=net, epochs=args.timing_epochs, seed=0, lr=c["lr"], accelerator="cpu", devices=1)
+    return (time.process_time() - c0) / args.timing_epochs
 
 
 def readme(rows: list[dict]) -> str:
@@ -149,21 +167,25 @@ def readme(rows: list[dict]) -> str:
         "Model seed 0, forget set `random:0.1` with seed 0, one-cycle SGD (momentum 0.9, wd 5e-4), test subset "
         f"{rows[0]['n_test'] if rows else '–'} images (stratified).",
         "",
-        "| candidate | aug | images | width | epochs | batch | lr | train acc | test acc | s / model | loss AUC | RMIA-1ref AUC | "
+        "| candidate | aug | images | width | epochs | batch | lr | train acc | test acc | CPU s / model | wall s / model | loss AUC | RMIA-1ref AUC | "
         "retrain UA | retrain TA | retrain RA |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         secs = [s for s in (r.get("seconds_original"), r.get("seconds_retrain")) if s is not None]
+        cpu = [s for s in (r.get("cpu_seconds_original"), r.get("cpu_seconds_retrain")) if s is not None]
+        cpu_s = f(sum(cpu) / len(cpu), 0) if cpu else (f(r["cpu_seconds_per_epoch"] * r["epochs"], 0) + "*" if "cpu_seconds_per_epoch" in r else "–")
         lines.append(
             f"| {r['name']} | {r['augmentation']} | {r['images']} | {r['width']} | {r['epochs']} | {r.get('batch_size', 128)} | {r['lr']:g} | {f(r.get('train_acc'))} | "
-            f"{f(r.get('test_acc'))} | {f(sum(secs) / len(secs), 0) if secs else '–'} | {f(r.get('loss_auc'))} | "
+            f"{f(r.get('test_acc'))} | {cpu_s} | {f(sum(secs) / len(secs), 0) if secs else '–'} | {f(r.get('loss_auc'))} | "
             f"{f(r.get('rmia_1ref_auc'))} | {f(r.get('retrain_forget_acc'))} | {f(r.get('retrain_test_acc'))} | {f(r.get('retrain_remain_acc'))} |"
         )
     lines += [
         "",
-        "Columns: train / test acc of the original (eval mode, no augmentation); s / model: mean wall seconds of the",
-        "trainings of this candidate (original, and retrain when run); loss AUC: ROC-AUC of the original's true-label",
+        "Columns: train / test acc of the original (eval mode, no augmentation); CPU s / model: mean CPU seconds",
+        "(process time, one thread) of the trainings of this candidate (original, and retrain when run), the",
+        "machine-load-independent cost; `*`: from a short timing run (`--timing-epochs`), CPU seconds per epoch x epochs;",
+        "wall s / model: the same in wall seconds under the shared machine's load; loss AUC: ROC-AUC of the original's true-label",
         "probability on D_F (members) vs D_T; RMIA-1ref AUC: RMIA ratio with the retrained model as the only (OUT)",
         "reference, offline a = 0.3; retrain UA / TA / RA: the retrained model's accuracy on D_F, D_T and D_R.",
         "A candidate whose original stays below the fit threshold gets no retrained model (`–`).",
@@ -179,6 +201,7 @@ def main(argv=None) -> None:
     p.add_argument("--fit-threshold", type=float, default=95.0, help="train accuracy needed before a retrained model is trained")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--cache-dir", default=None)
+    p.add_argument("--timing-epochs", type=int, default=0, help="only time N epochs of each candidate's original (CPU s / epoch), into its existing row")
     p.add_argument("--out", default=str(DEFAULT_OUT))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -192,6 +215,17 @@ def main(argv=None) -> None:
     command = "OMP_NUM_THREADS=1 PYTHONPATH=. python " + " ".join(["benchmarks/preset_search.py", *(sys.argv[1:] if argv is None else argv)])
     from lightning_unlearn.environment import device_name
 
+    if args.timing_epochs:
+        for c in cands:
+            row = next((r for r in rows if r["name"] == c["name"]), None)
+            if row is None:
+                raise SystemExit(f"--timing-epochs: no measured row named {c['name']!r} in {path}")
+            row["cpu_seconds_per_epoch"] = time_epochs(c, args)
+            row["timing_command"] = command
+            path.write_text(json.dumps(rows, indent=1))
+            (out / "README.md").write_text(readme(rows))
+            print(c["name"], row["cpu_seconds_per_epoch"], flush=True)
+        return
     for c in cands:
         rows = [r for r in rows if r["name"] != c["name"]]
         slot = len(rows)
