@@ -29,11 +29,15 @@ Results are written after every stage (``<out>/gpu_cifar10.json`` and ``.md``), 
 by the lease keeps what it finished.
 
 **How to run on the device machine** (data travels as the packed file of
-``../shared/data/pack_cifar10.py``: 54 MiB, in the git-ignored ``.device-data/``)::
+``../shared/data/pack_cifar10.py``: 54 MiB, in the git-ignored ``.device-data/``; one command may
+run 600 s, so the script stops itself after ``--budget`` seconds, writes what it finished, and a
+second identical command on the still-warm machine resumes: finished jobs are skipped)::
 
     python ../shared/data/pack_cifar10.py pack ../shared/data/cifar10 .device-data/cifar10.npz   # once, here
-    # the device tool:  run(command=..., carry=[".device-data"], timeout_s=840)
-    python benchmarks/gpu_cifar10.py --pack .device-data/cifar10.npz --out "$OUT/gpu_cifar10"
+    # the device tool: run(carry=[".device-data"], timeout_s=600, command=
+    python benchmarks/gpu_cifar10.py --pack .device-data/cifar10.npz --out /tmp/gpu_cifar10 --budget 560; \
+        cp /tmp/gpu_cifar10/gpu_cifar10.* /tmp/gpu_cifar10/progress.log "$OUT"/
+    # then copy gpu_cifar10.{json,md} into benchmarks/results/ (GPU numbers only; never beside CPU ones)
 
     # the same code on CPU in about two minutes (tests/test_gpu_benchmark.py runs it):
     python benchmarks/gpu_cifar10.py --tiny --out /tmp/gpu-tiny
@@ -43,12 +47,15 @@ was written). The repository's H200 measurement of ResNet-18 at batch 128, fp32,
 on the card, is 15-22 ms per step (``benchmarks/results/fastclip_training_gpu_resnet18.md``).
 Start-up: unpacking and decoding 60,000 JPEGs about 30 s, imports about 10 s per process.
 Stage 1: about 3.1 full-training equivalents of 20 epochs at an estimated 3-5 s per epoch
-(batch 512, bf16, channels-last): 3-5 min with the four jobs in parallel. Stage 2: the attack
+(batch 512, bf16, channels-last; 20 one-cycle epochs should reach the >= 90% test accuracy the
+issue asks for: one-cycle ResNet-18 runs commonly reach 93-94% in 20-30 epochs): 3-5 min with
+the four jobs in parallel. Stage 2: the attack
 (5,000 forget samples, attack batch 512; < 3 PGD-50 passes by the paper's bound) about 1 min
 beside five unlearning jobs of 5 epochs over at most 50,000 images at batch 128 (about 430 steps
-per epoch): 1-3 min. Stage 3: 1-2 min. Evaluation: under 1 min. Total about 7-11 min, inside
-the 15-minute lease; ``--epochs`` is the knob if the first stage runs long (the test accuracy
-target is >= 90%, and the README reports the measured one).
+per epoch): 1-3 min. Stage 3: 1-2 min. Evaluation: under 1 min. Total about 7-11 min: one
+600-s command (``--budget 560``) probably finishes; otherwise a second identical command resumes
+and the lease (15 min) still covers it. ``--epochs`` is the knob if the first stage runs long;
+the report states the measured test accuracy of the original.
 """
 
 from __future__ import annotations
@@ -104,7 +111,7 @@ class Config:
     max_train: int | None = None
     max_test: int | None = None
     epochs: int = 20
-    lr: float = 0.2
+    lr: float = 0.4  # the library's ResNet-18 default, 0.1 at batch 128, scaled linearly to batch 512
     batch_size: int = 512
     unlearn_epochs: int = 5
     unlearn_batch_size: int = 128
@@ -118,6 +125,7 @@ class Config:
     channels_last: bool = True
     workers: int = 6
     stage_timeout: int = 420
+    budget: int = 560
     threads_per_job: int = 2
     cache_dir: str | None = None
 
@@ -142,11 +150,12 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     p.add_argument("--out", default=None, help="working and results folder (default benchmarks/results/gpu_cifar10; --tiny: a temporary folder)")
     p.add_argument("--tiny", action="store_true", help="the same code on CPU in about two minutes (small CNN, a few hundred images)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs of original, retrain and references (default 20)")
-    p.add_argument("--lr", type=float, default=None, help="peak one-cycle learning rate at batch 512 (default 0.2)")
+    p.add_argument("--lr", type=float, default=None, help="peak one-cycle learning rate at batch 512 (default 0.4: 0.1 at batch 128, scaled linearly)")
     p.add_argument("--unlearn-epochs", type=int, default=None, help="epochs of each unlearning run (default 5)")
     p.add_argument("--refs", type=int, default=None, help="RMIA reference models, even, >= 2 (default 2)")
     p.add_argument("--workers", type=int, default=None, help="jobs run at once, each its own process (default 6; --tiny: 1, in-process)")
     p.add_argument("--stage-timeout", type=int, default=None, help="seconds before a stage's unfinished jobs are stopped (default 420)")
+    p.add_argument("--budget", type=int, default=None, help="seconds for the whole run, start-up included: later stages wait for a rerun (default 560)")
     p.add_argument("--accelerator", default=None, help="Lightning accelerator (default auto; --tiny: cpu)")
     p.add_argument("--cache-dir", default=None, help="pool cache (default the library's)")
     p.add_argument("--job", default=None, help=argparse.SUPPRESS)  # internal: run one job spec and exit
@@ -175,7 +184,7 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
         out = tempfile.mkdtemp(prefix="gpu-cifar10-tiny-")
     overrides = dict(
         pack=pack, data=data, out=out, epochs=args.epochs, lr=args.lr, unlearn_epochs=args.unlearn_epochs, refs=args.refs,
-        workers=args.workers, stage_timeout=args.stage_timeout, accelerator=args.accelerator, cache_dir=args.cache_dir,
+        workers=args.workers, stage_timeout=args.stage_timeout, budget=args.budget, accelerator=args.accelerator, cache_dir=args.cache_dir,
     )
     for k, v in overrides.items():
         if v is not None:
@@ -353,8 +362,12 @@ def run_job(cfg: Config, spec: dict) -> dict:
     return meta
 
 
-def run_stage(cfg: Config, specs: list[dict], log) -> None:
-    """Run the stage's jobs, ``cfg.workers`` at a time: in this process (1 worker) or as child processes."""
+def run_stage(cfg: Config, specs: list[dict], log, deadline: float) -> None:
+    """Run the stage's jobs, ``cfg.workers`` at a time: in this process (1 worker) or as child processes.
+
+    Child processes still running at ``deadline`` (a ``time.perf_counter()`` value) are stopped;
+    their jobs have no result file and run again on a rerun.
+    """
     todo = [s for s in specs if not (cfg.jobs_dir / f"{s['name']}.json").is_file()]  # a rerun resumes
     if cfg.workers <= 1:
         for s in todo:
@@ -363,7 +376,6 @@ def run_stage(cfg: Config, specs: list[dict], log) -> None:
         return
     env = {**os.environ, "OMP_NUM_THREADS": str(cfg.threads_per_job), "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
     running: list[tuple[dict, subprocess.Popen, float, Any]] = []
-    deadline = time.perf_counter() + cfg.stage_timeout
     queue = list(todo)
     while queue or running:
         while queue and len(running) < cfg.workers:
@@ -385,10 +397,10 @@ def run_stage(cfg: Config, specs: list[dict], log) -> None:
                 proc.wait()
                 logf.close()
                 running.remove(item)
-                log(f"  {s['name']}: stopped at the stage timeout ({cfg.stage_timeout} s)")
+                log(f"  {s['name']}: stopped at the stage's deadline (stage timeout or --budget)")
         if time.perf_counter() > deadline and queue:
             for s in queue:
-                log(f"  {s['name']}: not started (stage timeout)")
+                log(f"  {s['name']}: not started (deadline)")
             queue.clear()
 
 
@@ -521,6 +533,21 @@ def write_summary(cfg: Config, dm, start: float, argv) -> dict:
     return summary
 
 
+RUN_KEYS_IGNORED = ("workers", "stage_timeout", "budget", "out", "cache_dir", "threads_per_job")
+
+
+def check_same_run(cfg: Config) -> None:
+    """A rerun into the same ``--out`` resumes only the same experiment: its job results would otherwise mix."""
+    path = Path(cfg.out) / "config.json"
+    mine = {k: v for k, v in asdict(cfg).items() if k not in RUN_KEYS_IGNORED}
+    if path.is_file():
+        old = json.loads(path.read_text())
+        diff = sorted(k for k in set(old) | set(mine) if old.get(k) != mine.get(k))
+        if diff:
+            raise SystemExit(f"{cfg.out} holds a run with other settings ({', '.join(diff)}): pass a fresh --out")
+    path.write_text(json.dumps(mine, indent=1))
+
+
 def main(argv=None) -> dict:
     cfg, args = parse_args(argv)
     if args.job:  # a child process: one job
@@ -528,6 +555,7 @@ def main(argv=None) -> dict:
         return {}
     start = time.perf_counter()
     cfg.jobs_dir.mkdir(parents=True, exist_ok=True)
+    check_same_run(cfg)
     progress = Path(cfg.out) / "progress.log"
 
     def log(msg: str) -> None:
@@ -538,16 +566,24 @@ def main(argv=None) -> dict:
 
     dm = open_data(cfg)  # unpack + decode once, so the jobs load the cached pool
     log(f"data ready: {cfg.data_source}, {len(dm.pool.train_index)} train / {len(dm.pool.test_index)} test images")
-    stages = [
-        ("train", [{"kind": "train", "name": n, "role": n} for n in ("original", "retrain", *[f"ref{r}" for r in range(cfg.refs)])]),
+    stages = [  # (title, jobs, files the jobs need)
+        ("train", [{"kind": "train", "name": n, "role": n} for n in ("original", "retrain", *[f"ref{r}" for r in range(cfg.refs)])], []),
         ("unlearn", [{"kind": "attack", "name": "attack"}]
-         + [{"kind": "unlearn", "name": f"{m}_{s}", "method": m, "use_remain": SETTINGS[s]} for s in SETTINGS for m in METHODS[s] if m != "amun"]),
-        ("amun", [{"kind": "unlearn", "name": f"amun_{s}", "method": "amun", "use_remain": SETTINGS[s]} for s in SETTINGS]),
+         + [{"kind": "unlearn", "name": f"{m}_{s}", "method": m, "use_remain": SETTINGS[s]} for s in SETTINGS for m in METHODS[s] if m != "amun"], ["original.pt"]),
+        ("amun", [{"kind": "unlearn", "name": f"amun_{s}", "method": "amun", "use_remain": SETTINGS[s]} for s in SETTINGS], ["original.pt", "adversarial.pt"]),
     ]
     summary: dict = {}
-    for title, specs in stages:
+    for title, specs, needs in stages:
+        missing = [n for n in needs if not (cfg.jobs_dir / n).is_file()]
+        if missing:
+            log(f"stage {title}: not started, {', '.join(missing)} missing (see the jobs' logs in {cfg.jobs_dir})")
+            break
+        left = cfg.budget - (time.perf_counter() - start) - 30  # 30 s kept for the evaluation
+        if left <= 0:
+            log(f"stage {title}: not started, the budget of {cfg.budget} s is spent; rerun the same command to resume")
+            break
         log(f"stage {title}: {', '.join(s['name'] for s in specs)}")
-        run_stage(cfg, specs, log)
+        run_stage(cfg, specs, log, time.perf_counter() + min(cfg.stage_timeout, left))
         summary = write_summary(cfg, dm, start, argv)
         log(f"stage {title} written to {cfg.out}/gpu_cifar10.md")
     print(markdown(summary))
