@@ -67,7 +67,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -150,12 +150,12 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     p.add_argument("--out", default=None, help="working and results folder (default benchmarks/results/gpu_cifar10; --tiny: a temporary folder)")
     p.add_argument("--tiny", action="store_true", help="the same code on CPU in about two minutes (small CNN, a few hundred images)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs of original, retrain and references (default 20)")
-    p.add_argument("--lr", type=float, default=None, help="peak one-cycle learning rate at batch 512 (default 0.4: 0.1 at batch 128, scaled linearly)")
+    p.add_argument("--lr", type=float, default=None, help="peak one-cycle lr at batch 512 (default 0.4: 0.1 at batch 128, scaled linearly)")
     p.add_argument("--unlearn-epochs", type=int, default=None, help="epochs of each unlearning run (default 5)")
     p.add_argument("--refs", type=int, default=None, help="RMIA reference models, even, >= 2 (default 2)")
     p.add_argument("--workers", type=int, default=None, help="jobs run at once, each its own process (default 6; --tiny: 1, in-process)")
     p.add_argument("--stage-timeout", type=int, default=None, help="seconds before a stage's unfinished jobs are stopped (default 420)")
-    p.add_argument("--budget", type=int, default=None, help="seconds for the whole run, start-up included: later stages wait for a rerun (default 560)")
+    p.add_argument("--budget", type=int, default=None, help="seconds for the whole run, start-up included; later stages wait for a rerun (560)")
     p.add_argument("--accelerator", default=None, help="Lightning accelerator (default auto; --tiny: cpu)")
     p.add_argument("--cache-dir", default=None, help="pool cache (default the library's)")
     p.add_argument("--job", default=None, help=argparse.SUPPRESS)  # internal: run one job spec and exit
@@ -316,9 +316,13 @@ def job_attack(cfg: Config, dm, spec: dict) -> dict:
 
     net = load_net(cfg, dm, "original").to(device(cfg))
     a = build_adversarial_set(net, dm.forget_set(), eps_init=0.04, batch_size=cfg.attack_batch_size, seed=cfg.forget_seed)
-    torch.save({k: getattr(a, k) for k in ("x", "y", "index", "eps", "delta", "y_true", "clean_pred")} | {"eps_init": a.eps_init}, cfg.jobs_dir / "adversarial.pt")
+    rows = {k: getattr(a, k) for k in ("x", "y", "index", "eps", "delta", "y_true", "clean_pred")}
+    torch.save({**rows, "eps_init": a.eps_init}, cfg.jobs_dir / "adversarial.pt")
     eps_hist = {f"{float(e):g}": int(c) for e, c in zip(*torch.unique(a.eps, return_counts=True))}
-    return {"n_adv": len(a), "n_unresolved": a.n_unresolved, "pgd50_passes": a.cost_in_pgd50_passes, "mean_delta": float(a.delta.mean()), "eps_final": eps_hist}
+    return {
+        "n_adv": len(a), "n_unresolved": a.n_unresolved, "pgd50_passes": a.cost_in_pgd50_passes, "mean_delta": float(a.delta.mean()),
+        "eps_final": eps_hist,
+    }
 
 
 def load_adversarial(cfg: Config):
@@ -374,7 +378,8 @@ def run_stage(cfg: Config, specs: list[dict], log, deadline: float) -> None:
             run_job(cfg, s)
             log(f"  {s['name']}: done")
         return
-    env = {**os.environ, "OMP_NUM_THREADS": str(cfg.threads_per_job), "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    root = str(Path(__file__).resolve().parents[1])  # the repository: children import its lightning_unlearn
+    env = {**os.environ, "OMP_NUM_THREADS": str(cfg.threads_per_job), "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     running: list[tuple[dict, subprocess.Popen, float, Any]] = []
     queue = list(todo)
     while queue or running:
@@ -383,7 +388,8 @@ def run_stage(cfg: Config, specs: list[dict], log, deadline: float) -> None:
             spec_path = cfg.jobs_dir / f"{s['name']}.spec.json"
             spec_path.write_text(json.dumps({"config": asdict(cfg), "job": s}))
             logf = open(cfg.jobs_dir / f"{s['name']}.log", "w")
-            proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--job", str(spec_path)], stdout=logf, stderr=subprocess.STDOUT, env=env)
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--job", str(spec_path)]
+            proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
             running.append((s, proc, time.perf_counter(), logf))
         time.sleep(1.0)
         for item in list(running):
@@ -407,7 +413,7 @@ def run_stage(cfg: Config, specs: list[dict], log, deadline: float) -> None:
 # ---------------------------------------------------------------------------- evaluation
 def evaluate(cfg: Config, dm) -> dict:
     from lightning_unlearn.inference import accuracy, predict_logits
-    from lightning_unlearn.metrics import adversarial_transfer, membership_matrix, reference_pool
+    from lightning_unlearn.metrics import adversarial_transfer, reference_pool
     from lightning_unlearn.metrics import functional as F
 
     pool = reference_pool(dm)  # train pool then test pool
@@ -481,7 +487,8 @@ def markdown(summary: dict) -> str:
     if t:
         a = jobs.get("attack", {})
         lines.append(
-            f"D_A: {a.get('n_adv')} examples, {a.get('pgd50_passes', float('nan')):.2f} PGD-50 passes, mean ‖δ‖ {a.get('mean_delta', float('nan')):.3f}; "
+            f"D_A: {a.get('n_adv')} examples, {a.get('pgd50_passes', float('nan')):.2f} PGD-50 passes, "
+            f"mean ‖δ‖ {a.get('mean_delta', float('nan')):.3f}; "
             f"transfer to the retrained model: mean P(y_adv|x_adv) {t['prob']:.2f}%, top-1 {t['top1']:.2f}%."
         )
     for setting, title in (("with_remain", "With D_R (paper Table 1)"), ("forget_only", "D_F only (paper Table 2)")):
@@ -533,6 +540,10 @@ def write_summary(cfg: Config, dm, start: float, argv) -> dict:
     return summary
 
 
+def unlearn_job(method: str, setting: str) -> dict:
+    return {"kind": "unlearn", "name": f"{method}_{setting}", "method": method, "use_remain": SETTINGS[setting]}
+
+
 RUN_KEYS_IGNORED = ("workers", "stage_timeout", "budget", "out", "cache_dir", "threads_per_job")
 
 
@@ -569,8 +580,8 @@ def main(argv=None) -> dict:
     stages = [  # (title, jobs, files the jobs need)
         ("train", [{"kind": "train", "name": n, "role": n} for n in ("original", "retrain", *[f"ref{r}" for r in range(cfg.refs)])], []),
         ("unlearn", [{"kind": "attack", "name": "attack"}]
-         + [{"kind": "unlearn", "name": f"{m}_{s}", "method": m, "use_remain": SETTINGS[s]} for s in SETTINGS for m in METHODS[s] if m != "amun"], ["original.pt"]),
-        ("amun", [{"kind": "unlearn", "name": f"amun_{s}", "method": "amun", "use_remain": SETTINGS[s]} for s in SETTINGS], ["original.pt", "adversarial.pt"]),
+         + [unlearn_job(m, s) for s in SETTINGS for m in METHODS[s] if m != "amun"], ["original.pt"]),
+        ("amun", [unlearn_job("amun", s) for s in SETTINGS], ["original.pt", "adversarial.pt"]),
     ]
     summary: dict = {}
     for title, specs, needs in stages:

@@ -148,7 +148,8 @@ def time_epochs(c: dict, args) -> float:
     return (time.process_time() - c0) / args.timing_epochs
 
 
-def readme(rows: list[dict]) -> str:
+def readme(rows: list[dict], out: Path) -> str:
+    """The results table (rewritten from ``rows``), followed by ``<out>/NOTES.md`` (the hand-written reading) if present."""
     f = lambda v, d=1: "–" if v is None else f"{v:.{d}f}"  # noqa: E731
     lines = [
         "# CPU preset search: small CNN on CIFAR-10 subsets, originals trained with crop+flip",
@@ -167,7 +168,8 @@ def readme(rows: list[dict]) -> str:
         "Model seed 0, forget set `random:0.1` with seed 0, one-cycle SGD (momentum 0.9, wd 5e-4), test subset "
         f"{rows[0]['n_test'] if rows else '–'} images (stratified).",
         "",
-        "| candidate | aug | images | width | epochs | batch | lr | train acc | test acc | CPU s / model | wall s / model | loss AUC | RMIA-1ref AUC | "
+        "| candidate | aug | images | width | epochs | batch | lr | train acc | test acc | CPU s / model | wall s / model | loss AUC | "
+        "RMIA-1ref AUC | "
         "retrain UA | retrain TA | retrain RA |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -176,7 +178,8 @@ def readme(rows: list[dict]) -> str:
         cpu = [s for s in (r.get("cpu_seconds_original"), r.get("cpu_seconds_retrain")) if s is not None]
         cpu_s = f(sum(cpu) / len(cpu), 0) if cpu else (f(r["cpu_seconds_per_epoch"] * r["epochs"], 0) + "*" if "cpu_seconds_per_epoch" in r else "–")
         lines.append(
-            f"| {r['name']} | {r['augmentation']} | {r['images']} | {r['width']} | {r['epochs']} | {r.get('batch_size', 128)} | {r['lr']:g} | {f(r.get('train_acc'))} | "
+            f"| {r['name']} | {r['augmentation']} | {r['images']} | {r['width']} | {r['epochs']} | {r.get('batch_size', 128)} | {r['lr']:g} | "
+            f"{f(r.get('train_acc'))} | "
             f"{f(r.get('test_acc'))} | {cpu_s} | {f(sum(secs) / len(secs), 0) if secs else '–'} | {f(r.get('loss_auc'))} | "
             f"{f(r.get('rmia_1ref_auc'))} | {f(r.get('retrain_forget_acc'))} | {f(r.get('retrain_test_acc'))} | {f(r.get('retrain_remain_acc'))} |"
         )
@@ -190,6 +193,9 @@ def readme(rows: list[dict]) -> str:
         "reference, offline a = 0.3; retrain UA / TA / RA: the retrained model's accuracy on D_F, D_T and D_R.",
         "A candidate whose original stays below the fit threshold gets no retrained model (`–`).",
     ]
+    notes = out / "NOTES.md"
+    if notes.is_file():
+        lines += ["", notes.read_text().rstrip()]
     return "\n".join(lines) + "\n"
 
 
@@ -201,7 +207,7 @@ def main(argv=None) -> None:
     p.add_argument("--fit-threshold", type=float, default=95.0, help="train accuracy needed before a retrained model is trained")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--cache-dir", default=None)
-    p.add_argument("--timing-epochs", type=int, default=0, help="only time N epochs of each candidate's original (CPU s / epoch), into its existing row")
+    p.add_argument("--timing-epochs", type=int, default=0, help="only time N epochs of each candidate's original (CPU s / epoch) into its row")
     p.add_argument("--out", default=str(DEFAULT_OUT))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -218,12 +224,13 @@ def main(argv=None) -> None:
     if args.timing_epochs:
         for c in cands:
             row = next((r for r in rows if r["name"] == c["name"]), None)
-            if row is None:
-                raise SystemExit(f"--timing-epochs: no measured row named {c['name']!r} in {path}")
+            if row is None:  # a candidate only timed, not trained to the end
+                row = {**c, "augmentation": c["augmentation"] or "none", "threads": torch.get_num_threads(), "timing_only": True}
+                rows.append(row)
             row["cpu_seconds_per_epoch"] = time_epochs(c, args)
             row["timing_command"] = command
             path.write_text(json.dumps(rows, indent=1))
-            (out / "README.md").write_text(readme(rows))
+            (out / "README.md").write_text(readme(rows, out))
             print(c["name"], row["cpu_seconds_per_epoch"], flush=True)
         return
     for c in cands:
@@ -234,7 +241,7 @@ def main(argv=None) -> None:
         def record(row, slot=slot):
             rows[slot] = {**row, "device": device_name("cpu"), "command": command}
             path.write_text(json.dumps(rows, indent=1))
-            (out / "README.md").write_text(readme([r for r in rows if r]))
+            (out / "README.md").write_text(readme([r for r in rows if r], out))
 
         print(f"== {c['name']}", flush=True)
         run_candidate(c, args, record)

@@ -275,7 +275,9 @@ RETRAIN_FEATURES = ("neighbor_prob", "neighbor_logit", "prob", "logit")
 NEGATIVES = ("neighbors", "remain")
 
 
-def retrain_protocol_features(logits: torch.Tensor, neighbors: torch.Tensor | list[int], *, feature: RetrainFeature = "neighbor_prob") -> torch.Tensor:
+def retrain_protocol_features(
+    logits: torch.Tensor, neighbors: torch.Tensor | list[int], *, feature: RetrainFeature = "neighbor_prob"
+) -> torch.Tensor:
     """The retrain protocol's features of each sample, from a model's logits.
 
     ``"neighbor_prob"``: ``[p(n_1|x), ..., p(n_K|x)]`` (softmax over all C classes, then the
