@@ -20,8 +20,9 @@ target model the AUC equals that of the ratio), and the retrained model's forget
     OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/preset_search.py \\
         --data $LIGHTNING_UNLEARN_DATA/cifar10 --candidates w32-n1000-e100,w24-n1000-e80
 
-A candidate name is ``w<width>-n<images>-e<epochs>[-b<batch>][-lr<lr>][-noaug]`` (batch default 128,
-lr default 0.05). Results are appended to
+A candidate name is ``w<width>-n<images>-e<epochs>[-b<batch>][-lr<lr>][-fc<every>][-noaug]`` (batch
+default 128, lr default 0.05; ``-fc10``: FastClip to spectral norm 1 every 10 steps on every conv and
+linear layer, BatchNorm free). Results are appended to
 ``--out``/results.json after every model, and README.md is rewritten from them, so a stopped run
 keeps what it measured. Timings share two cores with other jobs: read them as upper bounds.
 """
@@ -40,13 +41,16 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results" / "preset_search"
-NAME = re.compile(r"^w(?P<width>\d+)-n(?P<images>\d+)-e(?P<epochs>\d+)(?:-b(?P<batch>\d+))?(?:-lr(?P<lr>[0-9.]+))?(?P<noaug>-noaug)?$")
+GRAMMAR = "w<width>-n<images>-e<epochs>[-b<batch>][-lr<lr>][-fc<every>][-noaug]"
+NAME = re.compile(
+    r"^w(?P<width>\d+)-n(?P<images>\d+)-e(?P<epochs>\d+)(?:-b(?P<batch>\d+))?(?:-lr(?P<lr>[0-9.]+))?(?:-fc(?P<fc>\d+))?(?P<noaug>-noaug)?$"
+)
 
 
 def parse_candidate(name: str) -> dict:
     m = NAME.match(name)
     if not m:
-        raise SystemExit(f"bad candidate {name!r}: expected w<width>-n<images>-e<epochs>[-b<batch>][-lr<lr>][-noaug], e.g. w32-n1000-e100-b32")
+        raise SystemExit(f"bad candidate {name!r}: expected {GRAMMAR}, e.g. w24-n1000-e80-b32")
     return {
         "name": name,
         "width": int(m["width"]),
@@ -55,6 +59,7 @@ def parse_candidate(name: str) -> dict:
         "batch_size": int(m["batch"]) if m["batch"] else 128,
         "lr": float(m["lr"]) if m["lr"] else 0.05,
         "augmentation": None if m["noaug"] else "crop_flip",
+        "fastclip_every": int(m["fc"]) if m["fc"] else None,
     }
 
 
@@ -89,8 +94,15 @@ def run_candidate(c: dict, args, record) -> None:
 
     def fit(on: str):
         net = build_model("small-cnn", in_channels=3, num_classes=dm.num_classes, mean=dm.mean, std=dm.std, width=c["width"])
+        callbacks = []
+        if c["fastclip_every"]:  # every conv / linear layer clipped to spectral norm 1 (FastClip, c = 1)
+            from lightning_unlearn.callbacks import FastClip
+
+            callbacks.append(FastClip(max_norm=1.0, every_n_steps=c["fastclip_every"]))
         t0, c0 = time.perf_counter(), time.process_time()
-        module = train_classifier(dm, on=on, model=net, epochs=c["epochs"], seed=0, lr=c["lr"], accelerator="cpu", devices=1)
+        module = train_classifier(
+            dm, on=on, model=net, epochs=c["epochs"], seed=0, lr=c["lr"], accelerator="cpu", devices=1, callbacks=callbacks
+        )
         return module.model, time.perf_counter() - t0, time.process_time() - c0
 
     pool = torch.cat([dm.pool.train_index, dm.pool.test_index])
@@ -161,7 +173,7 @@ def readme(rows: list[dict], out: Path) -> str:
         "",
         "Commands (results.json holds every row with its command):",
         "",
-        *[f"    {c}" for c in dict.fromkeys(r["command"] for r in rows)],
+        *[f"    {c}" for c in dict.fromkeys(c for r in rows for c in (r.get("command"), r.get("timing_command")) if c)],
         "",
         f"Device: {rows[0].get('device', 'CPU') if rows else 'CPU'}, {rows[0].get('threads', 1) if rows else 1} thread; "
         "the machine's two cores were shared with other jobs, so times are upper bounds.",
@@ -202,7 +214,7 @@ def readme(rows: list[dict], out: Path) -> str:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=os.path.join(os.environ.get("LIGHTNING_UNLEARN_DATA", ""), "cifar10"), help="CIFAR-10 ImageFolder tree")
-    p.add_argument("--candidates", required=True, help="comma-separated names w<width>-n<images>-e<epochs>[-b<batch>][-lr<lr>][-noaug]")
+    p.add_argument("--candidates", required=True, help=f"comma-separated names {GRAMMAR}")
     p.add_argument("--max-test", type=int, default=1000)
     p.add_argument("--fit-threshold", type=float, default=95.0, help="train accuracy needed before a retrained model is trained")
     p.add_argument("--threads", type=int, default=1)
