@@ -1,208 +1,605 @@
-"""Full CIFAR-10 on one GPU: ResNet-18 original and retrained models, AMUN / FT / SalUn on a 10%
-random forget set, SVC MIA and RMIA (two reference models), and FastClip's overhead per epoch.
+"""Paper-scale random forgetting on one GPU: full CIFAR-10, ResNet-18 with crop+flip, 10% forget set,
+AMUN against SalUn, RL and FT, with and without the remain set, beside the AMUN paper's Table 1 and 2.
 
-Sized to finish within about 6 minutes on one H100 (GPU time is scarce: about 15 minutes a
-session, start-up included, no network). Everything runs through this library's Lightning loop
-(:func:`lightning_unlearn.pipeline.run_experiment`) with the fast recipe: the training set kept
-on the GPU as ``uint8`` (``device_data``), augmentation on the GPU, bf16 autocast
-(``precision="bf16-mixed"``), channels-last. Hyperparameters are the methods' defaults (no
-tuning: there is no time for it on one short lease), recorded in the results.
+Claim tested: AMUN (*Not All Wrong is Bad: Using Adversarial Examples for Unlearning*, ICML 2025,
+arXiv 2503.00917) is closer to a retrained model than SalUn, RL and FT (Avg. Gap over UA, RA, TA
+and the RMIA AUC on D_F vs D_T), with D_R (paper's Table 1) and with D_F only (Table 2), when the
+originals fit their training set under crop+flip and generalise (the paper's ResNet-18: train
+100%, test 94%). The script is a client of the public API only: ``UnlearningDataModule``,
+``build_model``, ``ClassifierModule`` + ``DeviceTensorLoader`` + ``make_trainer`` (the recipe of
+``train_classifier`` with the training set kept on the device), ``unlearn(...)``,
+``membership_matrix``/``reference_pool`` and the functional metrics.
 
-    # on the GPU machine, with the ImageFolder tree (decoded there, then cached):
-    python benchmarks/gpu_cifar10.py --data /path/to/cifar10
-    # the same code on CPU in about a minute (the test suite runs this):
+**Stages** (each a set of processes sharing the one card; a process per job, ``--workers`` at a time):
+
+1. train: the original (all 50,000 images, seed 0), the retrained model (D_R, seed 0) and
+   ``--refs`` RMIA reference models (each on a random half of the 60,000-image pool, every sample
+   IN for exactly half of them); ResNet-18, crop+flip, one-cycle SGD, bf16 autocast,
+   channels-last, batch 512, the training set on the GPU as uint8.
+2. unlearn: D_A built once on the original (AMUN's minimal-ε PGD-L2 search, ε_init 0.04), FT
+   (with D_R), RL and SalUn with and without D_R; the methods' default hyperparameters (no
+   tuning fits a 15-minute lease), ``--unlearn-epochs`` epochs, batch 128.
+3. unlearn: AMUN with and without D_R, both on the D_A of stage 2.
+4. evaluate (main process): UA, RA, TA, SVC MIA-efficacy (confidence), RMIA AUC (D_F vs D_T,
+   online, Taylor-softmax signal, γ = 2, population: every other pool point), Avg. Gap to the
+   retrained model (with RMIA and with MIA-efficacy), the transfer of D_A's labels to the
+   retrained model (mean P_retrain(y_adv | x_adv) and top-1 agreement), seconds per job.
+
+Results are written after every stage (``<out>/gpu_cifar10.json`` and ``.md``), so a run stopped
+by the lease keeps what it finished.
+
+**How to run on the device machine** (data travels as the packed file of
+``../shared/data/pack_cifar10.py``: 54 MiB, in the git-ignored ``.device-data/``; one command may
+run 600 s, so the script stops itself after ``--budget`` seconds, writes what it finished, and a
+second identical command on the still-warm machine resumes: finished jobs are skipped)::
+
+    python ../shared/data/pack_cifar10.py pack ../shared/data/cifar10 .device-data/cifar10.npz   # once, here
+    # the device tool: run(carry=[".device-data"], timeout_s=600, command=
+    python benchmarks/gpu_cifar10.py --pack .device-data/cifar10.npz --out /tmp/gpu_cifar10 --budget 560; \
+        cp /tmp/gpu_cifar10/gpu_cifar10.* /tmp/gpu_cifar10/progress.log "$OUT"/
+    # then copy gpu_cifar10.{json,md} into benchmarks/results/ (GPU numbers only; never beside CPU ones)
+
+    # the same code on CPU in about two minutes (tests/test_gpu_benchmark.py runs it):
     python benchmarks/gpu_cifar10.py --tiny --out /tmp/gpu-tiny
 
-It writes ``benchmarks/results/gpu_cifar10.{json,md}`` (``--results``) with the GPU's name,
-torch version and command, and prints the paper's CIFAR-10 ResNet-18 numbers (AMUN, ICML 2025,
-Table 1, 200-epoch models) beside its own (short schedule: not directly comparable).
-Numbers from a CPU and from a GPU are never mixed in one table: ``--tiny`` writes to ``--out``.
+**Expected timings on one H200** (estimates, not yet measured: no GPU was available when this
+was written). The repository's H200 measurement of ResNet-18 at batch 128, fp32, five processes
+on the card, is 15-22 ms per step (``benchmarks/results/fastclip_training_gpu_resnet18.md``).
+Start-up: unpacking and decoding 60,000 JPEGs about 30 s, imports about 10 s per process.
+Stage 1: about 3.1 full-training equivalents of 20 epochs at an estimated 3-5 s per epoch
+(batch 512, bf16, channels-last; 20 one-cycle epochs should reach the >= 90% test accuracy the
+issue asks for: one-cycle ResNet-18 runs commonly reach 93-94% in 20-30 epochs): 3-5 min with
+the four jobs in parallel. Stage 2: the attack
+(5,000 forget samples, attack batch 512; < 3 PGD-50 passes by the paper's bound) about 1 min
+beside five unlearning jobs of 5 epochs over at most 50,000 images at batch 128 (about 430 steps
+per epoch): 1-3 min. Stage 3: 1-2 min. Evaluation: under 1 min. Total about 7-11 min: one
+600-s command (``--budget 560``) probably finishes; otherwise a second identical command resumes
+and the lease (15 min) still covers it. ``--epochs`` is the knob if the first stage runs long;
+the report states the measured test accuracy of the original.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
+import subprocess
 import sys
-import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-import lightning.pytorch as pl
+import numpy as np
 import torch
 
-from lightning_unlearn.environment import device_name
-
-# ---------------------------------------------------------------------------- paper numbers
-# [P] Table 1, with D_R, 10% forget: UA, RA, TA, RMIA FT AUC, Avg. Gap
+# ---------------------------------------------------------------------------- the paper's numbers
+# [P] Table 1 (with D_R) and Table 2 (D_F only), CIFAR-10, ResNet-18, 10% random forget, 27 runs:
+# UA, RA, TA, RMIA FT AUC, Avg. Gap. Table 2's retrain row is Table 1's.
 PAPER = {
-    "retrain": (94.49, 100.0, 94.33, 50.00, 0.00),
-    "ft": (95.16, 96.64, 92.21, 52.08, 2.06),
-    "salun": (96.25, 98.14, 93.06, 50.88, 1.44),
-    "amun": (95.45, 99.57, 93.45, 50.18, 0.62),
+    "with_remain": {
+        "retrain": (94.49, 100.0, 94.33, 50.00, 0.00),
+        "ft": (95.16, 96.64, 92.21, 52.08, 2.06),
+        "rl": (95.54, 97.47, 92.17, 51.33, 1.74),
+        "salun": (96.25, 98.14, 93.06, 50.88, 1.44),
+        "amun": (95.45, 99.57, 93.45, 50.18, 0.62),
+    },
+    "forget_only": {
+        "retrain": (94.49, 100.0, 94.33, 50.00, 0.00),
+        "rl": (100.00, 100.00, 94.45, 61.85, 4.31),
+        "salun": (100.00, 100.00, 94.47, 61.09, 4.11),
+        "amun": (94.28, 97.47, 91.67, 52.24, 1.94),
+    },
 }
-PAPER_EPOCHS = 200
+PAPER_COLUMNS = ("ua", "ra", "ta", "rmia_auc", "avg_gap")
+SETTINGS = {"with_remain": True, "forget_only": False}
+METHODS = {"with_remain": ("ft", "rl", "salun", "amun"), "forget_only": ("rl", "salun", "amun")}
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+# ---------------------------------------------------------------------------- configuration
+@dataclass
+class Config:
+    """Everything a job needs; written to each job's spec file."""
+
+    pack: str | None = None  # packed CIFAR-10 (.npz of JPEG bytes); unpacked once to <out>/data/cifar10
+    data: str | None = None  # or an ImageFolder tree
+    out: str = "gpu_cifar10_out"
+    tiny: bool = False
+    model: str = "resnet18"
+    width: int | None = None
+    max_train: int | None = None
+    max_test: int | None = None
+    epochs: int = 20
+    lr: float = 0.4  # the library's ResNet-18 default, 0.1 at batch 128, scaled linearly to batch 512
+    batch_size: int = 512
+    unlearn_epochs: int = 5
+    unlearn_batch_size: int = 128
+    attack_batch_size: int = 512
+    refs: int = 2
+    forget: str = "random:0.1"
+    forget_seed: int = 0
+    model_seed: int = 0
+    accelerator: str = "auto"
+    precision: str = "bf16-mixed"
+    channels_last: bool = True
+    workers: int = 6
+    stage_timeout: int = 420
+    budget: int = 560
+    threads_per_job: int = 2
+    cache_dir: str | None = None
+
+    @property
+    def data_source(self) -> str:
+        if self.data:
+            return self.data
+        if self.pack:
+            return str(Path(self.out) / "data" / "cifar10")
+        return "digits"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return Path(self.out) / "jobs"
+
+
+def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
+    """The run's :class:`Config` from the command line (``--tiny`` changes the defaults) and the raw arguments."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default=None, help="CIFAR-10 ImageFolder tree (default $LIGHTNING_UNLEARN_DATA/cifar10)")
-    p.add_argument("--epochs", type=int, default=12, help="original / retrained / reference training epochs (default 12)")
-    p.add_argument("--unlearn-epochs", type=int, default=5, help="epochs of each unlearning phase (default 5)")
-    p.add_argument("--batch-size", type=int, default=512, help="training batch size of the fits (default 512)")
-    p.add_argument("--lr", type=float, default=0.2, help="peak one-cycle learning rate of the fits (default 0.2 at batch 512)")
-    p.add_argument("--fastclip-epochs", type=int, default=2, help="epochs timed with and without FastClip (default 2)")
-    p.add_argument("--tiny", action="store_true", help="the same code on CPU in about a minute (small CNN, a few hundred images)")
-    p.add_argument("--out", default=None, help="pipeline output folder (default: a temporary folder)")
-    p.add_argument("--results", default=None, help="results file stem (default benchmarks/results/gpu_cifar10; with --tiny: OUT/gpu_cifar10_tiny)")
-    p.add_argument("--cache-dir", default=None, help="model / pool cache (default the library's)")
-    p.add_argument("--accelerator", default="auto")
-    p.add_argument("--devices", default="1")
-    p.add_argument("--strategy", default="auto")
-    return p.parse_args(argv)
-
-
-def make_config(args: argparse.Namespace):
-    from lightning_unlearn.pipeline import BenchmarkConfig
-
-    gpu = torch.cuda.is_available() and args.accelerator in ("auto", "gpu", "cuda") and not args.tiny
-    data = args.data or os.path.join(os.environ.get("LIGHTNING_UNLEARN_DATA", ""), "cifar10")
-    if args.tiny and not os.path.isdir(os.path.join(data, "train")):
-        data = "digits"  # the tiny mode must run anywhere, also without the offline tree
-    common = dict(
-        forget="random:0.1",
-        methods=("original", "retrain", "amun", "ft", "salun"),
-        seeds=(0,),
-        max_trials=0,  # no tuning on a 15-minute lease: the methods' default hyperparameters
-        rmia_references=2,
-        accelerator=args.accelerator,
-        devices=args.devices,
-        strategy=args.strategy,
-        cache_dir=args.cache_dir,
-        device_data=args.devices in ("1", "auto"),
-    )
+    p.add_argument("--pack", default=None, help="packed CIFAR-10 (.npz of pack_cifar10.py); default .device-data/cifar10.npz if present")
+    p.add_argument("--data", default=None, help="a CIFAR-10 ImageFolder tree instead of --pack")
+    p.add_argument("--out", default=None, help="working and results folder (default benchmarks/results/gpu_cifar10; --tiny: a temporary folder)")
+    p.add_argument("--tiny", action="store_true", help="the same code on CPU in about two minutes (small CNN, a few hundred images)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs of original, retrain and references (default 20)")
+    p.add_argument("--lr", type=float, default=None, help="peak one-cycle lr at batch 512 (default 0.4: 0.1 at batch 128, scaled linearly)")
+    p.add_argument("--unlearn-epochs", type=int, default=None, help="epochs of each unlearning run (default 5)")
+    p.add_argument("--refs", type=int, default=None, help="RMIA reference models, even, >= 2 (default 2)")
+    p.add_argument("--workers", type=int, default=None, help="jobs run at once, each its own process (default 6; --tiny: 1, in-process)")
+    p.add_argument("--stage-timeout", type=int, default=None, help="seconds before a stage's unfinished jobs are stopped (default 420)")
+    p.add_argument("--budget", type=int, default=None, help="seconds for the whole run, start-up included; later stages wait for a rerun (560)")
+    p.add_argument("--accelerator", default=None, help="Lightning accelerator (default auto; --tiny: cpu)")
+    p.add_argument("--cache-dir", default=None, help="pool cache (default the library's)")
+    p.add_argument("--job", default=None, help=argparse.SUPPRESS)  # internal: run one job spec and exit
+    args = p.parse_args(argv)
+    if args.job:  # a child process: the whole configuration is in the job's spec file
+        return Config(**json.loads(Path(args.job).read_text())["config"]), args
     if args.tiny:
-        small = data != "digits"
-        return BenchmarkConfig(
-            dataset=data, max_train=400 if small else 300, max_test=200 if small else 150, model="small-cnn", epochs=3,
-            unlearn_epochs=1, batch_size=64, **common,
+        cfg = Config(
+            tiny=True, model="small-cnn", width=16, max_train=400, max_test=150, epochs=3, lr=0.05, batch_size=64, unlearn_epochs=1,
+            unlearn_batch_size=64, attack_batch_size=128, accelerator="cpu", precision="32-true", channels_last=False, workers=1,
+            threads_per_job=1,
         )
-    return BenchmarkConfig(
-        dataset=data, model="resnet18", epochs=args.epochs, unlearn_epochs=args.unlearn_epochs, batch_size=args.batch_size, lr=args.lr,
-        precision="bf16-mixed" if gpu else "32-true", channels_last=gpu, **common,
+    else:
+        cfg = Config()
+    pack = args.pack
+    if pack is None and not args.data and not args.tiny and Path(".device-data/cifar10.npz").is_file():
+        pack = ".device-data/cifar10.npz"
+    data = args.data
+    if args.tiny and not data and not pack:
+        tree = os.path.join(os.environ.get("LIGHTNING_UNLEARN_DATA", ""), "cifar10")
+        data = tree if os.path.isdir(os.path.join(tree, "train")) else None  # else digits: runs anywhere
+    out = args.out or (None if args.tiny else str(Path(__file__).resolve().parent / "results" / "gpu_cifar10"))
+    if out is None:
+        import tempfile
+
+        out = tempfile.mkdtemp(prefix="gpu-cifar10-tiny-")
+    overrides = dict(
+        pack=pack, data=data, out=out, epochs=args.epochs, lr=args.lr, unlearn_epochs=args.unlearn_epochs, refs=args.refs,
+        workers=args.workers, stage_timeout=args.stage_timeout, budget=args.budget, accelerator=args.accelerator, cache_dir=args.cache_dir,
     )
+    for k, v in overrides.items():
+        if v is not None:
+            setattr(cfg, k, v)
+    if cfg.refs < 2 or cfg.refs % 2:
+        raise SystemExit(f"--refs must be an even number >= 2, got {cfg.refs}")
+    if not cfg.pack and not cfg.data and not cfg.tiny:
+        raise SystemExit("no data: pass --pack .device-data/cifar10.npz (made by ../shared/data/pack_cifar10.py) or --data <tree>")
+    return cfg, args
 
 
-# ---------------------------------------------------------------------------- FastClip overhead
-def fastclip_overhead(config, epochs: int) -> dict:
-    """Seconds per epoch of the original model's recipe with and without FastClip (same run, same data)."""
-    from lightning_unlearn.callbacks import FastClip
+# ---------------------------------------------------------------------------- data: the packed file
+def unpack(pack: str | os.PathLike, tree: str | os.PathLike) -> Path:
+    """Write the files of a ``pack_cifar10.py`` pack back as an ImageFolder tree (once; a marker file records it).
+
+    The pack is an uncompressed ``.npz`` with ``names`` (the relative paths ``split/class/file``
+    joined by newlines, as uint8 bytes), ``offsets`` (``(F + 1,)`` int64) and ``data`` (the
+    concatenated file bytes): file i is ``data[offsets[i]:offsets[i + 1]]``. The tree then goes
+    through the library's ImageFolder source (decoded once, cached as a uint8 pool).
+    """
+    tree = Path(tree)
+    marker = tree / ".unpacked"
+    if marker.is_file() and marker.read_text() == str(Path(pack).resolve()):
+        return tree
+    z = np.load(pack)
+    names = z["names"].tobytes().decode().split("\n")
+    offsets, data = z["offsets"], z["data"]
+    if len(offsets) != len(names) + 1:
+        raise ValueError(f"{pack}: {len(names)} names but {len(offsets)} offsets (expected names + 1)")
+    for d in sorted({str(Path(n).parent) for n in names}):
+        (tree / d).mkdir(parents=True, exist_ok=True)
+    for i, rel in enumerate(names):
+        (tree / rel).write_bytes(data[offsets[i] : offsets[i + 1]].tobytes())
+    marker.write_text(str(Path(pack).resolve()))
+    return tree
+
+
+def open_data(cfg: Config):
+    from lightning_unlearn.data import UnlearningDataModule
+
+    if cfg.pack and not cfg.data:
+        unpack(cfg.pack, cfg.data_source)
+    dm = UnlearningDataModule(
+        cfg.data_source, forget=cfg.forget, seed=cfg.forget_seed, max_train=cfg.max_train, max_test=cfg.max_test,
+        batch_size=cfg.unlearn_batch_size, eval_batch_size=1024, cache_dir=cfg.cache_dir,
+    )
+    dm.setup()
+    return dm
+
+
+# ---------------------------------------------------------------------------- models and training
+def device(cfg: Config) -> torch.device:
+    gpu = cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return torch.device("cuda", 0) if gpu else torch.device("cpu")
+
+
+def trainer_kwargs(cfg: Config) -> dict[str, Any]:
+    return {"accelerator": "gpu" if device(cfg).type == "cuda" else "cpu", "devices": 1, "precision": cfg.precision}
+
+
+def new_net(cfg: Config, dm) -> torch.nn.Module:
+    from lightning_unlearn.models import build_model
+
+    net = build_model(cfg.model, in_channels=dm.image_shape[0], num_classes=dm.num_classes, mean=dm.mean, std=dm.std, width=cfg.width)
+    return net.to(memory_format=torch.channels_last) if cfg.channels_last else net
+
+
+def module_class():
+    from lightning_unlearn.training import ClassifierModule
+    from lightning_unlearn.unlearning import UnlearningMixin
+
+    class Unlearnable(UnlearningMixin, ClassifierModule):
+        """The classifier with the unlearning phase mixed in."""
+
+    return Unlearnable
+
+
+def fit(cfg: Config, dm, data, *, seed: int) -> torch.nn.Module:
+    """``train_classifier``'s recipe (seeded init, one-cycle SGD, on-device crop+flip) with the data on the device."""
     from lightning_unlearn.data import DeviceTensorLoader
-    from lightning_unlearn.pipeline.models import data_device, new_net, trainer_kwargs
-    from lightning_unlearn.pipeline.stages import open_data
-    from lightning_unlearn.training import ClassifierModule, make_trainer, seed_everything
+    from lightning_unlearn.training import make_trainer, seed_everything
 
-    dm = open_data(config, 0)
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
-    out = {}
-    for label, every in (("plain", None), ("fastclip_every_100", 100), ("fastclip_every_10", 10)):
-        seed_everything(0)
-        module = ClassifierModule(new_net(config, dm), num_classes=dm.num_classes, lr=config.resolved_lr, augmentation=dm.augmentation)
-        loader = DeviceTensorLoader(dm.train_set(), batch_size=config.batch_size, device=data_device(config), shuffle=True)
-        callbacks = [] if every is None else [FastClip(max_norm=1.0, every_n_steps=every)]
-        tkw = {**trainer_kwargs(config), "devices": 1}
-        # one warm-up epoch (cudnn autotuning, FastClip's cold start) is excluded from the timing
-        trainer = make_trainer(max_epochs=1 + epochs, callbacks=callbacks + [_EpochTimer(sync)], **tkw)
-        trainer.fit(module, train_dataloaders=loader)
-        times = trainer.callbacks[-1].times[1:]
-        out[label] = sum(times) / len(times)
-    out["ratio_every_100"] = out["fastclip_every_100"] / out["plain"]
-    out["ratio_every_10"] = out["fastclip_every_10"] / out["plain"]
+    seed_everything(seed)
+    module = module_class()(new_net(cfg, dm), num_classes=dm.num_classes, lr=cfg.lr, augmentation=dm.augmentation, aug_seed=seed)
+    loader = DeviceTensorLoader(data, batch_size=cfg.batch_size, device=device(cfg), shuffle=True, seed=7919 * seed + 1)
+    make_trainer(max_epochs=cfg.epochs, **trainer_kwargs(cfg)).fit(module, train_dataloaders=loader)
+    return module.model.eval()
+
+
+def load_net(cfg: Config, dm, name: str) -> torch.nn.Module | None:
+    path = cfg.jobs_dir / f"{name}.pt"
+    if not path.is_file():
+        return None
+    net = new_net(cfg, dm)
+    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return net.eval()
+
+
+def run_unlearn(module, name: str, request, hparams: dict, tkw: dict):
+    """``unlearn`` with trainer arguments either as ``trainer_kwargs=`` (newer signature) or mixed into kwargs."""
+    from lightning_unlearn.unlearning import unlearn
+
+    if "trainer_kwargs" in inspect.signature(unlearn).parameters:
+        return unlearn(module, name, request, trainer_kwargs=tkw, **hparams)
+    return unlearn(module, name, request, **hparams, **tkw)
+
+
+# ---------------------------------------------------------------------------- jobs
+def job_train(cfg: Config, dm, spec: dict) -> dict:
+    from lightning_unlearn.metrics import membership_matrix, reference_pool
+
+    role = spec["role"]
+    if role == "original":
+        data, seed = dm.train_set(), cfg.model_seed
+    elif role == "retrain":
+        data, seed = dm.remain_set(), cfg.model_seed
+    else:  # ref<r>: IN samples of reference r
+        r = int(role[3:])
+        pool = reference_pool(dm)
+        keep = membership_matrix(cfg.refs, len(pool), seed=0)[r]
+        data, seed = pool.subset(torch.nonzero(keep).flatten()), 10_000 + r
+    net = fit(cfg, dm, data, seed=seed)
+    torch.save(net.state_dict(), cfg.jobs_dir / f"{spec['name']}.pt")
+    return {"n_train": len(data), "seed": seed}
+
+
+def job_attack(cfg: Config, dm, spec: dict) -> dict:
+    from lightning_unlearn.unlearning import build_adversarial_set
+
+    net = load_net(cfg, dm, "original").to(device(cfg))
+    a = build_adversarial_set(net, dm.forget_set(), eps_init=0.04, batch_size=cfg.attack_batch_size, seed=cfg.forget_seed)
+    rows = {k: getattr(a, k) for k in ("x", "y", "index", "eps", "delta", "y_true", "clean_pred")}
+    torch.save({**rows, "eps_init": a.eps_init}, cfg.jobs_dir / "adversarial.pt")
+    eps_hist = {f"{float(e):g}": int(c) for e, c in zip(*torch.unique(a.eps, return_counts=True))}
+    return {
+        "n_adv": len(a), "n_unresolved": a.n_unresolved, "pgd50_passes": a.cost_in_pgd50_passes, "mean_delta": float(a.delta.mean()),
+        "eps_final": eps_hist,
+    }
+
+
+def load_adversarial(cfg: Config):
+    from lightning_unlearn.unlearning import AdversarialSet
+
+    d = torch.load(cfg.jobs_dir / "adversarial.pt", weights_only=True)
+    return AdversarialSet(d["x"], d["y"], d["index"], d["eps"], d["delta"], d["y_true"], d["clean_pred"], float(d["eps_init"]), n_forget=len(d["y"]))
+
+
+def job_unlearn(cfg: Config, dm, spec: dict) -> dict:
+    from lightning_unlearn.training import seed_everything
+    from lightning_unlearn.unlearning import UnlearningRequest
+
+    seed_everything(cfg.model_seed)
+    module = module_class()(new_net(cfg, dm), num_classes=dm.num_classes, lr=cfg.lr, augmentation=dm.augmentation)
+    module.model.load_state_dict(load_net(cfg, dm, "original").state_dict())
+    request = UnlearningRequest.from_datamodule(dm, use_remain=spec["use_remain"], batch_size=cfg.unlearn_batch_size)
+    hparams: dict[str, Any] = {"epochs": cfg.unlearn_epochs}
+    if spec["method"] == "amun":
+        hparams.update(adversarial_set=load_adversarial(cfg), attack_batch_size=cfg.attack_batch_size)
+    run_unlearn(module, spec["method"], request, hparams, trainer_kwargs(cfg))
+    module.stop_unlearning()
+    torch.save(module.model.state_dict(), cfg.jobs_dir / f"{spec['name']}.pt")
+    return {"method": spec["method"], "use_remain": spec["use_remain"], "hparams": {k: v for k, v in hparams.items() if k != "adversarial_set"}}
+
+
+JOBS = {"train": job_train, "attack": job_attack, "unlearn": job_unlearn}
+
+
+def run_job(cfg: Config, spec: dict) -> dict:
+    """Run one job in this process and write ``<name>.json`` (seconds and the job's facts)."""
+    torch.set_num_threads(cfg.threads_per_job)
+    torch.backends.cudnn.benchmark = True
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision("high")
+    dm = open_data(cfg)
+    start = time.perf_counter()
+    facts = JOBS[spec["kind"]](cfg, dm, spec)
+    meta = {"name": spec["name"], "seconds": time.perf_counter() - start, **facts}
+    (cfg.jobs_dir / f"{spec['name']}.json").write_text(json.dumps(meta, indent=1, default=str))
+    return meta
+
+
+def run_stage(cfg: Config, specs: list[dict], log, deadline: float) -> None:
+    """Run the stage's jobs, ``cfg.workers`` at a time: in this process (1 worker) or as child processes.
+
+    Child processes still running at ``deadline`` (a ``time.perf_counter()`` value) are stopped;
+    their jobs have no result file and run again on a rerun.
+    """
+    todo = [s for s in specs if not (cfg.jobs_dir / f"{s['name']}.json").is_file()]  # a rerun resumes
+    if cfg.workers <= 1:
+        for s in todo:
+            run_job(cfg, s)
+            log(f"  {s['name']}: done")
+        return
+    root = str(Path(__file__).resolve().parents[1])  # the repository: children import its lightning_unlearn
+    env = {**os.environ, "OMP_NUM_THREADS": str(cfg.threads_per_job), "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    running: list[tuple[dict, subprocess.Popen, float, Any]] = []
+    queue = list(todo)
+    while queue or running:
+        while queue and len(running) < cfg.workers:
+            s = queue.pop(0)
+            spec_path = cfg.jobs_dir / f"{s['name']}.spec.json"
+            spec_path.write_text(json.dumps({"config": asdict(cfg), "job": s}))
+            logf = open(cfg.jobs_dir / f"{s['name']}.log", "w")
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--job", str(spec_path)]
+            proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
+            running.append((s, proc, time.perf_counter(), logf))
+        time.sleep(1.0)
+        for item in list(running):
+            s, proc, t0, logf = item
+            if proc.poll() is not None:
+                logf.close()
+                running.remove(item)
+                log(f"  {s['name']}: rc={proc.returncode} after {time.perf_counter() - t0:.0f} s")
+            elif time.perf_counter() > deadline:
+                proc.kill()
+                proc.wait()
+                logf.close()
+                running.remove(item)
+                log(f"  {s['name']}: stopped at the stage's deadline (stage timeout or --budget)")
+        if time.perf_counter() > deadline and queue:
+            for s in queue:
+                log(f"  {s['name']}: not started (deadline)")
+            queue.clear()
+
+
+# ---------------------------------------------------------------------------- evaluation
+def evaluate(cfg: Config, dm) -> dict:
+    from lightning_unlearn.inference import accuracy, predict_logits
+    from lightning_unlearn.metrics import adversarial_transfer, reference_pool
+    from lightning_unlearn.metrics import functional as F
+
+    pool = reference_pool(dm)  # train pool then test pool
+    n_train = len(dm.pool.train_index)
+    y = pool.y
+    forget = torch.nonzero(torch.isin(pool.index, dm.pool.train_index[dm.split.forget])).flatten()
+    remain = torch.nonzero(torch.isin(pool.index, dm.pool.train_index[dm.split.remain])).flatten()
+    test = torch.arange(n_train, len(pool))
+    dev = device(cfg)
+
+    def logits(net):
+        return predict_logits(net.to(dev), pool, batch_size=1024)[0]
+
+    refs = [load_net(cfg, dm, f"ref{r}") for r in range(cfg.refs)]
+    ref_signals = torch.stack([F.taylor_softmax_signal(logits(n), y) for n in refs]) if all(n is not None for n in refs) else None
+    members = remain[F.select_shadow_members(pool.index[remain], len(test), seed=0)]
+
+    def figures(net) -> dict:
+        z = logits(net)
+        probs = torch.softmax(z.double(), 1)
+        v = {"ua": accuracy(z[forget], y[forget]), "ra": accuracy(z[remain], y[remain]), "ta": accuracy(z[test], y[test])}
+        v["mia"] = float(F.mia_efficacy(probs[members], y[members], probs[test], y[test], probs[forget], y[forget], feature="confidence"))
+        if ref_signals is not None:
+            target = F.taylor_softmax_signal(z, y)
+            query = torch.cat([forget, test])
+            scores = F.rmia_scores(target[query], ref_signals[:, query], target, ref_signals, gamma=2.0, self_index=query)
+            labels = torch.cat([torch.ones(len(forget)), torch.zeros(len(test))]).long()
+            v["rmia_auc"] = F.roc_auc(scores, labels)
+        return v
+
+    out: dict[str, Any] = {"models": {}, "jobs": {}}
+    for meta in sorted(cfg.jobs_dir.glob("*.json")):
+        if not meta.name.endswith(".spec.json"):
+            out["jobs"][meta.stem] = json.loads(meta.read_text())
+    for name in ["original", "retrain", *[f"{m}_{s}" for s in SETTINGS for m in METHODS[s]]]:
+        net = load_net(cfg, dm, name)
+        if net is not None:
+            out["models"][name] = figures(net)
+    star = out["models"].get("retrain")
+    if star is not None:
+        for name, v in out["models"].items():
+            if "rmia_auc" in v:
+                v["avg_gap"] = F.avg_gap(v, star, keys=("ua", "ra", "ta", "rmia_auc"))
+            v["avg_gap_mis"] = F.avg_gap(v, star, keys=("ua", "ra", "ta", "mia"))
+    retrain = load_net(cfg, dm, "retrain")
+    if retrain is not None and (cfg.jobs_dir / "adversarial.pt").is_file():
+        out["transfer_to_retrain"] = adversarial_transfer(retrain.to(dev), load_adversarial(cfg))
+        out["transfer_to_retrain_perturbed_only"] = adversarial_transfer(retrain.to(dev), load_adversarial(cfg), perturbed_only=True)
     return out
 
 
-class _EpochTimer(pl.Callback):
-    """Wall time of each training epoch, the device synchronised at both ends."""
-
-    def __init__(self, sync) -> None:
-        self.sync, self.times = sync, []
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self.sync()
-        self._t = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self.sync()
-        self.times.append(time.perf_counter() - self._t)
-
-
 # ---------------------------------------------------------------------------- report
-def summarise(results: dict, config, overhead: dict, wall: float, args) -> dict:
-    methods = results["methods"]
-    orig_s = methods["original"]["seconds"]
-    retrain_s = methods["retrain"]["seconds"]
-    epochs = config.resolved_epochs
-    summary = {
-        "device": device_name(args.accelerator),
-        "torch": torch.__version__,
-        "command": "python " + " ".join([os.path.relpath(__file__)] + sys.argv[1:]),
-        "tiny": bool(args.tiny),
-        "config": results["config"],
-        "wall_seconds": wall,
-        "original_epochs_per_minute": 60.0 * epochs / orig_s,
-        "original_seconds_per_epoch": orig_s / epochs,
-        "amun_over_retrain": methods["amun"]["seconds"] / retrain_s,
-        "amun_over_paper_retrain": methods["amun"]["seconds"] / (retrain_s / epochs * PAPER_EPOCHS),
-        "fastclip": overhead,
-        "methods": {m: {k: methods[m].get(k) for k in ("ua", "ra", "ta", "mia", "rmia_auc", "avg_gap", "avg_gap_mis", "seconds")} for m in methods},
-        "paper": {m: dict(zip(("ua", "ra", "ta", "rmia_auc", "avg_gap"), v)) for m, v in PAPER.items()},
-    }
-    return summary
-
-
-def markdown(s: dict) -> str:
+def markdown(summary: dict) -> str:
     f = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
+    models, jobs = summary["models"], summary["jobs"]
     lines = [
-        f"# GPU CIFAR-10 benchmark — {s['device']}",
+        f"# Paper-scale random forgetting — {summary['device']}",
         "",
-        f"torch {s['torch']}; command: `{s['command']}`; wall {s['wall_seconds']:.0f} s.",
-        f"Original {s['config']['model']} training: **{s['original_epochs_per_minute']:.1f} epochs/min** ({s['original_seconds_per_epoch']:.2f} s/epoch, first epoch included).",
-        f"AMUN wall time (attack included) / retraining: {s['amun_over_retrain']:.3f}; / the paper's 200-epoch retraining (extrapolated): {s['amun_over_paper_retrain']:.4f}.",
-        f"FastClip overhead per epoch: every 100 steps ×{s['fastclip']['ratio_every_100']:.3f}, every 10 steps ×{s['fastclip']['ratio_every_10']:.3f}.",
+        f"torch {summary['torch']}; command: `{summary['command']}`; wall {summary['wall_seconds']:.0f} s"
+        + (" (**--tiny: a CPU smoke run, not a result**)" if summary["tiny"] else "") + ".",
+        f"Data: {summary['data']}; model {summary['config']['model']}, {summary['config']['epochs']} epochs, batch "
+        f"{summary['config']['batch_size']}, lr {summary['config']['lr']}, {summary['config']['precision']}; "
+        f"unlearning: {summary['config']['unlearn_epochs']} epochs, batch {summary['config']['unlearn_batch_size']}, default hyperparameters; "
+        f"{summary['config']['refs']} RMIA references.",
         "",
-        "| method | UA | RA | TA | MIA (SVC) | RMIA AUC | Avg. Gap | s | paper UA | paper RA | paper TA | paper RMIA | paper Gap |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for m, v in s["methods"].items():
-        p = s["paper"].get(m, {})
+    if "original" in models:
+        o = models["original"]
+        lines.append(f"Original: train (D_R) {o['ra']:.2f}%, forget {o['ua']:.2f}%, test {o['ta']:.2f}% (target >= 90).")
+    t = summary.get("transfer_to_retrain")
+    if t:
+        a = jobs.get("attack", {})
         lines.append(
-            f"| {m} | {f(v['ua'])} | {f(v['ra'])} | {f(v['ta'])} | {f(v['mia'])} | {f(v['rmia_auc'])} | {f(v['avg_gap'])} | {f(v['seconds'])} | "
-            f"{f(p.get('ua'))} | {f(p.get('ra'))} | {f(p.get('ta'))} | {f(p.get('rmia_auc'))} | {f(p.get('avg_gap'))} |"
+            f"D_A: {a.get('n_adv')} examples, {a.get('pgd50_passes', float('nan')):.2f} PGD-50 passes, "
+            f"mean ‖δ‖ {a.get('mean_delta', float('nan')):.3f}; "
+            f"transfer to the retrained model: mean P(y_adv|x_adv) {t['prob']:.2f}%, top-1 {t['top1']:.2f}%."
         )
-    lines += ["", "Paper: AMUN (ICML 2025) Table 1, 200-epoch models, 27 runs; this run: a short schedule, one seed, untuned defaults."]
+    for setting, title in (("with_remain", "With D_R (paper Table 1)"), ("forget_only", "D_F only (paper Table 2)")):
+        lines += [
+            "",
+            f"## {title}",
+            "",
+            "| method | UA | RA | TA | MIA (SVC) | RMIA AUC | Avg. Gap | Gap (MIS) | s | paper UA | paper RA | paper TA | paper RMIA | paper Gap |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for m in ("retrain", *METHODS[setting]):
+            key = m if m == "retrain" else f"{m}_{setting}"
+            v = models.get(key, {})
+            p = dict(zip(PAPER_COLUMNS, PAPER[setting].get(m, (None,) * 5)))
+            secs = jobs.get(key, {}).get("seconds")
+            lines.append(
+                f"| {m} | {f(v.get('ua'))} | {f(v.get('ra'))} | {f(v.get('ta'))} | {f(v.get('mia'))} | {f(v.get('rmia_auc'))} | "
+                f"{f(v.get('avg_gap'))} | {f(v.get('avg_gap_mis'))} | {f(secs)} | {f(p['ua'])} | {f(p['ra'])} | {f(p['ta'])} | "
+                f"{f(p['rmia_auc'])} | {f(p['avg_gap'])} |"
+            )
+    lines += [
+        "",
+        "Paper: [P] Tables 1 and 2, 200-epoch ResNet-18 originals, 27 runs, tuned hyperparameters, 128 RMIA references.",
+        "This run: one original, one forget set, one retrained model, the methods' default hyperparameters, "
+        f"{summary['config']['refs']} references (RMIA with few references is weaker: compare gaps, not AUCs).",
+        "",
+        "Seconds per job: " + ", ".join(f"{k} {v.get('seconds', float('nan')):.0f}" for k, v in sorted(jobs.items())) + ".",
+    ]
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> dict:
-    args = parse_args(argv)
-    from lightning_unlearn.pipeline import run_experiment
+def write_summary(cfg: Config, dm, start: float, argv) -> dict:
+    from lightning_unlearn.environment import device_name
 
-    torch.backends.cudnn.benchmark = True
-    config = make_config(args).validate()
-    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="gpu-cifar10-"))
+    summary = {
+        "device": device_name(cfg.accelerator if cfg.accelerator != "auto" else "auto"),
+        "torch": torch.__version__,
+        "command": "python " + " ".join([os.path.relpath(__file__)] + list(sys.argv[1:] if argv is None else argv)),
+        "tiny": cfg.tiny,
+        "data": f"{cfg.data_source} ({len(dm.pool.train_index)} train / {len(dm.pool.test_index)} test)",
+        "config": asdict(cfg),
+        "wall_seconds": time.perf_counter() - start,
+        **evaluate(cfg, dm),
+        "paper": {s: {m: dict(zip(PAPER_COLUMNS, v)) for m, v in t.items()} for s, t in PAPER.items()},
+    }
+    out = Path(cfg.out)
+    (out / "gpu_cifar10.json").write_text(json.dumps(summary, indent=1, default=str))
+    (out / "gpu_cifar10.md").write_text(markdown(summary))
+    return summary
+
+
+def unlearn_job(method: str, setting: str) -> dict:
+    return {"kind": "unlearn", "name": f"{method}_{setting}", "method": method, "use_remain": SETTINGS[setting]}
+
+
+RUN_KEYS_IGNORED = ("workers", "stage_timeout", "budget", "out", "cache_dir", "threads_per_job")
+
+
+def check_same_run(cfg: Config) -> None:
+    """A rerun into the same ``--out`` resumes only the same experiment: its job results would otherwise mix."""
+    path = Path(cfg.out) / "config.json"
+    mine = {k: v for k, v in asdict(cfg).items() if k not in RUN_KEYS_IGNORED}
+    if path.is_file():
+        old = json.loads(path.read_text())
+        diff = sorted(k for k in set(old) | set(mine) if old.get(k) != mine.get(k))
+        if diff:
+            raise SystemExit(f"{cfg.out} holds a run with other settings ({', '.join(diff)}): pass a fresh --out")
+    path.write_text(json.dumps(mine, indent=1))
+
+
+def main(argv=None) -> dict:
+    cfg, args = parse_args(argv)
+    if args.job:  # a child process: one job
+        run_job(cfg, json.loads(Path(args.job).read_text())["job"])
+        return {}
     start = time.perf_counter()
-    results = run_experiment(config, out / "run")
-    overhead = fastclip_overhead(config, 1 if args.tiny else args.fastclip_epochs)
-    summary = summarise(results, config, overhead, time.perf_counter() - start, args)
-    stem = Path(args.results) if args.results else (out / "gpu_cifar10_tiny" if args.tiny else Path(__file__).parent / "results" / "gpu_cifar10")
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps(summary, indent=2))
-    stem.with_suffix(".md").write_text(markdown(summary))
+    cfg.jobs_dir.mkdir(parents=True, exist_ok=True)
+    check_same_run(cfg)
+    progress = Path(cfg.out) / "progress.log"
+
+    def log(msg: str) -> None:
+        line = f"[{time.perf_counter() - start:7.1f} s] {msg}"
+        print(line, flush=True)
+        with progress.open("a") as fh:
+            fh.write(line + "\n")
+
+    dm = open_data(cfg)  # unpack + decode once, so the jobs load the cached pool
+    log(f"data ready: {cfg.data_source}, {len(dm.pool.train_index)} train / {len(dm.pool.test_index)} test images")
+    stages = [  # (title, jobs, files the jobs need)
+        ("train", [{"kind": "train", "name": n, "role": n} for n in ("original", "retrain", *[f"ref{r}" for r in range(cfg.refs)])], []),
+        ("unlearn", [{"kind": "attack", "name": "attack"}]
+         + [unlearn_job(m, s) for s in SETTINGS for m in METHODS[s] if m != "amun"], ["original.pt"]),
+        ("amun", [unlearn_job("amun", s) for s in SETTINGS], ["original.pt", "adversarial.pt"]),
+    ]
+    summary: dict = {}
+    for title, specs, needs in stages:
+        missing = [n for n in needs if not (cfg.jobs_dir / n).is_file()]
+        if missing:
+            log(f"stage {title}: not started, {', '.join(missing)} missing (see the jobs' logs in {cfg.jobs_dir})")
+            break
+        left = cfg.budget - (time.perf_counter() - start) - 30  # 30 s kept for the evaluation
+        if left <= 0:
+            log(f"stage {title}: not started, the budget of {cfg.budget} s is spent; rerun the same command to resume")
+            break
+        log(f"stage {title}: {', '.join(s['name'] for s in specs)}")
+        run_stage(cfg, specs, log, time.perf_counter() + min(cfg.stage_timeout, left))
+        summary = write_summary(cfg, dm, start, argv)
+        log(f"stage {title} written to {cfg.out}/gpu_cifar10.md")
     print(markdown(summary))
     return summary
 
 
 if __name__ == "__main__":
-    torch.set_float32_matmul_precision("high")
     main()

@@ -9,7 +9,7 @@ effects: nothing is printed, downloaded or configured):
 - unlearning: :class:`UnlearningMixin`, :class:`AMUNMixin`, :class:`TRWMixin`,
   :class:`UnlearningRequest`, :func:`unlearn`, ``METHODS``, :func:`register_method`,
   :class:`UnlearningBatch`, :func:`pgd_l2_search`;
-- audits: :class:`RMIA`, :class:`MIAEfficacy`, :class:`MIANN`, :class:`SymmetricKL`
+- audits: :class:`RMIA`, :class:`MIAEfficacy`, :class:`MIANN`, :class:`MIANNRetrain`, :class:`SymmetricKL`
   (``FADE``), :class:`UnlearningAccuracy`, :func:`train_reference_models`;
 - the main job: :class:`BenchmarkConfig`, :func:`run_experiment`;
 - seeds: :func:`derive_seed` (every derived seed of the library).
@@ -42,6 +42,7 @@ _EXPORTS = {
     "RMIA": "lightning_unlearn.metrics",
     "MIAEfficacy": "lightning_unlearn.metrics",
     "MIANN": "lightning_unlearn.metrics",
+    "MIANNRetrain": "lightning_unlearn.metrics",
     "SymmetricKL": "lightning_unlearn.metrics",
     "FADE": "lightning_unlearn.metrics",
     "UnlearningAccuracy": "lightning_unlearn.metrics",

@@ -1,28 +1,55 @@
-"""The GPU benchmark's --tiny mode: the same code path on CPU, end to end."""
+"""The GPU benchmark: its --tiny mode runs the same code on CPU end to end; its pack loader restores the files."""
 
 import importlib.util
 import json
 import math
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_cifar10.py"
 
 
+def load_script():
+    spec = importlib.util.spec_from_file_location("gpu_cifar10", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_unpack_restores_the_packed_files_byte_for_byte(tmp_path):
+    # a pack in the documented format: names joined by newlines (uint8), offsets (F + 1), concatenated bytes
+    files = {"train/cat/0001.jpg": b"\xff\xd8cat-one", "train/dog/0002.jpg": b"\xff\xd8dog", "test/cat/0003.jpg": b"\xff\xd8"}
+    blobs = list(files.values())
+    offsets = np.concatenate([[0], np.cumsum([len(b) for b in blobs])]).astype(np.int64)
+    names = np.frombuffer("\n".join(files).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "pack.npz", names=names, offsets=offsets, data=np.frombuffer(b"".join(blobs), dtype=np.uint8))
+    mod = load_script()
+    tree = mod.unpack(tmp_path / "pack.npz", tmp_path / "tree")
+    for rel, content in files.items():
+        assert (tree / rel).read_bytes() == content
+    (tree / "train/cat/0001.jpg").write_bytes(b"changed")
+    mod.unpack(tmp_path / "pack.npz", tmp_path / "tree")  # already unpacked from this pack: left alone
+    assert (tree / "train/cat/0001.jpg").read_bytes() == b"changed"
+
+
 @pytest.mark.slow
 def test_gpu_cifar10_tiny_runs_on_cpu(tmp_path, monkeypatch):
     monkeypatch.delenv("LIGHTNING_UNLEARN_DATA", raising=False)  # digits: runs anywhere
-    spec = importlib.util.spec_from_file_location("gpu_cifar10", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    summary = mod.main(["--tiny", "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), "--accelerator", "cpu"])
-    written = json.loads((tmp_path / "out" / "gpu_cifar10_tiny.json").read_text())
+    mod = load_script()
+    summary = mod.main(["--tiny", "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")])
+    written = json.loads((tmp_path / "out" / "gpu_cifar10.json").read_text())
     assert written["device"].startswith("CPU") and written["tiny"] is True
-    assert set(written["methods"]) == {"original", "retrain", "amun", "ft", "salun"}
-    assert written["config"]["device_data"] is True and written["config"]["rmia_references"] == 2
-    for key in ("ratio_every_100", "ratio_every_10", "original_epochs_per_minute"):
-        value = written["fastclip"].get(key, written.get(key))
-        assert value is not None and math.isfinite(value) and value > 0
-    assert summary["amun_over_retrain"] > 0
-    assert "paper RMIA" in (tmp_path / "out" / "gpu_cifar10_tiny.md").read_text()
+    expected = {"original", "retrain"} | {f"{m}_{s}" for s, ms in mod.METHODS.items() for m in ms}
+    assert set(written["models"]) == expected
+    for name, v in written["models"].items():
+        for key in ("ua", "ra", "ta", "mia", "rmia_auc", "avg_gap", "avg_gap_mis"):
+            assert math.isfinite(v[key]), (name, key, v)
+    assert written["models"]["retrain"]["avg_gap"] == 0.0
+    assert set(written["jobs"]) >= expected - {"retrain", "original"} | {"attack", "ref0", "ref1"}
+    assert 0 <= written["transfer_to_retrain"]["prob"] <= 100 and written["transfer_to_retrain"]["n"] > 0
+    assert written["config"]["refs"] == 2 and summary["models"] == written["models"]
+    assert "paper RMIA" in (tmp_path / "out" / "gpu_cifar10.md").read_text()

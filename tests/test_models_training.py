@@ -19,6 +19,18 @@ def test_model_shapes():
         final_linear(torch.nn.Conv2d(1, 1, 1))
 
 
+def test_build_model_width_of_the_small_cnn():
+    m = build_model("small-cnn", in_channels=3, num_classes=10, mean=(0.5,) * 3, std=(0.25,) * 3, width=32)
+    convs = [c.out_channels for c in m.modules() if isinstance(c, torch.nn.Conv2d)]
+    assert convs == [32, 64, 64, 128, 128] and final_linear(m)[1].in_features == 128
+    default = build_model("small-cnn", in_channels=3, num_classes=10, mean=(0.5,) * 3, std=(0.25,) * 3)
+    assert [c.out_channels for c in default.modules() if isinstance(c, torch.nn.Conv2d)][0] == 16
+    with pytest.raises(ValueError, match="width is an option of 'small-cnn' only"):
+        build_model("resnet18", in_channels=3, num_classes=10, mean=(0,), std=(1,), width=32)
+    with pytest.raises(ValueError, match="width must be a positive int"):
+        build_model("small-cnn", in_channels=3, num_classes=10, mean=(0,), std=(1,), width=0)
+
+
 def test_normalize_inside_model():
     m = build_model("small-cnn", in_channels=1, num_classes=10, mean=(0.5,), std=(0.25,))
     x = torch.rand(3, 1, 8, 8)

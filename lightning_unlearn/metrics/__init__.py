@@ -9,7 +9,7 @@ from lightning_unlearn.metrics import functional
 from lightning_unlearn.metrics._base import SPLITS
 from lightning_unlearn.metrics.accuracy import UnlearningAccuracy
 from lightning_unlearn.metrics.fade import FADE, SymmetricKL
-from lightning_unlearn.metrics.mia_nn import MIANN
+from lightning_unlearn.metrics.mia_nn import MIANN, MIANNRetrain
 from lightning_unlearn.metrics.references import (
     ReferenceModels,
     membership_matrix,
@@ -19,16 +19,19 @@ from lightning_unlearn.metrics.references import (
 )
 from lightning_unlearn.metrics.rmia import RMIA
 from lightning_unlearn.metrics.svc import MIAEfficacy
+from lightning_unlearn.metrics.transfer import adversarial_transfer
 
 __all__ = [
     "FADE",
     "MIANN",
+    "MIANNRetrain",
     "RMIA",
     "SPLITS",
     "MIAEfficacy",
     "ReferenceModels",
     "SymmetricKL",
     "UnlearningAccuracy",
+    "adversarial_transfer",
     "functional",
     "membership_matrix",
     "reference_pool",

@@ -1,4 +1,5 @@
-"""``MIANN``: the neighbour-class attack for class unlearning as a torchmetrics ``Metric`` (trw-mia-nn.md §5.4)."""
+"""MIA-NN as torchmetrics ``Metric`` classes: :class:`MIANN` (membership protocol) and
+:class:`MIANNRetrain` (retrain protocol); see :mod:`lightning_unlearn.metrics.functional.mia_nn`."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from typing import Any
 
 import torch
 
-from lightning_unlearn.metrics._base import IndexedRecords, check_index
+from lightning_unlearn.metrics._base import SPLITS, IndexedRecords, check_index, split_code
 from lightning_unlearn.metrics.functional._checks import check_binary
-from lightning_unlearn.metrics.functional.mia_nn import Classifier, NNFeature, mia_nn, mia_nn_features
+from lightning_unlearn.metrics.functional.mia_nn import Classifier, NNFeature, RetrainDiscriminator, mia_nn, mia_nn_features
 
 KEYS = ("auc", "acc", "auc_std", "acc_std", "auc_gap", "acc_gap")
 
@@ -87,5 +88,92 @@ class MIANN(IndexedRecords):
         out["auc_gap"] = abs(out["auc"] - ref["auc"]) if ref else float("nan")
         out["acc_gap"] = abs(out["acc"] - ref["acc"]) if ref else float("nan")
         result = {k: torch.tensor(out[k], dtype=torch.float64) for k in KEYS}
+        self._check_ranks(torch.stack(list(result.values())))
+        return result
+
+
+RETRAIN_METRIC_KEYS = ("acc_test", "acc_train", "acc_test_gap", "acc_train_gap")
+_FORGET, _FORGET_TEST = SPLITS["forget"], SPLITS["forget_class_test"]
+
+
+class MIANNRetrain(IndexedRecords):
+    """MIA-NN under the retrain protocol, in **percent**: how often does a discriminator fitted on
+    retrained models' outputs recognise the audited model's forget-class samples as forget-class?
+
+    The discriminator (:func:`~lightning_unlearn.metrics.functional.fit_retrain_discriminator`,
+    fitted once on the retrained models' logits) is a constructor input, like the reference
+    signals of :class:`~lightning_unlearn.metrics.RMIA`: the metric never refits it. Update with
+    the audited model's eval-mode logits on the forget-class test samples T_f (``split=
+    "forget_class_test"``) and, optionally, on its training samples D_f (``split="forget"``),
+    with their pool indices. ``compute()`` gathers, de-duplicates by (split, index) (the padding
+    ``DistributedSampler`` adds), sorts by index and applies the discriminator, identically on
+    every rank.
+
+    Returns a dict with the fixed keys ``acc_test, acc_train, acc_test_gap, acc_train_gap``:
+    the percentage of T_f / D_f detected as forget-class, and ``|value - retrain_reference[...]|``.
+    A split without samples, or without a reference value, gives ``nan``. The target is the
+    retrained models' value (``higher_is_better = None``); the functional
+    :func:`~lightning_unlearn.metrics.functional.mia_nn_retrain` computes that reference.
+
+    Args:
+        discriminator: a fitted :class:`~lightning_unlearn.metrics.functional.RetrainDiscriminator`.
+        retrain_reference: ``{"acc_test": ..., "acc_train": ...}`` of the retrained models
+            (percent; either key may be left out).
+        kwargs: ``torchmetrics.Metric`` options.
+
+    Example:
+        >>> import torch
+        >>> from lightning_unlearn.metrics.functional import fit_retrain_discriminator
+        >>> g = torch.Generator().manual_seed(0)
+        >>> y = torch.arange(300) % 3
+        >>> ref = torch.randn(300, 3, generator=g)
+        >>> ref[y == 1, 1] += 4.0                 # class-1 samples: confident
+        >>> ref[y == 0, 1] += 1.0                 # forget class 0: sent to class 1, hesitantly
+        >>> disc = fit_retrain_discriminator(ref, y, forget_class=0, neighbors=[1])
+        >>> m = MIANNRetrain(disc, retrain_reference={"acc_test": 90.0})
+        >>> m.update(ref[y == 0][:20], "forget_class_test", torch.arange(20))
+        >>> out = m.compute()
+        >>> sorted(out), bool(out["acc_train"].isnan())
+        (['acc_test', 'acc_test_gap', 'acc_train', 'acc_train_gap'], True)
+    """
+
+    higher_is_better = None
+
+    def __init__(
+        self, discriminator: RetrainDiscriminator, retrain_reference: Mapping[str, float] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(discriminator, RetrainDiscriminator):
+            raise TypeError(f"discriminator must be a RetrainDiscriminator (fit_retrain_discriminator), got {type(discriminator).__name__}")
+        if retrain_reference is not None and not set(retrain_reference) <= {"acc_test", "acc_train"}:
+            raise ValueError(f"retrain_reference keys must be among 'acc_test', 'acc_train', got {sorted(retrain_reference)}")
+        self.discriminator = discriminator
+        self.retrain_reference = {k: float(v) for k, v in (retrain_reference or {}).items()}
+        self._add_record_states(["logits"])
+
+    def update(self, logits: torch.Tensor, split: str | int | torch.Tensor, index: torch.Tensor) -> None:
+        """Record a batch: ``logits`` (B, C) on forget-class samples, their ``split`` (``"forget"`` for D_f,
+        ``"forget_class_test"`` for T_f; a name, a code or a (B,) tensor of codes) and pool ``index`` (B,)."""
+        if logits.ndim != 2 or not logits.is_floating_point():
+            raise ValueError(f"logits must be a float (B, C) tensor, got {logits.dtype} {tuple(logits.shape)}")
+        tags = split_code(split, logits.shape[0], logits.device)
+        bad = ~torch.isin(tags, torch.tensor([_FORGET, _FORGET_TEST], device=tags.device))
+        if bool(bad.any()):
+            raise ValueError(
+                f"MIANNRetrain records forget-class samples only: split must be 'forget' ({_FORGET}) or "
+                f"'forget_class_test' ({_FORGET_TEST}), got code(s) {sorted(set(tags[bad].tolist()))}"
+            )
+        index = check_index(index, logits.shape[0])
+        self._append(index, tags, logits=logits.float())
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        rec = self._records()
+        z, split = rec["logits"].cpu(), rec["split"].cpu()
+        d = self.discriminator
+        out = {"acc_test": d.detection_rate(z[split == _FORGET_TEST]), "acc_train": d.detection_rate(z[split == _FORGET])}
+        for key in ("acc_test", "acc_train"):
+            ref = self.retrain_reference.get(key, float("nan"))
+            out[f"{key}_gap"] = abs(out[key] - ref)
+        result = {k: torch.tensor(out[k], dtype=torch.float64) for k in RETRAIN_METRIC_KEYS}
         self._check_ranks(torch.stack(list(result.values())))
         return result

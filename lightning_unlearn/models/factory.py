@@ -15,7 +15,13 @@ ModelName = Literal["small-cnn", "resnet18"]
 
 
 def build_model(
-    name: ModelName, *, in_channels: int, num_classes: int, mean: Sequence[float], std: Sequence[float]
+    name: ModelName,
+    *,
+    in_channels: int,
+    num_classes: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    width: int | None = None,
 ) -> NormalizedClassifier:
     """A pixel-space classifier: ``Normalize(mean, std)`` followed by the named network.
 
@@ -23,12 +29,23 @@ def build_model(
     :class:`~lightning_unlearn.models.NormalizedClassifier` (or directly, if it already takes
     ``[0, 1]`` pixels).
 
+    Args:
+        name: ``"small-cnn"`` or ``"resnet18"``.
+        width: channels of the small CNN's first layer (``None``: its default, 16; the layer
+            widths are ``w, 2w, 2w, 4w, 4w``, so the cost per image grows as ``w**2``). Only the
+            small CNN has this option.
+
     Raises:
-        ValueError: an unknown name, listing the allowed ones.
+        ValueError: an unknown name, listing the allowed ones; a width for ResNet-18 or a
+            width below 1.
     """
+    if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 1):
+        raise ValueError(f"width must be a positive int or None, got {width!r}")
     if name == "small-cnn":
-        net: nn.Module = SmallCNN(in_channels, num_classes)
+        net: nn.Module = SmallCNN(in_channels, num_classes) if width is None else SmallCNN(in_channels, num_classes, width=width)
     elif name == "resnet18":
+        if width is not None:
+            raise ValueError(f"width is an option of 'small-cnn' only, got width={width!r} for 'resnet18'")
         net = ResNet18(in_channels, num_classes)
     else:
         raise ValueError(f"unknown model {name!r}: expected one of {', '.join(MODEL_NAMES)}")

@@ -1,6 +1,6 @@
 """AMUN: Adversarial Machine UNlearning (Ebrahimpour-Boroojeny et al., ICML 2025, arXiv 2503.00917).
 
-``amun.md`` §3. At the start of the unlearning fit (``on_fit_start``: the model is on its
+[P] is the paper, [R] the authors' code (repository ``Ali-E/AMUN``). At the start of the unlearning fit (``on_fit_start``: the model is on its
 device and, under DDP, the process group exists) the adversarial set D_A is built **once**
 on the current model with the minimal-ε PGD-L2 search
 (:func:`~lightning_unlearn.unlearning.adversarial.build_adversarial_set`, sharded across
@@ -17,7 +17,7 @@ variant       with D_R                     D_F only
 D_F keeps its true labels, D_A carries y_adv. D_R and D_F get the training augmentation, D_A
 none (``augment_adv=True`` reproduces [R]'s ``amun_rand``).
 
-Continual requests (``amun.md`` §5): each ``start_unlearning`` + ``fit`` is one request, and
+Continual requests ([P] §6.3, AMUN-A): each ``start_unlearning`` + ``fit`` is one request, and
 ``setup`` rebuilds D_A on the model as it is then (AMUN-A). Passing a precomputed
 ``adversarial_set`` (built on θ_o, e.g. with :meth:`AMUNMixin.precompute_adversarial_set`)
 instead reuses its rows for the request's forget indices (plain AMUN across requests).
@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 Variant = Literal["amun", "adv-only"]
 RANDOM_SETTINGS = frozenset({("random", True), ("random", False)})
+#: AMUN's first attack radius for [0, 1] pixels: [R]'s value and the first bin of [P] Fig. 4 (CIFAR-10).
+DEFAULT_EPS_INIT = 0.04
 
 
 @register_method
@@ -54,9 +56,11 @@ class AMUN(UnlearningMethod):
 
     Args:
         variant: ``"amun"`` (D_F ∪ D_A [∪ D_R]) or ``"adv-only"`` (D_A [∪ D_R]).
-        eps_init: first attack radius, a number or ``"auto"`` (default; the quantile rule of
-            ``amun.md`` §2.2 with ``n_calib``, ``eps_calib``, ``q``). ``0.04`` reproduces the
-            paper on CIFAR-10 (the spec's and [R]'s value).
+        eps_init: first attack radius in pixel units of ``[0, 1]`` inputs (default ``0.04``: [R]'s
+            hard-coded value and the first bin of [P] Fig. 4 on CIFAR-10), or ``"auto"``: the
+            quantile rule of [P] App. E.1's text with ``n_calib``, ``eps_calib``, ``q`` (see
+            :mod:`lightning_unlearn.attacks.pgd_l2`; with ``q=0.95`` it starts the search above
+            most samples' minimal radius). Set a number or ``"auto"`` for other input scales.
         steps, max_rounds, restart_each_round: see :func:`~lightning_unlearn.attacks.pgd_l2_search`.
         attack_batch_size: attack batch (128).
         augment_adv: also augment D_A (default ``False``).
@@ -79,7 +83,7 @@ class AMUN(UnlearningMethod):
         self,
         *,
         variant: Variant = "amun",
-        eps_init: EpsInit = "auto",
+        eps_init: EpsInit = DEFAULT_EPS_INIT,
         steps: int = 50,
         max_rounds: int = 12,
         restart_each_round: bool = False,
@@ -222,5 +226,5 @@ class AMUNMixin(UnlearningMixin):
         return self.start_unlearning(get_method(method).from_hyperparameters(**hparams), request)  # type: ignore[return-value]
 
     def precompute_adversarial_set(self, forget, **attack_kwargs: Any) -> AdversarialSet:
-        """D_A for ``forget`` on the current weights, outside a fit (single process)."""
-        return build_adversarial_set(self, forget, **attack_kwargs)  # type: ignore[arg-type]
+        """D_A for ``forget`` on the current weights, outside a fit (single process); ``eps_init`` defaults to AMUN's (0.04)."""
+        return build_adversarial_set(self, forget, **{"eps_init": DEFAULT_EPS_INIT, **attack_kwargs})  # type: ignore[arg-type]

@@ -1,13 +1,22 @@
 """Plain tensor functions for unlearning audits (no state; the ``Metric`` classes wrap them).
 
 Units: every audit value returned here (accuracies, MIA-efficacy, AUC, TPR, MIA-NN, Avg. Gap)
-is a **percentage in [0, 100]** (metrics.md §1); rates given as *arguments* (``fpr=0.01``) are
+is a **percentage in [0, 100]**; rates given as *arguments* (``fpr=0.01``) are
 fractions. RMIA scores are per-sample fractions in [0, 1]; symmetric KL / FADE are in nats.
 """
 
 from lightning_unlearn.metrics.functional.fade import fade, fade_noise_floor, symmetric_kl, symmetric_kl_terms
 from lightning_unlearn.metrics.functional.gap import avg_gap
-from lightning_unlearn.metrics.functional.mia_nn import make_discriminator, mia_nn, mia_nn_features, mia_nn_neighbors
+from lightning_unlearn.metrics.functional.mia_nn import (
+    RetrainDiscriminator,
+    fit_retrain_discriminator,
+    make_discriminator,
+    mia_nn,
+    mia_nn_features,
+    mia_nn_neighbors,
+    mia_nn_retrain,
+    retrain_protocol_features,
+)
 from lightning_unlearn.metrics.functional.rmia import reference_mean, rmia_ratios, rmia_scores, rmia_scores_bruteforce
 from lightning_unlearn.metrics.functional.roc import LowFPRVarianceWarning, roc_auc, tpr_at_fpr
 from lightning_unlearn.metrics.functional.signals import (
@@ -24,15 +33,18 @@ from lightning_unlearn.metrics.functional.svc import (
     modified_entropy,
     select_shadow_members,
 )
+from lightning_unlearn.metrics.functional.transfer import transfer_rate
 
 __all__ = [
     "FEATURES",
     "FlooredSignalWarning",
     "LowFPRVarianceWarning",
+    "RetrainDiscriminator",
     "avg_gap",
     "entropy",
     "fade",
     "fade_noise_floor",
+    "fit_retrain_discriminator",
     "floor_signals",
     "make_discriminator",
     "mia_efficacy",
@@ -40,8 +52,10 @@ __all__ = [
     "mia_nn",
     "mia_nn_features",
     "mia_nn_neighbors",
+    "mia_nn_retrain",
     "modified_entropy",
     "reference_mean",
+    "retrain_protocol_features",
     "rmia_ratios",
     "rmia_scores",
     "rmia_scores_bruteforce",
@@ -52,4 +66,5 @@ __all__ = [
     "symmetric_kl_terms",
     "taylor_softmax_signal",
     "tpr_at_fpr",
+    "transfer_rate",
 ]
