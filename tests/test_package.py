@@ -24,4 +24,4 @@ def test_registry_names_are_the_contract():
     assert set(methods_for("random", True)) == {"ft", "rl", "ga", "bs", "l1", "salun", "scrub", "amun", "amun-salun", "adv-only"}
     assert set(methods_for("random", False)) == {"rl", "ga", "bs", "salun", "amun", "amun-salun", "adv-only"}
     assert set(methods_for("class", True)) == {"ft", "rl", "ga", "bs", "l1", "salun", "scrub", "trw", "trw-concat"}
-    assert set(methods_for("class", False)) == {"rl", "ga", "bs", "salun", "trw", "trw-concat"}
+    assert set(methods_for("class", False)) == {"rl", "ga", "bs", "salun", "trw"}

@@ -354,6 +354,8 @@ class TRWConcat(TRW):
     The same method as :class:`TRW` (same objective, same tunable grid), registered under its
     own name so a comparison can run both mixings as two rows, each tuned on its own. See
     :class:`TRW`'s ``mixing`` for how often each forget input is seen per epoch under each.
+    Registered for class forgetting with the remain set only: without it both mixings are the
+    same single pass over D_F (use ``"trw"``).
 
     Args:
         mixing: default ``"concat"``.
@@ -361,6 +363,8 @@ class TRWConcat(TRW):
     """
 
     name: ClassVar[str] = "trw-concat"
+    # Without the remain set both mixings are one pass over D_F: the variant would repeat "trw".
+    supported: ClassVar[frozenset[tuple[str, bool]]] = frozenset({("class", True)})
 
     def __init__(self, *, mixing: Mixing = "concat", **kwargs: Any) -> None:
         super().__init__(mixing=mixing, **kwargs)
