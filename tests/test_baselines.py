@@ -50,7 +50,7 @@ def ids(dm, part):
 EXPECTED = {
     ("random", True): {"ft", "rl", "ga", "bs", "l1", "salun", "scrub", "amun", "amun-salun", "adv-only"},
     ("random", False): {"rl", "ga", "bs", "salun", "amun", "amun-salun", "adv-only"},
-    ("class", True): {"ft", "rl", "ga", "bs", "l1", "salun", "scrub", "trw"},
+    ("class", True): {"ft", "rl", "ga", "bs", "l1", "salun", "scrub", "trw", "trw-concat"},
     ("class", False): {"rl", "ga", "bs", "salun", "trw"},
 }
 

@@ -142,4 +142,4 @@ def test_registry_first_then_a_method_by_name():
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     names, cls = proc.stdout.split()
-    assert names == "ft,rl,ga,bs,l1,salun,scrub,amun,amun-salun,adv-only,trw" and cls == "AMUN"
+    assert names == "ft,rl,ga,bs,l1,salun,scrub,amun,amun-salun,adv-only,trw,trw-concat" and cls == "AMUN"

@@ -20,8 +20,8 @@ def test_import_is_silent_and_changes_no_environment():
 def test_registry_names_are_the_contract():
     from lightning_unlearn.unlearning import METHODS, methods_for
 
-    assert set(METHODS) == {"ft", "rl", "ga", "bs", "l1", "salun", "scrub", "amun", "amun-salun", "adv-only", "trw"}
+    assert set(METHODS) == {"ft", "rl", "ga", "bs", "l1", "salun", "scrub", "amun", "amun-salun", "adv-only", "trw", "trw-concat"}
     assert set(methods_for("random", True)) == {"ft", "rl", "ga", "bs", "l1", "salun", "scrub", "amun", "amun-salun", "adv-only"}
     assert set(methods_for("random", False)) == {"rl", "ga", "bs", "salun", "amun", "amun-salun", "adv-only"}
-    assert set(methods_for("class", True)) == {"ft", "rl", "ga", "bs", "l1", "salun", "scrub", "trw"}
+    assert set(methods_for("class", True)) == {"ft", "rl", "ga", "bs", "l1", "salun", "scrub", "trw", "trw-concat"}
     assert set(methods_for("class", False)) == {"rl", "ga", "bs", "salun", "trw"}

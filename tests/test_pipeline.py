@@ -44,6 +44,7 @@ def test_results_schema_and_files(tiny_run):
     for name, m in res["methods"].items():
         assert SCHEMA_KEYS <= set(m), name
         assert m["mia_nn_auc"] is None  # random forgetting
+        assert not any(k.startswith("mia_nn_retrain") or k == "mia_nn_acc" for k in m)  # class forgetting only
         for k in ("ua", "ra", "ta"):
             assert 0.0 <= m[k] <= 100.0
         assert len(m["per_seed"]) == 1 and m["per_seed"][0]["seed"] == 0
@@ -420,3 +421,113 @@ def test_an_unwritable_cache_is_a_config_error_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match="not writable"):
         run_experiment(tiny(blocker / "cache"), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------- MIA-NN both ways
+@pytest.fixture(scope="module")
+def class_run(tmp_path_factory):
+    """Class 3 of digits forgotten by FT and by TRW under both stream mixings; 3 retrained models, tiny models."""
+    from lightning_unlearn.pipeline.results import build_results
+    from lightning_unlearn.pipeline.stages import Experiment
+
+    root = tmp_path_factory.mktemp("class-mia-nn")
+    cfg = tiny(root / "cache", forget="class:3", max_train=400, max_test=200, epochs=4, methods=("ft", "trw", "trw-concat"), rmia_references=0).validate()
+    result = Experiment(cfg).run()
+    return cfg, result, build_results(result, cfg), root
+
+
+def _retrain_protocol_by_hand(logits, refs, sets, *, feature, leave_out=None):
+    from lightning_unlearn.metrics import functional as F
+
+    is_train = torch.arange(len(sets.pool_y)) < sets.n_train
+    return F.mia_nn_retrain(logits, refs, sets.pool_y, is_train, 3, feature=feature, leave_out=leave_out)
+
+
+def test_class_forgetting_reports_mia_nn_both_ways(class_run):
+    from lightning_unlearn.pipeline.evaluation import MIA_NN_RETRAIN_KEYS
+
+    cfg, result, res, _ = class_run
+    assert list(res["methods"]) == ["original", "retrain", "ft", "trw", "trw-concat"]
+    assert res["methods"]["trw"]["hparams"]["mixing"] == "combined" and res["methods"]["trw-concat"]["hparams"]["mixing"] == "concat"
+    names = ("mia_nn_auc", "mia_nn_acc", "mia_nn_auc_gap", "mia_nn_acc_gap", "mia_nn_retrain_acc_gap_loo", "mia_nn_retrain_logit_acc_gap_loo")
+    names += MIA_NN_RETRAIN_KEYS
+    assert {"mia_nn_retrain_acc", "mia_nn_retrain_acc_train", "mia_nn_retrain_logit_acc", "mia_nn_retrain_acc_gap"} <= set(names)
+    for row, m in res["methods"].items():
+        for k in names:
+            assert m[k] is not None and np.isfinite(m[k]) and k in m["std"], (row, k)
+            assert all(p[k] is not None for p in m["per_seed"]), (row, k)
+        for k in ("mia_nn_auc", "mia_nn_acc", "mia_nn_retrain_acc", "mia_nn_retrain_acc_train", "mia_nn_retrain_logit_acc"):
+            assert 0.0 <= m[k] <= 100.0
+
+
+def test_retrain_protocol_values_equal_a_direct_call_and_retrain_rows_are_left_out(class_run):
+    """Every row's retrain-protocol figures are one call of ``mia_nn_retrain`` on the same logits; a retrained
+    model's are the call with ``leave_out`` = its own index (fit, neighbours and reference from the others)."""
+    from lightning_unlearn.pipeline import evaluation as ev
+
+    cfg, result, res, _ = class_run
+    from lightning_unlearn.pipeline.stages import open_data
+
+    sets = ev.Sets.of(open_data(cfg, 0))
+    retrain_runs = [r for r in result.runs if r.row == "retrain"]
+    refs = torch.stack([r.outputs.pool for r in retrain_runs])
+    names = {"acc_test": "acc", "acc_train": "acc_train", "retrain_acc_test": "acc_star", "retrain_acc_train": "acc_train_star",
+             "acc_test_gap": "acc_gap", "acc_train_gap": "acc_train_gap"}
+    for prefix, feature in (("mia_nn_retrain", "neighbor_prob"), ("mia_nn_retrain_logit", "logit")):
+        for row in ("original", "ft", "trw", "trw-concat"):
+            run = next(r for r in result.runs if r.row == row)
+            want = _retrain_protocol_by_hand(run.outputs.pool, refs, sets, feature=feature)
+            got = res["methods"][row]["per_seed"][0]
+            for key, suffix in names.items():
+                assert got[f"{prefix}_{suffix}"] == pytest.approx(want[key], abs=1e-9), (row, key)
+        for j, run in enumerate(retrain_runs):
+            want = _retrain_protocol_by_hand(run.outputs.pool, refs, sets, feature=feature, leave_out=j)
+            got = res["methods"]["retrain"]["per_seed"][j]
+            for key, suffix in names.items():
+                assert got[f"{prefix}_{suffix}"] == pytest.approx(want[key], abs=1e-9), (j, key)
+            assert got[f"{prefix}_acc_gap"] == pytest.approx(abs(got[f"{prefix}_acc"] - got[f"{prefix}_acc_star"]))
+
+
+def test_membership_mia_nn_accuracy_and_gaps(class_run):
+    """``mia_nn_acc`` is the functional's accuracy; the gaps are per run, leave-one-out for the retrained rows."""
+    from lightning_unlearn.metrics import functional as F
+    from lightning_unlearn.pipeline import evaluation as ev
+    from lightning_unlearn.pipeline.stages import open_data
+
+    cfg, result, res, _ = class_run
+    sets = ev.Sets.of(open_data(cfg, 0))
+    retrain_runs = [r for r in result.runs if r.row == "retrain"]
+    pos, neg = sets.forget[sets.train_y[sets.forget] == 3], sets.n_train + sets.test_forget
+    original = next(r for r in result.runs if r.row == "original")
+    nb = F.mia_nn_neighbors(torch.stack([torch.softmax(r.outputs.pool[pos].double(), 1) for r in retrain_runs]), 3, 1)
+    feats = F.mia_nn_features(original.outputs.pool[torch.cat([pos, neg])], nb, 3)
+    want = F.mia_nn(feats, torch.cat([torch.ones(len(pos)), torch.zeros(len(neg))]).long(), n_splits=ev.MIA_NN_FOLDS)
+    got = res["methods"]["original"]["per_seed"][0]
+    assert got["mia_nn_auc"] == pytest.approx(want["auc"]) and got["mia_nn_acc"] == pytest.approx(want["acc"])
+    per = res["methods"]["retrain"]["per_seed"]
+    gaps = {"mia_nn_auc": "mia_nn_auc_gap", "mia_nn_acc": "mia_nn_acc_gap", "mia_nn_retrain_acc": "mia_nn_retrain_acc_gap_loo",
+            "mia_nn_retrain_logit_acc": "mia_nn_retrain_logit_acc_gap_loo"}
+    for k, name in gaps.items():
+        for row in ("original", "trw"):
+            mine = res["methods"][row]["per_seed"][0]
+            assert mine[name] == pytest.approx(abs(mine[k] - np.mean([p[k] for p in per])))
+        for j, p in enumerate(per):
+            others = [q[k] for i, q in enumerate(per) if i != j]
+            assert p[name] == pytest.approx(abs(p[k] - np.mean(others)))
+
+
+def test_report_shows_mia_nn_both_ways_and_the_logit_variant(class_run, tmp_path):
+    from lightning_unlearn.pipeline.report import write_report
+
+    cfg, result, res, _ = class_run
+    write_report(tmp_path, res, result)
+    md = (tmp_path / "report.md").read_text()
+    main = md.split("## MIA-NN, both protocols")[0]
+    assert "| MIA-NN AUC | MIA-NN acc | MIA-NN retrain acc |" in main
+    section = md.split("## MIA-NN, both protocols")[1]
+    assert "| method | membership AUC | gap | membership acc | gap | retrain acc T_f | gap | gap (LOO) | retrain acc D_f | gap |" in section
+    assert "### Retrain protocol with logit features" in section and "| trw-concat |" in section
+    ft = res["methods"]["ft"]
+    assert f"{ft['mia_nn_retrain_logit_acc']:.2f}" in section.split("### Retrain protocol with logit features")[1]
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk["methods"]["trw"]["mia_nn_retrain_acc"] == pytest.approx(res["methods"]["trw"]["mia_nn_retrain_acc"])

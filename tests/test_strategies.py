@@ -49,4 +49,4 @@ def test_mixin_refuses_fsdp_only_for_methods_that_need_whole_weights(name, digit
 
 def test_whole_weight_methods_are_declared():
     needs = {n for n, cls in METHODS.items() if cls.needs_whole_weights}
-    assert needs == {"bs", "salun", "scrub", "amun", "amun-salun", "adv-only", "trw"}
+    assert needs == {"bs", "salun", "scrub", "amun", "amun-salun", "adv-only", "trw", "trw-concat"}

@@ -403,6 +403,50 @@ def test_concat_mixing_through_the_plain_mixin_and_the_registry_name(digits_orig
     assert acc["forget"] < 5 and acc["remain_test"] > 90
 
 
+def _forget_exposures(name: str, module, request) -> tuple[int, dict[int, int]]:
+    """Steps of one epoch of ``name``'s stream and how often each forget input (pool index) appears in it."""
+    from collections import Counter
+
+    from lightning.pytorch.utilities import CombinedLoader
+
+    method = module.start_unlearning(name, request, epochs=1)
+    loader = method.train_dataloader(module, request)
+    steps, seen = 0, Counter()
+    combined = isinstance(loader, CombinedLoader)
+    for item in loader:
+        steps += 1
+        if combined:  # (batch, batch_idx, dataloader_idx) with batch = {"forget", "remain"}
+            seen.update(item[0]["forget"].index.tolist())
+        else:  # one stream over D_R ∪ D_F: the forget inputs are the forget-class ones
+            seen.update(item.index[item.y == 3].tolist())
+    module.stop_unlearning()
+    return steps, dict(seen)
+
+
+def test_trw_concat_is_trw_with_the_other_mixing_registered_on_its_own():
+    from lightning_unlearn.unlearning import TRWConcat, get_method, methods_for
+
+    assert get_method("trw-concat") is TRWConcat and issubclass(TRWConcat, TRW)
+    assert TRW().mixing == "combined" and TRWConcat().mixing == "concat" and TRWConcat().hparams()["mixing"] == "concat"
+    assert TRWConcat(mixing="combined").mixing == "combined"  # still a plain hyperparameter
+    assert TRWConcat.tunable == TRW.tunable
+    assert methods_for("class", True)[-2:] == ["trw", "trw-concat"]
+    assert "trw" in methods_for("class", False) and "trw-concat" not in methods_for("class", False)  # the same pass over D_F there
+
+
+def test_each_forget_input_is_seen_ratio_times_per_epoch_with_max_size_cycle_and_once_with_concat(digits_original, class_dm):
+    """40 forget vs 360 remain inputs at batch 20 (the 500 vs 4,500 at batch 128 of the docstring, scaled):
+    max_size_cycle runs ceil(360/20) = 18 steps through 2 forget batches, so each forget input 9 times;
+    concat runs ceil(400/20) = 20 steps, each input once."""
+    forget, remain = class_dm.forget_set().subset(torch.arange(40)), class_dm.remain_set().subset(torch.arange(360))
+    request = UnlearningRequest(forget=forget, remain=remain, num_classes=10, forget_classes=(3,), batch_size=20)
+    module = _copy(digits_original)
+    steps, seen = _forget_exposures("trw", module, request)
+    assert steps == 18 and sorted(seen) == sorted(forget.index.tolist()) and set(seen.values()) == {9}
+    steps, seen = _forget_exposures("trw-concat", module, request)
+    assert steps == 20 and sorted(seen) == sorted(forget.index.tolist()) and set(seen.values()) == {1}
+
+
 def test_two_forget_classes_and_global_beta_from_expected_similarity(digits_original, cache_dir):
     from lightning_unlearn.data import UnlearningDataModule
 

@@ -16,14 +16,30 @@ Sets (positions into the pool's train / test arrays, :class:`~lightning_unlearn.
 * class forgetting: ``ua`` on the forget classes' training samples D_f, ``ua_test`` on their
   test samples T_f, ``ra`` on D_R, ``ta`` on the remaining classes' test samples T_r;
   ``mia`` is the SVC efficacy on D_f (shadow members D_R, non-members T_r), ``rmia_auc``
-  separates D_f (1) from T_f (0), ``mia_nn_auc`` is MIA-NN's cross-validated AUC of D_f
-  against T_f, and ``sym_kl`` the symmetric KL divergence of the model's outputs to the
-  retrained models' on D_f and T_f.
+  separates D_f (1) from T_f (0), and ``sym_kl`` is the symmetric KL divergence of the
+  model's outputs to the retrained models' on D_f and T_f.
+* MIA-NN, class forgetting, both protocols of
+  :mod:`lightning_unlearn.metrics.functional.mia_nn` (neighbour classes from the retrained
+  models; for a retrained model, from the *other* retrained models: the caller passes them):
+
+  - membership protocol (:func:`~lightning_unlearn.metrics.functional.mia_nn`):
+    ``mia_nn_auc`` / ``mia_nn_acc``, the cross-validated AUC and accuracy of a discriminator
+    fitted on the audited model's own outputs to tell D_f (members) from T_f;
+  - retrain protocol (:func:`~lightning_unlearn.metrics.functional.mia_nn_retrain`): a
+    discriminator fitted once on the retrained models' outputs (forget-class vs neighbour-class
+    training samples) and applied unchanged to the audited model; ``mia_nn_retrain_acc`` is the
+    percentage of T_f it recognises as forget-class, ``mia_nn_retrain_acc_train`` the same on
+    D_f, ``..._star`` the retrained models' own value and ``..._gap`` the distance to it. With
+    the neighbour-class probabilities as features (the default) and, as
+    ``mia_nn_retrain_logit_*``, with the whole logit vector.
+
+  With several forget classes each figure is the mean over the classes.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -203,19 +219,38 @@ def rmia(out: Outputs, sets: Sets, refs: References | None, *, signal_kind: str,
     return float(result["ft_auc"]), float(result["ft_tpr@0.01"]), scores, labels
 
 
-def mia_nn_auc(out: Outputs, sets: Sets, retrain_outputs: list[Outputs]) -> float | None:
-    """MIA-NN cross-validated AUC (percent) of D_f vs T_f (``trw-mia-nn.md`` §5).
+def _class_sets(sets: Sets, c: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pool positions of forget class ``c``'s training samples D_f and test samples T_f."""
+    return sets.forget[sets.train_y[sets.forget] == c], sets.n_train + sets.test_forget[sets.test_y[sets.test_forget] == c]
 
-    The neighbour class comes from ``retrain_outputs`` (models retrained without the class;
-    the caller leaves a retrained model out of its own list). With several forget classes,
-    the mean over classes.
+
+def _class_mean(per_class: list[dict[str, float]], keys: tuple[str, ...]) -> dict[str, float | None]:
+    """Mean over forget classes of each key; ``None`` where any class lacks it (``nan``) or no class was audited."""
+    out: dict[str, float | None] = {}
+    for k in keys:
+        vals = [d[k] for d in per_class]
+        out[k] = float(np.mean(vals)) if vals and all(math.isfinite(v) for v in vals) else None
+    return out
+
+
+MIA_NN_KEYS = ("mia_nn_auc", "mia_nn_acc")
+
+
+def mia_nn_membership(out: Outputs, sets: Sets, retrain_outputs: list[Outputs]) -> dict[str, float | None]:
+    """MIA-NN, membership protocol: cross-validated AUC and accuracy (percent) of D_f vs T_f.
+
+    :func:`~lightning_unlearn.metrics.functional.mia_nn` on the features
+    ``[p(n|x), p(f|x)]``, with the neighbour class ``n`` of
+    :func:`~lightning_unlearn.metrics.functional.mia_nn_neighbors` from ``retrain_outputs``
+    (models retrained without the class; the caller leaves a retrained model out of its own
+    list). Returns ``{"mia_nn_auc", "mia_nn_acc"}`` (``None`` for random forgetting, without
+    retrained models, or with fewer than ``MIA_NN_FOLDS`` samples per set).
     """
     if sets.kind != "class" or not retrain_outputs:
-        return None
-    aucs = []
+        return {k: None for k in MIA_NN_KEYS}
+    per_class = []
     for c in sets.forget_classes:
-        pos = sets.forget[sets.train_y[sets.forget] == c]
-        neg = sets.n_train + sets.test_forget[sets.test_y[sets.test_forget] == c]
+        pos, neg = _class_sets(sets, c)
         if min(len(pos), len(neg)) < MIA_NN_FOLDS:
             _warn_once("mia_nn", f"MIA-NN skipped for class {c}: it needs {MIA_NN_FOLDS} training and test samples, got {len(pos)} and {len(neg)}")
             continue
@@ -223,8 +258,54 @@ def mia_nn_auc(out: Outputs, sets: Sets, retrain_outputs: list[Outputs]) -> floa
         neighbors = F.mia_nn_neighbors(ref_probs, c, 1)
         feats = F.mia_nn_features(out.pool[torch.cat([pos, neg])], neighbors, c)
         is_member = torch.cat([torch.ones(len(pos), dtype=torch.long), torch.zeros(len(neg), dtype=torch.long)])
-        aucs.append(F.mia_nn(feats, is_member, n_splits=MIA_NN_FOLDS)["auc"])
-    return float(np.mean(aucs)) if aucs else None
+        r = F.mia_nn(feats, is_member, n_splits=MIA_NN_FOLDS)
+        per_class.append({"mia_nn_auc": r["auc"], "mia_nn_acc": r["acc"]})
+    return _class_mean(per_class, MIA_NN_KEYS)
+
+
+def mia_nn_auc(out: Outputs, sets: Sets, retrain_outputs: list[Outputs]) -> float | None:
+    """The membership protocol's AUC alone (:func:`mia_nn_membership`)."""
+    return mia_nn_membership(out, sets, retrain_outputs)["mia_nn_auc"]
+
+
+#: result-name prefix -> feature of the retrain protocol (the first is the default, in the main table)
+MIA_NN_RETRAIN_FEATURES = {"mia_nn_retrain": "neighbor_prob", "mia_nn_retrain_logit": "logit"}
+# the functional's keys -> the suffix of the result names
+_RETRAIN_NAMES = {
+    "acc_test": "acc", "acc_train": "acc_train", "retrain_acc_test": "acc_star", "retrain_acc_train": "acc_train_star",
+    "acc_test_gap": "acc_gap", "acc_train_gap": "acc_train_gap",
+}
+MIA_NN_RETRAIN_KEYS = tuple(f"{prefix}_{suffix}" for prefix in MIA_NN_RETRAIN_FEATURES for suffix in _RETRAIN_NAMES.values())
+
+
+def mia_nn_retrain(out: Outputs, sets: Sets, retrain_outputs: list[Outputs]) -> dict[str, float | None]:
+    """MIA-NN, retrain protocol (percent), once per feature of :data:`MIA_NN_RETRAIN_FEATURES`.
+
+    One call of :func:`~lightning_unlearn.metrics.functional.mia_nn_retrain` per forget class
+    and feature, on the whole pool's logits (``is_train``: the training pool): the neighbour
+    class from ``retrain_outputs`` on D_f, the discriminator fitted on their training-pool
+    logits (D_f against the neighbour class's training samples), applied to ``out``. For a
+    retrained model the caller passes the *other* retrained models, which is the functional's
+    ``leave_out``: the model is audited by a discriminator and a reference it had no part in.
+
+    Returns ``{PREFIX + "_acc", "_acc_train", "_acc_star", "_acc_train_star", "_acc_gap",
+    "_acc_train_gap"}`` for each prefix (``None`` where not applicable, e.g. random forgetting,
+    or ``_acc_train_star`` with a single retrained model).
+    """
+    if sets.kind != "class" or not retrain_outputs:
+        return {k: None for k in MIA_NN_RETRAIN_KEYS}
+    refs = torch.stack([o.pool for o in retrain_outputs])
+    is_train = torch.arange(len(sets.pool_y)) < sets.n_train
+    values: dict[str, float | None] = {}
+    for prefix, feature in MIA_NN_RETRAIN_FEATURES.items():
+        per_class = []
+        for c in sets.forget_classes:
+            if len(_class_sets(sets, c)[0]) == 0:
+                continue
+            r = F.mia_nn_retrain(out.pool, refs, sets.pool_y, is_train, c, feature=feature)
+            per_class.append({f"{prefix}_{suffix}": r[key] for key, suffix in _RETRAIN_NAMES.items()})
+        values.update(_class_mean(per_class, tuple(f"{prefix}_{suffix}" for suffix in _RETRAIN_NAMES.values())))
+    return values
 
 
 def sym_kl(out: Outputs, sets: Sets, retrain_outputs: list[Outputs]) -> float | None:
@@ -252,8 +333,11 @@ def evaluate(
     auc, tpr, scores, labels = rmia(out, sets, refs, signal_kind=signal_kind, gamma=gamma)
     v["rmia_auc"] = auc
     v["rmia_tpr_at_1pct_fpr"] = tpr
-    v["mia_nn_auc"] = mia_nn_auc(out, sets, retrain_outputs or [])
+    membership = mia_nn_membership(out, sets, retrain_outputs or [])
+    v["mia_nn_auc"] = membership["mia_nn_auc"]
     if sets.kind == "class":
+        v["mia_nn_acc"] = membership["mia_nn_acc"]
+        v.update(mia_nn_retrain(out, sets, retrain_outputs or []))
         v["sym_kl"] = sym_kl(out, sets, retrain_outputs or [])
     return Evaluation(v, scores, labels)
 
@@ -273,7 +357,7 @@ def star_values(evals: list[Evaluation]) -> dict[str, float | None]:
 
 
 def gap(values: dict[str, float | None], star: dict[str, float | None], mia_key: str) -> float | None:
-    """Avg. Gap = ¼(|UA−UA*| + |RA−RA*| + |TA−TA*| + |MIA−MIA*|) (``metrics.md`` §3).
+    """Avg. Gap = ¼(|UA−UA*| + |RA−RA*| + |TA−TA*| + |MIA−MIA*|) (docs/protocol.md, section 7).
 
     ``mia_key`` picks the MIA term: ``rmia_auc`` (the paper's main tables) or ``mia`` (SVC).
     """

@@ -26,10 +26,32 @@ COLUMNS = (
     ("mia", "MIA (SVC)"),
     ("rmia_auc", "RMIA AUC"),
     ("mia_nn_auc", "MIA-NN AUC"),
+    ("mia_nn_acc", "MIA-NN acc"),
+    ("mia_nn_retrain_acc", "MIA-NN retrain acc"),
     ("sym_kl", "sym KL"),
     ("avg_gap", "Avg. Gap"),
     ("avg_gap_mis", "Avg. Gap (SVC)"),
     ("seconds", "time (s)"),
+)
+
+# class forgetting: MIA-NN both ways, each figure beside its gap to retrain (docs/metrics.md, MIA-NN)
+MIA_NN_COLUMNS = (
+    ("mia_nn_auc", "membership AUC"),
+    ("mia_nn_auc_gap", "gap"),
+    ("mia_nn_acc", "membership acc"),
+    ("mia_nn_acc_gap", "gap"),
+    ("mia_nn_retrain_acc", "retrain acc T_f"),
+    ("mia_nn_retrain_acc_gap", "gap"),
+    ("mia_nn_retrain_acc_gap_loo", "gap (LOO)"),
+    ("mia_nn_retrain_acc_train", "retrain acc D_f"),
+    ("mia_nn_retrain_acc_train_gap", "gap"),
+)
+MIA_NN_LOGIT_COLUMNS = (
+    ("mia_nn_retrain_logit_acc", "retrain acc T_f"),
+    ("mia_nn_retrain_logit_acc_gap", "gap"),
+    ("mia_nn_retrain_logit_acc_gap_loo", "gap (LOO)"),
+    ("mia_nn_retrain_logit_acc_train", "retrain acc D_f"),
+    ("mia_nn_retrain_logit_acc_train_gap", "gap"),
 )
 
 
@@ -41,10 +63,13 @@ def _fmt(mean: float | None, std: float | None, n: int, digits: int = 2) -> str:
     return f"{mean:.{digits}f}"
 
 
-def table_markdown(results: dict[str, Any]) -> str:
-    """The Markdown table of ``results["methods"]`` (mean ± std over seeds; '–' where n/a)."""
+def table_markdown(results: dict[str, Any], columns: tuple[tuple[str, str], ...] = COLUMNS) -> str:
+    """The Markdown table of ``results["methods"]`` (mean ± std over seeds; '–' where n/a).
+
+    ``columns``: ``(figure, header)`` pairs, default :data:`COLUMNS`; a figure no row has is left out.
+    """
     methods = results["methods"]
-    present = [(k, name) for k, name in COLUMNS if any(m.get(k) is not None for m in methods.values())]
+    present = [(k, name) for k, name in columns if any(m.get(k) is not None for m in methods.values())]
     lines = ["| method | " + " | ".join(name for _, name in present) + " |", "|---|" + "---:|" * len(present)]
     for row, m in methods.items():
         n = len(m.get("per_seed", []))
@@ -191,6 +216,7 @@ def render_markdown(results: dict[str, Any], figures: list[tuple[str, str]]) -> 
         "",
         table_markdown(results),
         "",
+        *mia_nn_section(results),
     ]
     if results.get("tuning"):
         lines += ["## Hyperparameters", "", f"Tuned on {results.get('tuned_on') or 'the forget set of seed ' + str(cfg['tune_seed'])} by the smallest Avg. Gap; {cfg['unlearn_epochs']} unlearning epochs.", ""]
@@ -213,6 +239,36 @@ def render_markdown(results: dict[str, Any], figures: list[tuple[str, str]]) -> 
         lines += ["## Provenance", "", f"Command: `{prov['command']}`", "", f"Commit {prov['commit']}{dirty}; torch {prov['torch']}, "
                   f"lightning {prov['lightning']}; {prov['device']}.", ""]
     return "\n".join(lines)
+
+
+def mia_nn_section(results: dict[str, Any]) -> list[str]:
+    """The MIA-NN tables of a class-forgetting run (both protocols, then the logit variant); ``[]`` otherwise."""
+    methods = results["methods"]
+    if not any(m.get("mia_nn_retrain_acc") is not None or m.get("mia_nn_auc") is not None for m in methods.values()):
+        return []
+    return [
+        "## MIA-NN, both protocols",
+        "",
+        "Membership protocol: a discriminator fitted (5-fold cross-validation) on the audited model's own outputs "
+        "tells the forget class's training samples D_f from its test samples T_f (AUC and accuracy; a retrained model "
+        "scores about 50). Retrain protocol: a discriminator fitted once on the retrained models' outputs (forget-class "
+        "against neighbour-class training samples, feature: the neighbour-class probability) is applied unchanged to "
+        "every model; `retrain acc` is the percentage of T_f (and D_f) it recognises as forget-class. Each `gap` is the "
+        "distance to the retrained models' value (per run, then mean ± std over seeds; a retrained row is audited "
+        "leave-one-model-out). For T_f, `gap` takes as retrain value the retrained models' accuracy under the "
+        "discriminator fitted on them, `gap (LOO)` the `retrain` row's (each retrained model audited by a discriminator "
+        "fitted on the others, as every audited model is); the `retrain` row's own gaps are the noise floor. "
+        "Lower gaps are better.",
+        "",
+        table_markdown(results, MIA_NN_COLUMNS),
+        "",
+        "### Retrain protocol with logit features",
+        "",
+        "The same discriminator fitted on the whole logit vector instead of the neighbour-class probability.",
+        "",
+        table_markdown(results, MIA_NN_LOGIT_COLUMNS),
+        "",
+    ]
 
 
 def _noise_note(results: dict[str, Any]) -> list[str]:

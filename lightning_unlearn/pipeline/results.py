@@ -6,7 +6,11 @@ Schema (the issue's contract; figures in percent, ``sym_kl`` in nats)::
      "methods": {NAME: {"ua", "ra", "ta", "mia", "rmia_auc", "mia_nn_auc", "avg_gap",
                         "avg_gap_mis", "seconds", "hparams", "per_seed": [...],
                         "std": {...}, "rmia_tpr_at_1pct_fpr",
-                        ["ua_test", "sym_kl" for class forgetting]}},
+                        [class forgetting: "ua_test", "sym_kl",
+                         "mia_nn_acc", "mia_nn_auc_gap", "mia_nn_acc_gap",
+                         "mia_nn_retrain_{acc, acc_train, acc_star, acc_train_star, acc_gap, acc_train_gap}",
+                         "mia_nn_retrain_logit_{...the same six}",
+                         "mia_nn_retrain_acc_gap_loo", "mia_nn_retrain_logit_acc_gap_loo"]}},
      "tuning": {METHOD: [{"hparams", "avg_gap", ..., ["diagnostics"]}, ...]},
      "sets": {"forget", "remain", "test", "rmia_non_members", ["forget_test"]},
      "original_within_noise": {"within", "terms": {TERM: {"difference", "noise"}}},
@@ -16,10 +20,27 @@ Schema (the issue's contract; figures in percent, ``sym_kl`` in nats)::
 A method's per-seed records carry its public ``diagnostics()`` where it has any (AMUN: the
 attack's statistics, e.g. ``pgd50_passes``).
 
-Avg. Gap is computed per run and then averaged (``metrics.md`` §3). Starred values are the
-mean over the retrained models of the same forget set; a retrained model is scored against
-the *other* retrained models (leave-one-out), or against itself (gap 0) when it is the only one.
-``std`` is the population standard deviation over runs (0 for one seed).
+Avg. Gap is computed per run and then averaged (docs/protocol.md, section 7). Starred values
+are the mean over the retrained models of the same forget set; a retrained model is scored
+against the *other* retrained models (leave-one-out), or against itself (gap 0) when it is the
+only one. ``std`` is the population standard deviation over runs (0 for one seed).
+
+MIA-NN (class forgetting; :mod:`lightning_unlearn.pipeline.evaluation`): ``mia_nn_auc`` and
+``mia_nn_acc`` are the membership protocol, with their gaps ``mia_nn_auc_gap`` /
+``mia_nn_acc_gap`` to the starred values, per run as for Avg. Gap. ``mia_nn_retrain_*`` are the
+retrain protocol with the neighbour-class probability as feature (the default) and
+``mia_nn_retrain_logit_*`` with the logits: ``acc`` on the forget-class test samples T_f,
+``acc_train`` on the training samples D_f, ``*_star`` the retrained models' own value and
+``*_gap`` the distance to it, both computed by
+:func:`~lightning_unlearn.metrics.functional.mia_nn_retrain` (leave-one-model-out for a
+retrained row). That reference for T_f is the retrained models' accuracy under the
+discriminator fitted on their own training outputs; an audited model never took part in the
+fit, so ``mia_nn_retrain_acc_gap_loo`` (and ``..._logit_acc_gap_loo``) also gives the distance
+to the ``retrain`` row's mean, whose values are each measured by a discriminator fitted on
+the *other* retrained models (out of model, like any audited model). The two references
+differ by how much the discriminator is specific to the models it was fitted on; the
+``retrain`` row's gaps show that noise floor. (For D_f the function's reference is already out
+of model.)
 """
 
 from __future__ import annotations
@@ -35,7 +56,15 @@ from lightning_unlearn.pipeline.config import BenchmarkConfig
 from lightning_unlearn.pipeline.stages import ExperimentResult, ModelRun
 
 FIGURES = ("ua", "ra", "ta", "mia", "rmia_auc", "mia_nn_auc", "avg_gap", "avg_gap_mis", "seconds", "rmia_tpr_at_1pct_fpr")
-CLASS_FIGURES = ("ua_test", "sym_kl")
+#: class forgetting: figure -> the name of its per-run gap to the starred value (the retrained rows' mean,
+#: leave-one-out for a retrained row), as for Avg. Gap
+STAR_GAPS = {
+    "mia_nn_auc": "mia_nn_auc_gap",
+    "mia_nn_acc": "mia_nn_acc_gap",
+    "mia_nn_retrain_acc": "mia_nn_retrain_acc_gap_loo",
+    "mia_nn_retrain_logit_acc": "mia_nn_retrain_logit_acc_gap_loo",
+}
+CLASS_FIGURES = ("ua_test", "sym_kl", "mia_nn_acc") + ev.MIA_NN_RETRAIN_KEYS + tuple(STAR_GAPS.values())
 
 
 def _stars(runs: list[ModelRun], config: BenchmarkConfig) -> dict[int, list[ModelRun]]:
@@ -61,6 +90,10 @@ def per_run_gaps(runs: list[ModelRun], config: BenchmarkConfig) -> list[dict[str
             rec["model_seed"] = r.model_seed
         rec["avg_gap"] = ev.gap(r.evaluation.values, star, main_key)
         rec["avg_gap_mis"] = ev.gap(r.evaluation.values, star, "mia")
+        if config.kind == "class":
+            for k, name in STAR_GAPS.items():
+                mine, ref = r.evaluation.values.get(k), star.get(k)
+                rec[name] = None if mine is None or ref is None else abs(mine - ref)
         rec["seconds"] = r.seconds
         if r.from_cache is not None:
             rec["from_cache"] = r.from_cache

@@ -2,7 +2,7 @@
 
 Importing this package imports every method module below; each registers its classes with
 :func:`register_method` as it is defined, so ``METHODS`` holds them in this order (the order of
-the benchmark's rows): ``ft, rl, ga, bs, l1, salun, scrub, amun, amun-salun, adv-only, trw``.
+the benchmark's rows): ``ft, rl, ga, bs, l1, salun, scrub, amun, amun-salun, adv-only, trw, trw-concat``.
 """
 
 from lightning_unlearn.unlearning.registry import METHODS, get_method, methods_for, register_method
@@ -25,7 +25,7 @@ from lightning_unlearn.unlearning.l1 import L1Sparse
 from lightning_unlearn.unlearning.salun import SalUn
 from lightning_unlearn.unlearning.scrub import SCRUB
 from lightning_unlearn.unlearning.amun import AMUN, AMUNMixin, AMUNSalUn, AdvOnly
-from lightning_unlearn.unlearning.trw import TRW, TRWMixin
+from lightning_unlearn.unlearning.trw import TRW, TRWConcat, TRWMixin
 
 from lightning_unlearn.unlearning.adversarial import AdversarialSet, build_adversarial_set
 from lightning_unlearn.unlearning.saliency import SaliencyFreeze, saliency_mask
@@ -47,6 +47,7 @@ __all__ = [
     "SaliencyFreeze",
     "SalUn",
     "TRW",
+    "TRWConcat",
     "TRWMixin",
     "UnlearningBatch",
     "UnlearningMethod",

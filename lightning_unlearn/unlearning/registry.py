@@ -4,7 +4,8 @@ Each method registers itself where it is defined, with the :func:`register_metho
 on its class; this module imports no method (so importing it first, or alone, creates no
 import cycle). Importing :mod:`lightning_unlearn.unlearning` imports the library's method
 modules, so their names are registered before any lookup can run: ``ft, rl, ga, bs, l1,
-salun, scrub, amun, amun-salun, adv-only, trw`` (the contract of the main job, in this order).
+salun, scrub, amun, amun-salun, adv-only, trw`` (the contract of the main job, in this order), then
+``trw-concat`` (TRW with its other stream mixing, so both can be rows of one comparison).
 A user's own method registers the same way::
 
     @register_method

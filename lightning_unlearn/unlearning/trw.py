@@ -14,7 +14,9 @@ available) plus ``lambda`` times ``mean KL(t || p_theta)`` on forget batches
 
 Use it by name through any :class:`~lightning_unlearn.unlearning.UnlearningMixin` module
 (``unlearn(module, "trw", request)``) or through :class:`TRWMixin`, which adds resumable
-checkpoint state (``s``, ``beta`` and the snapshot under the ``"trw"`` key).
+checkpoint state (``s``, ``beta`` and the snapshot under the ``"trw"`` key). The registry
+also holds ``"trw-concat"`` (:class:`TRWConcat`): the same method with the other stream mixing
+by default (see ``mixing`` in :class:`TRW`).
 """
 
 from __future__ import annotations
@@ -80,7 +82,23 @@ class TRW(UnlearningMethod):
         mixing: ``"combined"`` (default): ``{"forget", "remain"}`` batches from Lightning's
             ``CombinedLoader`` in ``"max_size_cycle"`` mode (one epoch is one pass over the
             larger set); ``"concat"``: one shuffled stream over D_R ∪ D_F with per-sample
-            targets (the terms are then weighted by set size).
+            targets (the terms are then weighted by set size). The registered variant
+            ``"trw-concat"`` (:class:`TRWConcat`) is TRW with ``"concat"`` as its default, so
+            both mixings can be rows (and tuned) side by side. How often each input is seen
+            per epoch, with ``n_F`` forget and ``n_R`` remain inputs at batch size ``B``:
+
+            * ``"combined"``: an epoch has ``max(ceil(n_R/B), ceil(n_F/B))`` steps, each with
+              one forget batch and one remain batch, so when ``n_R > n_F`` the forget loader
+              restarts and each forget input is seen about ``ceil(n_R/B) / ceil(n_F/B)`` times
+              per epoch (each remain input once), and every step's loss is half forget term,
+              half remain term. Example: 500 forget vs 4,500 remain inputs at ``B = 128``:
+              36 steps, 4 forget batches, so each forget input is seen **9 times** per epoch;
+              100 vs 900 inputs: 8 steps of one 100-input forget batch, **8 times**.
+            * ``"concat"``: ``ceil((n_R + n_F)/B)`` steps over the shuffled union, each input
+              **once** per epoch (as RL and SalUn see D_F), the forget term about ``n_F / (n_R
+              + n_F)`` of each batch (10% above).
+
+            Without the remain set both give one pass over D_F. The paper's recipe is unknown.
         lr, epochs, step_size, gamma, momentum, weight_decay: see
             :class:`~lightning_unlearn.unlearning.UnlearningMethod` (SGD 0.9 / 5e-4, lr 0.01,
             10 epochs; defaults borrowed from the AMUN code, not from the TRW paper).
@@ -327,6 +345,29 @@ class TRW(UnlearningMethod):
             kl = tilted_kl(logits[is_forget], log_t, reduction="none")
             per = per.masked_scatter(is_forget, self.forget_weight * kl)
         return per.mean()
+
+
+@register_method
+class TRWConcat(TRW):
+    """TRW with ``mixing="concat"`` by default: one shuffled stream over D_R ∪ D_F, each input once per epoch.
+
+    The same method as :class:`TRW` (same objective, same tunable grid), registered under its
+    own name so a comparison can run both mixings as two rows, each tuned on its own. See
+    :class:`TRW`'s ``mixing`` for how often each forget input is seen per epoch under each.
+    Registered for class forgetting with the remain set only: without it both mixings are the
+    same single pass over D_F (use ``"trw"``).
+
+    Args:
+        mixing: default ``"concat"``.
+        **kwargs: see :class:`TRW`.
+    """
+
+    name: ClassVar[str] = "trw-concat"
+    # Without the remain set both mixings are one pass over D_F: the variant would repeat "trw".
+    supported: ClassVar[frozenset[tuple[str, bool]]] = frozenset({("class", True)})
+
+    def __init__(self, *, mixing: Mixing = "concat", **kwargs: Any) -> None:
+        super().__init__(mixing=mixing, **kwargs)
 
 
 def _labelled_union(forget: Dataset, remain: Dataset) -> Dataset:

@@ -1,0 +1,99 @@
+"""benchmarks/class_forget.py: its presets, the claim analysis against a hand computation, and a tiny end-to-end run."""
+
+import dataclasses
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "class_forget.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("class_forget", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_presets_name_only_config_fields_and_the_decisive_settings():
+    from lightning_unlearn.pipeline import BenchmarkConfig
+
+    mod = load_script()
+    known = {f.name for f in dataclasses.fields(BenchmarkConfig)} | set(mod.RECIPE_FIELDS)
+    for name, preset in mod.PRESETS.items():
+        assert set(preset.config) <= known, name
+    crop, mem = mod.PRESETS["cifar1k-crop"].config, mod.PRESETS["cifar5k"].config
+    assert (crop["width"], crop["max_train"], crop["epochs"], crop["batch_size"], crop["lr"], crop["augmentation"]) == (24, 1000, 80, 32, 0.05, "crop_flip")
+    assert (mem["width"], mem["max_train"], mem["epochs"], mem["batch_size"], mem["augmentation"]) == (16, 5000, 40, 128, "none")
+    for cfg in (crop, mem):
+        assert cfg["unlearn_augmentation"] == "auto" and cfg["rmia_references"] == 4 and cfg["max_test"] == 1000
+    for name in ("cifar1k-crop", "cifar5k"):
+        assert mod.PRESETS[name].forget == (1,) and mod.PRESETS[name].held_out is None and mod.PRESETS[name].cifar
+    assert mod.METHODS[-2:] == ("trw", "trw-concat")
+
+
+def test_cifar_presets_validate_once_the_recipe_fields_exist(cifar_tree):
+    from lightning_unlearn.pipeline import BenchmarkConfig
+
+    mod = load_script()
+    for name in ("cifar1k-crop", "cifar5k"):
+        cfg = mod.PRESETS[name].config
+        if mod.missing_fields(cfg):
+            pytest.skip(f"BenchmarkConfig lacks {mod.missing_fields(cfg)} (the unlearning-phase recipe) in this checkout")
+        BenchmarkConfig(**cfg, dataset=str(cifar_tree), forget="class:1", methods=("original", "retrain") + mod.METHODS, seeds=(0, 1, 2),
+                        retrain_models=3).validate()
+
+
+def _results(gaps: dict[str, dict[str, float]]) -> dict:
+    rows = {}
+    for row in ("original", "retrain", "ft", "rl", "scrub", "trw", "trw-concat"):
+        rows[row] = {"ua": 0.0, "ua_test": 0.0, "ta": 80.0, "std": {}}
+        for g, per in gaps.items():
+            rows[row][g] = per.get(row)
+            rows[row]["std"][g] = 0.5
+    return {"methods": rows}
+
+
+def test_derive_finds_the_best_prior_method_and_the_reduction_by_hand():
+    mod = load_script()
+    auc = {"original": 20.0, "retrain": 3.0, "ft": 10.0, "rl": 8.0, "scrub": 12.0, "trw": 4.0, "trw-concat": 9.0}
+    acc = {"original": 50.0, "retrain": 6.0, "ft": 30.0, "rl": 5.0, "scrub": 25.0, "trw": 7.5, "trw-concat": 2.0}
+    d = mod.derive(_results({"mia_nn_auc_gap": auc, "mia_nn_retrain_acc_gap": acc}))
+    assert d["best_prior"] == {"mia_nn_auc_gap": "rl", "mia_nn_retrain_acc_gap": "rl"}
+    assert d["noise_floor"] == {"mia_nn_auc_gap": 3.0, "mia_nn_retrain_acc_gap": 6.0}
+    t = d["trw"]["trw"]["mia_nn_auc_gap"]
+    assert t["closest_to_retrain"] is True and t["reduction_vs_best_prior"] == pytest.approx(1 - 4.0 / 8.0) and t["within_noise_floor"] is False
+    t = d["trw"]["trw"]["mia_nn_retrain_acc_gap"]
+    assert t["closest_to_retrain"] is False and t["reduction_vs_best_prior"] == pytest.approx(1 - 7.5 / 5.0)
+    t = d["trw"]["trw-concat"]["mia_nn_retrain_acc_gap"]
+    assert t["closest_to_retrain"] is True and t["within_noise_floor"] is True and t["reduction_vs_best_prior"] == pytest.approx(0.6)
+    assert "mia_nn_acc_gap" not in d["gaps"]  # a figure no row has is left out
+    lines = mod.claims_table(d, ("mia_nn_auc_gap", "mia_nn_retrain_acc_gap"))
+    assert len(lines) == 2 + 4 and any("| trw-concat (concat) | 2.00 ± 0.50 | rl (5.00 ± 0.50) | yes | 60% | 6.00 |" in line for line in lines)
+
+
+def test_a_tiny_digits_run_writes_the_claims_with_both_protocols(tmp_path):
+    mod = load_script()
+    out = tmp_path / "out"
+    argv = ["--preset", "digits", "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--seeds", "0", "--tables", "one", "--epochs", "3",
+            "--unlearn-epochs", "1", "--max-trials", "1", "--methods", "ft,trw,trw-concat", "--rmia-references", "0"]
+    assert mod.main(argv) == 0
+    blob = json.loads((out / "results.json").read_text())
+    res = blob["tables"]["one forget class"]
+    assert list(res["methods"]) == ["original", "retrain", "ft", "trw", "trw-concat"]
+    assert res["methods"]["trw-concat"]["hparams"]["mixing"] == "concat" and set(blob["tuning"]["chosen"]) == {"ft", "trw", "trw-concat"}
+    assert blob["tuning"]["tuned_on"].startswith("class:5 (held out)")
+    for g in mod.GAPS:
+        assert set(res["derived"]["gaps"][g]) == set(res["methods"]), g
+    readme = (out / "README.md").read_text()
+    assert readme.startswith(mod.README_MARKER) and "## Claims and measured outcome" in readme and "| trw-concat (concat) |" in readme
+    report = (out / "report.md").read_text()
+    assert "### MIA-NN, both protocols" in report and "### MIA-NN, retrain protocol with logit features" in report
+    # a README written by hand is never overwritten
+    (out / "README.md").write_text("# my reading\n")
+    assert mod.main(["--report-only", "--out", str(out)]) == 0
+    assert (out / "README.md").read_text() == "# my reading\n" and (out / "README.generated.md").is_file()
