@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from lightning_unlearn.data.datasets import EpochSeededRandomSampler, IndexedTensorDataset
 from lightning_unlearn.data.forget import ForgetSpec, ForgetSplit, make_split
 from lightning_unlearn.data.pool import Pool, load_pool
+from lightning_unlearn.data.sampler import ResumableDataLoader
 from lightning_unlearn.data.transforms import default_augmentation
 
 TrainOn = Literal["train", "remain"]
@@ -161,9 +162,10 @@ class UnlearningDataModule(pl.LightningDataModule):
 
     # ------------------------------------------------------------------ loaders
     def make_loader(self, ds: IndexedTensorDataset, *, shuffle: bool, batch_size: int | None = None, seed_offset: int = 0) -> DataLoader:
-        """A loader over ``ds``; shuffled loaders use an epoch-seeded sampler (exact resume)."""
+        """A loader over ``ds``; shuffled loaders use the epoch-seeded, rank-sharded sampler and
+        resume exactly, also from a checkpoint taken inside an epoch (:class:`~lightning_unlearn.data.ResumableDataLoader`)."""
         sampler = EpochSeededRandomSampler(len(ds), seed=self.seed + seed_offset) if shuffle else None
-        return DataLoader(
+        return (ResumableDataLoader if shuffle else DataLoader)(
             ds,
             batch_size=batch_size or (self.batch_size if shuffle else self.eval_batch_size),
             sampler=sampler,
