@@ -51,6 +51,7 @@ BAD_INPUTS = [
     (["--model", "vgg16"], ["'vgg16'", "small-cnn", "resnet18"]),
     (["--forget", "random:1.5"], ["random:1.5", "random:FRACTION", "class:K"]),
     (["--forget", "class:12"], ["12", "0..9"]),
+    (["--forget", "class:3,3"], ["class:3,3", "class 3 given more than once"]),
     (["--methods", "ft", "--no-remain"], ["'ft'", "forget set only"]),
     (["--dataset", "cifar10", "--data-dir", "/nonexistent/lu-data"], ["/nonexistent/lu-data", "--download"]),
     (["--seeds", "0,x"], ["--seeds", "0,x"]),
