@@ -15,7 +15,7 @@ from lightning_unlearn.training import ClassifierModule
 from lightning_unlearn.training.fit import make_trainer
 from lightning_unlearn.unlearning import METHODS, UnlearningMethod, UnlearningMixin, UnlearningRequest
 from lightning_unlearn.unlearning.base import CHECKPOINT_KEY
-from lightning_unlearn.unlearning.phases import FORGET, REMAIN, Phase, PhasedLoader, tagged_concat
+from lightning_unlearn.unlearning.phases import FORGET, Phase, PhasedLoader, tagged_concat
 
 
 # ---------------------------------------------------------------------------- the sampler
