@@ -180,9 +180,9 @@ class UnlearningMethod:
     :meth:`loss` (the objective of one batch) and, where the method needs it,
     :meth:`setup`, :meth:`train_dataloader`, :meth:`on_before_optimizer_step`,
     :meth:`on_after_optimizer_step`, :meth:`on_train_epoch_start`, :meth:`on_train_batch_end`.
-    A method whose :meth:`setup`
-    builds state also overrides :meth:`fit_state` and :meth:`restore`, so that a fit resumed
-    from a checkpoint reuses that state instead of rebuilding it from the current weights.
+    A method whose :meth:`setup` builds state also overrides :meth:`fit_state` and
+    :meth:`restore`, so that a fit resumed from a checkpoint reuses that state instead of
+    rebuilding it from the current weights.
 
     Args:
         lr: learning rate of SGD (momentum 0.9, weight decay 5e-4), default 0.01.
