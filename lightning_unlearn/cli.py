@@ -5,6 +5,11 @@ reference models, hyperparameter tuning, every unlearning method, the audit) and
 ``DIR/results.json``, ``DIR/report.md`` and PNG figures; see
 :func:`lightning_unlearn.pipeline.run_experiment`. Bad input prints one line naming the value
 and the allowed ones and exits with code 2, leaving the output directory untouched.
+
+Exit codes: 0 done, 1 failure, 2 bad input (also: ``--out`` holds a previous run's results and
+``--overwrite`` is not given), 130 / 143 interrupted by SIGINT (Ctrl-C) / SIGTERM. An
+interrupted run prints one line saying what was kept (the models trained so far stay in the
+cache and a rerun reuses them) and writes no results; ``--out`` is left as it was.
 """
 
 from __future__ import annotations
@@ -90,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--channels-last", action="store_true", help="channels-last memory format for the trained models (GPU speed)")
     x.add_argument("--device-data", action="store_true", help="keep the training set on the accelerator (one device)")
     x.add_argument("--cache-dir", default=None, help="trained models and decoded data (default ~/.cache/lightning_unlearn)")
-    x.add_argument("--out", required=True, help="output directory (results.json, report.md, figures)")
+    x.add_argument("--threads", type=int, default=1, metavar="N", help="CPU threads per process for torch (default 1: reproducible, and fastest for small models and on a shared machine)")
+    x.add_argument("--out", required=True, help="output directory (results.json, report.md, figures); may exist and hold other files")
+    x.add_argument("--overwrite", action="store_true", help="replace the results of a previous run in --out (only files lightning-unlearn wrote; others are kept)")
     x.add_argument("--quiet", action="store_true", help="no progress bars")
     x.add_argument("-v", "--verbose", action="store_true", help="log every step")
     return parser
@@ -150,8 +157,33 @@ def _error(message: str) -> int:
     return 2
 
 
+def _model_files(cache_root) -> set:
+    """The trained-model files in the cache: ``models/*.pt`` and the RMIA references' ``references/*/ref*.pt``."""
+    if cache_root is None:
+        return set()
+    from pathlib import Path
+
+    root = Path(cache_root)
+    return {p for pattern in ("models/*.pt", "references/*/ref*.pt") for p in root.glob(pattern) if not p.name.startswith(".")}
+
+
+def _interrupted_message(err, out: str, cache_root, models_before: set, manifest_before) -> str:
+    from lightning_unlearn.pipeline.output import manifest_digest
+
+    if manifest_digest(out) not in (None, manifest_before):  # the signal came right after the report was put in place
+        return f"{PROG}: interrupted by {err.signal_name} after the results were written to {out}"
+    kept = len(_model_files(cache_root) - models_before)
+    if cache_root is None:
+        models = "nothing was trained yet"
+    elif kept == 0:
+        models = f"no model had finished training (the cache {cache_root} keeps what earlier runs trained)"
+    else:
+        models = f"{kept} model{'' if kept == 1 else 's'} trained before the interruption {'is' if kept == 1 else 'are'} kept in the cache {cache_root} (a rerun reuses {'it' if kept == 1 else 'them'})"
+    return f"{PROG}: interrupted by {err.signal_name}: no results were written ({out} is unchanged); {models}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``lightning-unlearn``; returns the exit code (0 ok, 2 bad input, 1 failure)."""
+    """Entry point of ``lightning-unlearn``; returns the exit code (0 ok, 2 bad input, 130 / 143 interrupted)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -162,30 +194,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command != "benchmark":
         parser.print_help()
         return 2
+    if args.threads < 1:
+        return _error(f"--threads must be a positive number of threads, got {args.threads}")
+    from lightning_unlearn.pipeline.interrupt import Interrupted, handle_signals
+    from lightning_unlearn.pipeline.output import manifest_digest
+    from lightning_unlearn.pipeline.runner import is_rank_zero
+
+    state: dict = {"cache_root": None, "models_before": set(), "manifest_before": manifest_digest(args.out), "progress": None}
+    try:
+        with handle_signals():
+            return _benchmark(args, state)
+    except Interrupted as err:
+        if state["progress"] is not None:
+            state["progress"].close()
+        if is_rank_zero():
+            print(_interrupted_message(err, args.out, state["cache_root"], state["models_before"], state["manifest_before"]), file=sys.stderr)
+        return err.exit_code
+
+
+def _benchmark(args: argparse.Namespace, state: dict) -> int:
+    """The ``benchmark`` command after parsing; ``state`` records what an interruption message needs."""
+    import torch
+
     from lightning_unlearn.pipeline import ConfigError, run_experiment, table_markdown
     from lightning_unlearn.pipeline.progress import NullProgress, make_progress, print_table
+    from lightning_unlearn.pipeline.runner import is_rank_zero
 
+    torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     _quiet_lightning()
     try:
         config = config_from_args(args).validate()
     except ConfigError as err:
         return _error(str(err))
-    from lightning_unlearn.pipeline.runner import is_rank_zero
-
-    progress = NullProgress() if not is_rank_zero() else make_progress(quiet=args.quiet)
+    state["cache_root"] = config.cache_root
+    state["models_before"] = _model_files(config.cache_root)
+    progress = state["progress"] = NullProgress() if not is_rank_zero() else make_progress(quiet=args.quiet)
     try:
-        results = run_experiment(config, args.out, progress=progress)
+        results = run_experiment(config, args.out, progress=progress, overwrite=args.overwrite)
     except ConfigError as err:
         progress.close()
+        state["progress"] = None
         return _error(str(err))
-    except KeyboardInterrupt:
-        progress.close()
-        print(f"{PROG}: interrupted; trained models are kept in the cache, {args.out} was not written", file=sys.stderr)
-        return 130
     progress.close()
-    from lightning_unlearn.pipeline.runner import is_rank_zero
-
+    state["progress"] = None
     if not is_rank_zero():
         return 0
     cfg = results["config"]

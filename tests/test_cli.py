@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from lightning_unlearn.cli import main
+from lightning_unlearn.pipeline.output import MANIFEST, REPORT_FILES
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--max-train", "300", "--max-test", "150", "--epochs", "1", "--unlearn-epochs", "1", "--rmia-references", "2", "--max-trials", "1", "--quiet"]
@@ -35,14 +39,27 @@ def test_benchmark_end_to_end(tmp_path, capsys):
     assert {"report.md", "results.json", "rmia_roc.png", "avg_gap.png"} <= {p.name for p in out.iterdir()}
     report = (out / "report.md").read_text()
     assert "![RMIA ROC curves (log FPR)](rmia_roc.png)" in report and "| ft |" in report
+    assert {p.name for p in out.iterdir()} - {MANIFEST} <= set(REPORT_FILES)  # the manifest lists every file written
+    assert set(json.loads((out / MANIFEST).read_text())["files"]) == {p.name for p in out.iterdir()} - {MANIFEST}
+    assert res["run"]["threads"] == 1  # --threads default
     printed = capsys.readouterr().out
     assert "original" in printed and "ft" in printed and "report:" in printed
-    # the rerun trains nothing: every model comes from the cache
-    rc = main(["benchmark", *TINY, "--methods", "ft", "--tune-lrs", "0.01", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)])
-    assert rc == 0
+    # the user keeps notes in the folder; a rerun without --overwrite refuses and changes nothing
+    (out / "notes.txt").write_text("my notes")
+    (out / "mine").mkdir()
+    (out / "mine" / "a.txt").write_text("a")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    rerun = ["benchmark", *TINY, "--methods", "ft", "--tune-lrs", "0.01", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]
+    assert main(rerun) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--overwrite" in err and str(out) in err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    # with --overwrite: the library's files are replaced, the user's stay; the rerun trains nothing
+    assert main([*rerun, "--overwrite"]) == 0
     again = json.loads((out / "results.json").read_text())
     assert again["run"]["models_trained"] == 0 and again["run"]["models_loaded"] == res["run"]["models_trained"]
     assert again["methods"]["original"]["ua"] == res["methods"]["original"]["ua"]
+    assert (out / "notes.txt").read_text() == "my notes" and (out / "mine" / "a.txt").read_text() == "a"
 
 
 BAD_INPUTS = [
@@ -51,10 +68,12 @@ BAD_INPUTS = [
     (["--model", "vgg16"], ["'vgg16'", "small-cnn", "resnet18"]),
     (["--forget", "random:1.5"], ["random:1.5", "random:FRACTION", "class:K"]),
     (["--forget", "class:12"], ["12", "0..9"]),
+    (["--forget", "class:3,3"], ["class:3,3", "class 3 given more than once"]),
     (["--methods", "ft", "--no-remain"], ["'ft'", "forget set only"]),
     (["--dataset", "cifar10", "--data-dir", "/nonexistent/lu-data"], ["/nonexistent/lu-data", "--download"]),
     (["--seeds", "0,x"], ["--seeds", "0,x"]),
     (["--augmentation", "mixup"], ["'mixup'", "auto", "crop_flip", "none"]),
+    (["--threads", "0"], ["--threads", "0"]),
     (["--dataset", "/nonexistent/tree"], ["/nonexistent/tree", "train/", "test/"]),
     (["--hparams", "trw.tau"], ["trw.tau", "METHOD.NAME=VALUE"]),
     (["--hparams", "ft.bogus=1"], ["'ft'", "bogus", "lr"]),
@@ -177,3 +196,78 @@ def test_benchmark_under_ddp_two_cpu_processes(tmp_path):
     assert res["config"]["strategy"] == "ddp" and res["config"]["devices"] == "2"
     assert SCHEMA_KEYS <= set(res["methods"]["ft"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "out"]  # no stray temporary folders from rank 1
+
+
+# ---------------------------------------------------------------------------- interruption
+def _start(tmp_path, *extra):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "lightning_unlearn.cli", "benchmark", "--methods", "ft", "--rmia-references", "0", "--max-trials", "0",
+        "--max-train", "800", "--max-test", "300", "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out"), *extra,
+    ]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+
+
+def _wait_for(proc, prefix: str, timeout: float = 300) -> list[str]:
+    """Read stderr lines until one starts with ``prefix`` (a progress line: the next model is training)."""
+    import selectors
+
+    lines, sel = [], selectors.DefaultSelector()
+    sel.register(proc.stderr, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sel.select(timeout=1):
+            line = proc.stderr.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith(prefix):
+                return lines
+    proc.kill()
+    raise AssertionError(f"no {prefix!r} line on stderr: {''.join(lines)[-2000:]}")
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_during_training_exits_non_zero_keeps_the_cached_model_and_writes_nothing(tmp_path, sig, code):
+    proc = _start(tmp_path)
+    _wait_for(proc, "[train models 1/")  # the original model is done and cached; the retrained model is training
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    name = signal.Signals(sig).name
+    assert last == (
+        f"lightning-unlearn: interrupted by {name}: no results were written ({tmp_path / 'out'} is unchanged); "
+        f"1 model trained before the interruption is kept in the cache {tmp_path / 'cache'} (a rerun reuses it)"
+    ), err[-2000:]
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]  # no output folder, no temporary folder
+    models = list((tmp_path / "cache" / "models").iterdir())
+    assert len(models) == 1 and models[0].suffix == ".pt"  # the original model, and no temporary file
+    assert isinstance(torch.load(models[0], weights_only=True), dict)  # complete (the rerun test above shows reuse)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_inside_trainer_fit_becomes_interrupted(digits_dm, sig):
+    """Lightning's own handling (exit(1) on KeyboardInterrupt, its SIGTERM connector) does not swallow it."""
+    import lightning.pytorch as pl
+
+    from lightning_unlearn.pipeline.interrupt import Interrupted, handle_signals
+    from lightning_unlearn.training import ClassifierModule
+    from lightning_unlearn.training.fit import make_trainer
+    from lightning_unlearn.models import build_model
+
+    class SignalAt(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if batch_idx == 2:
+                os.kill(os.getpid(), sig)
+
+    before = signal.getsignal(sig)
+    net = build_model("small-cnn", in_channels=1, num_classes=10, mean=digits_dm.mean, std=digits_dm.std)
+    trainer = make_trainer(max_epochs=1, callbacks=[SignalAt()])
+    with pytest.raises(Interrupted) as info:
+        with handle_signals():
+            trainer.fit(ClassifierModule(net, num_classes=10), train_dataloaders=digits_dm.make_loader(digits_dm.train_set(), shuffle=True))
+    assert info.value.signum == sig and info.value.exit_code == 128 + sig
+    assert trainer.interrupted and trainer.global_step == 3
+    assert signal.getsignal(sig) is before  # the previous handler is back

@@ -81,6 +81,8 @@ def test_class_split_holds_exactly_the_class():
         ("random:1.5", "not in \\(0, 1\\)"),
         ("random:abc", "not a number"),
         ("class:x", "integers"),
+        ("class:3,3", "'class:3,3': class 3 given more than once"),
+        ("class:1,4,1,4,2", "class 1, 4 given more than once"),
         ("shuffle:0.1", "unknown kind 'shuffle'"),
         ("random", "expected 'random:FRACTION'"),
     ],

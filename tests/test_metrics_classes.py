@@ -197,6 +197,29 @@ def test_metric_invalid_inputs():
         MIANN(forget_class=2, neighbors=[1]).update(rec["logits"][:4], torch.tensor([0, 1, 2, 1]), torch.arange(4))
 
 
+def test_rmia_refuses_one_index_under_two_splits_and_conflicting_rows_but_keeps_exact_duplicates():
+    rec = make_records()
+    both = RMIA(rec["ref"])
+    feed(both, rec, torch.arange(300), "split")
+    both.update(rec["logits"][[250]], rec["labels"][[250]], torch.tensor([17]), "test")  # sample 17 is in D_F
+    with pytest.raises(ValueError, match="pool index 17 was recorded under two splits, 'forget' and 'test'"):
+        both.compute()
+    conflict = RMIA(rec["ref"])
+    feed(conflict, rec, torch.arange(300), "split")
+    other = rec["logits"][[42]] + torch.tensor([[5.0] + [0.0] * (K - 1)])
+    conflict.update(other, rec["labels"][[42]], torch.tensor([42]), "forget")
+    with pytest.raises(ValueError, match="pool index 42 was recorded twice under split 'forget' with different target_signal"):
+        conflict.compute()
+    # the same rows again (DDP padding) and rows equal up to float noise are one sample
+    dup = RMIA(rec["ref"], gamma=2.0)
+    feed(dup, rec, torch.arange(300), "split")
+    dup.update(rec["logits"][:5], rec["labels"][:5], rec["index"][:5], "forget")
+    dup.update(rec["logits"][5:8] * (1 + 1e-7), rec["labels"][5:8], rec["index"][5:8], "forget")
+    clean = RMIA(rec["ref"], gamma=2.0)
+    feed(clean, rec, torch.arange(300), "split")
+    assert computed(dup) == computed(clean)
+
+
 def test_metric_flags():
     for cls in (RMIA, MIAEfficacy, MIANN, SymmetricKL, UnlearningAccuracy):
         assert cls.full_state_update is False and cls.is_differentiable is False

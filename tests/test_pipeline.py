@@ -209,10 +209,13 @@ def test_output_checks(tmp_path):
         check_output_dir(f / "sub")
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "keep.txt").write_text("mine")
-    with pytest.raises(ConfigError, match="not empty"):
+    assert check_output_dir(tmp_path / "busy") == tmp_path / "busy"  # a folder of the user's own files can receive the report
+    (tmp_path / "busy" / "report.md").write_text("my own report")
+    with pytest.raises(ConfigError, match="holds 'report.md', not written by lightning-unlearn"):
         check_output_dir(tmp_path / "busy")
     assert check_output_dir(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"
     assert not (tmp_path / "new").exists()  # the probe leaves nothing
+    assert sorted(p.name for p in (tmp_path / "busy").iterdir()) == ["keep.txt", "report.md"]
 
 
 def test_publish_is_all_or_nothing(tmp_path):
@@ -226,7 +229,9 @@ def test_publish_is_all_or_nothing(tmp_path):
         publish(out, fails)
     assert not out.exists() and list(tmp_path.iterdir()) == []
     publish(out, lambda tmp: (tmp / "results.json").write_text('{"a": 1}'))
-    publish(out, lambda tmp: (tmp / "results.json").write_text('{"a": 2}'))  # replaces a previous run
+    with pytest.raises(ConfigError, match="--overwrite"):
+        publish(out, lambda tmp: (tmp / "results.json").write_text('{"a": 2}'))
+    publish(out, lambda tmp: (tmp / "results.json").write_text('{"a": 2}'), overwrite=True)  # replaces a previous run
     assert json.loads((out / "results.json").read_text()) == {"a": 2}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 

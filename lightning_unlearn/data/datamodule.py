@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from lightning_unlearn.data.datasets import EpochSeededRandomSampler, IndexedTensorDataset
 from lightning_unlearn.data.forget import ForgetSpec, ForgetSplit, make_split
 from lightning_unlearn.data.pool import Pool, load_pool
+from lightning_unlearn.data.sampler import ResumableDataLoader
 from lightning_unlearn.data.transforms import default_augmentation, normalize_augmentation
 
 TrainOn = Literal["train", "remain"]
@@ -167,14 +168,15 @@ class UnlearningDataModule(pl.LightningDataModule):
     def make_loader(
         self, ds: IndexedTensorDataset, *, shuffle: bool, batch_size: int | None = None, seed_offset: int = 0, seed: int | None = None
     ) -> DataLoader:
-        """A loader over ``ds``; shuffled loaders use an epoch-seeded sampler (exact resume).
+        """A loader over ``ds``; shuffled loaders use the epoch-seeded, rank-sharded sampler and
+        resume exactly, also from a checkpoint taken inside an epoch (:class:`~lightning_unlearn.data.ResumableDataLoader`).
 
         The sampler's seed is ``seed`` when given (e.g. a model's data-order seed), else
         ``self.seed + seed_offset``.
         """
         order = seed if seed is not None else self.seed + seed_offset
         sampler = EpochSeededRandomSampler(len(ds), seed=order) if shuffle else None
-        return DataLoader(
+        return (ResumableDataLoader if shuffle else DataLoader)(
             ds,
             batch_size=batch_size or (self.batch_size if shuffle else self.eval_batch_size),
             sampler=sampler,

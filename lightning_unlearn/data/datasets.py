@@ -1,11 +1,15 @@
-"""Tensor-backed datasets whose items carry their pool index, and an epoch-seeded sampler."""
+"""Tensor-backed datasets whose items carry their pool index.
+
+``EpochSeededRandomSampler`` is imported here for compatibility; the sampler lives in
+:mod:`lightning_unlearn.data.sampler`.
+"""
 
 from __future__ import annotations
 
-from typing import Iterator
-
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset
+
+from lightning_unlearn.data.sampler import EpochSeededRandomSampler  # noqa: F401  (compatibility)
 
 
 class IndexedTensorDataset(Dataset):
@@ -30,25 +34,3 @@ class IndexedTensorDataset(Dataset):
 
     def subset(self, positions: torch.Tensor) -> "IndexedTensorDataset":
         return IndexedTensorDataset(self.x[positions], self.y[positions], self.index[positions])
-
-
-class EpochSeededRandomSampler(Sampler[int]):
-    """A shuffling sampler whose order depends only on ``(seed, epoch)``.
-
-    Lightning calls ``set_epoch`` on samplers that have it, so a run resumed from a
-    checkpoint replays exactly the data order of an uninterrupted run (a ``RandomSampler``
-    with a generator would not: its state is not checkpointed).
-    """
-
-    def __init__(self, n: int, seed: int = 0) -> None:
-        self.n, self.seed, self.epoch = n, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __iter__(self) -> Iterator[int]:
-        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=gen).tolist())

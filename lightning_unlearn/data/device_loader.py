@@ -6,19 +6,22 @@ device and a batch becomes one gather. Augmentation then runs batched on the sam
 (:func:`~lightning_unlearn.data.transforms.random_crop_flip`).
 
 Lightning accepts any sized iterable as a train or val loader. It does not inject a
-``DistributedSampler`` into one, so this loader shards by ``(rank, world_size)`` itself: each
-rank takes the positions ``rank::world_size`` of the epoch's permutation, padded like
-``DistributedSampler`` so every rank yields the same number of batches.
+``DistributedSampler`` into one, so this loader takes its order from the library's one
+sampler, :class:`~lightning_unlearn.data.ShardedEpochSampler` (the same order as the data
+module's loaders: ``(seed, epoch)``, padded and sharded like ``DistributedSampler``). It is
+resumable mid-epoch: ``state_dict()`` holds the epoch and the positions already yielded,
+which Lightning saves in a checkpoint and loads before the resumed epoch.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 
 from lightning_unlearn.data.datasets import IndexedTensorDataset
+from lightning_unlearn.data.sampler import ShardedEpochSampler
 
 
 class DeviceTensorLoader:
@@ -30,7 +33,12 @@ class DeviceTensorLoader:
         shuffle: a new order each epoch from ``(seed, epoch)``; :meth:`set_epoch` is called
             by the training loop (or call it yourself).
         drop_last: drop the last incomplete batch.
-        rank, world_size: shard for distributed training (default: single process).
+        rank, world_size: shard for distributed training (default ``None``: read from
+            ``torch.distributed`` when iterated; one shard without a process group).
+
+    Attributes:
+        sampler: the :class:`~lightning_unlearn.data.ShardedEpochSampler` giving each epoch's
+            order (Lightning calls its ``set_epoch``).
     """
 
     def __init__(
@@ -42,43 +50,38 @@ class DeviceTensorLoader:
         shuffle: bool = False,
         seed: int = 0,
         drop_last: bool = False,
-        rank: int = 0,
-        world_size: int = 1,
+        rank: int | None = None,
+        world_size: int | None = None,
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
+        self.sampler = ShardedEpochSampler(len(dataset), seed, shuffle=shuffle, rank=rank, world_size=world_size)
         self.x = dataset.x.to(device)
         self.y = dataset.y.to(device)
         self.index = dataset.index.to(device)
         self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
-        self.rank, self.world_size, self.epoch = rank, world_size, 0
-        # Lightning calls ``loader.sampler.set_epoch(epoch)`` at each epoch start.
-        self.sampler = self
+        self._yielded = 0
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _positions(self) -> torch.Tensor:
-        n = len(self.y)
-        if self.shuffle:
-            gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            order = torch.randperm(n, generator=gen)
-        else:
-            order = torch.arange(n)
-        if self.world_size > 1:
-            per_rank = math.ceil(n / self.world_size)
-            order = torch.cat([order, order[: per_rank * self.world_size - n]])  # DistributedSampler-style padding
-            order = order[self.rank :: self.world_size]
-        return order.to(self.x.device)
+        self.sampler.set_epoch(epoch)
 
     def __len__(self) -> int:
-        n = math.ceil(len(self.y) / self.world_size)
+        n = len(self.sampler)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        order = self._positions()
-        for b in range(len(self)):
+        order = self.sampler.order().to(self.x.device)
+        first = self.sampler.take_pending_position() // self.batch_size
+        self._yielded = first
+        for b in range(first, len(self)):
             pos = order[b * self.batch_size : (b + 1) * self.batch_size]
+            self._yielded += 1
             yield self.x[pos], self.y[pos], self.index[pos]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The epoch and the positions of it already yielded (see :class:`~lightning_unlearn.data.ShardedEpochSampler`)."""
+        return self.sampler.state_dict(position=self._yielded * self.batch_size)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Make the next iteration of the saved epoch start after the batches already yielded."""
+        self.sampler.load_state_dict(state)

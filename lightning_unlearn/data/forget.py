@@ -54,7 +54,7 @@ class ForgetSpec:
         """Parse ``random:FRACTION`` or ``class:K[,K...]``.
 
         Raises:
-            ValueError: naming the bad spec and the allowed forms.
+            ValueError: naming the bad spec and the allowed forms (also a class given twice).
         """
         if isinstance(spec, ForgetSpec):
             return spec
@@ -72,10 +72,13 @@ class ForgetSpec:
             return cls("random", fraction=fraction)
         if kind == "class":
             try:
-                classes = tuple(sorted({int(k) for k in arg.split(",")}))
+                given = [int(k) for k in arg.split(",")]
             except ValueError:
                 raise ValueError(f"bad forget spec {spec!r}: class indices must be integers; {allowed}") from None
-            return cls("class", classes=classes)
+            repeated = sorted({k for k in given if given.count(k) > 1})
+            if repeated:
+                raise ValueError(f"bad forget spec {spec!r}: class {', '.join(map(str, repeated))} given more than once; name each class once")
+            return cls("class", classes=tuple(sorted(given)))
         raise ValueError(f"bad forget spec {spec!r}: unknown kind {kind!r}; {allowed}")
 
     def __str__(self) -> str:

@@ -76,17 +76,31 @@ def assert_same_on_all_ranks(values: torch.Tensor, what: str) -> None:
         raise RuntimeError(f"{what} differs across ranks: min {lo.tolist()} vs max {hi.tolist()}")
 
 
+def split_name(code: int) -> str:
+    """The name of a split code of :data:`SPLITS` (or ``"split <code>"`` for a custom code)."""
+    names = {v: k for k, v in SPLITS.items()}
+    return repr(names[code]) if code in names else f"split {code}"
+
+
 class IndexedRecords(Metric):
     """Base of the audit metrics: list states ``index`` and ``split`` plus named per-sample states.
 
     Subclasses call :meth:`_add_record_states` with their value states, append in ``update`` via
     :meth:`_append`, and read de-duplicated, index-sorted records in ``compute`` via
     :meth:`_records`. Labels recorded for the same (split, index) on several ranks must agree.
+
+    Class attributes:
+        agreeing_states: value states whose repeated records of one (split, index) must agree
+            (within ``rtol=1e-4, atol=1e-6``: ``DistributedSampler`` padding repeats a sample,
+            evaluated in another batch); a conflict is an error naming the index and split.
+        one_split_per_index: a pool index may be recorded under one split only.
     """
 
     is_differentiable: bool = False
     higher_is_better: bool | None = None
     full_state_update: bool = False
+    agreeing_states: tuple[str, ...] = ()
+    one_split_per_index: bool = False
 
     def __init__(self, *, check_ranks_agree: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -116,18 +130,48 @@ class IndexedRecords(Metric):
             raise ValueError(f"{type(self).__name__}.compute(): no samples were recorded on any rank")
         split = dim_zero_cat(self.split).long()
         keep = dedupe_sort(index, split)
+        _, inverse = torch.unique(index * _N_TAGS + split, sorted=True, return_inverse=True)
         out = {"index": index[keep], "split": split[keep]}
         for name in self._value_states:
             v = dim_zero_cat(getattr(self, name))
             if name == "labels":
                 v = v.long()
-                first = v[keep]
-                key = index * _N_TAGS + split
-                _, inverse = torch.unique(key, sorted=True, return_inverse=True)
-                if not torch.equal(first[inverse], v):
+                if not torch.equal(v[keep][inverse], v):
                     raise ValueError("records with the same (split, index) carry different labels: indices must identify samples")
+            if name in self.agreeing_states:
+                self._check_agreement(name, v, keep, inverse, index, split)
             out[name] = v[keep]
+        if self.one_split_per_index:
+            self._check_one_split(out["index"], out["split"])
         return out
+
+    def _check_agreement(self, name: str, v: torch.Tensor, keep, inverse, index, split) -> None:
+        """Raise if two records of one (split, index) differ in ``name`` beyond float noise."""
+        first = v[keep][inverse]
+        if v.is_floating_point():
+            same = torch.isclose(v, first, rtol=1e-4, atol=1e-6, equal_nan=True)
+        else:
+            same = v == first
+        same = same.reshape(len(v), -1).all(dim=1)
+        if bool(same.all()):
+            return
+        bad = int(torch.nonzero(~same)[0])
+        rows = f"{first[bad].flatten()[:4].tolist()} and {v[bad].flatten()[:4].tolist()}"
+        raise ValueError(
+            f"{type(self).__name__}: pool index {int(index[bad])} was recorded twice under split {split_name(int(split[bad]))} "
+            f"with different {name} ({rows}): a sample may be recorded again only with the same values (as DDP padding does)"
+        )
+
+    def _check_one_split(self, index: torch.Tensor, split: torch.Tensor) -> None:
+        """Raise if a pool index carries two splits (``index`` sorted, one record per (split, index))."""
+        twice = torch.nonzero(index[1:] == index[:-1]).flatten()
+        if twice.numel() == 0:
+            return
+        i = int(twice[0])
+        raise ValueError(
+            f"{type(self).__name__}: pool index {int(index[i])} was recorded under two splits, {split_name(int(split[i]))} and "
+            f"{split_name(int(split[i + 1]))}; each sample belongs to one split (check the indices passed to update)"
+        )
 
     def _check_ranks(self, values: torch.Tensor) -> None:
         if self.check_ranks_agree:

@@ -64,6 +64,11 @@ class RMIA(IndexedRecords):
     with ``nan`` for pairs whose sets were not recorded. Per-sample scores of the last compute are
     kept in ``self.last_scores`` (``index``, ``split``, ``score``).
 
+    Each pool index must be recorded under one split, and records repeated for one sample (as
+    ``DistributedSampler`` padding repeats samples) must carry the same logits (compared through
+    their signal, within float noise); otherwise ``compute()`` raises ``ValueError`` naming the
+    index and the splits.
+
     Args:
         ref_signals: ``(R, P)`` reference-model signals indexed by pool index (P >= every index),
             computed with the same ``signal`` (e.g. by :mod:`lightning_unlearn.metrics.references`).
@@ -93,6 +98,10 @@ class RMIA(IndexedRecords):
     """
 
     higher_is_better = None
+    # one population entry per sample: a pool index under two splits, or two different signals
+    # for one sample, would make the scores depend on which record was kept
+    agreeing_states = ("target_signal",)
+    one_split_per_index = True
 
     def __init__(
         self,

@@ -1,24 +1,132 @@
-"""The output directory: checked before any work, written in one atomic step at the end.
+"""The output folder: checked before any work, written at the end, and never a file the library did not write touched.
 
-:func:`check_output_dir` runs before training and raises :class:`ConfigError` for an
-unwritable location (nothing is left behind by the probe). :func:`publish` writes every file
-into a temporary sibling folder and renames it into place, so the output directory never
-holds a half-written report: it is either absent (or the previous run's) or complete.
+**Before the run** :func:`check_output_dir` raises :class:`ConfigError` (the command line's
+exit code 2) when the folder cannot receive the report: a file in its place, no write
+permission, the results of a previous run without ``overwrite``, or a file of the user's own
+where the report would go (e.g. a ``report.md`` the library did not write). Nothing is left
+behind by its write probe.
+
+**At the end** :func:`publish` fills a staging folder and puts the files in place:
+
+- a folder that does not exist yet is created in one step: the staging folder is a hidden
+  sibling renamed into place, so the folder is absent or complete. Where that rename is not
+  possible (another file system, a busy mount point) the files are placed one by one as below;
+- into a folder that exists (an empty folder, a mount point, a folder holding the user's own
+  files, the results of a previous run) the files are placed one by one, each atomically (a
+  staging folder *inside* it, then ``os.replace`` per file, so it works on a mount point): the
+  folder itself is never renamed or removed.
+
+**The manifest.** The folder keeps ``.lightning-unlearn-manifest.json``, the list of the files
+the library wrote with their SHA-256. A rerun with ``overwrite`` replaces only those files
+(and removes those of them the new run does not produce), and only while their content is
+still what the library wrote: a file the user added (a ``notes.txt``, a sub-folder) or
+changed is never deleted or overwritten. While files are being replaced the manifest also
+lists the previous ones, so an interrupted replacement never leaves a file of the library
+unlisted. A folder of results written before manifests existed (a ``results.json`` and no
+manifest) counts as a previous run whose report files (:data:`REPORT_FILES`) are the
+library's.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
+from lightning_unlearn.fileio import atomic_write, atomic_write_text
 from lightning_unlearn.pipeline.config import ConfigError
+from lightning_unlearn.pipeline.interrupt import deferred_signals
 
+MANIFEST = ".lightning-unlearn-manifest.json"
 MARKER = "results.json"
+#: every file :func:`lightning_unlearn.pipeline.report.write_report` may write
+REPORT_FILES = ("results.json", "report.md", "rmia_roc.png", "avg_gap.png", "spectral_norms.png")
+_STAGING = ".lightning-unlearn-staging-"
+_FORMAT = 1
 
 
+class OutputInTheWayError(ConfigError):
+    """A file of the user's appeared where the report goes while the run was under way.
+
+    Attributes:
+        kept: the staging folder that holds the finished report (not removed).
+    """
+
+    def __init__(self, message: str, kept: Path) -> None:
+        super().__init__(message)
+        self.kept = kept
+
+
+# ---------------------------------------------------------------------------- the manifest
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_manifest(folder: Path) -> dict[str, list[str]] | None:
+    """``{relative path: [sha256, ...]}`` of the files the library wrote in ``folder``; ``None`` without a manifest.
+
+    A file may carry two hashes while a replacement is under way (its previous and new content).
+    A folder of results from before manifests (``results.json``, no manifest) gives its
+    :data:`REPORT_FILES` with their current hashes.
+
+    Raises:
+        ConfigError: the manifest exists but cannot be read (named, with what to do).
+    """
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        if (Path(folder) / MARKER).is_file():
+            return {n: [sha256(Path(folder) / n)] for n in REPORT_FILES if (Path(folder) / n).is_file()}
+        return None
+    try:
+        blob = json.loads(path.read_text())
+        files: dict[str, list[str]] = {str(n): [str(d)] for n, d in blob["files"].items()}
+        for name, digests in blob.get("previous", {}).items():
+            files.setdefault(str(name), []).extend(str(d) for d in digests)
+    except (OSError, ValueError, AttributeError, KeyError, TypeError) as err:
+        raise ConfigError(
+            f"the manifest {str(path)!r} of the output directory cannot be read ({type(err).__name__}); "
+            "it lists the files a previous run wrote: remove it only if none of them is to be replaced"
+        ) from None
+    return files
+
+
+def _write_manifest(folder: Path, files: dict[str, str], previous: dict[str, list[str]] | None = None) -> None:
+    blob: dict = {"written_by": "lightning-unlearn", "format": _FORMAT, "files": dict(sorted(files.items()))}
+    if previous:
+        blob["previous"] = {n: list(d) for n, d in sorted(previous.items())}
+    atomic_write_text(folder / MANIFEST, json.dumps(blob, indent=1) + "\n")
+
+
+def manifest_digest(folder: str | os.PathLike) -> str | None:
+    """A fingerprint of ``folder``'s manifest (``None`` without one): tells whether a run wrote the folder."""
+    path = Path(folder) / MANIFEST
+    try:
+        return sha256(path) if path.is_file() else None
+    except OSError:
+        return None
+
+
+def _owned(folder: Path, name: str, owned: dict[str, list[str]] | None) -> bool:
+    """Whether ``folder/name`` is a file the library wrote and nobody changed since."""
+    path = folder / name
+    return owned is not None and name in owned and path.is_file() and not path.is_symlink() and sha256(path) in owned[name]
+
+
+def _foreign(folder: Path, names: Iterable[str], owned: dict[str, list[str]] | None) -> list[str]:
+    """The ``names`` that exist in ``folder`` but are not the library's (user files, changed files, folders)."""
+    return [n for n in names if os.path.lexists(folder / n) and not _owned(folder, n, owned)]
+
+
+# ---------------------------------------------------------------------------- before the run
 def _nearest_existing(path: Path) -> Path:
     p = path
     while not p.exists():
@@ -28,21 +136,35 @@ def _nearest_existing(path: Path) -> Path:
     return p
 
 
-def check_output_dir(out_dir: str | os.PathLike) -> Path:
-    """Raise :class:`ConfigError` unless ``out_dir`` can receive a report.
+def check_output_dir(out_dir: str | os.PathLike, *, overwrite: bool = False, names: Iterable[str] = REPORT_FILES) -> Path:
+    """Raise :class:`ConfigError` unless ``out_dir`` can receive a report; returns its absolute path.
 
-    Allowed: a path that does not exist yet under a writable folder, an empty folder, or the
-    folder of a previous run (it holds ``results.json`` and is replaced as a whole).
+    Allowed: a path that does not exist yet under a writable folder, and any writable folder
+    (empty, a mount point, holding the user's own files) where none of ``names`` is a file the
+    library did not write. A folder holding a previous run's results needs ``overwrite``.
     """
     out = Path(out_dir).expanduser().absolute()
-    if out.exists():
-        if not out.is_dir():
-            raise ConfigError(f"output directory {str(out)!r} is a file, not a directory")
-        if any(out.iterdir()) and not (out / MARKER).is_file():
-            raise ConfigError(f"output directory {str(out)!r} is not empty and holds no previous {MARKER}; choose a new or empty directory")
-    base = _nearest_existing(out.parent)
-    if not base.is_dir():
-        raise ConfigError(f"output directory {str(out)!r} is not writable: {str(base)!r} is not a directory")
+    if os.path.lexists(out) and not out.is_dir():
+        raise ConfigError(f"output directory {str(out)!r} is a file, not a directory")
+    if out.is_dir():
+        owned = read_manifest(out)
+        if owned is not None and not overwrite:
+            listed = ", ".join(sorted(owned)[:4]) + (", ..." if len(owned) > 4 else "")
+            raise ConfigError(
+                f"output directory {str(out)!r} holds the results of a previous run ({listed}); pass --overwrite to replace "
+                "them (files lightning-unlearn did not write are kept) or choose another directory"
+            )
+        foreign = _foreign(out, names, owned)
+        if foreign:
+            raise ConfigError(
+                f"output directory {str(out)!r} holds {', '.join(map(repr, foreign))}, not written by lightning-unlearn (or changed "
+                "since); the report would replace it: move it away or choose another directory"
+            )
+        base = out
+    else:
+        base = _nearest_existing(out.parent)
+        if not base.is_dir():
+            raise ConfigError(f"output directory {str(out)!r} is not writable: {str(base)!r} is not a directory")
     try:  # a real probe: os.access is always True for root
         probe = tempfile.mkdtemp(prefix=".lu-probe-", dir=base)
         os.rmdir(probe)
@@ -51,26 +173,89 @@ def check_output_dir(out_dir: str | os.PathLike) -> Path:
     return out
 
 
-def publish(out_dir: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` to fill a temporary sibling of ``out_dir``, then rename it into place.
+# ---------------------------------------------------------------------------- at the end
+def _files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
-    On any error the temporary folder is removed and ``out_dir`` is untouched.
-    """
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+
+def _place(src: Path, dst: Path) -> None:
+    """Move ``src`` over ``dst`` atomically (a copy through a temporary file across file systems)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
     try:
-        write(tmp)
-        os.chmod(tmp, 0o755)
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-            os.rmdir(old)
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        os.replace(src, dst)
+    except OSError as err:
+        if err.errno != errno.EXDEV:
+            raise
+        with open(src, "rb") as f:
+            atomic_write(dst, lambda out: shutil.copyfileobj(f, out))
+        src.unlink()
+
+
+def _merge(stage: Path, out: Path, overwrite: bool) -> list[str]:
+    """Put the files of ``stage`` into the existing folder ``out``, file by file (see the module docstring)."""
+    owned = read_manifest(out)
+    if owned is not None and not overwrite:
+        raise ConfigError(f"output directory {str(out)!r} received the results of another run meanwhile; pass --overwrite or choose another directory")
+    names = _files(stage)
+    foreign = _foreign(out, names, owned)
+    if foreign:
+        raise OutputInTheWayError(
+            f"output directory {str(out)!r} now holds {', '.join(map(repr, foreign))}, not written by lightning-unlearn; "
+            f"the results are kept in {str(stage)!r}",
+            stage,
+        )
+    new = {n: sha256(stage / n) for n in names}
+    with deferred_signals():
+        _write_manifest(out, new, previous=owned)  # lists old and new files while both may be present
+        for n in names:
+            _place(stage / n, out / n)
+        for n in sorted(set(owned or ()) - set(new)):
+            if _owned(out, n, owned):
+                (out / n).unlink()
+        _write_manifest(out, new)
+    shutil.rmtree(stage, ignore_errors=True)
+    return names
+
+
+def publish(out_dir: str | os.PathLike, write: Callable[[Path], None], *, overwrite: bool = False) -> Path:
+    """Call ``write(folder)`` to fill a staging folder, then put its files into ``out_dir``.
+
+    Args:
+        out_dir: the output folder (created with its parents if missing).
+        write: writes the report's files into the folder it is given.
+        overwrite: replace the library's files of a previous run (see the module docstring).
+
+    On any error or interruption before the files are placed, the staging folder is removed and
+    ``out_dir`` is untouched. Returns ``out_dir``.
+
+    Raises:
+        ConfigError: a previous run's results without ``overwrite``, or a file of the user's
+            in the way (see :func:`check_output_dir`).
+    """
+    out = Path(out_dir).expanduser().absolute()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    existed = out.is_dir()
+    parent = out if existed else out.parent
+    stage = Path(tempfile.mkdtemp(prefix=_STAGING if existed else f".{out.name}.tmp-", dir=parent))
+    try:
+        write(stage)
+        if not existed:
+            _write_manifest(stage, {n: sha256(stage / n) for n in _files(stage)})
+            os.chmod(stage, 0o755)  # mkdtemp creates 0700
+            try:
+                with deferred_signals():
+                    os.replace(stage, out)
+                return out
+            except OSError:  # e.g. EXDEV/EBUSY: the folder cannot be renamed into place
+                (stage / MANIFEST).unlink()
+                out.mkdir(exist_ok=True)
+        _merge(stage, out, overwrite)
+    except OutputInTheWayError:
         raise
-    return out_dir
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return out
+
+
+__all__ = ["MANIFEST", "REPORT_FILES", "OutputInTheWayError", "check_output_dir", "manifest_digest", "publish", "read_manifest"]

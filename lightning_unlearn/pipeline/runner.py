@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from lightning_unlearn.cache import KINDS, CacheNotWritableError, check_writable
 from lightning_unlearn.pipeline.config import BenchmarkConfig, ConfigError
 from lightning_unlearn.pipeline.output import check_output_dir, publish
@@ -23,14 +25,18 @@ def is_rank_zero() -> bool:
     return all(int(os.environ.get(v, "0") or 0) == 0 for v in ("RANK", "LOCAL_RANK", "NODE_RANK"))
 
 
-def run_experiment(config: BenchmarkConfig, out_dir: str | os.PathLike | None = None, *, progress: Progress | None = None) -> dict[str, Any]:
+def run_experiment(
+    config: BenchmarkConfig, out_dir: str | os.PathLike | None = None, *, progress: Progress | None = None, overwrite: bool = False
+) -> dict[str, Any]:
     """Run a whole benchmark: data, models (cached), tuning, unlearning, audit, report.
 
     Args:
         config: the settings (validated here).
-        out_dir: where ``results.json``, ``report.md`` and the PNG figures go; written in one
-            atomic step at the end (``None``: nothing is written).
+        out_dir: where ``results.json``, ``report.md`` and the PNG figures go; written at the
+            end, each file atomically, and never touching a file the library did not write
+            (:mod:`lightning_unlearn.pipeline.output`; ``None``: nothing is written).
         progress: a :class:`~lightning_unlearn.pipeline.progress.Progress` (default: silent).
+        overwrite: replace the results of a previous run in ``out_dir`` (default: refuse).
 
     Under a multi-process strategy (``strategy="ddp"``) every rank runs the same stages and
     trains the same models together; only rank 0 writes ``out_dir``.
@@ -40,7 +46,8 @@ def run_experiment(config: BenchmarkConfig, out_dir: str | os.PathLike | None = 
 
     Raises:
         ConfigError: bad input (unknown name, inapplicable method, missing data directory,
-            unwritable output or cache directory), before any model is trained.
+            unwritable output or cache directory, a previous run's results without ``overwrite``),
+            before any model is trained.
 
     Example:
         >>> from lightning_unlearn.pipeline import BenchmarkConfig, run_experiment
@@ -48,7 +55,7 @@ def run_experiment(config: BenchmarkConfig, out_dir: str | os.PathLike | None = 
         >>> res["methods"]["ft"]["avg_gap"]  # doctest: +SKIP
     """
     config = config.validate()
-    out = check_output_dir(out_dir) if out_dir is not None else None
+    out = check_output_dir(out_dir, overwrite=overwrite) if out_dir is not None else None
     try:  # the cache is written after the first model is trained: prove it can be, before any work
         for kind in KINDS:
             check_writable(config.cache_root / kind)
@@ -57,6 +64,7 @@ def run_experiment(config: BenchmarkConfig, out_dir: str | os.PathLike | None = 
     progress = progress or NullProgress()
     result = Experiment(config, progress=progress).run()
     results = build_results(result, config)
+    results["run"]["threads"] = torch.get_num_threads()
     if out is not None and is_rank_zero():
-        publish(out, lambda tmp: write_report(Path(tmp), results, result))
+        publish(out, lambda tmp: write_report(Path(tmp), results, result), overwrite=overwrite)
     return results

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from lightning_unlearn.data.sampler import restore_loader_positions
 from lightning_unlearn.data.transforms import augment, batch_generator, normalize_augmentation, to_pixels
 
 Schedule = Literal["onecycle", "step", "cosine", "constant"]
@@ -134,6 +135,11 @@ class ClassifierModule(pl.LightningModule):
         logits = self(self.prepare_inputs(x, train=False))
         self.test_acc(logits, y)
         self.log("test/acc", self.test_acc, on_step=False, on_epoch=True)
+
+    def on_train_start(self) -> None:
+        # configure_optimizers reads estimated_stepping_batches, which makes Lightning build the
+        # train loader before it restores a checkpoint: hand the loader its saved mid-epoch position
+        restore_loader_positions(self.trainer)
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):

@@ -69,6 +69,28 @@ class AdversarialSet:
         """Attack cost in units of one 50-step PGD pass over the forget set ([P]: < 3)."""
         return self.n_grad / (50.0 * max(1, self.n_forget))
 
+    _TENSORS = ("x", "y", "index", "eps", "delta", "y_true", "clean_pred")
+    _SCALARS = ("eps_init", "n_unresolved", "n_grad", "n_forget", "seconds")
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every field as CPU tensors and numbers (loads with ``torch.load(weights_only=True)``)."""
+        return {
+            **{k: getattr(self, k).detach().cpu() for k in self._TENSORS},
+            **{k: getattr(self, k) for k in self._SCALARS},
+            "extra": dict(self.extra),
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> "AdversarialSet":
+        """The set saved by :meth:`state_dict`; raises ``ValueError`` when a field is missing or the rows disagree."""
+        missing = [k for k in cls._TENSORS + cls._SCALARS if k not in state]
+        if missing:
+            raise ValueError(f"adversarial-set state lacks {', '.join(missing)}")
+        rows = {k: int(state[k].shape[0]) for k in cls._TENSORS}
+        if len(set(rows.values())) != 1:
+            raise ValueError(f"adversarial-set state has fields of different lengths: {rows}")
+        return cls(**{k: state[k] for k in cls._TENSORS + cls._SCALARS}, extra=dict(state.get("extra", {})))
+
     def select(self, indices: torch.Tensor) -> "AdversarialSet":
         """The rows whose source index is in ``indices`` (AMUN across continual requests)."""
         keep = torch.isin(self.index, torch.as_tensor(indices, dtype=torch.long))

@@ -132,6 +132,16 @@ class AMUN(UnlearningMethod):
             len(a), a.eps_init, float(a.delta.mean()) if len(a) else 0.0, a.cost_in_pgd50_passes, a.seconds,
         )
 
+    def fit_state(self) -> dict[str, Any]:
+        """D_A as built at the start of the fit (never rebuilt on resume: the weights have moved since)."""
+        assert self.adversarial is not None, "AMUN.setup() builds D_A first"
+        return {**super().fit_state(), "adversarial": self.adversarial.state_dict()}
+
+    def restore(self, module, request: UnlearningRequest, state: dict[str, Any]) -> None:
+        """Take D_A from the checkpoint instead of attacking the partly unlearned model again."""
+        super().restore(module, request, state)
+        self.adversarial = AdversarialSet.from_state_dict(state["adversarial"])
+
     def train_dataloader(self, module, request: UnlearningRequest):
         assert self.adversarial is not None, "AMUN.setup() builds D_A before the loader is requested"
         parts = []

@@ -16,6 +16,22 @@ model, AMUN's adversarial set, SalUn's mask) is built in :meth:`UnlearningMethod
 called from ``on_fit_start``: the model is then on its device and, under DDP, the process
 group exists. Lightning requests the train dataloader after ``on_fit_start``, so method data
 built there is ready in time. ``configure_optimizers`` runs *before* ``on_fit_start``.
+
+Exact resume. That state is part of every checkpoint of the unlearning fit: the mixin's
+``on_save_checkpoint`` stores :meth:`UnlearningMethod.state_dict` under the key
+``"unlearning"`` (a ``version``, the method's name, hyperparameters, a summary of the request
+and the method's :meth:`~UnlearningMethod.fit_state`: AMUN's adversarial set, the SalUn mask
+and θ_o's masked-out weights, frozen copies, TRW's similarity and beta). To resume, enter the
+same phase on a fresh module and fit from the checkpoint::
+
+    model.start_unlearning(method, request)   # same method, hyperparameters and request
+    trainer.fit(model, ckpt_path="last.ckpt")
+
+``on_load_checkpoint`` hands the state to the method and ``on_fit_start`` then calls
+:meth:`UnlearningMethod.restore` instead of :meth:`UnlearningMethod.setup`: nothing is rebuilt
+from the partly unlearned weights, so on CPU the resumed phase ends with the same weights as an
+uninterrupted one, from an epoch checkpoint or from one taken inside an epoch (the method
+loaders are resumable mid-epoch, see :mod:`lightning_unlearn.data.sampler`).
 """
 
 from __future__ import annotations
@@ -31,8 +47,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from lightning_unlearn.data.datasets import EpochSeededRandomSampler
 from lightning_unlearn.data.forget import check_forget_classes
+from lightning_unlearn.data.sampler import ResumableDataLoader, ShardedEpochSampler, restore_loader_positions
 from lightning_unlearn.data.transforms import augment, batch_generator, normalize_augmentation, to_pixels
 from lightning_unlearn.seeding import derive_seed
 from lightning_unlearn.strategies import require_whole_weights
@@ -42,6 +58,9 @@ from lightning_unlearn.unlearning.batch import UnlearningBatch, as_unlearning_ba
 from lightning_unlearn.unlearning.registry import get_method
 
 log = logging.getLogger(__name__)
+
+#: the key of the unlearning method's state in a Lightning checkpoint
+CHECKPOINT_KEY = "unlearning"
 
 Kind = Literal["random", "class"]
 SETTINGS: tuple[tuple[Kind, bool], ...] = (("random", True), ("random", False), ("class", True), ("class", False))
@@ -133,6 +152,31 @@ def frozen_snapshot(module: nn.Module) -> nn.Module:
     return snap
 
 
+def request_summary(request: UnlearningRequest) -> dict[str, Any]:
+    """What identifies a request in a checkpoint: kind, set sizes, classes, seed and batch size."""
+    return {
+        "kind": request.kind,
+        "n_forget": len(request.forget),
+        "n_remain": None if request.remain is None else len(request.remain),
+        "num_classes": request.num_classes,
+        "forget_classes": list(request.forget_classes),
+        "seed": request.seed,
+        "batch_size": request.batch_size,
+    }
+
+
+def weights_of(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A CPU copy of ``module.state_dict()`` (frozen copies in a method's :meth:`~UnlearningMethod.fit_state`)."""
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
+def snapshot_with_weights(module: nn.Module, weights: dict[str, torch.Tensor]) -> nn.Module:
+    """A :func:`frozen_snapshot` of ``module`` holding ``weights`` (a saved frozen copy), on ``module``'s device."""
+    snap = frozen_snapshot(module)
+    snap.load_state_dict(weights)
+    return snap
+
+
 class UnlearningMethod:
     """Base class of every unlearning objective (AMUN, TRW and the baselines).
 
@@ -140,7 +184,10 @@ class UnlearningMethod:
     unlearning fit. The mixin calls its hooks with the module as first argument. Override
     :meth:`loss` (the objective of one batch) and, where the method needs it,
     :meth:`setup`, :meth:`train_dataloader`, :meth:`on_before_optimizer_step`,
-    :meth:`on_train_epoch_start`, :meth:`on_train_batch_end`.
+    :meth:`on_after_optimizer_step`, :meth:`on_train_epoch_start`, :meth:`on_train_batch_end`.
+    A method whose :meth:`setup` builds state also overrides :meth:`fit_state` and
+    :meth:`restore`, so that a fit resumed from a checkpoint reuses that state instead of
+    rebuilding it from the current weights.
 
     Args:
         lr: learning rate of SGD (momentum 0.9, weight decay 5e-4), default 0.01.
@@ -161,6 +208,8 @@ class UnlearningMethod:
     #: the method reads whole weight tensors (snapshots, masks, attacks, similarities), so
     #: strategies that shard parameters (FSDP, DeepSpeed) are refused at fit start
     needs_whole_weights: ClassVar[bool] = True
+    #: layout version of :meth:`fit_state`; bump it when a method's saved state changes shape
+    state_version: ClassVar[int] = 1
 
     def __init__(
         self,
@@ -181,6 +230,7 @@ class UnlearningMethod:
         self.lr, self.epochs, self.step_size, self.gamma = lr, epochs, step_size, gamma
         self.momentum, self.weight_decay = momentum, weight_decay
         self.request: UnlearningRequest | None = None
+        self._restored: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ description
     @classmethod
@@ -262,13 +312,77 @@ class UnlearningMethod:
         return self.request.seed if stream == "main" else derive_seed(self.request.seed, "stream", stream)
 
     def make_loader(self, dataset: Dataset, *, shuffle: bool = True, batch_size: int | None = None, stream: str = "main") -> DataLoader:
-        """A loader of :class:`~lightning_unlearn.unlearning.UnlearningBatch` whose shuffling depends only on
-        ``(stream_seed(stream), epoch)``."""
+        """A loader of :class:`~lightning_unlearn.unlearning.UnlearningBatch` whose order depends only on
+        ``(stream_seed(stream), epoch)``, sharded across ranks and resumable mid-epoch
+        (:class:`~lightning_unlearn.data.ResumableDataLoader`)."""
         assert self.request is not None
-        sampler = EpochSeededRandomSampler(len(dataset), seed=self.stream_seed(stream)) if shuffle else None
-        return DataLoader(
-            dataset, batch_size=batch_size or self.request.batch_size, sampler=sampler, shuffle=False, collate_fn=collate_unlearning_batch
+        sampler = ShardedEpochSampler(len(dataset), self.stream_seed(stream), shuffle=shuffle)
+        return ResumableDataLoader(
+            dataset, batch_size=batch_size or self.request.batch_size, sampler=sampler, collate_fn=collate_unlearning_batch
         )
+
+    # ------------------------------------------------------------------ resumable state
+    def fit_state(self) -> dict[str, Any]:
+        """What :meth:`setup` built, as CPU tensors and plain values (default: nothing).
+
+        Override together with :meth:`restore`, extending the parent's:
+        ``return {**super().fit_state(), "mask": ...}``. Everything must load with
+        ``torch.load(weights_only=True)`` (tensors, numbers, strings, lists, tuples, dicts).
+        """
+        return {}
+
+    def restore(self, module: pl.LightningModule, request: UnlearningRequest, state: dict[str, Any]) -> None:
+        """Called at ``on_fit_start`` *instead of* :meth:`setup` when the fit resumes from a
+        checkpoint holding ``state`` (:meth:`fit_state`); must not rebuild what ``state`` holds.
+
+        A method that does not override it is set up afresh by :meth:`setup` on resume (right
+        for methods whose setup builds nothing).
+        """
+
+    def state_dict(self) -> dict[str, Any]:
+        """The checkpoint entry of the method: ``{"version", "method", "hparams", "request", "state"}``.
+
+        ``version`` is :attr:`state_version`, ``request`` a summary of the request (kind,
+        sizes, classes, seed, batch size) checked on load, ``state`` :meth:`fit_state`.
+        """
+        if self.request is None:
+            raise RuntimeError(f"{self.name}: no state before the unlearning phase starts")
+        return {
+            "version": self.state_version,
+            "method": self.name,
+            "hparams": self.hparams(),
+            "request": request_summary(self.request),
+            "state": self.fit_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Keep ``state`` (from :meth:`state_dict`) for :meth:`restore` at the start of the resumed fit.
+
+        Raises:
+            ValueError: another method or state version, or a checkpoint of another request
+                (other forget set size, classes, seed, ...). Differing hyperparameters (e.g. more
+                epochs) are allowed and logged.
+        """
+        if state.get("method") != self.name:
+            raise ValueError(f"the checkpoint holds the unlearning state of method {state.get('method')!r}, not of {self.name!r}")
+        if state.get("version") != self.state_version:
+            raise ValueError(f"{self.name}: unsupported unlearning state version {state.get('version')!r}; expected {self.state_version}")
+        if self.request is not None:
+            mine = request_summary(self.request)
+            differ = {k: (state["request"].get(k), v) for k, v in mine.items() if state["request"].get(k) != v}
+            if differ:
+                what = ", ".join(f"{k} {a!r} in the checkpoint but {b!r} now" for k, (a, b) in differ.items())
+                raise ValueError(f"{self.name}: the checkpoint was made for another unlearning request ({what})")
+        hp = self.hparams()
+        changed = sorted(k for k in set(hp) | set(state.get("hparams", {})) if hp.get(k) != state.get("hparams", {}).get(k))
+        if changed:
+            log.warning("%s: resuming with other hyperparameters than the checkpoint's: %s", self.name, ", ".join(changed))
+        self._restored = state["state"]
+
+    def take_restored(self) -> dict[str, Any] | None:
+        """The state loaded by :meth:`load_state_dict` (once; ``None`` without one)."""
+        state, self._restored = self._restored, None
+        return state
 
     # ------------------------------------------------------------------ hooks
     def setup(self, module: pl.LightningModule, request: UnlearningRequest) -> None:
@@ -295,6 +409,10 @@ class UnlearningMethod:
 
     def on_before_optimizer_step(self, module: pl.LightningModule, optimizer: torch.optim.Optimizer) -> None:
         pass
+
+    def on_after_optimizer_step(self, module: pl.LightningModule, optimizer: torch.optim.Optimizer) -> None:
+        """Right after each optimizer step, before any callback sees the batch's end (so a
+        checkpoint taken at that batch already holds what this hook changes)."""
 
     def on_train_epoch_start(self, module: pl.LightningModule) -> None:
         pass
@@ -380,8 +498,35 @@ class UnlearningMixin:
         if state is not None:
             if state.method.needs_whole_weights and self._trainer is not None:  # type: ignore[attr-defined]
                 require_whole_weights(self.trainer.strategy, f"unlearning method {state.method.name!r}")  # type: ignore[attr-defined]
-            state.method.setup(self, state.request)  # type: ignore[arg-type]
+            restored = state.method.take_restored()
+            if restored is not None and type(state.method).restore is not UnlearningMethod.restore:
+                state.method.restore(self, state.request, restored)  # type: ignore[arg-type]
+            else:
+                state.method.setup(self, state.request)  # type: ignore[arg-type]
             state.started = True
+
+    def on_train_start(self) -> None:
+        super().on_train_start()  # type: ignore[misc]
+        if self._unlearning is not None and self._trainer is not None:  # type: ignore[attr-defined]
+            restore_loader_positions(self.trainer)  # type: ignore[attr-defined]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the method's state (built at fit start) under ``checkpoint["unlearning"]``."""
+        super().on_save_checkpoint(checkpoint)  # type: ignore[misc]
+        state = self._unlearning
+        if state is not None and state.started:
+            checkpoint[CHECKPOINT_KEY] = state.method.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Hand ``checkpoint["unlearning"]`` to the method of the current phase (see :meth:`UnlearningMethod.load_state_dict`)."""
+        super().on_load_checkpoint(checkpoint)  # type: ignore[misc]
+        saved = checkpoint.get(CHECKPOINT_KEY)
+        if saved is None:
+            return
+        if self._unlearning is None:
+            log.info("the checkpoint holds the state of an unlearning phase but the module is not in one; ignoring it")
+            return
+        self._unlearning.method.load_state_dict(saved)
 
     def train_dataloader(self):
         if self._unlearning is None:
@@ -404,6 +549,13 @@ class UnlearningMixin:
         super().on_before_optimizer_step(optimizer)  # type: ignore[misc]
         if self._unlearning is not None:
             self._unlearning.method.on_before_optimizer_step(self, optimizer)  # type: ignore[arg-type]
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)  # type: ignore[misc]
+        # Lightning has no after-step hook; checkpoint callbacks run at on_train_batch_end before
+        # the module's own hook, so state changed after the step must change here to be saved
+        if self._unlearning is not None:
+            self._unlearning.method.on_after_optimizer_step(self, optimizer)  # type: ignore[arg-type]
 
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()  # type: ignore[misc]

@@ -14,10 +14,12 @@ With D_R a descent pass over D_R (+CE) comes first, as for GA.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
-from lightning_unlearn.unlearning.base import UnlearningMethod, UnlearningRequest, frozen_snapshot
+from lightning_unlearn.unlearning.base import UnlearningMethod, UnlearningRequest, frozen_snapshot, snapshot_with_weights, weights_of
 from lightning_unlearn.unlearning.batch import UnlearningBatch
 from lightning_unlearn.unlearning.ga import remain_then_forget
 from lightning_unlearn.unlearning.registry import register_method
@@ -65,6 +67,14 @@ class BoundaryShrink(UnlearningMethod):
 
     def setup(self, module, request: UnlearningRequest) -> None:
         self._copy, self._copy_epoch = frozen_snapshot(module), 0
+
+    def fit_state(self) -> dict[str, Any]:
+        """The frozen copy F~ in use and the epoch it was taken in."""
+        return {**super().fit_state(), "copy": weights_of(self._copy), "copy_epoch": self._copy_epoch}
+
+    def restore(self, module, request: UnlearningRequest, state: dict[str, Any]) -> None:
+        super().restore(module, request, state)
+        self._copy, self._copy_epoch = snapshot_with_weights(module, state["copy"]), int(state["copy_epoch"])
 
     def train_dataloader(self, module, request: UnlearningRequest):
         return remain_then_forget(self, module, request, retain_shuffle=self.retain_shuffle)

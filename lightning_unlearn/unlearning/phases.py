@@ -12,23 +12,29 @@ Every method batch is an :class:`~lightning_unlearn.unlearning.UnlearningBatch` 
 
 Two-phase epochs (GA and BS with D_R, SCRUB; ``baselines.md`` §0) are one loader that yields
 every batch of phase 1, then every batch of phase 2, under a single optimizer. Each phase is
-sharded across ranks by its own :class:`ShardedEpochSampler` (padded like
-``DistributedSampler``), so every rank runs the same number of batches in each phase and the
-phases stay aligned under DDP. Lightning does not re-wrap these loaders (they are not
+sharded across ranks by its own :class:`~lightning_unlearn.data.ShardedEpochSampler` (padded
+like ``DistributedSampler``), so every rank runs the same number of batches in each phase and
+the phases stay aligned under DDP. Lightning does not re-wrap these loaders (they are not
 ``DataLoader`` instances), so the sharding is exactly the one described here.
+
+A :class:`PhasedLoader` is resumable mid-epoch (Lightning's stateful-loader protocol): its
+``state_dict()`` holds the epoch and the number of batches already yielded across its phases,
+and after ``load_state_dict`` the next iteration of that epoch skips them.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
+from torch.utils.data import ConcatDataset, Dataset
 
+from lightning_unlearn.data.sampler import ResumableDataLoader, ShardedEpochSampler
 from lightning_unlearn.data.transforms import to_pixels
 from lightning_unlearn.unlearning.batch import UnlearningBatch, collate_unlearning_batch
+
+STATE_VERSION = 1
 
 REMAIN, FORGET, ADVERSARIAL = 0, 1, 2
 SOURCE_NAMES = {REMAIN: "remain", FORGET: "forget", ADVERSARIAL: "adversarial"}
@@ -63,40 +69,6 @@ def tagged_concat(parts: Sequence[tuple[Dataset, int]], *, float_pixels: bool = 
     """One dataset over ``parts`` (``(dataset, source)`` pairs), each item tagged with its source."""
     tagged = [Tagged(ds, src, float_pixels=float_pixels) for ds, src in parts]
     return tagged[0] if len(tagged) == 1 else ConcatDataset(tagged)
-
-
-class ShardedEpochSampler(Sampler[int]):
-    """This rank's share of an order that depends only on ``(seed, epoch)``.
-
-    The order is ``randperm(n)`` from a generator seeded with ``seed * 100_003 + epoch`` (the
-    order of :class:`~lightning_unlearn.data.datasets.EpochSeededRandomSampler`), or
-    ``0..n-1`` when ``shuffle=False``. It is padded by wrapping around to a multiple of
-    ``world_size`` and rank ``r`` takes positions ``r, r + W, ...``, as
-    ``DistributedSampler`` does, so every rank gets ``ceil(n / W)`` items.
-    """
-
-    def __init__(self, n: int, *, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1) -> None:
-        if n <= 0:
-            raise ValueError(f"cannot sample from an empty dataset (n={n})")
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} is out of range for world_size {world_size}")
-        self.n, self.seed, self.shuffle, self.rank, self.world_size, self.epoch = n, seed, shuffle, rank, world_size, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return math.ceil(self.n / self.world_size)
-
-    def __iter__(self) -> Iterator[int]:
-        if self.shuffle:
-            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
-        else:
-            order = torch.arange(self.n)
-        total = len(self) * self.world_size
-        if total > self.n:
-            order = torch.cat([order, order.repeat(math.ceil(total / self.n))[: total - self.n]])
-        return iter(order[self.rank : total : self.world_size].tolist())
 
 
 @dataclass
@@ -136,14 +108,16 @@ class PhasedLoader:
         self.phases = list(phases)
         self.epoch_fn, self.rank, self.world_size = epoch_fn, rank, world_size
         self.loaders = [
-            DataLoader(
+            ResumableDataLoader(
                 p.dataset,
                 batch_size=p.batch_size,
-                sampler=ShardedEpochSampler(len(p.dataset), seed=p.seed, shuffle=p.shuffle, rank=rank, world_size=world_size),
+                sampler=ShardedEpochSampler(len(p.dataset), p.seed, shuffle=p.shuffle, rank=rank, world_size=world_size),
                 collate_fn=collate_unlearning_batch,
             )
             for p in self.phases
         ]
+        self._yielded = 0
+        self._resume: tuple[int, int] | None = None  # (epoch, batches) of a loaded state
 
     def active(self, epoch: int | None = None) -> list[int]:
         """Positions of the phases that run in ``epoch`` (default: the current one)."""
@@ -155,11 +129,45 @@ class PhasedLoader:
 
     def __iter__(self) -> Iterator[UnlearningBatch]:
         epoch = self.epoch_fn()
+        skip = 0
+        if self._resume is not None and self._resume[0] == epoch:
+            skip = self._resume[1]
+        self._resume = None
+        self._yielded = skip
         for i in self.active(epoch):
             loader, tag = self.loaders[i], self.phases[i].tag
             loader.sampler.set_epoch(epoch)
+            if skip >= len(loader):  # the whole phase was yielded before the checkpoint
+                skip -= len(loader)
+                continue
+            if skip:
+                loader.load_state_dict(loader.sampler.state_dict(position=skip * loader.batch_size))
+                skip = 0
             for batch in loader:
+                self._yielded += 1
                 yield batch._replace(phase=tag)
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"version", "epoch", "batches", "lengths"}``: batches yielded in the epoch, and each active phase's length."""
+        epoch = self.epoch_fn()
+        return {"version": STATE_VERSION, "epoch": epoch, "batches": self._yielded, "lengths": [len(self.loaders[i]) for i in self.active(epoch)]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Make the next iteration of ``state["epoch"]`` skip ``state["batches"]`` batches.
+
+        Raises:
+            ValueError: another version, or phases of other lengths (other data, batch sizes or
+                number of processes) than when the state was saved.
+        """
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"unsupported phased-loader state version {state.get('version')!r}; expected {STATE_VERSION}")
+        lengths = [len(self.loaders[i]) for i in self.active(int(state["epoch"]))]
+        if list(state["lengths"]) != lengths:
+            raise ValueError(
+                f"cannot resume the unlearning loader mid-epoch: its phases had {list(state['lengths'])} batches when saved "
+                f"and have {lengths} now (other data, batch size or number of processes)"
+            )
+        self._resume = (int(state["epoch"]), int(state["batches"]))
 
 
 def module_loader(module, phases: Sequence[Phase]) -> PhasedLoader:

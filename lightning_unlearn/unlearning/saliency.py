@@ -22,7 +22,7 @@ AMUN reference code). BatchNorm running statistics update in both modes.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -117,6 +117,27 @@ class SaliencyFreeze:
         self.mask = {k: v.to(params[k].device) for k, v in mask.items()}
         self._orig = {k: params[k].detach().clone() for k in self.mask} if self.mask_mode == "freeze" else {}
 
+    def state_dict(self) -> dict[str, Any]:
+        """The mask and, under ``"freeze"``, θ_o's values of the masked parameters (CPU tensors)."""
+        assert self.mask is not None, "SaliencyFreeze.setup() must run first"
+        return {
+            "ratio": self.ratio,
+            "mask_mode": self.mask_mode,
+            "mask": {k: v.detach().cpu() for k, v in self.mask.items()},
+            "orig": {k: v.detach().cpu() for k, v in self._orig.items()},
+        }
+
+    def load_state_dict(self, module, state: dict[str, Any]) -> None:
+        """Put back a saved mask (instead of :meth:`setup`, which would rank the current, moved weights)."""
+        params = dict(module.named_parameters())
+        bad = [k for k, v in state["mask"].items() if k not in params or tuple(v.shape) != tuple(params[k].shape)]
+        if bad:
+            raise ValueError(f"the saved saliency mask does not fit this model: parameter(s) {', '.join(bad[:5])}")
+        if state["mask_mode"] != self.mask_mode:
+            raise ValueError(f"the saved saliency mask was made for mask_mode {state['mask_mode']!r}, not {self.mask_mode!r}")
+        self.mask = {k: v.to(params[k].device) for k, v in state["mask"].items()}
+        self._orig = {k: v.to(params[k].device) for k, v in state["orig"].items()}
+
     def before_step(self, module) -> None:
         """Multiply each gradient by its mask (call in ``on_before_optimizer_step``)."""
         assert self.mask is not None, "SaliencyFreeze.setup() must run first"
@@ -128,8 +149,8 @@ class SaliencyFreeze:
     def after_step(self, module, optimizers) -> None:
         """Under ``"freeze"``, restore masked-out entries to θ_o and clear their momentum.
 
-        Called after every training batch (Lightning has no after-step hook for modules;
-        restoring after a batch without a step is a no-op, so gradient accumulation is safe).
+        Called right after every optimizer step (``optimizer_step`` of the unlearning mixin),
+        so a checkpoint taken at the end of that batch already holds the restored weights.
         """
         if self.mask_mode != "freeze" or self.mask is None:
             return
@@ -153,7 +174,8 @@ class SaliencyMasked:
     The subclass sets ``self.saliency = SaliencyFreeze(...)`` in its constructor. The mask is
     computed once on θ_o over D_F at the start of the fit (after the method's own setup, which
     never changes the weights), applied before every optimizer step and, under the true
-    freeze, restored after it; every hook also runs the method's own.
+    freeze, restored right after it; every hook also runs the method's own. The mask and θ_o's
+    masked-out values are part of the method's checkpoint state.
     """
 
     saliency: SaliencyFreeze
@@ -162,13 +184,20 @@ class SaliencyMasked:
         super().setup(module, request)  # type: ignore[misc]
         self.saliency.setup(module, request.forget, batch_size=request.batch_size)
 
+    def fit_state(self) -> dict[str, Any]:
+        return {**super().fit_state(), "saliency": self.saliency.state_dict()}  # type: ignore[misc]
+
+    def restore(self, module, request, state: dict[str, Any]) -> None:
+        super().restore(module, request, state)  # type: ignore[misc]
+        self.saliency.load_state_dict(module, state["saliency"])
+
     def on_before_optimizer_step(self, module, optimizer) -> None:
         super().on_before_optimizer_step(module, optimizer)  # type: ignore[misc]
         self.saliency.before_step(module)
 
-    def on_train_batch_end(self, module, outputs, batch, batch_idx: int) -> None:
-        super().on_train_batch_end(module, outputs, batch, batch_idx)  # type: ignore[misc]
-        self.saliency.after_step(module, module.trainer.optimizers)
+    def on_after_optimizer_step(self, module, optimizer) -> None:
+        super().on_after_optimizer_step(module, optimizer)  # type: ignore[misc]
+        self.saliency.after_step(module, [optimizer])
 
     def teardown(self, module) -> None:
         super().teardown(module)  # type: ignore[misc]

@@ -17,12 +17,12 @@ uncertain, treat as grid starting points. Needs D_R.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from lightning_unlearn.unlearning.base import UnlearningMethod, UnlearningRequest, frozen_snapshot
+from lightning_unlearn.unlearning.base import UnlearningMethod, UnlearningRequest, frozen_snapshot, snapshot_with_weights, weights_of
 from lightning_unlearn.unlearning.batch import UnlearningBatch
 from lightning_unlearn.unlearning.phases import FORGET, REMAIN, Phase, module_loader, tagged_concat
 from lightning_unlearn.unlearning.registry import register_method
@@ -81,6 +81,14 @@ class SCRUB(UnlearningMethod):
 
     def setup(self, module, request: UnlearningRequest) -> None:
         self._teacher = frozen_snapshot(module)
+
+    def fit_state(self) -> dict[str, Any]:
+        """The teacher θ_o's weights (the module's have moved on by the time of a checkpoint)."""
+        return {**super().fit_state(), "teacher": weights_of(self._teacher)}
+
+    def restore(self, module, request: UnlearningRequest, state: dict[str, Any]) -> None:
+        super().restore(module, request, state)
+        self._teacher = snapshot_with_weights(module, state["teacher"])
 
     def train_dataloader(self, module, request: UnlearningRequest):
         phases = [

@@ -13,10 +13,11 @@ available) plus ``lambda`` times ``mean KL(t || p_theta)`` on forget batches
 (:mod:`lightning_unlearn.unlearning.tilted`).
 
 Use it by name through any :class:`~lightning_unlearn.unlearning.UnlearningMixin` module
-(``unlearn(module, "trw", request)``) or through :class:`TRWMixin`, which adds resumable
-checkpoint state (``s``, ``beta`` and the snapshot under the ``"trw"`` key). The registry
-also holds ``"trw-concat"`` (:class:`TRWConcat`): the same method with the other stream mixing
-by default (see ``mixing`` in :class:`TRW`).
+(``unlearn(module, "trw", request)``) or through :class:`TRWMixin` (``start_trw``); either way
+checkpoints of the fit keep ``s``, ``beta`` and the snapshot (under the ``"unlearning"`` key),
+so a resumed fit keeps the original targets. The registry also holds ``"trw-concat"``
+(:class:`TRWConcat`): the same method with the other stream mixing by default (see ``mixing`` in
+:class:`TRW`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from torch.utils.data import ConcatDataset, Dataset
 
 from lightning_unlearn.data.datasets import IndexedTensorDataset
 from lightning_unlearn.inference import predict_logits
-from lightning_unlearn.unlearning.base import UnlearningMethod, UnlearningMixin, UnlearningRequest, frozen_snapshot
+from lightning_unlearn.unlearning.base import UnlearningMethod, UnlearningMixin, UnlearningRequest, frozen_snapshot, snapshot_with_weights, weights_of
 from lightning_unlearn.unlearning.registry import register_method
 from lightning_unlearn.unlearning.class_similarity import (
     SIMILARITY_ESTIMATORS,
@@ -51,7 +52,6 @@ BETA_MODES = ("global", "per_batch", "per_sample")
 Mixing = Literal["combined", "concat"]
 MIXINGS = ("combined", "concat")
 DEFAULT_BETA = 10.0
-STATE_VERSION = 1
 
 
 @register_method
@@ -162,7 +162,6 @@ class TRW(UnlearningMethod):
         self._s: torch.Tensor | None = None  # (len(F), K)
         self._beta: float | None = None  # the fixed beta in use (None: solved per batch / sample)
         self._forget_classes: tuple[int, ...] = ()
-        self._restored: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ state
     @property
@@ -180,38 +179,34 @@ class TRW(UnlearningMethod):
         """The fixed ``beta`` (given or solved globally); ``None`` in the per-batch/per-sample modes."""
         return self._beta
 
-    def state_dict(self) -> dict[str, Any]:
-        """The resumable state: similarity, beta, settings and the snapshot's weights (versioned)."""
+    def fit_state(self) -> dict[str, Any]:
+        """The resumable state: forget classes, similarity ``s``, ``beta`` and the snapshot θ_o's weights."""
         if self._s is None or self._teacher is None:
             raise RuntimeError("TRW has no state before setup (the start of the unlearning fit)")
         return {
-            "version": STATE_VERSION,
-            "forget_classes": self._forget_classes,
+            **super().fit_state(),
+            "forget_classes": list(self._forget_classes),
             "s": self._s.detach().cpu().clone(),
             "beta": self._beta,
-            "hparams": self.hparams(),
-            "teacher": {k: v.detach().cpu().clone() for k, v in self._teacher.state_dict().items()},
+            "teacher": weights_of(self._teacher),
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Keep ``state`` for :meth:`setup`, which then reuses it instead of recomputing."""
-        if state.get("version") != STATE_VERSION:
-            raise ValueError(f"unsupported TRW state version {state.get('version')!r}; expected {STATE_VERSION}")
-        self._restored = state
+    def restore(self, module, request: UnlearningRequest, state: dict[str, Any]) -> None:
+        """Take θ_o, ``s`` and ``beta`` from a checkpoint instead of recomputing them on the current weights."""
+        super().restore(module, request, state)
+        classes = check_forget_classes(request.forget_classes, request.num_classes)
+        if tuple(state["forget_classes"]) != classes:
+            raise ValueError(f"checkpointed TRW state forgets {tuple(state['forget_classes'])}, the request {classes}")
+        self._forget_classes = classes
+        self._teacher = snapshot_with_weights(module, state["teacher"])
+        self._s = state["s"].to(self._device(module))
+        self._beta = state["beta"]
 
     # ------------------------------------------------------------------ setup
     def setup(self, module, request: UnlearningRequest) -> None:
         classes = check_forget_classes(request.forget_classes, request.num_classes)
         self._forget_classes = classes
         self._teacher = frozen_snapshot(module)
-        restored, self._restored = self._restored, None
-        if restored is not None:
-            if tuple(restored["forget_classes"]) != classes:
-                raise ValueError(f"checkpointed TRW state forgets {tuple(restored['forget_classes'])}, the request {classes}")
-            self._teacher.load_state_dict(restored["teacher"])
-            self._s = restored["s"].to(self._device(module))
-            self._beta = restored["beta"]
-            return
         self._s = self._similarity(module, request, classes).to(self._device(module))
         if self.expected_similarity is None:
             self._beta = float(self.beta)
@@ -385,16 +380,14 @@ class TRWMixin(UnlearningMixin):
     single override point (it delegates to :func:`~lightning_unlearn.unlearning.tilted.trw_log_target`
     and :func:`~lightning_unlearn.unlearning.tilted.trw_loss` through :meth:`TRW.loss`). The
     similarity ``s``, ``beta`` and the snapshot θ_o are saved under the checkpoint key
-    ``"trw"`` (never as model buffers: the model's ``state_dict`` keys stay unchanged), so a
-    fit resumed with ``ckpt_path`` keeps the original targets.
+    ``"unlearning"`` (:meth:`TRW.fit_state`; never as model buffers: the model's ``state_dict``
+    keys stay unchanged), so a fit resumed with ``ckpt_path`` keeps the original targets.
 
     Example:
         >>> from lightning_unlearn.training import ClassifierModule
         >>> class Model(TRWMixin, ClassifierModule): ...
         >>> # model.start_trw(UnlearningRequest.from_datamodule(dm)); trainer.fit(model); model.stop_unlearning()
     """
-
-    trw_checkpoint_key: ClassVar[str] = "trw"
 
     def start_trw(self, request: UnlearningRequest, **hparams: Any) -> TRW:
         """Enter the unlearning phase with ``TRW(**hparams)`` on ``request`` (class forgetting)."""
@@ -405,18 +398,3 @@ class TRWMixin(UnlearningMixin):
     def unlearning_loss(self, batch: Any, batch_idx: int = 0) -> torch.Tensor:
         """``L = L_r + lambda L_f`` of one batch (``{"forget", "remain"}`` dict or a concat batch)."""
         return super().unlearning_loss(batch, batch_idx)
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)  # type: ignore[misc]
-        method = self.unlearning_method
-        if isinstance(method, TRW) and method.s is not None:
-            checkpoint[self.trw_checkpoint_key] = method.state_dict()
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_load_checkpoint(checkpoint)  # type: ignore[misc]
-        state = checkpoint.get(self.trw_checkpoint_key)
-        method = self.unlearning_method
-        if state is not None and isinstance(method, TRW):
-            method.load_state_dict(state)
-        elif state is not None:
-            log.info("checkpoint holds TRW state but the module is not in a TRW unlearning phase; ignoring it")
