@@ -164,7 +164,9 @@ def model_outputs(net: nn.Module, dm: UnlearningDataModule) -> Outputs:
 
 
 # ------------------------------------------------------------------------- metric adapters
-# Each adapter records the pool's logits into the metric class a user would use, by set.
+# Each adapter records the pool's logits into the metric class a user would use, by set. Every
+# process of a DDP run holds the whole pool's logits (model_outputs predicts on all of it), so the
+# metrics compute locally (sync_on_compute=False): gathering would record every sample once per rank.
 def _record(metric, out: Outputs, sets: Sets, parts: dict[str, torch.Tensor]) -> None:
     """``metric.update`` with the logits, labels and pool indices of each named set of positions."""
     pool, y, index = out.pool, sets.pool_y, sets.pool_index
@@ -183,7 +185,7 @@ def svc_mia(out: Outputs, sets: Sets) -> float | None:
     if len(non_members) == 0 or len(members) < len(non_members) or len(sets.forget) == 0:
         _warn_once("svc", f"SVC MIA skipped: it needs a forget set and at least as many remain as test samples, got {len(sets.forget)}, {len(members)}, {len(non_members)}")
         return None
-    metric = MIAEfficacy(feature="confidence", seed=MIA_SHADOW_SEED)
+    metric = MIAEfficacy(feature="confidence", seed=MIA_SHADOW_SEED, sync_on_compute=False)
     _record(metric, out, sets, {"remain": members, "test": non_members, "forget": sets.forget})
     return float(metric.compute())
 
@@ -206,7 +208,7 @@ def rmia(out: Outputs, sets: Sets, refs: References | None, *, signal_kind: str,
     rest = torch.ones(n_pool, dtype=torch.bool)
     rest[pos] = rest[neg] = False
     others = torch.nonzero(rest).flatten()
-    metric = RMIAMetric(refs.signals, signal=signal_kind, gamma=gamma, tpr_fprs=(0.01,))
+    metric = RMIAMetric(refs.signals, signal=signal_kind, gamma=gamma, tpr_fprs=(0.01,), sync_on_compute=False)
     _record(metric, out, sets, {"forget": pos, "test": neg, "remain": others[others < sets.n_train], "remain_class_test": others[others >= sets.n_train]})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
