@@ -1,0 +1,69 @@
+"""Exact spectra of small layers: the dense Jacobian (or a Linear's weight) and its eigendecomposition.
+
+For a layer whose Jacobian ``J`` (``n_out x n``) is small, forming it costs ``n`` probes at once
+(``M`` applied to the identity) and the eigendecomposition of ``J^T J`` or ``J J^T`` (the smaller
+one, ``r = min(n, n_out)``) gives every singular triplet exactly. For ``nn.Linear`` the matrix is
+the weight itself. No estimate, no certification: exact by construction.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from lightning_unlearn.spectral.operator import Operator
+
+
+class Spectrum(NamedTuple):
+    """Singular values and right singular vectors of a layer, descending.
+
+    Attributes:
+        sigma: ``(r,)`` singular values.
+        vectors: ``(r, n)`` right singular vectors (rows, unit norm; zero for a zero value of a
+            wide Jacobian).
+        left: ``(r, n_out)`` left singular vectors (rows) when known, else ``None``.
+    """
+
+    sigma: torch.Tensor
+    vectors: torch.Tensor
+    left: torch.Tensor | None
+
+
+def dense_shape(op: Operator) -> tuple[int, int]:
+    """``(n_out, n)``: the shape of the layer's dense Jacobian (a Linear's weight shape)."""
+    if op.lmap.matrix is not None:
+        return tuple(op.lmap.matrix(op.tensors).shape)
+    return op.n_out, op.n
+
+
+def dense_entries(op: Operator) -> int:
+    """Number of entries of the layer's dense Jacobian (``n * n_out``; a Linear's weight size)."""
+    rows, cols = dense_shape(op)
+    return rows * cols
+
+
+def exact_spectrum(op: Operator, *, with_vectors: bool = True) -> Spectrum:
+    """Every singular value (and right singular vector) of ``M``, descending.
+
+    The Gram matrix of the smaller side is formed in float32 (the probes' precision) and
+    decomposed in float64 (``eigh``, or ``eigvalsh`` without vectors). For a tall ``J``
+    (``n_out >= n``) the eigenvectors of ``J^T J`` are the right singular vectors; for a wide one
+    the eigenvectors ``u_i`` of ``J J^T`` give ``v_i = J^T u_i / sigma_i``.
+    """
+    jt = op.jacobian_t()  # (n, n_out)
+    tall = jt.shape[1] >= jt.shape[0]
+    gram = (jt @ jt.T) if tall else (jt.T @ jt)
+    if not with_vectors:
+        lam = torch.linalg.eigvalsh(gram.double()).flip(0)
+        return Spectrum(torch.sqrt(lam.clamp_min(0)).float(), jt.new_zeros(0, jt.shape[0]), None)
+    lam, z = torch.linalg.eigh(gram.double())
+    lam, z = lam.flip(0), z.flip(1)
+    sigma = torch.sqrt(lam.clamp_min(0)).float()
+    z = z.float()
+    if tall:
+        return Spectrum(sigma, z.T.contiguous(), None)
+    v = z.T @ jt.T  # rows u_i^T J = sigma_i v_i^T
+    v = v / sigma.clamp_min(1e-30)[:, None]
+    v = torch.where((sigma > 0)[:, None], v, torch.zeros_like(v))
+    return Spectrum(sigma, v, z.T.contiguous())
