@@ -232,28 +232,30 @@ def _build(module: nn.Module, fn: Callable[[nn.Module], LinearMap], name: str | 
     with parametrize.cached():
         lmap = fn(module)
         current = {attr: getattr(module, attr) for attr in list(plist) + list(legacy)}
-        tensors = dict(lmap.tensors)
-        for key, t in lmap.tensors.items():
-            attr = next((a for a, v in current.items() if v is t), None)
-            if attr is None:
-                continue
-            if attr in legacy and not hasattr(module, attr + "_g"):
-                raise UnsupportedLayerError(
-                    f"module {_label(module, name)}: {attr!r} is computed by {type(legacy[attr]).__name__} (a torch.nn.utils "
-                    "hook that renormalises the stored weight), so a clipped weight cannot be written; remove it or do not clip this layer"
-                )
-            if attr in legacy:
-                make = lambda m, a=attr: TensorSlot(m, a, legacy_hook=_legacy_hooks(m)[a])  # noqa: E731
-            else:
-                make = lambda m, a=attr: TensorSlot(m, a)  # noqa: E731
-            if not _roundtrips(module, make):
-                kinds = ", ".join(type(p).__name__ for p in plist[attr]) if attr in plist else type(legacy[attr]).__name__
-                raise UnsupportedLayerError(
-                    f"module {_label(module, name)}: {attr!r} is parametrized by {kinds}, whose right_inverse does not "
-                    "reproduce a clipped weight (its forward renormalises what is stored), so it cannot be clipped; "
-                    "weight_norm is supported"
-                )
-            tensors[key] = make(module)
+        matched = {key: next((a for a, v in current.items() if v is t), None) for key, t in lmap.tensors.items()}
+    tensors = dict(lmap.tensors)
+    for key, attr in matched.items():
+        if attr is None:
+            continue
+        if attr in legacy and not hasattr(module, attr + "_g"):
+            raise UnsupportedLayerError(
+                f"module {_label(module, name)}: {attr!r} is computed by {type(legacy[attr]).__name__} (a torch.nn.utils "
+                "hook that renormalises the stored weight), so a clipped weight cannot be written; remove it or do not clip this layer"
+            )
+        if attr in legacy:
+            # torch.nn.utils.weight_norm: weight = g * v / ||v||, written exactly as v = W, g = ||W||
+            # (such a module cannot be deep-copied for the check below once it has run forward)
+            tensors[key] = TensorSlot(module, attr, legacy_hook=legacy[attr])
+            continue
+        make = lambda m, a=attr: TensorSlot(m, a)  # noqa: E731
+        if not _roundtrips(module, make):
+            kinds = ", ".join(type(p).__name__ for p in plist[attr])
+            raise UnsupportedLayerError(
+                f"module {_label(module, name)}: {attr!r} is parametrized by {kinds}, whose right_inverse does not "
+                "reproduce a clipped weight (its forward renormalises what is stored), so it cannot be clipped; "
+                "weight_norm is supported"
+            )
+        tensors[key] = make(module)
     return LinearMap(apply=lmap.apply, tensors=tensors, clip_tensor=lmap.clip_tensor, closed_form=lmap.closed_form, matrix=lmap.matrix)
 
 

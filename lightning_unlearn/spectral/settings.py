@@ -40,7 +40,7 @@ class ClipSettings:
             has at most this many entries, and whose smaller side is at most ``dense_max_rank``,
             are solved exactly (eigendecomposition of the smaller Gram matrix) instead of by
             Krylov (default ``2**18``).
-        dense_max_rank: see ``dense_max_entries`` (default 128: the eigendecomposition costs
+        dense_max_rank: see ``dense_max_entries`` (default 256: the eigendecomposition costs
             ``O(rank^3)``; measured cheaper than a certified Krylov event on CPU up to about this).
         dense_k: at most this many singular values of an exactly solved layer move per
             Gauss-Newton step (default 32).
@@ -56,7 +56,7 @@ class ClipSettings:
     max_steps: int = 3
     prescale: bool = True
     dense_max_entries: int = 2**18
-    dense_max_rank: int = 128
+    dense_max_rank: int = 256
     dense_k: int = 32
 
     def __post_init__(self) -> None:
