@@ -79,21 +79,30 @@ class StepTimer(pl.Callback):
 
 
 class TimedFastClip(FastClip):
-    """FastClip that accumulates the wall time spent in its own hook (tracking and clip events)."""
+    """FastClip that accumulates the wall and CPU time spent in its own hook (tracking and clip events).
+
+    CPU time (``time.process_time``) counts only this process's work: on a shared machine it does
+    not grow when other processes take the cores, so its ratios are the stable ones.
+    """
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.hook_s = 0.0
+        self.hook_cpu_s = 0.0
+        self.event_cpu_s: list[float] = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         cuda = pl_module.device.type == "cuda"
         if cuda:  # queued training kernels are not the callback's time
             torch.cuda.synchronize()
-        t = time.perf_counter()
+        t, c, before = time.perf_counter(), time.process_time(), self.num_events
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         if cuda:
             torch.cuda.synchronize()
         self.hook_s += time.perf_counter() - t
+        self.hook_cpu_s += time.process_time() - c
+        if self.num_events > before:
+            self.event_cpu_s.append(time.process_time() - c)
 
 
 class CountingFastClip(FastClip):
@@ -151,11 +160,13 @@ def highlr_net() -> nn.Module:
 
 
 def _fit(module, loader, callbacks, *, epochs=10**6, max_steps=-1, accelerator="cpu", precision=None, log_every=50):
+    """Fit; returns ``(trainer, wall seconds)`` and sets ``trainer.cpu_seconds`` (this process's CPU time)."""
     kw = {"precision": precision} if precision else {}
     trainer = make_trainer(max_epochs=epochs, max_steps=max_steps, callbacks=callbacks, accelerator=accelerator, devices=1,
                            log_every_n_steps=log_every, **kw)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     trainer.fit(module, train_dataloaders=loader)
+    trainer.cpu_seconds = time.process_time() - c0
     return trainer, time.perf_counter() - t0
 
 
@@ -174,32 +185,39 @@ def run_highlr(repeats: int, steps: int, every: int) -> dict:
             cbs = [fc] + ([EventChecker(fc)] if check else [])
         loader = dm.make_loader(dm.train_set(), shuffle=True, batch_size=64)
         trainer, wall = _fit(module, loader, cbs, max_steps=steps)
-        return wall, fc, cbs
+        return wall, trainer.cpu_seconds, fc, cbs
 
     one(False)  # warm-up: imports, allocator, first-call overheads
-    plain, clipped = [], []
+    plain, clipped, plain_cpu, clipped_cpu = [], [], [], []
     fc = None
     for _ in range(repeats):
-        plain.append(one(False)[0])
-        w, fc, _ = one(True)
+        w, c, _, _ = one(False)
+        plain.append(w)
+        plain_cpu.append(c)
+        w, c, fc, _ = one(True)
         clipped.append(w)
-    plain.append(one(False)[0])
-    _, fc_chk, cbs = one(True, check=True)
+        clipped_cpu.append(c)
+    w, c, _, _ = one(False)
+    plain.append(w)
+    plain_cpu.append(c)
+    _, _, fc_chk, cbs = one(True, check=True)
     chk = cbs[1].events
     recs = fc.records
     out = {
         "steps": steps, "every_n_steps": every, "repeats": repeats,
-        "plain_s": plain, "clipped_s": clipped,
+        "plain_s": plain, "clipped_s": clipped, "plain_cpu_s": plain_cpu, "clipped_cpu_s": clipped_cpu,
         "ratio_median": statistics.median(clipped) / statistics.median(plain),
+        "ratio_cpu_median": statistics.median(clipped_cpu) / statistics.median(plain_cpu),
         "events": fc.num_events,
         "event_ms_median": 1e3 * statistics.median(sorted({r.event: r.seconds for r in recs}.values())),
         "exact_layers": sorted({r.layer for r in recs if r.exact}),
         "prescaled": sum(r.prescaled for r in recs), "fallbacks": sum(r.fallback for r in recs),
         "gn_steps_mean": sum(r.steps for r in recs) / max(1, len(recs)),
+        "rescale_median": statistics.median([r.scale for r in recs if r.scale < 1] or [1.0]),
         "max_true_over_c": max(e["true_over_c"] for e in chk),
         "checked_events": len(chk),
     }
-    print("highlr", {k: v for k, v in out.items() if k not in ("plain_s", "clipped_s")}, flush=True)
+    print("highlr", {k: v for k, v in out.items() if not k.endswith("_s")}, flush=True)
     return out
 
 
@@ -219,13 +237,17 @@ def run_cifar(root: str, *, max_train: int, epochs: int, repeats: int, lr: float
             cbs = [fc] + ([EventChecker(fc)] if check else []) + cbs
         loader = dm.make_loader(dm.train_set(), shuffle=True, batch_size=batch_size, seed_offset=0)
         trainer, wall = _fit(module, loader, cbs, epochs=ep, max_steps=max_steps)
-        row = {"every_n_steps": every, "certify_every": certify_every, "steps": trainer.global_step, "wall_s": wall, "step_ms": 1e3 * timer.mean()}
+        row = {"every_n_steps": every, "certify_every": certify_every, "steps": trainer.global_step, "wall_s": wall,
+               "cpu_s": trainer.cpu_seconds, "step_ms": 1e3 * timer.mean()}
         if fc is not None:
             recs = fc.records
             ev = {r.event: r.seconds for r in recs}
-            row.update(events=fc.num_events, callback_s=fc.hook_s, same_run_overhead=fc.hook_s / max(1e-9, wall - fc.hook_s),
-                       event_ms=[round(1e3 * v, 1) for v in ev.values()],
+            row.update(events=fc.num_events, callback_s=fc.hook_s, callback_cpu_s=fc.hook_cpu_s,
+                       same_run_overhead=fc.hook_s / max(1e-9, wall - fc.hook_s),
+                       same_run_overhead_cpu=fc.hook_cpu_s / max(1e-9, trainer.cpu_seconds - fc.hook_cpu_s),
+                       event_ms=[round(1e3 * v, 1) for v in ev.values()], event_cpu_ms=[round(1e3 * v, 1) for v in fc.event_cpu_s],
                        fallbacks=sum(r.fallback for r in recs), prescaled=sum(r.prescaled for r in recs),
+                       rescale_median=statistics.median([r.scale for r in recs if r.scale < 1] or [1.0]),
                        uncertified_events=len({r.event for r in recs if not r.certified}))
             if check:
                 row["checks"] = cbs[1].events
@@ -233,7 +255,7 @@ def run_cifar(root: str, *, max_train: int, epochs: int, repeats: int, lr: float
             module.eval()
             logits, y, _ = predict_logits(module, dm.test_set())
             row["test_acc"] = accuracy(logits, y)
-        print("cifar", {k: v for k, v in row.items() if k != "checks"}, flush=True)
+        print("cifar", {k: v for k, v in row.items() if k not in ("checks", "event_ms", "event_cpu_ms")}, flush=True)
         return row
 
     rows = []
@@ -243,14 +265,19 @@ def run_cifar(root: str, *, max_train: int, epochs: int, repeats: int, lr: float
     rows.append(one(None))
     plain = [r["step_ms"] for r in rows if r["every_n_steps"] is None]
     base = statistics.mean(plain)
+    base_cpu = statistics.mean(r["cpu_s"] / r["steps"] for r in rows if r["every_n_steps"] is None)
     for r in rows:
         r["ratio_vs_plain"] = r["step_ms"] / base
-    out = {"max_train": max_train, "epochs": epochs, "batch_size": batch_size, "lr": lr, "plain_step_ms_mean": base, "rows": rows}
+        r["ratio_cpu_vs_plain"] = r["cpu_s"] / r["steps"] / base_cpu
+    out = {"max_train": max_train, "epochs": epochs, "batch_size": batch_size, "lr": lr, "plain_step_ms_mean": base,
+           "plain_step_cpu_ms_mean": 1e3 * base_cpu, "rows": rows}
     summary = {}
     for every in (100, 10):
         rs = [r for r in rows if r["every_n_steps"] == every]
         summary[every] = {"ratio_median": statistics.median(r["ratio_vs_plain"] for r in rs),
-                          "same_run_overhead_median": statistics.median(r["same_run_overhead"] for r in rs)}
+                          "ratio_cpu_median": statistics.median(r["ratio_cpu_vs_plain"] for r in rs),
+                          "same_run_overhead_median": statistics.median(r["same_run_overhead"] for r in rs),
+                          "same_run_overhead_cpu_median": statistics.median(r["same_run_overhead_cpu"] for r in rs)}
     out["summary"] = summary
     if check_steps:
         checks = {}
@@ -338,23 +365,27 @@ def _markdown(meta: dict, res: dict) -> str:
         lines += ["## High learning rate, 4-layer net (digits 8x8, SGD lr 0.3 momentum 0.9, every %d steps, %d steps)" % (h["every_n_steps"], h["steps"]), "",
                   f"- fit seconds, plain: {', '.join(f'{v:.2f}' for v in h['plain_s'])}",
                   f"- fit seconds, FastClip: {', '.join(f'{v:.2f}' for v in h['clipped_s'])}",
-                  f"- **ratio of medians: {h['ratio_median']:.2f}x** (target at most 2x); {h['events']} events, median event {h['event_ms_median']:.1f} ms",
+                  f"- fit CPU seconds, plain: {', '.join(f'{v:.2f}' for v in h['plain_cpu_s'])}; FastClip: {', '.join(f'{v:.2f}' for v in h['clipped_cpu_s'])}",
+                  f"- **ratio of medians: {h['ratio_median']:.2f}x wall, {h['ratio_cpu_median']:.2f}x CPU time** (target at most 2x); {h['events']} events, median event {h['event_ms_median']:.1f} ms",
                   f"- exactly solved layers: {', '.join(h['exact_layers'])}; prescales {h['prescaled']}, fallbacks {h['fallbacks']}, "
-                  f"Gauss-Newton steps per layer-event {h['gn_steps_mean']:.2f}",
+                  f"Gauss-Newton steps per layer-event {h['gn_steps_mean']:.2f}, median kernel rescale when rescaled {h['rescale_median']:.3f}",
                   f"- max true norm right after an event: {h['max_true_over_c']:.4f} c over {h['checked_events']} events (bound 1.01)", ""]
     if "cifar" in res:
         c = res["cifar"]
-        lines += [f"## CIFAR-10 {c['max_train']} SmallCNN, batch {c['batch_size']}, {c['epochs']} epochs, one-cycle lr {c['lr']} (plain step {c['plain_step_ms_mean']:.1f} ms)", "",
-                  "| run | steps | ms/step | ratio vs plain | callback s / rest of run | events | event ms | fallbacks | test acc % |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"## CIFAR-10 {c['max_train']} SmallCNN, batch {c['batch_size']}, {c['epochs']} epochs, one-cycle lr {c['lr']} "
+                  f"(plain step {c['plain_step_ms_mean']:.1f} ms wall, {c['plain_step_cpu_ms_mean']:.1f} ms CPU)", "",
+                  "| run | steps | ms/step | ratio vs plain (wall) | ratio vs plain (CPU) | callback / rest of run (wall) | (CPU) | events | median event ms (wall / CPU) | fallbacks | median rescale | test acc % |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in c["rows"]:
             label = "plain" if r["every_n_steps"] is None else f"every {r['every_n_steps']}"
-            lines.append(f"| {label} | {r['steps']} | {r['step_ms']:.1f} | {r['ratio_vs_plain']:.3f} | "
-                         f"{r.get('same_run_overhead', float('nan')):.3f} | {r.get('events', '-')} | "
-                         f"{', '.join(f'{v:.0f}' for v in r.get('event_ms', [])) or '-'} | {r.get('fallbacks', '-')} | {r.get('test_acc', float('nan')):.2f} |")
+            ev = f"{statistics.median(r['event_ms']):.0f} / {statistics.median(r['event_cpu_ms']):.0f}" if r.get("event_ms") else "-"
+            lines.append(f"| {label} | {r['steps']} | {r['step_ms']:.1f} | {r['ratio_vs_plain']:.3f} | {r['ratio_cpu_vs_plain']:.3f} | "
+                         f"{r.get('same_run_overhead', float('nan')):.3f} | {r.get('same_run_overhead_cpu', float('nan')):.3f} | {r.get('events', '-')} | "
+                         f"{ev} | {r.get('fallbacks', '-')} | {r.get('rescale_median', float('nan')):.3f} | {r.get('test_acc', float('nan')):.2f} |")
         lines += [""]
         for every, s in c["summary"].items():
-            lines.append(f"- **every {every}: median ratio {s['ratio_median']:.3f}**, median same-run overhead {s['same_run_overhead_median']:.3f}")
+            lines.append(f"- **every {every}: median ratio {s['ratio_median']:.3f} wall, {s['ratio_cpu_median']:.3f} CPU time**; "
+                         f"median same-run overhead {s['same_run_overhead_median']:.3f} wall, {s['same_run_overhead_cpu_median']:.3f} CPU")
         for key, chk in c.get("event_checks", {}).items():
             lines += ["", f"True norm right after every event, {key} ({chk['steps']} untimed steps, {chk['events']} events): "
                       f"max {chk['max_certified']:.4f} c on certified events (bound 1.01), max {chk['max_uncertified']:.4f} c on uncertified ones; "

@@ -488,6 +488,7 @@ class FastClip(Callback):
             self.records.append(ClipRecord(
                 step=step, layer=name, norm_before=v["before"], norm_after=v["after"], certified=v["certified"], seconds=seconds,
                 event=self._events, steps=v["steps"], prescaled=v["prescaled"], fallback=v["fallback"], exact=v["exact"],
+                scale=v["scale"],
             ))
             entries += [(name, "sigma", v["after"]), (name, "clipped", v["after"])]
         self._log(trainer, step, entries)

@@ -25,6 +25,8 @@ class ClipRecord:
         prescaled: whether the kernel was first scaled (every tracked value was above the threshold).
         fallback: whether the exact scaling fallback was applied.
         exact: whether the layer was solved exactly (dense eigendecomposition) rather than by Krylov.
+        scale: the factor the kernel was multiplied by (prescale times fallback; 1.0 when only
+            Gauss-Newton steps, or nothing, changed it): the values the steps did not move shrank by it.
     """
 
     step: int
@@ -38,6 +40,7 @@ class ClipRecord:
     prescaled: bool = False
     fallback: bool = False
     exact: bool = False
+    scale: float = 1.0
 
     def as_dict(self) -> dict:
         """The record as a plain dict (for JSON)."""

@@ -100,15 +100,20 @@ def excess_singular_values(
 def per_vector_gradients(op: Operator, name: str, vectors: torch.Tensor) -> torch.Tensor:
     """``G``: row ``i`` is ``d/dtheta <u_i, f_theta(v_i)>`` with ``u_i = f(v_i) / ||f(v_i)||``, shape ``(a, numel(theta))``.
 
-    Computed for all rows at once with ``torch.func`` (a vmapped gradient); falls back to one
-    autograd call per row for a registered map that ``vmap`` cannot batch. For an ``nn.Linear``
-    (the clipped tensor is the matrix) the rows are ``u_i v_i^T`` in closed form.
+    Computed for all rows at once: by the map's ``vector_grads`` closed form when it has one
+    (Conv1d/Conv2d), else with ``torch.func`` (a vmapped gradient), falling back to one autograd
+    call per row for a map that ``vmap`` cannot batch. For an ``nn.Linear`` (the clipped tensor
+    is the matrix) the rows are ``u_i v_i^T``.
     """
     theta = op.tensors[name]
-    y = op.forward(vectors).flatten(1)
+    y_shaped = op.forward(vectors)
+    y = y_shaped.flatten(1)
     u = y / torch.linalg.vector_norm(y, dim=1, keepdim=True).clamp_min(1e-30)
     if op.lmap.is_exact_matrix() and name == op.lmap.clip_tensor:
         return (u[:, :, None] * vectors[:, None, :]).reshape(vectors.shape[0], -1)
+    if op.lmap.vector_grads is not None and name == op.lmap.clip_tensor:
+        v = vectors.reshape(-1, *op.input_shape)
+        return op.lmap.vector_grads(op.tensors, v, u.reshape(y_shaped.shape)).reshape(vectors.shape[0], -1)
     others = {k: v for k, v in op.tensors.items() if k != name}
 
     def score(th: torch.Tensor, v: torch.Tensor, uu: torch.Tensor) -> torch.Tensor:

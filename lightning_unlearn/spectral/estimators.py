@@ -64,7 +64,7 @@ class KrylovBasis(NamedTuple):
 
     Attributes:
         q: ``(m, n)`` basis rows (unit or zero).
-        aq: ``(m, n)`` the rows ``A q_i``.
+        aq: ``(m, n)`` the rows ``A q_i``, or ``None`` when not kept (then no residuals).
         h: ``(m, m)`` float64 ``Q A Q^T``, symmetric (for a block Lanczos basis, the block
             tridiagonal projection of the three-term recurrence).
         s: ``(m, m)`` float64 ``Q Q^T``, or ``None`` for a basis orthonormal by construction
@@ -72,7 +72,7 @@ class KrylovBasis(NamedTuple):
     """
 
     q: torch.Tensor
-    aq: torch.Tensor
+    aq: torch.Tensor | None
     h: torch.Tensor
     s: torch.Tensor | None = None
 
@@ -86,23 +86,21 @@ def _cholqr(w: torch.Tensor, keep: torch.Tensor, *, pivot: float = 1e-4) -> tupl
     the block: a pivot ``L_ii^2`` below ``pivot`` (``1e-4``: the row keeps less than 1% of its
     norm outside the span of the rows before it; a ``1e-6`` shift keeps that first factorisation
     definite, above the float32 rounding of the Gram matrix). Those are masked out before the
-    factorisation used, so every row that comes out is either zero or a unit vector. The triangular factor is inverted once (``b x b``) and applied
-    as a matrix product.
+    factorisation used, so every row that comes out is either zero or a unit vector. The
+    triangular factor is inverted once (``b x b``) and applied as a matrix product.
 
     Returns:
         ``(rows, keep)``: the orthonormalised rows and the mask of the rows kept.
     """
     g = (w @ w.T).double()
-    eye = torch.eye(g.shape[0], dtype=g.dtype, device=g.device)
-    d = torch.where(keep, g.diagonal().clamp_min(1e-300).rsqrt(), torch.zeros_like(g.diagonal()))
-    gs = d[:, None] * g * d[None, :]
-    live = keep.double()
-    chol, _ = torch.linalg.cholesky_ex(gs * live[:, None] * live[None, :] + torch.diag(1.0 - live) + 1e-6 * eye)
-    keep = keep & (chol.diagonal() ** 2 > pivot)
-    live = keep.double()
-    chol, _ = torch.linalg.cholesky_ex(gs * live[:, None] * live[None, :] + torch.diag(1.0 - live))
-    inv = torch.linalg.solve_triangular(chol, eye, upper=False) * (d * live)[None, :]  # L^{-1} diag(d), zero for dropped rows
-    return (inv * live[:, None]).to(w.dtype) @ w, keep
+    d = torch.where(keep, g.diagonal().clamp_min(1e-300).rsqrt(), 0.0)  # zero for rows not kept
+    chol, _ = torch.linalg.cholesky_ex(g * torch.outer(d, d) + torch.where(keep, 1e-6, 1.0).diag())
+    keep = keep & (chol.diagonal().square() > pivot)
+    d = torch.where(keep, d, 0.0)
+    chol, _ = torch.linalg.cholesky_ex(g * torch.outer(d, d) + (~keep).double().diag())
+    # L^{-1} diag(d): a row not kept has an identity row in L and d_i = 0, so it comes out zero
+    inv = torch.linalg.solve_triangular(chol, d.diag(), upper=False)
+    return inv.to(w.dtype) @ w, keep
 
 
 def _orth_block(w: torch.Tensor, qs: Sequence[torch.Tensor] = (), cs: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
@@ -115,13 +113,13 @@ def _orth_block(w: torch.Tensor, qs: Sequence[torch.Tensor] = (), cs: Sequence[t
     """
     ref = torch.linalg.vector_norm(w, dim=1)
     for i, q in enumerate(qs):
-        w = w - (cs[i] if cs is not None else w @ q.T) @ q
+        w = torch.addmm(w, cs[i] if cs is not None else w @ q.T, q, alpha=-1)
     keep = torch.linalg.vector_norm(w, dim=1) > _DROP_ROW * ref
     y, keep = _cholqr(w, keep)
     # Second pass. The rows are unit now; one that loses half its norm to the projection was
     # rounding noise of a dependent row, amplified by the normalisation: drop it.
     for q in qs:
-        y = y - (y @ q.T) @ q
+        y = torch.addmm(y, y @ q.T, q, alpha=-1)
     keep = keep & (torch.linalg.vector_norm(y, dim=1) > 0.5)
     return _cholqr(y, keep, pivot=0.1)[0]
 
@@ -177,9 +175,11 @@ def rayleigh_ritz_many(bases: Sequence[KrylovBasis], ks: Sequence[int] | int) ->
         coef = torch.linalg.solve_triangular(l2[i].T, y[i, :, -k:].flip(1), upper=True)[:mi]  # L^{-T} Y, (mi, k)
         cf = coef.to(b.q.dtype)
         vecs = cf.T @ b.q
-        avecs = cf.T @ b.aq
         lam_f = lam_k.to(b.q.dtype)
-        res = torch.linalg.vector_norm(avecs - lam_f[:, None] * vecs, dim=1)
+        if b.aq is not None:
+            res = torch.linalg.vector_norm(cf.T @ b.aq - lam_f[:, None] * vecs, dim=1)
+        else:
+            res = torch.full_like(lam_f, float("nan"))
         out.append(Ritz(torch.sqrt(lam_f.clamp_min(0)), vecs, res))
     return out
 
@@ -206,27 +206,28 @@ def krylov_steps(n: int, b: int, depth: int) -> int:
     return max(0, min(int(depth), -(-n // max(1, b))))
 
 
-def krylov_basis(op: Operator, v: torch.Tensor, depth: int, *, reorth: str = "auto") -> KrylovBasis:
+def krylov_basis(op: Operator, v: torch.Tensor, depth: int, *, reorth: str = "auto", keep_products: bool = True) -> KrylovBasis:
     """The block Krylov basis ``[V, AV, ..., A^d V]`` orthonormalised, with ``A Q`` and ``H = Q A Q^T``.
 
     ``d = min(depth, ceil(n / b))``: the basis stops growing once it can span the operator's
     dimension ``n`` (a start block with more than ``n`` rows is cut to ``n``); rows beyond the
     dimension are dependent, and dropped (zero rows).
 
-    ``reorth="local"`` is block Lanczos with local re-orthogonalisation: each new block
-    is orthogonalised against the previous two blocks (the three-term recurrence) and the start
-    block (the warm vectors: converged Ritz vectors are where finite-precision Lanczos loses
-    orthogonality first), and ``H`` is the block tridiagonal matrix of the recurrence's
-    coefficients. Its cost per step is ``O(b^2 n)``; a Ritz value of ``H`` can still never exceed
-    ``lambda_1`` by more than rounding (lost orthogonality only duplicates converged values,
-    Paige's theory of finite-precision Lanczos). ``reorth="full"`` orthogonalises against the whole
-    basis (``O(m b n)`` per step) and fills ``H`` completely; both take ``H``'s entries from the
-    first Gram-Schmidt coefficients (row block ``j`` of ``H`` is ``(A q_j) Q^T``, computed anyway).
+    ``reorth="local"`` is block Lanczos with local re-orthogonalisation: each new block is
+    orthogonalised (twice) against the previous two blocks only, the three-term recurrence, and
+    ``H`` is the block tridiagonal matrix of the recurrence's coefficients. Its cost per step is
+    ``O(b^2 n)``; lost global orthogonality only duplicates converged Ritz values (Paige's theory
+    of finite-precision Lanczos), it never lifts one above ``lambda_1`` by more than rounding.
+    ``reorth="full"`` orthogonalises against the whole basis (``O(m b n)`` per step) and fills
+    ``H`` completely. Both take ``H``'s entries from the first Gram-Schmidt coefficients (row
+    block ``j`` of ``H`` is ``(A q_j) Q^T``, computed anyway).
     ``reorth="auto"`` (default) is ``"local"`` when the basis is small next to the operator
     (``m <= n / 4``) and ``"full"`` otherwise: in a small space the Krylov blocks deflate (lose
     rank), and the recurrence alone would then miss couplings that the full projection keeps.
 
-    Cost: ``b (d + 1)`` probe passes; memory ``2 b (d + 1) n`` floats.
+    ``keep_products=False`` does not store ``A Q`` (the Ritz pairs then come without residuals).
+
+    Cost: ``b (d + 1)`` probe passes; memory ``2 b (d + 1) n`` floats (half without products).
     """
     if reorth not in ("auto", "local", "full"):
         raise ValueError(f"reorth must be 'auto', 'local' or 'full', got {reorth!r}")
@@ -237,23 +238,20 @@ def krylov_basis(op: Operator, v: torch.Tensor, depth: int, *, reorth: str = "au
     if reorth == "auto":
         reorth = "local" if 4 * m <= n else "full"
     q = v.new_empty(m, n)
-    aq = v.new_empty(m, n)
+    aq = v.new_empty(m, n) if keep_products else None
     lower = torch.zeros(m, m, dtype=torch.float64, device=v.device)
     q[:b] = _orth_block(v)
     for j in range(steps + 1):
         lo, hi = j * b, (j + 1) * b
         w = op.matmul(q[lo:hi])
-        aq[lo:hi] = w
+        if aq is not None:
+            aq[lo:hi] = w
         # the blocks this step projects against, as contiguous row ranges ending with the current block
-        spans = [(0, hi)] if reorth == "full" or j <= 2 else [(0, b), (lo - b, hi)]
+        spans = [(0, hi)] if reorth == "full" else [(max(0, lo - b), hi)]
         cs = [w @ q[a:z].T for a, z in spans]  # (A q_j) q^T: entries of H, and the first Gram-Schmidt pass
-        # H takes the coefficients of the recurrence: with local re-orthogonalisation only the
-        # previous block's (the start block is projected out for stability, not for H).
-        a0 = 0 if reorth == "full" else max(0, lo - b)
         for (a, z), c in zip(spans, cs):
-            lo_col = max(a, a0)
-            if lo_col < min(z, lo):
-                lower[lo:hi, lo_col : min(z, lo)] = c[:, lo_col - a : min(z, lo) - a].double()
+            if a < lo:
+                lower[lo:hi, a:lo] = c[:, : lo - a].double()
         d = cs[-1][:, lo - spans[-1][0] :]
         lower[lo:hi, lo:hi] = 0.25 * (d + d.T).double()  # counted twice in lower + lower^T
         if j < steps:

@@ -78,6 +78,9 @@ class LayerOutcome(NamedTuple):
         fallback: whether the scaling fallback was applied.
         changed: whether the clipped tensor was written.
         exact: whether the layer was solved exactly (dense eigendecomposition).
+        scale: the factor the kernel was multiplied by in all (prescale times fallback; 1 when
+            only Gauss-Newton steps, or nothing, changed it): every singular value outside the
+            ones the steps moved shrank by it.
     """
 
     sigma: torch.Tensor
@@ -90,6 +93,7 @@ class LayerOutcome(NamedTuple):
     fallback: torch.Tensor
     changed: torch.Tensor
     exact: bool
+    scale: torch.Tensor
 
 
 def to_host(t: torch.Tensor) -> list:
@@ -98,10 +102,10 @@ def to_host(t: torch.Tensor) -> list:
 
 
 def outcomes_to_host(outcomes: Sequence[LayerOutcome]) -> list[dict]:
-    """Every logged number of every layer in one transfer: ``[{before, after, certified, steps, prescaled, fallback, changed, exact}]``."""
+    """Every logged number of every layer in one transfer: ``[{before, after, certified, steps, prescaled, fallback, changed, scale, exact}]``."""
     if not outcomes:
         return []
-    cols = ("before", "after", "certified", "steps", "prescaled", "fallback", "changed")
+    cols = ("before", "after", "certified", "steps", "prescaled", "fallback", "changed", "scale")
     dev = outcomes[0].before.device
     table = torch.stack([torch.stack([getattr(o, c).to(dev, torch.float64).reshape(()) for c in cols]) for o in outcomes])
     rows = to_host(table)
@@ -132,6 +136,7 @@ class _Solver:
         false = torch.zeros((), dtype=torch.bool, device=dev)
         self.steps = torch.zeros((), dtype=torch.int64, device=dev)
         self.prescaled, self.fallback, self.changed, self.certified = false, false, false, false
+        self.scale = torch.ones((), device=dev)
         self.sigma = torch.zeros(0, device=dev)
         self.vectors = torch.zeros(0, self.op.n, device=dev)
         self.before = torch.zeros((), device=dev)
@@ -148,6 +153,7 @@ class _Solver:
         factor = torch.where(cond, factor, torch.ones_like(factor))
         self._write(cond, self.op.tensors[self.name] * factor)
         self.sigma = self.sigma * factor
+        self.scale = self.scale * factor
 
     def prescale(self, k: int) -> None:
         top = self.sigma[: max(1, min(k, self.sigma.numel()))]
@@ -166,9 +172,9 @@ class _Solver:
         self._scale(over, factor)
         self.fallback = self.fallback | over
 
-    def failing(self) -> torch.Tensor:
+    def failing(self, far: bool = False) -> torch.Tensor:
         top = self.sigma[0]
-        bad = top > self.thr
+        bad = top > (self.c * (1 + 2 * self.s.tol) if far else self.thr)
         if self.s.two_sided:
             bad = bad | ((top < self.c * (1 - self.s.tol / 2)) & (top > 0))
         return bad
@@ -187,7 +193,7 @@ class _Solver:
     def outcome(self) -> LayerOutcome:
         k = self.s.k
         return LayerOutcome(self.sigma[:k], self.vectors[:k], self.before, self.sigma[0], self.certified, self.steps,
-                            self.prescaled, self.fallback, self.changed, self.exact)
+                            self.prescaled, self.fallback, self.changed, self.exact, self.scale)
 
 
 class _KrylovSolver(_Solver):
@@ -204,10 +210,10 @@ class _KrylovSolver(_Solver):
         return self.s.est_depth
 
     def basis(self, depth: int, fresh: int = 0, generator: torch.Generator | None = None):
-        v = self.vectors
+        v = self.vectors[: min(self.s.k, self.op.n)]
         if fresh:
             v = torch.cat([v, self.op.random_block(fresh, generator)])
-        return krylov_basis(self.op, v, depth)
+        return krylov_basis(self.op, v, depth, keep_products=False)
 
     def receive(self, ritz) -> None:
         self.sigma, self.vectors = ritz.sigma, ritz.vectors
@@ -221,9 +227,11 @@ class _ExactSolver(_Solver):
     def start(self, generator: torch.Generator, init_depth: int) -> int:
         return 0
 
-    def refresh_exact(self) -> None:
-        spec = exact_spectrum(self.op)
-        self.sigma, self.vectors = spec.sigma, spec.vectors
+    def refresh_exact(self, with_vectors: bool = True) -> None:
+        spec = exact_spectrum(self.op, with_vectors=with_vectors, k=max(self.s.k, self.s.dense_k))
+        self.sigma = spec.sigma
+        if with_vectors:
+            self.vectors = spec.vectors
 
     def gn_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
         kk = min(self.s.dense_k, self.sigma.numel())
@@ -241,9 +249,10 @@ class _MatrixSolver(_ExactSolver):
     value unchanged and sets the moved ones to ``c'``: no re-estimate is needed afterwards.
     """
 
-    def refresh_exact(self) -> None:
-        if self.sigma.numel() == 0:
-            super().refresh_exact()
+    def refresh_exact(self, with_vectors: bool = True) -> None:
+        if self.sigma.numel() == 0:  # the SVD update keeps the vectors and sets the moved values: decompose once
+            spec = exact_spectrum(self.op)
+            self.sigma, self.vectors = spec.sigma, spec.vectors
 
     def gn_step(self) -> None:
         mask, excess = excess_mask(self.sigma, self.c, tol=self.s.tol, two_sided=self.s.two_sided, headroom=self.s.resolved_headroom)
@@ -292,15 +301,16 @@ def _make_solver(layer: EventLayer, settings: ClipSettings, max_norm: float) -> 
 _SOLVERS.update(matrix=_MatrixSolver, exact=_ExactSolver, krylov=_KrylovSolver)
 
 
-def _estimate(solvers: Sequence[_Solver], depths: Sequence[int], fresh: int, generator: torch.Generator) -> None:
-    """One estimation phase: every Krylov layer's basis, one batched Rayleigh-Ritz, exact layers in place."""
+def _estimate(solvers: Sequence[_Solver], depths: Sequence[int], fresh: int, generator: torch.Generator, *, vectors: bool = True) -> None:
+    """One estimation phase: every Krylov layer's basis, one batched Rayleigh-Ritz, exact layers in place
+    (``vectors=False``: exact layers refresh their values only, as a certification)."""
     kry = [(s, d) for s, d in zip(solvers, depths) if isinstance(s, _KrylovSolver)]
     bases = [s.basis(d, fresh, generator) for s, d in kry]
-    for (s, _), r in zip(kry, rayleigh_ritz_many(bases, [s.s.k for s, _ in kry])):
+    for (s, _), r in zip(kry, rayleigh_ritz_many(bases, [s.s.k + fresh for s, _ in kry])):
         s.receive(r)
     for s in solvers:
         if isinstance(s, _ExactSolver):
-            s.refresh_exact()
+            s.refresh_exact(with_vectors=vectors)
 
 
 def clip_event(
@@ -337,11 +347,12 @@ def clip_event(
     with torch.no_grad(), full_precision():
         solvers = [_make_solver(layer, s, max_norm) for layer in layers]
         depths = [sv.start(generator, init_depth) for sv in solvers]
+        n_fresh = s.resolved_fresh if fresh else 0
         _estimate(solvers, depths, 0, generator)
         for sv in solvers:
             sv.before = sv.sigma[0] if sv.sigma.numel() else sv.before
             if s.prescale and not isinstance(sv, _MatrixSolver):
-                sv.prescale(s.k if not sv.exact else s.dense_k)
+                sv.prescale(sv.sigma.numel() if not sv.exact else s.dense_k)
         first = min(1, s.max_steps)
         if first:
             for sv in solvers:
@@ -352,18 +363,28 @@ def clip_event(
             for sv in solvers:
                 sv.fallback_scale()
             return [sv.outcome() for sv in solvers]
-        n_fresh = s.resolved_fresh if fresh else 0
         cert = [s.cert_depth] * len(solvers)
-        _estimate(solvers, cert, n_fresh, generator)
+        _estimate(solvers, cert, n_fresh, generator, vectors=False)
         active = list(solvers)
         rest = s.max_steps - first
         if rest > 0:
-            rejected = to_host(torch.stack([sv.failing() for sv in solvers]))  # the one decision read
+            # The one decision read: which layers take more Gauss-Newton steps: those whose
+            # certified top value is more than 2 tol above c. A layer rejected by less is rescaled
+            # at once (every value shrinks by at most about 2.5%): another step and its
+            # certification would cost as much as the whole first round.
+            rejected = to_host(torch.stack([sv.failing(far=True) for sv in solvers]))
             active = [sv for sv, bad in zip(solvers, rejected) if bad]
+            for sv, bad in zip(solvers, rejected):
+                if not bad:
+                    sv.fallback_scale()
+            for sv in active:
+                if isinstance(sv, _ExactSolver):
+                    sv.refresh_exact()  # the certification kept values only; the steps need vectors
             for i in range(rest):
                 for sv in active:
                     sv.gn_step()
-                _estimate(active, cert if i == rest - 1 else est[: len(active)], n_fresh if i == rest - 1 else 0, generator)
+                last = i == rest - 1
+                _estimate(active, cert if last else est[: len(active)], n_fresh if last else 0, generator, vectors=not last)
         for sv in active:
             sv.fallback_scale()
         for sv in solvers:

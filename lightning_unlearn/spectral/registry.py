@@ -109,6 +109,11 @@ class LinearMap:
             Linear acting on ``(..., in)`` is ``I (x) W``). Exact solvers use it instead of the
             dense Jacobian; when it returns ``tensors[clip_tensor]`` itself, one exact SVD update
             clips the layer.
+        vector_grads: optional ``vector_grads(tensors, v, u)`` -> ``(a, *shape of the clip tensor)``,
+            row ``i`` the gradient of ``<u_i, f(v_i)>`` with respect to the clip tensor, for ``v``
+            ``(a, *input_shape)`` and ``u`` ``(a, *output_shape)``: a closed form that the
+            Gauss-Newton step uses instead of a vmapped autograd gradient (a Conv2d's is a batched
+            product of ``u`` with the unfolded ``v``, several times faster on CPU).
     """
 
     apply: Apply
@@ -116,6 +121,7 @@ class LinearMap:
     clip_tensor: str | None = None
     closed_form: Callable[[Mapping[str, torch.Tensor], tuple[int, ...]], torch.Tensor] | None = field(default=None)
     matrix: Callable[[Mapping[str, torch.Tensor]], torch.Tensor] | None = field(default=None)
+    vector_grads: Callable[[Mapping[str, torch.Tensor], torch.Tensor, torch.Tensor], torch.Tensor] | None = field(default=None)
 
     def values(self) -> dict[str, torch.Tensor]:
         """The current value of every tensor, detached (slots evaluated)."""
@@ -256,7 +262,8 @@ def _build(module: nn.Module, fn: Callable[[nn.Module], LinearMap], name: str | 
                 "weight_norm is supported"
             )
         tensors[key] = make(module)
-    return LinearMap(apply=lmap.apply, tensors=tensors, clip_tensor=lmap.clip_tensor, closed_form=lmap.closed_form, matrix=lmap.matrix)
+    return LinearMap(apply=lmap.apply, tensors=tensors, clip_tensor=lmap.clip_tensor, closed_form=lmap.closed_form,
+                     matrix=lmap.matrix, vector_grads=lmap.vector_grads)
 
 
 def is_supported(module: nn.Module) -> bool:
@@ -293,7 +300,33 @@ def _conv(module: nn.Conv1d | nn.Conv2d | nn.Conv3d) -> LinearMap:
     def apply(t: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         return module._conv_forward(x, t["weight"], None)
 
-    return LinearMap(apply=apply, tensors={"weight": module.weight}, clip_tensor="weight")
+    grads = _conv2d_vector_grads(module) if isinstance(module, (nn.Conv1d, nn.Conv2d)) and not isinstance(module.padding, str) else None
+    return LinearMap(apply=apply, tensors={"weight": module.weight}, clip_tensor="weight", vector_grads=grads)
+
+
+def _conv2d_vector_grads(module: nn.Conv1d | nn.Conv2d):
+    """``d <u_i, conv(v_i, W)> / dW`` for every row at once: ``u_i`` times the unfolded ``v_i`` (per group).
+
+    A Conv1d is a Conv2d of height 1. Non-zero padding modes pad ``v`` first, as the forward does.
+    """
+    one_d = isinstance(module, nn.Conv1d)
+    lift = (lambda p: (1, *p)) if one_d else (lambda p: tuple(p))
+    kernel, stride, dilation = lift(module.kernel_size), lift(module.stride), lift(module.dilation)
+    padding = (0, 0) if module.padding_mode != "zeros" else (lift(module.padding) if not one_d else (0, module.padding[0]))
+    groups = module.groups
+
+    def grads(t: Mapping[str, torch.Tensor], v: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        if module.padding_mode != "zeros":
+            v = F.pad(v, module._reversed_padding_repeated_twice, mode=module.padding_mode)
+        if one_d:
+            v, u = v.unsqueeze(2), u.unsqueeze(2)
+        a = v.shape[0]
+        cols = F.unfold(v, kernel, dilation=dilation, padding=padding, stride=stride)  # (a, C_in k, L)
+        cols = cols.reshape(a, groups, -1, cols.shape[-1])
+        out = u.reshape(a, groups, -1, cols.shape[-1])  # (a, G, C_out / G, L)
+        return torch.matmul(out, cols.transpose(2, 3)).reshape(a, *t["weight"].shape)
+
+    return grads
 
 
 _CONV_T = {nn.ConvTranspose1d: F.conv_transpose1d, nn.ConvTranspose2d: F.conv_transpose2d, nn.ConvTranspose3d: F.conv_transpose3d}
