@@ -522,3 +522,19 @@ def test_a_subclass_that_overrides_forward_is_not_its_base_class():
     assert abs(float(singular_values(m, (4,))[0]) - truth) <= 1e-4 * truth
     clip_(m, (4,), 1.0)
     assert 1.0 - 1e-4 <= float(dense_singular_values(m, (4,))[0]) <= 1.01
+
+
+@pytest.mark.parametrize("krylov", [False, True])
+@pytest.mark.parametrize("options", [dict(prescale=True), dict(max_steps=3), dict(max_steps=3, prescale=True, est_depth=0)])
+def test_clip_layer_options_keep_the_bound(krylov, options):
+    # the prescale, the second round of steps and a depth-0 opening estimate all end within tolerance
+    from lightning_unlearn.spectral import ClipSettings, clip_layer
+
+    for name in ("conv2d", "conv2d_stride2", "conv_bn"):
+        module, shape, lm, gen, v0 = _scaled_case(name, seed=8, start=3.0)
+        settings = ClipSettings(dense_max_entries=0 if krylov else 2**18, **options)
+        with torch.no_grad():
+            res = clip_layer(lm, shape, 1.0, v0, generator=gen, settings=settings)
+        truth = float(dense_singular_values(module, shape)[0])
+        assert 0.98 <= truth <= 1.01, (name, options, truth)
+        assert res.certified and abs(float(res.sigma[0]) - truth) <= 0.01

@@ -337,21 +337,23 @@ class FastClip(Callback):
             return
         require_whole_weights(trainer.strategy, "FastClip")
         self._track_every = max(1, int(getattr(trainer, "log_every_n_steps", 50) or 50))
-        self._use_device(pl_module.device)
         self._discover(pl_module)
 
     def _use_device(self, device: torch.device) -> None:
-        # Random vectors are drawn on the model's device: no host-to-device copy per event.
-        if self._generator.device.type == device.type:
+        # Random vectors are drawn on the model's device (no host-to-device copy per event), from
+        # the callback's own generator, never the global RNG. It moves there at the first event
+        # (at setup the model may not be on its device yet); a state saved by a generator of
+        # that device type (a resumed run) is restored.
+        if self._generator.device == device or (device.type == "cpu" and self._generator.device.type == "cpu"):
             return
-        state = self._pending_rng if self._pending_rng is not None else None
-        self._generator = torch.Generator(device=device).manual_seed(self.seed + self._last_step)
-        if state is not None:
+        new = torch.Generator(device=device).manual_seed(self.seed)
+        if self._pending_rng is not None:
             try:
-                self._generator.set_state(state)
+                new.set_state(self._pending_rng)
             except RuntimeError:
-                rank_zero_warn("FastClip: the saved random state belongs to another device type; reseeded from seed and step")
+                rank_zero_warn("FastClip: the saved random state belongs to another device type; reseeded from `seed`")
             self._pending_rng = None
+        self._generator = new
 
     def _discover(self, model: nn.Module) -> None:
         self._remove_hooks()
@@ -440,6 +442,7 @@ class FastClip(Callback):
         if not clip and (self.track_iters == 0 or not self.should_track(step_idx)):
             return
         with torch.no_grad():
+            self._use_device(pl_module.device)
             if clip:
                 self._run_event(trainer, step_idx)
             else:

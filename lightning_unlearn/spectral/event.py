@@ -199,15 +199,16 @@ class _Solver:
 class _KrylovSolver(_Solver):
     """Warm block Krylov estimates; certification by a deeper run with fresh vectors."""
 
-    def start(self, generator: torch.Generator, init_depth: int) -> int:
+    def start(self, generator: torch.Generator) -> bool:
+        """Take the warm vectors (or draw random ones); returns whether the start is cold."""
         v = self.layer.vectors
         k = min(self.s.k, self.op.n)
         if v is None or tuple(v.shape) != (k, self.op.n):
             self.vectors = self.op.random_block(k, generator)
-            return init_depth
+            return True
         v = v.to(self.op.device, torch.float32)
         self.vectors = torch.where(torch.isfinite(v), v, torch.zeros_like(v))  # a non-finite row is dropped as dependent
-        return self.s.est_depth
+        return False
 
     def basis(self, depth: int, fresh: int = 0, generator: torch.Generator | None = None):
         v = self.vectors[: min(self.s.k, self.op.n)]
@@ -224,8 +225,8 @@ class _ExactSolver(_Solver):
 
     exact = True
 
-    def start(self, generator: torch.Generator, init_depth: int) -> int:
-        return 0
+    def start(self, generator: torch.Generator) -> bool:
+        return False
 
     def refresh_exact(self, with_vectors: bool = True) -> None:
         spec = exact_spectrum(self.op, with_vectors=with_vectors, k=max(self.s.k, self.s.dense_k))
@@ -346,9 +347,12 @@ def clip_event(
     s = settings
     with torch.no_grad(), full_precision():
         solvers = [_make_solver(layer, s, max_norm) for layer in layers]
-        depths = [sv.start(generator, init_depth) for sv in solvers]
+        cold = [sv.start(generator) for sv in solvers]
         n_fresh = s.resolved_fresh if fresh else 0
-        _estimate(solvers, depths, 0, generator)
+        # Without a certification the estimates are all there is: they take the fresh vectors
+        # and one more step, to see directions that rose from outside the warm block.
+        open_fresh, est = (0, s.est_depth) if certify else (n_fresh, s.est_depth + 1)
+        _estimate(solvers, [init_depth if c else est for c in cold], open_fresh, generator)
         for sv in solvers:
             sv.before = sv.sigma[0] if sv.sigma.numel() else sv.before
             if s.prescale and not isinstance(sv, _MatrixSolver):
@@ -357,12 +361,12 @@ def clip_event(
         if first:
             for sv in solvers:
                 sv.gn_step()
-        est = [s.est_depth] * len(solvers)
         if not certify:
-            _estimate(solvers, est, 0, generator)
+            _estimate(solvers, [est] * len(solvers), open_fresh, generator)
             for sv in solvers:
                 sv.fallback_scale()
             return [sv.outcome() for sv in solvers]
+        est = [s.est_depth] * len(solvers)
         cert = [s.cert_depth] * len(solvers)
         _estimate(solvers, cert, n_fresh, generator, vectors=False)
         active = list(solvers)

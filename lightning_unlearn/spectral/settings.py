@@ -25,8 +25,9 @@ class ClipSettings:
             pinned exactly at ``c`` keeps surfacing values just above ``c (1 + tol/2)`` as SGD
             rotates neighbouring directions in; a little headroom clears it in fewer steps.
         two_sided: also raise a top value below ``c (1 - tol/2)`` to ``c``.
-        est_depth: block Krylov depth of the opening estimate and of re-estimates (default 2:
-            it only aims the Gauss-Newton step; the certification decides).
+        est_depth: block Krylov depth of the opening estimate and of re-estimates (default 1;
+            0 is a Rayleigh-Ritz step on the warm vectors alone): it only aims the Gauss-Newton
+            step, the certification decides.
         cert_depth: block Krylov depth of the certification (default 12). Resolving a value
             ``delta`` above the flat cluster left at ``c`` takes about ``1/sqrt(delta)`` steps.
         fresh: N(0, 1) vectors (normalised) appended to the warm block of every certification
@@ -57,7 +58,7 @@ class ClipSettings:
     tol: float = 0.01
     headroom: float | None = None
     two_sided: bool = False
-    est_depth: int = 2
+    est_depth: int = 1
     cert_depth: int = 12
     fresh: int | None = None
     max_steps: int = 1
@@ -73,11 +74,9 @@ class ClipSettings:
             raise ValueError(f"tol must be in (0, 1), got {self.tol!r}")
         if self.headroom is not None and not (0.0 <= self.headroom < self.tol):
             raise ValueError(f"headroom must be in [0, tol={self.tol}), got {self.headroom!r}")
-        for name in ("est_depth", "cert_depth"):
-            val = getattr(self, name)
-            if not isinstance(val, int) or val < 1:
-                raise ValueError(f"{name} must be a positive int, got {val!r}")
-        for name in ("max_steps", "dense_max_entries", "dense_max_rank"):
+        if not isinstance(self.cert_depth, int) or self.cert_depth < 1:
+            raise ValueError(f"cert_depth must be a positive int, got {self.cert_depth!r}")
+        for name in ("est_depth", "max_steps", "dense_max_entries", "dense_max_rank"):
             val = getattr(self, name)
             if not isinstance(val, int) or val < 0:
                 raise ValueError(f"{name} must be a non-negative int, got {val!r}")
