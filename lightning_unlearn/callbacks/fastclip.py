@@ -68,19 +68,22 @@ class FastClip(Callback):
     """Clip the true operator norm of Conv / Linear layers (at their real input size) to ``max_norm``.
 
     Every ``every_n_steps`` optimizer steps (:meth:`should_clip`) one clip event runs on all
-    layers at once (:func:`lightning_unlearn.spectral.clip_event`): warm block Krylov estimates, a
-    prescale when a layer's every tracked value is far above ``max_norm``, a block Gauss-Newton
-    step on the values above ``max_norm (1 + tol/2)``, a certification by a deeper block Krylov
-    run with fresh random vectors, further steps for the layers it rejects, and an exact scaling
-    fallback. After every event each layer's true norm is at most ``max_norm * (1 + tol)``. Small
-    layers (every ``nn.Linear``, and layers whose dense Jacobian has at most
-    ``settings.dense_max_entries`` entries) are solved exactly. Values below ``max_norm`` are
-    never lowered and a layer whose norm is below it is left bit-identical; only the values above
-    it move (by a clip, not a rescaling, except for the prescale and the fallback).
+    layers at once (:func:`lightning_unlearn.spectral.clip_event`): a warm block Krylov estimate,
+    a block Gauss-Newton step on the values above ``max_norm (1 + tol/2)``, a certification by a
+    deeper block Krylov run with fresh random vectors and, for a layer it rejects, an exact
+    scaling of the kernel by ``max_norm (1 - headroom) / sigma_1`` (the fallback; with
+    ``settings.max_steps > 1`` a layer rejected by far takes more steps first). After every
+    event each layer's true norm is at most ``max_norm * (1 + tol)``. Small layers (every small
+    ``nn.Linear``, and layers whose dense Jacobian is small, see ``ClipSettings.dense_max_entries``)
+    are solved exactly. A layer whose norm is below ``max_norm`` is left bit-identical; the
+    Gauss-Newton step moves only the values above it, the fallback rescales the whole kernel (by
+    the remaining excess only: the records say by how much).
 
-    GPU-ready: an event reads the host twice whatever the number of layers (one batched
-    decision, one transfer of the logged values), draws random vectors from a generator on the
-    model's device, and probes in full float32 (TF32 off while it runs, restored after).
+    GPU-ready: an event reads the host once whatever the number of layers (one transfer of the
+    logged values; twice with ``max_steps > 1``), its iteration counts are fixed and its
+    per-layer decisions are masks, random vectors come from a generator on the model's device,
+    the Rayleigh-Ritz eigendecompositions of a phase are one batched call, and probes run in full
+    float32 (TF32 off while it runs, restored after).
 
     Each event appends one :class:`~lightning_unlearn.callbacks.ClipRecord` per layer to
     :attr:`records` (step, layer, norm before and after, certified, seconds, ...), and logs

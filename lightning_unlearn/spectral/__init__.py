@@ -2,7 +2,8 @@
 
 Public API: :func:`singular_values`, :func:`clip_`, the per-layer registry
 (:func:`register_spectral`, :class:`LinearMap`, :func:`linear_map`), the solver settings
-(:class:`ClipSettings`), the multi-layer clip event (:func:`clip_event`) and the estimators.
+(:class:`ClipSettings`), the multi-layer clip event (:func:`clip_event`), the estimators, and
+:class:`HostReadCounter` (host synchronisations of a block of tensor code, countable on CPU).
 """
 
 from lightning_unlearn.spectral.clip import (
@@ -15,6 +16,7 @@ from lightning_unlearn.spectral.clip import (
 )
 from lightning_unlearn.spectral.estimators import Ritz, block_krylov, rayleigh_ritz, subspace_iteration
 from lightning_unlearn.spectral.event import EventLayer, LayerOutcome, clip_event, outcomes_to_host, solver_kind
+from lightning_unlearn.spectral.host_reads import HostReadCounter
 from lightning_unlearn.spectral.operator import Operator, full_precision
 from lightning_unlearn.spectral.registry import (
     LinearMap,
@@ -32,6 +34,7 @@ __all__ = [
     "ClipResult",
     "ClipSettings",
     "EventLayer",
+    "HostReadCounter",
     "LayerOutcome",
     "LinearMap",
     "Operator",

@@ -282,8 +282,3 @@ def clip_(
     lmap = linear_map(module)
     res = clip_layer(lmap, shape, max_norm, None, generator=generator, tensor=tensor, settings=s, fresh=True)
     return res.sigma[0].detach()
-
-
-def _validate_clip_args(max_norm: float, tol: float, k: int) -> None:
-    validate_max_norm(max_norm)
-    ClipSettings(k=k, tol=tol)

@@ -78,7 +78,9 @@ class KrylovBasis(NamedTuple):
 
 
 # ----------------------------------------------------------------------------- orthonormalisation
-def _cholqr(w: torch.Tensor, keep: torch.Tensor, *, pivot: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor]:
+def _cholqr(
+    w: torch.Tensor, keep: torch.Tensor, *, pivot: float = 1e-4, min_norm: torch.Tensor | float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows of ``w`` ``(b, n)`` orthonormalised by Cholesky-QR; rows not kept come out zero.
 
     The Gram matrix is scaled to a unit diagonal and factorised in float64. A first
@@ -89,10 +91,13 @@ def _cholqr(w: torch.Tensor, keep: torch.Tensor, *, pivot: float = 1e-4) -> tupl
     factorisation used, so every row that comes out is either zero or a unit vector. The
     triangular factor is inverted once (``b x b``) and applied as a matrix product.
 
+    Rows whose norm is at most ``min_norm`` (a number or one per row) are not kept either.
+
     Returns:
         ``(rows, keep)``: the orthonormalised rows and the mask of the rows kept.
     """
     g = (w @ w.T).double()
+    keep = keep & (g.diagonal() > torch.as_tensor(min_norm, dtype=g.dtype, device=g.device).square())
     d = torch.where(keep, g.diagonal().clamp_min(1e-300).rsqrt(), 0.0)  # zero for rows not kept
     chol, _ = torch.linalg.cholesky_ex(g * torch.outer(d, d) + torch.where(keep, 1e-6, 1.0).diag())
     keep = keep & (chol.diagonal().square() > pivot)
@@ -111,17 +116,15 @@ def _orth_block(w: torch.Tensor, qs: Sequence[torch.Tensor] = (), cs: Sequence[t
     ``H``), zero the rows that kept less than ``1e-4`` of their norm, orthonormalise the block by
     rank-revealing Cholesky-QR; then project and orthonormalise once more ("twice is enough").
     """
-    ref = torch.linalg.vector_norm(w, dim=1)
+    ref = torch.linalg.vector_norm(w, dim=1).double()
     for i, q in enumerate(qs):
         w = torch.addmm(w, cs[i] if cs is not None else w @ q.T, q, alpha=-1)
-    keep = torch.linalg.vector_norm(w, dim=1) > _DROP_ROW * ref
-    y, keep = _cholqr(w, keep)
+    y, keep = _cholqr(w, torch.ones_like(ref, dtype=torch.bool), min_norm=_DROP_ROW * ref)
     # Second pass. The rows are unit now; one that loses half its norm to the projection was
     # rounding noise of a dependent row, amplified by the normalisation: drop it.
     for q in qs:
         y = torch.addmm(y, y @ q.T, q, alpha=-1)
-    keep = keep & (torch.linalg.vector_norm(y, dim=1) > 0.5)
-    return _cholqr(y, keep, pivot=0.1)[0]
+    return _cholqr(y, keep, pivot=0.1, min_norm=0.5)[0]
 
 
 def orthonormalize(x: torch.Tensor) -> torch.Tensor:
@@ -138,7 +141,9 @@ def _pad(t: torch.Tensor, m: int) -> torch.Tensor:
 def rayleigh_ritz_many(bases: Sequence[KrylovBasis], ks: Sequence[int] | int) -> list[Ritz]:
     """Top-``k`` Ritz triplets on each basis, with one batched ``eigh`` for all of them.
 
-    For basis ``Q`` with ``H = Q A Q^T`` and ``S = Q Q^T`` (float64): rows whose squared distance to
+    A basis orthonormal by construction (``s=None``: block Krylov, tracking) only has its zero
+    rows accounted for. Otherwise, for basis ``Q`` with ``H = Q A Q^T`` and ``S = Q Q^T``
+    (float64): rows whose squared distance to
     the span of the rows before them (the pivots of a Cholesky factor of ``S``) is below 0.1 are
     dropped, ``S = L L^T`` on the rest, ``L^{-1} H L^{-T} = Y diag(lambda) Y^T``, and the Ritz
     vectors are ``(L^{-T} Y)^T Q``: unit vectors of ``span(Q)`` whose Rayleigh quotients are the
@@ -150,29 +155,40 @@ def rayleigh_ritz_many(bases: Sequence[KrylovBasis], ks: Sequence[int] | int) ->
     if not bases:
         return []
     m = max(b.q.shape[0] for b in bases)
-    s = torch.stack([_pad(b.s if b.s is not None else torch.diag((b.q * b.q).sum(1).double()), m) for b in bases])
     h = torch.stack([_pad(b.h, m) for b in bases])
-    eye = torch.eye(m, dtype=s.dtype, device=s.device)
-    diag = s.diagonal(dim1=1, dim2=2)
-    zero = (diag < 0.25) | (diag > 4.0)  # zero rows (masked, padded); basis rows are unit otherwise
-    live = (~zero).double()
-    s1 = s * live[:, :, None] * live[:, None, :] + torch.diag_embed(zero.double())
-    l1, _ = torch.linalg.cholesky_ex(s1 + 1e-12 * eye)
-    drop = zero | (l1.diagonal(dim1=1, dim2=2) ** 2 < _DROP_PIVOT)
-    live = (~drop).double()
-    s2 = s * live[:, :, None] * live[:, None, :] + torch.diag_embed(drop.double())
-    l2, _ = torch.linalg.cholesky_ex(s2)
-    h2 = h * live[:, :, None] * live[:, None, :]
-    x = torch.linalg.solve_triangular(l2, h2, upper=False)  # L^{-1} H
-    hr = torch.linalg.solve_triangular(l2, x.transpose(1, 2), upper=False)  # L^{-1} (L^{-1} H)^T = L^{-1} H L^{-T}
-    hr = 0.5 * (hr + hr.transpose(1, 2))
-    lam, y = torch.linalg.eigh(hr)  # ascending; the one LAPACK call with an error check
+    if all(b.s is None for b in bases):
+        # Bases orthonormal by construction (Krylov, tracking): S is diagonal, 1 on the kept rows
+        # and 0 on the dropped ones, and the generalised problem is a diagonal rescaling.
+        d = torch.stack([torch.nn.functional.pad((b.q * b.q).sum(1).double(), (0, m - b.q.shape[0])) for b in bases])
+        live = (d > 0.25) & (d < 4.0)
+        dinv = torch.where(live, d.clamp_min(1e-300).rsqrt(), 0.0)
+        hr = h * dinv[:, :, None] * dinv[:, None, :]
+        lam, y = torch.linalg.eigh(0.5 * (hr + hr.transpose(1, 2)))  # ascending; the one LAPACK call with an error check
+        coefs = [dinv[i, : b.q.shape[0], None] * y[i, : b.q.shape[0], -min(k, b.q.shape[0]) :].flip(1) for i, (b, k) in enumerate(zip(bases, ks))]
+    else:
+        s = torch.stack([_pad(b.s if b.s is not None else torch.diag((b.q * b.q).sum(1).double()), m) for b in bases])
+        eye = torch.eye(m, dtype=s.dtype, device=s.device)
+        diag = s.diagonal(dim1=1, dim2=2)
+        zero = (diag < 0.25) | (diag > 4.0)  # zero rows (masked, padded); basis rows are unit otherwise
+        live = (~zero).double()
+        s1 = s * live[:, :, None] * live[:, None, :] + torch.diag_embed(zero.double())
+        l1, _ = torch.linalg.cholesky_ex(s1 + 1e-12 * eye)
+        drop = zero | (l1.diagonal(dim1=1, dim2=2) ** 2 < _DROP_PIVOT)
+        live = (~drop).double()
+        s2 = s * live[:, :, None] * live[:, None, :] + torch.diag_embed(drop.double())
+        l2, _ = torch.linalg.cholesky_ex(s2)
+        h2 = h * live[:, :, None] * live[:, None, :]
+        x = torch.linalg.solve_triangular(l2, h2, upper=False)  # L^{-1} H
+        hr = torch.linalg.solve_triangular(l2, x.transpose(1, 2), upper=False)  # L^{-1} (L^{-1} H)^T = L^{-1} H L^{-T}
+        lam, y = torch.linalg.eigh(0.5 * (hr + hr.transpose(1, 2)))  # ascending; the one LAPACK call with an error check
+        coefs = []
+        for i, (b, k) in enumerate(zip(bases, ks)):
+            mi, kk = b.q.shape[0], min(k, b.q.shape[0])
+            coef = torch.linalg.solve_triangular(l2[i].T, y[i, :, -kk:].flip(1), upper=True)  # L^{-T} Y
+            coefs.append((coef * live[i, :, None])[:mi])  # a dropped row never enters a Ritz vector
     out = []
-    for i, (b, k) in enumerate(zip(bases, ks)):
-        mi = b.q.shape[0]
-        k = min(k, mi)
-        lam_k = lam[i, -k:].flip(0)
-        coef = torch.linalg.solve_triangular(l2[i].T, y[i, :, -k:].flip(1), upper=True)[:mi]  # L^{-T} Y, (mi, k)
+    for i, (b, coef) in enumerate(zip(bases, coefs)):
+        lam_k = lam[i, -coef.shape[1] :].flip(0)
         cf = coef.to(b.q.dtype)
         vecs = cf.T @ b.q
         lam_f = lam_k.to(b.q.dtype)

@@ -1,4 +1,4 @@
-"""A clip event on many layers at once, with a fixed schedule and at most one host read.
+"""A clip event on many layers at once, with a fixed schedule and at most two host reads.
 
 :func:`clip_event` brings every layer's operator norm to at most ``c (1 + tol)`` by the block
 Gauss-Newton step of :mod:`~lightning_unlearn.spectral.clip`, in phases that run all layers before
@@ -6,25 +6,24 @@ moving on (so the Rayleigh-Ritz eigendecompositions of a phase are one batched c
 
 1. **Estimate**: block Krylov of ``est_depth`` from each layer's warm vectors (a cold layer uses
    ``init_depth`` from random vectors); small layers are decomposed exactly instead.
-2. **Prescale** (masked): a layer whose every tracked value exceeds ``c (1 + tol/2)`` -- many values
-   rose above ``c``, typical of large learning rates -- has its kernel scaled by
-   ``c (1 - headroom) / sigma_k``: exact (``f`` is linear in the kernel), it leaves at most ``k - 1``
-   values for the Gauss-Newton step, bounding the event's cost under drift.
+2. **Prescale** (optional, ``ClipSettings.prescale``, masked): a layer whose every tracked value
+   exceeds ``c (1 + tol/2)`` has its kernel scaled by ``c (1 - headroom) / sigma_k`` first.
 3. **Gauss-Newton** (masked): one step on the values above ``c (1 + tol/2)``; a layer with none is
    left bit-identical.
 4. **Certify**: block Krylov of ``cert_depth`` from the warm vectors plus ``fresh`` normalised random
    vectors (exact for small layers).
-5. **One decision read**: which layers the certification rejected. Only those take the remaining
-   ``max_steps - 1`` Gauss-Newton steps and a second certification.
+5. With ``max_steps > 1``, **one decision read**: the layers the certification rejected by more
+   than ``2 tol`` take the remaining steps and a second certification.
 6. **Fallback** (masked): a layer still above ``c (1 + tol/2)`` has its kernel scaled by
-   ``c (1 - headroom) / sigma_1`` of the certified estimate -- exact, so the bound then holds.
+   ``c (1 - headroom) / sigma_1`` of the certified estimate -- exact (``f`` is linear in the
+   kernel), so the bound then holds.
 
 Every iteration count is fixed, every per-layer decision inside a phase is a mask (``torch.where``,
 no ``nonzero``, no ``.item()``), random vectors are drawn from the caller's generator on its device,
 and all values to log come back in one transfer (:func:`outcomes_to_host`). An event therefore reads
-the host at most twice (the decision of step 5, and the log), whatever the number of layers.
-With ``certify=False`` steps 4-6 are replaced by a warm re-estimate and a masked scaling on it
-(cheaper, but the bound is then not certified; the outcome says so).
+the host once (twice with ``max_steps > 1``), whatever the number of layers.
+With ``certify=False`` steps 4-6 are replaced by a re-estimate (with the fresh vectors) and a masked
+scaling on it: cheaper, but the bound is then not certified, and the outcome says so.
 """
 
 from __future__ import annotations
@@ -302,12 +301,16 @@ def _make_solver(layer: EventLayer, settings: ClipSettings, max_norm: float) -> 
 _SOLVERS.update(matrix=_MatrixSolver, exact=_ExactSolver, krylov=_KrylovSolver)
 
 
-def _estimate(solvers: Sequence[_Solver], depths: Sequence[int], fresh: int, generator: torch.Generator, *, vectors: bool = True) -> None:
+def _estimate(
+    solvers: Sequence[_Solver], depths: Sequence[int], fresh: int, generator: torch.Generator, *, vectors: bool = True, wide: bool = True
+) -> None:
     """One estimation phase: every Krylov layer's basis, one batched Rayleigh-Ritz, exact layers in place
-    (``vectors=False``: exact layers refresh their values only, as a certification)."""
+    (``vectors=False``: exact layers refresh their values only, as a certification). Krylov layers
+    keep ``k + fresh`` Ritz pairs (the next Gauss-Newton step may move them all), or ``k`` when
+    not ``wide`` (no step follows: only the warm vectors are kept)."""
     kry = [(s, d) for s, d in zip(solvers, depths) if isinstance(s, _KrylovSolver)]
     bases = [s.basis(d, fresh, generator) for s, d in kry]
-    for (s, _), r in zip(kry, rayleigh_ritz_many(bases, [s.s.k + fresh for s, _ in kry])):
+    for (s, _), r in zip(kry, rayleigh_ritz_many(bases, [s.s.k + (fresh if wide else 0) for s, _ in kry])):
         s.receive(r)
     for s in solvers:
         if isinstance(s, _ExactSolver):
@@ -368,7 +371,7 @@ def clip_event(
             return [sv.outcome() for sv in solvers]
         est = [s.est_depth] * len(solvers)
         cert = [s.cert_depth] * len(solvers)
-        _estimate(solvers, cert, n_fresh, generator, vectors=False)
+        _estimate(solvers, cert, n_fresh, generator, vectors=False, wide=s.max_steps > first)
         active = list(solvers)
         rest = s.max_steps - first
         if rest > 0:
