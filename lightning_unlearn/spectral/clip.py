@@ -221,9 +221,9 @@ def clip_(
     input_shape: Sequence[int],
     max_norm: float,
     *,
-    k: int = 4,
-    tol: float = 0.01,
-    two_sided: bool = False,
+    k: int | None = None,
+    tol: float | None = None,
+    two_sided: bool | None = None,
     tensor: str | None = None,
     est_depth: int | None = None,
     cert_depth: int | None = None,
@@ -247,12 +247,13 @@ def clip_(
             where BN acts with its eval-mode gain ``gamma / sqrt(running_var + eps)``).
         input_shape: per-sample input shape (no batch dimension).
         max_norm: target ``c > 0``.
-        k: number of singular directions tracked (block size).
+        k: number of singular directions tracked (block size; default 4).
         tol: relative tolerance (default 0.01).
-        two_sided: also raise a norm below ``c (1 - tol/2)``.
+        two_sided: also raise a norm below ``c (1 - tol/2)`` (default ``False``).
         tensor: name of the tensor to change, as in :class:`LinearMap.tensors` (``"weight"``;
             in a ``Sequential``, ``"0.weight"`` or ``"1.weight"`` for the BN gain).
-        est_depth, cert_depth, max_steps: override the fields of ``settings``.
+        est_depth, cert_depth, max_steps: see ``settings``; ``k``, ``tol``, ``two_sided`` and these
+            override its fields when given.
         generator: source of the random start (default seeded 0).
         settings: :class:`~lightning_unlearn.spectral.ClipSettings` (default: its defaults, with
             ``headroom=0``: a one-off clip aims at ``c`` itself).
