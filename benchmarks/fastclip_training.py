@@ -14,8 +14,10 @@ Claims checked (ratios measured in one process, one torch thread; timings never 
   steps: step time with and without FastClip (target at most 1.10x), the per-event milliseconds
   with the card's name, and the host reads per event on the device.
 
-Plain and clipped runs alternate (plain, clipped, plain, ...) so that a drifting machine load hits
-both; every ratio is clipped over the mean of the plain runs around it.
+Plain and clipped runs alternate (plain, clipped, plain, ...) after an untimed warm-up run, so that a
+drifting machine load hits both; every ratio is clipped over the mean of the plain runs around it.
+The same-run overhead (the callback's time over the rest of the same run) does not depend on how
+the load drifts between runs; CPU time (``time.process_time``) is reported beside wall time.
 
 Run (CPU, about 25 minutes on a shared 2-core machine)::
 
@@ -260,6 +262,7 @@ def run_cifar(root: str, *, max_train: int, epochs: int, repeats: int, lr: float
         print("cifar", {k: v for k, v in row.items() if k not in ("checks", "event_ms", "event_cpu_ms")}, flush=True)
         return row
 
+    one(None, max_steps=40)  # warm-up (imports, first-call overheads, data decoding caches): not a timed run
     rows = []
     for _ in range(repeats):
         for every in (None, 100, 10):
