@@ -97,7 +97,8 @@ def _cholqr(
         ``(rows, keep)``: the orthonormalised rows and the mask of the rows kept.
     """
     g = (w @ w.T).double()
-    keep = keep & (g.diagonal() > torch.as_tensor(min_norm, dtype=g.dtype, device=g.device).square())
+    # (a Python number stays a scalar operand: turning it into a device tensor would be a host-to-device copy)
+    keep = keep & (g.diagonal() > (min_norm * min_norm if isinstance(min_norm, (int, float)) else min_norm.square()))
     d = torch.where(keep, g.diagonal().clamp_min(1e-300).rsqrt(), 0.0)  # zero for rows not kept
     chol, _ = torch.linalg.cholesky_ex(g * torch.outer(d, d) + torch.where(keep, 1e-6, 1.0).diag())
     keep = keep & (chol.diagonal().square() > pivot)
