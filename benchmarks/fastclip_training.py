@@ -398,7 +398,7 @@ def _markdown(meta: dict, res: dict) -> str:
         c = res["cifar"]
         lines += [f"## CIFAR-10 {c['max_train']} SmallCNN, batch {c['batch_size']}, {c['epochs']} epochs, one-cycle lr {c['lr']} "
                   f"(plain step {c['plain_step_ms_mean']:.1f} ms wall, {c['plain_step_cpu_ms_mean']:.1f} ms CPU)", "",
-                  "| run | steps | ms/step | ratio vs plain (wall) | ratio vs plain (CPU) | callback / rest of run (wall) | (CPU) | events | median event ms (wall / CPU) | fallbacks | median rescale | test acc % |",
+                  "| run | steps | ms/step | ratio vs plain (wall) | ratio vs plain (CPU) | callback / rest of run (wall) | (CPU) | events | median event ms (wall / CPU) | fallbacks | median rescale (rescaled layers) | test acc % |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in c["rows"]:
             label = "plain" if r["every_n_steps"] is None else f"every {r['every_n_steps']}"
