@@ -1,17 +1,35 @@
-"""FastClip training overhead, accuracy and final per-layer norms (SmallCNN, batch 64, CPU).
+"""FastClip training overhead, true norms after events, and host reads per event.
 
-Claim checked: with ``every_n_steps=50`` training time per step is at most 5% above plain training,
-with ``every_n_steps=10`` at most 20% (issue 3); every-step clipping is reported too. Ratios come
-from runs in the same process, interleaved (plain, 50, 10, 1, plain again to show drift), on a
-shared, noisy 2-core CPU. Final per-layer norms are the true operator norms at the recorded input
-shapes (restarted block Krylov to residual 1e-4, see ``lightning_unlearn.spectral.singular_values``).
+Claims checked (ratios measured in one process, one torch thread; timings never go in tests):
 
-Run (about 5 minutes on 2 shared cores)::
+- ``highlr``: a 4-layer net (two convs, a 256->64 and a 64->10 linear) on 8x8 digits, SGD lr 0.3
+  momentum 0.9, ``FastClip(max_norm=1.0, every_n_steps=4)``, 96 steps: fit time at most 2x plain.
+- ``cifar``: SmallCNN on a 5k CIFAR-10 subset, batch 64, the library's defaults: at most 1.05x plain
+  per step at ``every_n_steps=100`` (the default) and at most 1.30x at 10; with ``--check-events`` the
+  true norm of every layer right after every event is at most 1.01 c (untimed runs), also for the
+  faster ``certify_every`` mode.
+- ``reads``: host reads per clip event (``HostReadCounter`` over the callback's hook, on CPU) at
+  most 4 on the 4-layer net and on ResNet-18 at 32x32.
+- ``--gpu``: ResNet-18 on the full CIFAR-10 training set, bf16-mixed, batch 128..512, every 100
+  steps: step time with and without FastClip (target at most 1.10x), the per-event milliseconds
+  with the card's name, and the host reads per event on the device.
 
-    OMP_NUM_THREADS=1 nice -n 10 env PYTHONPATH=. python benchmarks/fastclip_training.py \
-        --data /work/shared/data/cifar10 --max-train 5000 --epochs 3 --digits-epochs 10
+Plain and clipped runs alternate (plain, clipped, plain, ...) after an untimed warm-up run, so that a
+drifting machine load hits both; every ratio is clipped over the mean of the plain runs around it.
+The same-run overhead (the callback's time over the rest of the same run) does not depend on how
+the load drifts between runs; CPU time (``time.process_time``) is reported beside wall time.
 
-Writes ``benchmarks/results/fastclip_training.{json,md}``.
+Run (CPU, about 25 minutes on a shared 2-core machine)::
+
+    OMP_NUM_THREADS=1 nice -n 10 env PYTHONPATH=. python benchmarks/fastclip_training.py --threads 1 \\
+        --data "$LIGHTNING_UNLEARN_DATA/cifar10" --check-events 400
+
+GPU (ResNet-18, full CIFAR-10; bring the ImageFolder tree to the GPU machine as one packed file
+and unpack it there, e.g. into the ignored ``.device-data/``)::
+
+    PYTHONPATH=. python benchmarks/fastclip_training.py --gpu --data .device-data/cifar10
+
+Writes ``benchmarks/results/fastclip_training.{json,md}`` (``fastclip_training_gpu.{json,md}`` with ``--gpu``).
 """
 
 from __future__ import annotations
@@ -19,15 +37,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-
 import lightning.pytorch as pl  # noqa: E402
+from torch import nn  # noqa: E402
 
 from lightning_unlearn.callbacks import FastClip  # noqa: E402
 from lightning_unlearn.data import UnlearningDataModule  # noqa: E402
@@ -35,11 +53,12 @@ from lightning_unlearn.environment import device_name  # noqa: E402
 from lightning_unlearn.inference import accuracy, predict_logits  # noqa: E402
 from lightning_unlearn.models import build_model  # noqa: E402
 from lightning_unlearn.spectral import singular_values  # noqa: E402
+from lightning_unlearn.spectral.host_reads import HostReadCounter  # noqa: E402
 from lightning_unlearn.training import ClassifierModule, seed_everything  # noqa: E402
 from lightning_unlearn.training.fit import make_trainer  # noqa: E402
 
 
-# ----------------------------------------------------------------------------- timing
+# ----------------------------------------------------------------------------- instruments
 class StepTimer(pl.Callback):
     """Wall time between consecutive ``on_train_batch_start`` calls (a whole step, callbacks included)."""
 
@@ -48,6 +67,8 @@ class StepTimer(pl.Callback):
         self._t: float | None = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize()
         now = time.perf_counter()
         if self._t is not None:
             self.times.append(now - self._t)
@@ -62,192 +83,402 @@ class StepTimer(pl.Callback):
 
 
 class TimedFastClip(FastClip):
-    """FastClip that accumulates the wall time spent in its own hook (tracking and clip events)."""
+    """FastClip that accumulates the wall and CPU time spent in its own hook (tracking and clip events).
+
+    CPU time (``time.process_time``) counts only this process's work: on a shared machine it does
+    not grow when other processes take the cores, so its ratios are the stable ones.
+    """
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.hook_s = 0.0
-        self.calls: list[tuple[int, int, float]] = []  # (global step, events so far, seconds) per hook call that did work
+        self.hook_cpu_s = 0.0
+        self.event_cpu_s: list[float] = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        cuda = torch.cuda.is_available() and pl_module.device.type == "cuda"
+        cuda = pl_module.device.type == "cuda"
         if cuda:  # queued training kernels are not the callback's time
             torch.cuda.synchronize()
-        t = time.perf_counter()
+        t, c, before = time.perf_counter(), time.process_time(), self.num_events
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         if cuda:
             torch.cuda.synchronize()
-        dt = time.perf_counter() - t
-        self.hook_s += dt
-        if dt > 1e-4:
-            self.calls.append((trainer.global_step, self._events, dt))
+        self.hook_s += time.perf_counter() - t
+        self.hook_cpu_s += time.process_time() - c
+        if self.num_events > before:
+            self.event_cpu_s.append(time.process_time() - c)
 
 
-class CheckedFastClip(TimedFastClip):
-    """FastClip that measures every layer's true norm right after each clip event (validation only:
-    the measurement runs inside the hook, so these runs are not timed)."""
+class CountingFastClip(FastClip):
+    """FastClip whose hook runs under a ``HostReadCounter``; keeps the counts of the calls that ran an event."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.event_max: list[tuple[str, float]] = []  # per event: (worst layer, its true norm / max_norm)
+        self.counts: list[dict] = []
 
-    def _clip_event(self, trainer, pl_module, step_idx) -> None:
-        super()._clip_event(trainer, pl_module, step_idx)
-        vals = {n: float(singular_values(pl_module.get_submodule(n), layer.state.input_shape, k=1)[0]) / self.max_norm
-                for n, layer in self._layers.items() if layer.state.input_shape is not None}
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        before = self.num_events
+        with HostReadCounter() as c:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if self.num_events > before:
+            self.counts.append({"reads": c.reads, "ops": c.ops, "lapack_calls": c.lapack_calls, "by_op": dict(c.by_op)})
+
+
+class EventChecker(pl.Callback):
+    """Listed after a FastClip: measures every clipped layer's true norm right after each of its events.
+
+    Truth: :func:`singular_values` with ``method="auto"`` (exact eigendecomposition for small
+    layers, else restarted block Krylov to residual ``1e-5`` from a seeded random start of 12
+    vectors, independent of the callback's warm vectors). Validation only: never timed.
+    """
+
+    def __init__(self, fc: FastClip) -> None:
+        self.fc = fc
+        self.seen = 0
+        self.events: list[dict] = []  # per event: step, certified (all layers), worst layer and its true norm / c
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.fc.num_events == self.seen:
+            return
+        self.seen = self.fc.num_events
+        recs = [r for r in self.fc.records if r.event == self.seen]
+        vals = {}
+        for name, shape in self.fc.layer_shapes.items():
+            if shape is None:
+                continue
+            module = pl_module.get_submodule(name) if "+" not in name else nn.Sequential(*(pl_module.get_submodule(n) for n in name.split("+")))
+            vals[name] = float(singular_values(module, shape, k=1, rtol=1e-5, block_size=12, generator=torch.Generator().manual_seed(1234))[0])
         worst = max(vals, key=vals.get)
-        self.event_max.append((worst, vals[worst]))
+        self.events.append({"step": recs[0].step, "certified": all(r.certified for r in recs), "layer": worst,
+                            "true_over_c": vals[worst] / self.fc.max_norm})
 
 
-def run(dm: UnlearningDataModule, *, every: int | None, epochs: int, max_steps: int, seed: int, lr: float,
-        model: str = "small-cnn", batch_size: int = 64, accelerator: str = "cpu", check_events: bool = False) -> dict:
-    seed_everything(seed)
-    net = build_model(model, in_channels=dm.image_shape[0], num_classes=dm.num_classes, mean=dm.mean, std=dm.std)
-    module = ClassifierModule(net, num_classes=dm.num_classes, lr=lr, schedule="onecycle", augmentation=dm.augmentation, aug_seed=seed)
-    timer = StepTimer()
-    callbacks: list = [timer]
-    fc = None
-    if every is not None:
-        fc = (CheckedFastClip if check_events else TimedFastClip)(max_norm=1.0, every_n_steps=every)
-        callbacks.insert(0, fc)
-    trainer = make_trainer(max_epochs=epochs, max_steps=max_steps, callbacks=callbacks, accelerator=accelerator, devices=1)
-    loader = dm.make_loader(dm.train_set(), shuffle=True, batch_size=batch_size, seed_offset=seed)
-    t0 = time.perf_counter()
+# ----------------------------------------------------------------------------- models
+def highlr_net() -> nn.Module:
+    """The 4-layer net of the high-learning-rate case: conv 1->8, conv 8->16 stride 2, linear 256->64, linear 64->10."""
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(),
+        nn.Linear(256, 64), nn.ReLU(), nn.Linear(64, 10),
+    )
+
+
+def _fit(module, loader, callbacks, *, epochs=10**6, max_steps=-1, accelerator="cpu", precision=None, log_every=50):
+    """Fit; returns ``(trainer, wall seconds)`` and sets ``trainer.cpu_seconds`` (this process's CPU time)."""
+    kw = {"precision": precision} if precision else {}
+    trainer = make_trainer(max_epochs=epochs, max_steps=max_steps, callbacks=callbacks, accelerator=accelerator, devices=1,
+                           log_every_n_steps=log_every, **kw)
+    t0, c0 = time.perf_counter(), time.process_time()
     trainer.fit(module, train_dataloaders=loader)
-    wall = time.perf_counter() - t0
-    module.eval()
-    out = {"every_n_steps": every, "steps": trainer.global_step, "wall_s": wall, "step_ms": 1e3 * timer.mean()}
-    if max_steps < 0:
-        logits, y, _ = predict_logits(module, dm.test_set())
-        out["test_acc"] = accuracy(logits, y)
-    shapes = {}
-    if fc is not None:
-        shapes = {n: layer.state.input_shape for n, layer in fc._layers.items()}
-        out["fallbacks"] = sum(layer.state.fallbacks for layer in fc._layers.values())
-        out["events"] = fc._events
-        # Same-run overhead, immune to the machine's load drifting between runs: time inside the
-        # callback over the rest of the training time of this very run.
-        out["callback_s"] = fc.hook_s
-        if check_events:
-            out["event_true_norms"] = fc.event_max
-        out["hook_calls"] = [(step, ev, round(dt, 4)) for step, ev, dt in fc.calls]
-        out["same_run_overhead"] = fc.hook_s / max(1e-9, wall - fc.hook_s)
-    else:
-        shapes = _record_shapes(module, dm)
-    out["true_norms"] = {n: float(singular_values(module.get_submodule(n), s, k=1)[0]) for n, s in shapes.items()}
+    trainer.cpu_seconds = time.process_time() - c0
+    return trainer, time.perf_counter() - t0
+
+
+# ----------------------------------------------------------------------------- cases
+def run_highlr(repeats: int, steps: int, every: int) -> dict:
+    dm = UnlearningDataModule("digits", seed=0, batch_size=64)
+    dm.setup()
+
+    def one(clip: bool, check: bool = False):
+        seed_everything(0)
+        module = ClassifierModule(highlr_net(), num_classes=10, lr=0.3, momentum=0.9, schedule="constant")
+        cbs: list = []
+        fc = None
+        if clip:
+            fc = FastClip(max_norm=1.0, every_n_steps=every)
+            cbs = [fc] + ([EventChecker(fc)] if check else [])
+        loader = dm.make_loader(dm.train_set(), shuffle=True, batch_size=64)
+        trainer, wall = _fit(module, loader, cbs, max_steps=steps)
+        return wall, trainer.cpu_seconds, fc, cbs
+
+    one(False)  # warm-up: imports, allocator, first-call overheads
+    plain, clipped, plain_cpu, clipped_cpu = [], [], [], []
+    fc = None
+    for _ in range(repeats):
+        w, c, _, _ = one(False)
+        plain.append(w)
+        plain_cpu.append(c)
+        w, c, fc, _ = one(True)
+        clipped.append(w)
+        clipped_cpu.append(c)
+    w, c, _, _ = one(False)
+    plain.append(w)
+    plain_cpu.append(c)
+    _, _, fc_chk, cbs = one(True, check=True)
+    chk = cbs[1].events
+    recs = fc.records
+    out = {
+        "steps": steps, "every_n_steps": every, "repeats": repeats,
+        "plain_s": plain, "clipped_s": clipped, "plain_cpu_s": plain_cpu, "clipped_cpu_s": clipped_cpu,
+        "ratio_median": statistics.median(clipped) / statistics.median(plain),
+        "ratio_cpu_median": statistics.median(clipped_cpu) / statistics.median(plain_cpu),
+        "events": fc.num_events,
+        "event_ms_median": 1e3 * statistics.median(sorted({r.event: r.seconds for r in recs}.values())),
+        "exact_layers": sorted({r.layer for r in recs if r.exact}),
+        "prescaled": sum(r.prescaled for r in recs), "fallbacks": sum(r.fallback for r in recs),
+        "gn_steps_mean": sum(r.steps for r in recs) / max(1, len(recs)),
+        "rescale_median": statistics.median([r.scale for r in recs if r.scale < 1] or [1.0]),
+        "max_true_over_c": max(e["true_over_c"] for e in chk),
+        "checked_events": len(chk),
+    }
+    print("highlr", {k: v for k, v in out.items() if not k.endswith("_s")}, flush=True)
     return out
 
 
-def _event_seconds(r: dict) -> list[float]:
-    """Seconds of the hook calls that ran a clip event (the event counter moved), in order."""
-    out, seen = [], 0
-    for _, events, dt in r.get("hook_calls", []):
-        if events > seen:
-            out.append(dt)
-            seen = events
+def run_cifar(root: str, *, max_train: int, epochs: int, repeats: int, lr: float, check_steps: int, batch_size: int) -> dict:
+    dm = UnlearningDataModule(root, seed=0, max_train=max_train, max_test=2000, batch_size=batch_size)
+    dm.setup()
+
+    def one(every: int | None, *, max_steps: int = -1, ep: int = epochs, check: bool = False, certify_every: int = 1):
+        seed_everything(0)
+        net = build_model("small-cnn", in_channels=dm.image_shape[0], num_classes=dm.num_classes, mean=dm.mean, std=dm.std)
+        module = ClassifierModule(net, num_classes=dm.num_classes, lr=lr, schedule="onecycle", augmentation=dm.augmentation, aug_seed=0)
+        timer = StepTimer()
+        cbs: list = [timer]
+        fc = None
+        if every is not None:
+            fc = TimedFastClip(max_norm=1.0, every_n_steps=every, certify_every=certify_every)
+            cbs = [fc] + ([EventChecker(fc)] if check else []) + cbs
+        loader = dm.make_loader(dm.train_set(), shuffle=True, batch_size=batch_size, seed_offset=0)
+        trainer, wall = _fit(module, loader, cbs, epochs=ep, max_steps=max_steps)
+        row = {"every_n_steps": every, "certify_every": certify_every, "steps": trainer.global_step, "wall_s": wall,
+               "cpu_s": trainer.cpu_seconds, "step_ms": 1e3 * timer.mean()}
+        if fc is not None:
+            recs = fc.records
+            ev = {r.event: r.seconds for r in recs}
+            row.update(events=fc.num_events, callback_s=fc.hook_s, callback_cpu_s=fc.hook_cpu_s,
+                       same_run_overhead=fc.hook_s / max(1e-9, wall - fc.hook_s),
+                       same_run_overhead_cpu=fc.hook_cpu_s / max(1e-9, trainer.cpu_seconds - fc.hook_cpu_s),
+                       event_ms=[round(1e3 * v, 1) for v in ev.values()], event_cpu_ms=[round(1e3 * v, 1) for v in fc.event_cpu_s],
+                       fallbacks=sum(r.fallback for r in recs), prescaled=sum(r.prescaled for r in recs),
+                       rescale_median=statistics.median([r.scale for r in recs if r.scale < 1] or [1.0]),
+                       uncertified_events=len({r.event for r in recs if not r.certified}))
+            if check:
+                row["checks"] = cbs[1].events
+        if max_steps < 0 and not check:
+            module.eval()
+            logits, y, _ = predict_logits(module, dm.test_set())
+            row["test_acc"] = accuracy(logits, y)
+        print("cifar", {k: v for k, v in row.items() if k not in ("checks", "event_ms", "event_cpu_ms")}, flush=True)
+        return row
+
+    one(None, max_steps=40)  # warm-up (imports, first-call overheads, data decoding caches): not a timed run
+    rows = []
+    for _ in range(repeats):
+        for every in (None, 100, 10):
+            rows.append(one(every))
+    rows.append(one(None))
+    plain = [r["step_ms"] for r in rows if r["every_n_steps"] is None]
+    base = statistics.mean(plain)
+    base_cpu = statistics.mean(r["cpu_s"] / r["steps"] for r in rows if r["every_n_steps"] is None)
+    for r in rows:
+        r["ratio_vs_plain"] = r["step_ms"] / base
+        r["ratio_cpu_vs_plain"] = r["cpu_s"] / r["steps"] / base_cpu
+    out = {"max_train": max_train, "epochs": epochs, "batch_size": batch_size, "lr": lr, "plain_step_ms_mean": base,
+           "plain_step_cpu_ms_mean": 1e3 * base_cpu, "rows": rows}
+    summary = {}
+    for every in (100, 10):
+        rs = [r for r in rows if r["every_n_steps"] == every]
+        summary[every] = {"ratio_median": statistics.median(r["ratio_vs_plain"] for r in rs),
+                          "ratio_cpu_median": statistics.median(r["ratio_cpu_vs_plain"] for r in rs),
+                          "same_run_overhead_median": statistics.median(r["same_run_overhead"] for r in rs),
+                          "same_run_overhead_cpu_median": statistics.median(r["same_run_overhead_cpu"] for r in rs)}
+    out["summary"] = summary
+    if check_steps:
+        checks = {}
+        for every, cert in ((100, 1), (10, 1), (10, 5)):
+            r = one(every, max_steps=check_steps, ep=10**6, check=True, certify_every=cert)
+            evs = r["checks"]
+            checks[f"every {every}, certify_every {cert}"] = {
+                "steps": r["steps"], "events": len(evs),
+                "max_certified": max((e["true_over_c"] for e in evs if e["certified"]), default=float("nan")),
+                "max_uncertified": max((e["true_over_c"] for e in evs if not e["certified"]), default=float("nan")),
+                "per_event": [(e["step"], e["certified"], round(e["true_over_c"], 4)) for e in evs],
+            }
+            print("check", every, cert, {k: v for k, v in checks[f"every {every}, certify_every {cert}"].items() if k != "per_event"}, flush=True)
+        out["event_checks"] = checks
     return out
 
 
-def _record_shapes(module, dm) -> dict:
-    shapes, hooks = {}, []
+def run_reads() -> dict:
+    """Host reads, ops and LAPACK calls per event (``HostReadCounter``, CPU) on the 4-layer net and ResNet-18 at 32x32."""
+    out = {}
+    dm = UnlearningDataModule("digits", seed=0, batch_size=64)
+    dm.setup()
+    seed_everything(0)
+    cb = CountingFastClip(max_norm=1.0, every_n_steps=4)
+    module = ClassifierModule(highlr_net(), num_classes=10, lr=0.3, momentum=0.9, schedule="constant")
+    _fit(module, dm.make_loader(dm.train_set(), shuffle=True, batch_size=64), [cb], max_steps=24)
+    out["highlr_4layer"] = cb.counts
+    seed_everything(0)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 3, 32, 32, generator=g)
+    y = torch.randint(0, 10, (64,), generator=g)
+    ds = torch.utils.data.TensorDataset(x, y, torch.arange(64))
+    net = build_model("resnet18", in_channels=3, num_classes=10, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    module = ClassifierModule(net, num_classes=10, lr=0.1, schedule="constant")
+    cb = CountingFastClip(max_norm=1.0, every_n_steps=2)
+    _fit(module, torch.utils.data.DataLoader(ds, batch_size=16), [cb], max_steps=4)
+    out["resnet18_32x32"] = cb.counts
+    for k, v in out.items():
+        print("reads", k, [(c["reads"], c["ops"], c["lapack_calls"]) for c in v], flush=True)
+    return out
 
-    def recorder(name):
-        def hook(mod, args):
-            shapes.setdefault(name, tuple(args[0].shape[1:]))  # returns None: the input is left as is
 
-        return hook
+def run_gpu(root: str, batch_sizes: list[int], epochs: int, every: int, *, accelerator: str = "gpu", max_train: int | None = None) -> dict:
+    """ResNet-18 on the full CIFAR-10 training set, bf16-mixed, channels-last, data kept on the GPU.
 
-    for n, m in module.named_modules():
-        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
-            hooks.append(m.register_forward_pre_hook(recorder(n)))
-    with torch.no_grad():
-        module(torch.zeros(1, *dm.image_shape, device=module.device))
-    for h in hooks:
-        h.remove()
-    return shapes
+    For each batch size: plain, FastClip(every), plain again; the first epoch (cuDNN autotuning,
+    FastClip's cold first event) is excluded from the step times. Then one short counted run:
+    host reads per event on the GPU itself. ``accelerator="cpu"`` (with a small ``max_train``) runs
+    the same code on a CPU as a smoke test.
+    """
+    from lightning_unlearn.data import DeviceTensorLoader
+
+    torch.backends.cudnn.benchmark = True
+    device = "cuda" if accelerator == "gpu" else "cpu"
+    dm = UnlearningDataModule(root, seed=0, batch_size=batch_sizes[0], max_train=max_train)
+    dm.setup()
+    rows = []
+    for bs in batch_sizes:
+        for every_n in (None, every, None):
+            seed_everything(0)
+            net = build_model("resnet18", in_channels=3, num_classes=10, mean=dm.mean, std=dm.std).to(memory_format=torch.channels_last)
+            module = ClassifierModule(net, num_classes=10, lr=0.1 * bs / 128, schedule="onecycle", augmentation=dm.augmentation, aug_seed=0)
+            timer = StepTimer()
+            cbs: list = [timer]
+            fc = None
+            if every_n:
+                fc = TimedFastClip(max_norm=1.0, every_n_steps=every_n)
+                cbs.insert(0, fc)
+            loader = DeviceTensorLoader(dm.train_set(), batch_size=bs, device=device, shuffle=True)
+            trainer, wall = _fit(module, loader, cbs, epochs=1 + epochs, accelerator=accelerator, precision="bf16-mixed")
+            per_epoch = len(loader)
+            times = timer.times[per_epoch:]  # after the first epoch
+            row = {"batch_size": bs, "every_n_steps": every_n, "steps": trainer.global_step, "wall_s": wall,
+                   "step_ms": 1e3 * statistics.mean(times) if times else float("nan")}
+            if fc is not None:
+                ev = {r.event: r.seconds for r in fc.records}
+                later = list(ev.values())[1:]
+                row.update(events=fc.num_events, event_ms=[round(1e3 * v, 1) for v in ev.values()],
+                           later_event_ms_median=1e3 * statistics.median(later) if later else float("nan"),
+                           same_run_overhead=fc.hook_s / max(1e-9, wall - fc.hook_s),
+                           fallbacks=sum(r.fallback for r in fc.records))
+            rows.append(row)
+            print("gpu", {k: v for k, v in row.items() if k != "event_ms"}, flush=True)
+    for bs in batch_sizes:
+        rs = [r for r in rows if r["batch_size"] == bs]
+        base = statistics.mean(r["step_ms"] for r in rs if r["every_n_steps"] is None)
+        for r in rs:
+            r["ratio_vs_plain"] = r["step_ms"] / base
+    # host reads per event on the device (a copy to the CPU is visible as such here)
+    seed_everything(0)
+    net = build_model("resnet18", in_channels=3, num_classes=10, mean=dm.mean, std=dm.std).to(memory_format=torch.channels_last)
+    module = ClassifierModule(net, num_classes=10, lr=0.1, schedule="constant")
+    cb = CountingFastClip(max_norm=1.0, every_n_steps=5)
+    loader = DeviceTensorLoader(dm.train_set(), batch_size=batch_sizes[0], device=device, shuffle=True)
+    _fit(module, loader, [cb], max_steps=10, accelerator=accelerator, precision="bf16-mixed")
+    return {"rows": rows, "device": device_name(accelerator), "reads": cb.counts}
 
 
-# ----------------------------------------------------------------------------- main
+# ----------------------------------------------------------------------------- report
+def _markdown(meta: dict, res: dict) -> str:
+    lines = ["# FastClip training overhead", "", *(f"- {k}: {v}" for k, v in meta.items()), ""]
+    if "highlr" in res:
+        h = res["highlr"]
+        lines += ["## High learning rate, 4-layer net (digits 8x8, SGD lr 0.3 momentum 0.9, every %d steps, %d steps)" % (h["every_n_steps"], h["steps"]), "",
+                  f"- fit seconds, plain: {', '.join(f'{v:.2f}' for v in h['plain_s'])}",
+                  f"- fit seconds, FastClip: {', '.join(f'{v:.2f}' for v in h['clipped_s'])}",
+                  f"- fit CPU seconds, plain: {', '.join(f'{v:.2f}' for v in h['plain_cpu_s'])}; FastClip: {', '.join(f'{v:.2f}' for v in h['clipped_cpu_s'])}",
+                  f"- **ratio of medians: {h['ratio_median']:.2f}x wall, {h['ratio_cpu_median']:.2f}x CPU time** (target at most 2x); {h['events']} events, median event {h['event_ms_median']:.1f} ms",
+                  f"- exactly solved layers: {', '.join(h['exact_layers'])}; prescales {h['prescaled']}, fallbacks {h['fallbacks']}, "
+                  f"Gauss-Newton steps per layer-event {h['gn_steps_mean']:.2f}, median kernel rescale when rescaled {h['rescale_median']:.3f}",
+                  f"- max true norm right after an event: {h['max_true_over_c']:.4f} c over {h['checked_events']} events (bound 1.01)", ""]
+    if "cifar" in res:
+        c = res["cifar"]
+        lines += [f"## CIFAR-10 {c['max_train']} SmallCNN, batch {c['batch_size']}, {c['epochs']} epochs, one-cycle lr {c['lr']} "
+                  f"(plain step {c['plain_step_ms_mean']:.1f} ms wall, {c['plain_step_cpu_ms_mean']:.1f} ms CPU)", "",
+                  "| run | steps | ms/step | ratio vs plain (wall) | ratio vs plain (CPU) | callback / rest of run (wall) | (CPU) | events | median event ms (wall / CPU) | fallbacks | median rescale (rescaled layers) | test acc % |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in c["rows"]:
+            label = "plain" if r["every_n_steps"] is None else f"every {r['every_n_steps']}"
+            ev = f"{statistics.median(r['event_ms']):.0f} / {statistics.median(r['event_cpu_ms']):.0f}" if r.get("event_ms") else "-"
+            lines.append(f"| {label} | {r['steps']} | {r['step_ms']:.1f} | {r['ratio_vs_plain']:.3f} | {r['ratio_cpu_vs_plain']:.3f} | "
+                         f"{r.get('same_run_overhead', float('nan')):.3f} | {r.get('same_run_overhead_cpu', float('nan')):.3f} | {r.get('events', '-')} | "
+                         f"{ev} | {r.get('fallbacks', '-')} | {r.get('rescale_median', float('nan')):.3f} | {r.get('test_acc', float('nan')):.2f} |")
+        lines += [""]
+        for every, s in c["summary"].items():
+            lines.append(f"- **every {every}: median ratio {s['ratio_median']:.3f} wall, {s['ratio_cpu_median']:.3f} CPU time**; "
+                         f"median same-run overhead {s['same_run_overhead_median']:.3f} wall, {s['same_run_overhead_cpu_median']:.3f} CPU")
+        for key, chk in c.get("event_checks", {}).items():
+            lines += ["", f"True norm right after every event, {key} ({chk['steps']} untimed steps, {chk['events']} events): "
+                      f"max {chk['max_certified']:.4f} c on certified events (bound 1.01), max {chk['max_uncertified']:.4f} c on uncertified ones; "
+                      "per event (step, certified, true/c): " + ", ".join(f"({s}, {'c' if ce else 'u'}, {v:.4f})" for s, ce, v in chk["per_event"])]
+        lines.append("")
+    if "reads" in res:
+        lines += ["## Host reads per clip event (HostReadCounter over the callback's hook, CPU)", "",
+                  "| model | events counted | host reads per event | ATen ops per event | eigh/svd calls per event |", "|---|---|---|---|---|"]
+        for k, v in res["reads"].items():
+            lines.append(f"| {k} | {len(v)} | {', '.join(str(e['reads']) for e in v)} | {', '.join(str(e['ops']) for e in v)} | {', '.join(str(e['lapack_calls']) for e in v)} |")
+        lines.append("")
+    if "gpu" in res:
+        g = res["gpu"]
+        lines += [f"## GPU: ResNet-18, full CIFAR-10, bf16-mixed, channels-last ({g['device']})", "",
+                  "| batch | run | steps | ms/step (after epoch 1) | ratio vs plain | events | later events median ms | callback / rest of run |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in g["rows"]:
+            label = "plain" if r["every_n_steps"] is None else f"every {r['every_n_steps']}"
+            lines.append(f"| {r['batch_size']} | {label} | {r['steps']} | {r['step_ms']:.1f} | {r['ratio_vs_plain']:.3f} | {r.get('events', '-')} | "
+                         f"{r.get('later_event_ms_median', float('nan')):.1f} | {r.get('same_run_overhead', float('nan')):.3f} |")
+        lines += ["", "Host reads per event on the GPU: " + ", ".join(str(e["reads"]) for e in g["reads"]), ""]
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default=os.path.join(os.environ.get("LIGHTNING_UNLEARN_DATA", "../shared/data"), "cifar10"), help="CIFAR-10 ImageFolder root, or 'none'")
-    p.add_argument("--max-train", type=int, default=5000, help="CIFAR training subset size")
-    p.add_argument("--epochs", type=int, default=3, help="CIFAR epochs")
-    p.add_argument("--digits-epochs", type=int, default=10)
-    p.add_argument("--every1-steps", type=int, default=60, help="steps of the (timing-only) every-step run")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="benchmarks/results/fastclip_training")
-    p.add_argument("--model", default="small-cnn", help="small-cnn (default) or resnet18")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--accelerator", default="cpu", help="cpu (default, the issue's target machine) or gpu")
-    p.add_argument("--check-events", type=int, default=0, metavar="STEPS",
-                   help="also run STEPS untimed steps at every 50 and every 10 measuring every layer's true norm after every event")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    p.add_argument("--data", default=os.path.join(os.environ.get("LIGHTNING_UNLEARN_DATA", "data"), "cifar10"),
+                   help="CIFAR-10 ImageFolder root (default $LIGHTNING_UNLEARN_DATA/cifar10)")
+    p.add_argument("--only", default="highlr,cifar,reads", help="comma list of: highlr, cifar, reads, gpu")
+    p.add_argument("--max-train", type=int, default=5000)
+    p.add_argument("--epochs", type=int, default=5, help="CIFAR epochs per timed run")
+    p.add_argument("--repeats", type=int, default=2, help="alternations of plain and clipped runs")
+    p.add_argument("--highlr-repeats", type=int, default=5)
+    p.add_argument("--check-events", type=int, default=0, metavar="STEPS", help="untimed CIFAR runs of STEPS steps checking true norms after every event")
+    p.add_argument("--gpu", action="store_true", help="run the GPU case (sets --only gpu unless given)")
+    p.add_argument("--gpu-batch-sizes", default="128,512")
+    p.add_argument("--gpu-epochs", type=int, default=2, help="timed epochs after the first (default 2)")
+    p.add_argument("--gpu-every", type=int, default=100)
+    p.add_argument("--gpu-max-train", type=int, default=None, help="training subset (default: all 50,000 images)")
+    p.add_argument("--gpu-accelerator", default="gpu", help="'cpu' runs the GPU case's code on a CPU (a smoke test)")
+    p.add_argument("--out", default=None)
     args = p.parse_args()
-
-    sets = [("digits", UnlearningDataModule("digits", seed=args.seed, batch_size=args.batch_size), args.digits_epochs, 0.05)] if args.digits_epochs > 0 else []
-    if args.data != "none" and os.path.isdir(args.data):
-        sets.append(("cifar10-%d" % args.max_train, UnlearningDataModule(args.data, seed=args.seed, max_train=args.max_train, max_test=2000, batch_size=args.batch_size), args.epochs, 0.05))
-    results = {}
-    for name, dm, epochs, lr in sets:
-        dm.setup()
-        rows = []
-        for every, steps in [(None, -1), (50, -1), (10, -1), (1, args.every1_steps), (None, -1)]:
-            r = run(dm, every=every, epochs=epochs, max_steps=steps, seed=args.seed, lr=lr, model=args.model, batch_size=args.batch_size,
-                    accelerator=args.accelerator)
-            print(name, {k: v for k, v in r.items() if k != "true_norms"}, flush=True)
-            rows.append(r)
-        base = 0.5 * (rows[0]["step_ms"] + rows[-1]["step_ms"])
-        for r in rows:
-            r["ratio_vs_plain"] = r["step_ms"] / base
-        for r in rows:  # steady state: mean cost of the events after the first (warm-up and cold clip excluded)
-            later = _event_seconds(r)[1:]
-            if later and r["every_n_steps"]:
-                r["later_event_ms"] = 1e3 * sum(later) / len(later)
-                r["steady_overhead"] = r["later_event_ms"] / (r["every_n_steps"] * base)
-        results[name] = {"epochs": epochs, "rows": rows, "plain_step_ms_mean": base}
-        if args.check_events:
-            checks = {}
-            for every in (50, 10):
-                r = run(dm, every=every, epochs=10**6, max_steps=args.check_events, seed=args.seed, lr=lr, model=args.model,
-                        batch_size=args.batch_size, accelerator=args.accelerator, check_events=True)
-                worst = r["event_true_norms"]
-                checks[every] = {"steps": r["steps"], "events": len(worst), "max": max((v for _, v in worst), default=float("nan")), "per_event": worst}
-                print(name, "check every", every, {k: v for k, v in checks[every].items() if k != "per_event"}, flush=True)
-            results[name]["event_checks"] = checks
-
+    torch.set_num_threads(args.threads)
+    only = set(("gpu" if args.gpu and args.only == p.get_default("only") else args.only).split(","))
+    res: dict = {}
+    if "highlr" in only:
+        res["highlr"] = run_highlr(args.highlr_repeats, steps=96, every=4)
+    if "cifar" in only:
+        res["cifar"] = run_cifar(args.data, max_train=args.max_train, epochs=args.epochs, repeats=args.repeats, lr=0.05,
+                                 check_steps=args.check_events, batch_size=64)
+    if "reads" in only:
+        res["reads"] = run_reads()
+    if "gpu" in only:
+        res["gpu"] = run_gpu(args.data, [int(b) for b in args.gpu_batch_sizes.split(",")], args.gpu_epochs, args.gpu_every,
+                             accelerator=args.gpu_accelerator, max_train=args.gpu_max_train)
     meta = {
-        "hardware": device_name(args.accelerator),
+        "hardware": device_name(args.gpu_accelerator if "gpu" in only else "cpu"),
         "torch": torch.__version__,
+        "threads": f"torch.set_num_threads({args.threads}), OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}",
         "command": "python " + " ".join(sys.argv),
-        "model": f"{args.model} (small-cnn: width 16, 5 conv-BN-ReLU + linear), batch {args.batch_size}, SGD one-cycle lr 0.05",
-        "fastclip": "FastClip(max_norm=1.0, every_n_steps=N) defaults: k=4, est_depth=4, cert_depth=12 with k fresh random vectors in every certification (fresh_every=1), headroom=tol/2, warm-up block Krylov depth 20, tracking at log cadence (50)",
+        "fastclip": "library defaults (FastClip(max_norm=1.0, every_n_steps=N); ClipSettings() defaults)",
     }
-    out = Path(args.out)
+    out = Path(args.out or ("benchmarks/results/fastclip_training_gpu" if only == {"gpu"} else "benchmarks/results/fastclip_training"))
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
-    lines = ["# FastClip training overhead\n", *(f"- {k}: {v}" for k, v in meta.items()), ""]
-    for name, res in results.items():
-        lines += [f"## {name} ({res['epochs']} epochs; plain step {res['plain_step_ms_mean']:.1f} ms = mean of first and last plain run)", "",
-                  "| run | steps | ms/step | ratio vs plain | callback s / rest of run (same run) | events | later events: ms each / (N plain steps) | test acc % | max true norm |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        for r in res["rows"]:
-            label = "plain" if r["every_n_steps"] is None else f"every {r['every_n_steps']}"
-            acc = f"{r['test_acc']:.2f}" if "test_acc" in r else "-"
-            same = f"{r['same_run_overhead']:.3f}" if "same_run_overhead" in r else "-"
-            steady = f"{r['later_event_ms']:.0f} / {r['steady_overhead']:.3f}" if "steady_overhead" in r else "-"
-            lines.append(f"| {label} | {r['steps']} | {r['step_ms']:.1f} | {r['ratio_vs_plain']:.3f} | {same} | {r.get('events', '-')} | {steady} | {acc} | {max(r['true_norms'].values()):.4f} |")
-        for every, chk in res.get("event_checks", {}).items():
-            lines += ["", f"True norm right after every event, every {every} steps ({chk['steps']} untimed steps, {chk['events']} events): "
-                      f"max {chk['max']:.4f} x max_norm (bound 1.01); per event: " + ", ".join(f"{v:.4f}" for _, v in chk["per_event"])]
-        lines += ["", "Final true per-layer norms:", ""]
-        names = list(res["rows"][0]["true_norms"])
-        lines += ["| layer | " + " | ".join("plain" if r["every_n_steps"] is None else f"every {r['every_n_steps']}" for r in res["rows"]) + " |",
-                  "|---" * (len(res["rows"]) + 1) + "|"]
-        for n in names:
-            lines.append(f"| {n} | " + " | ".join(f"{r['true_norms'].get(n, float('nan')):.4f}" for r in res["rows"]) + " |")
-        lines.append("")
-    out.with_suffix(".md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": res}, indent=1, default=str))
+    text = _markdown(meta, res)
+    out.with_suffix(".md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

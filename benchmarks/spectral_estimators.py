@@ -1,6 +1,6 @@
 """Spectral-norm estimators on zero-padded 3x3 convolutions: error against the truth, and time per estimate.
 
-Compared (comparators implemented here from their formulas, shared/spec/fastclip.md section 4):
+Compared (comparators implemented here from their published formulas):
 - ``library``: ``lightning_unlearn.spectral.singular_values(conv, (C, n, n))`` (cold start, restarted
   block Krylov to residual 1e-4): the true operator at the true input size.
 - ``library-track``: one warm tracking step (k = 4 probes; the per-step cost of FastClip's tracking).

@@ -1,4 +1,8 @@
-"""FastClip callback: schedule under gradient accumulation, true norms after events, resume, BN modes, errors."""
+"""FastClip callback: schedule under gradient accumulation, true norms after events, resume, BN modes, errors.
+
+Everything here goes through the public API: ``records`` (one ``ClipRecord`` per layer and event),
+``layer_shapes``, ``num_events``, ``history``, ``state_dict`` and the override points.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from torch import nn
 
 from lightning_unlearn.callbacks import FastClip
 from lightning_unlearn.models import build_model
-from lightning_unlearn.spectral import UnsupportedLayerError
+from lightning_unlearn.spectral import ClipSettings, UnsupportedLayerError
 from lightning_unlearn.training import ClassifierModule, seed_everything
 from lightning_unlearn.training.fit import make_trainer
 
@@ -39,44 +43,63 @@ def _loader(dm, n=None, batch_size=64):
 
 
 class Recording(FastClip):
-    """Records every should_clip call and checks the true (dense SVD) norm of every layer after each event."""
+    """Records every should_clip call (the public override point)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.asked: list[int] = []
-        self.events: list[int] = []
-        self.true_after: list[dict[str, float]] = []
 
     def should_clip(self, step_idx):
         self.asked.append(step_idx)
         return super().should_clip(step_idx)
 
-    def _clip_event(self, trainer, pl_module, step_idx):
-        super()._clip_event(trainer, pl_module, step_idx)
-        self.events.append(step_idx)
-        truth = {}
-        for name, layer in self._layers.items():
-            module = pl_module.get_submodule(name) if "+" not in name else nn.Sequential(*(pl_module.get_submodule(n) for n in name.split("+")))
-            truth[name] = float(dense_singular_values(module, layer.state.input_shape)[0])
-        self.true_after.append(truth)
+
+def _layer_module(pl_module, name):
+    return pl_module.get_submodule(name) if "+" not in name else nn.Sequential(*(pl_module.get_submodule(n) for n in name.split("+")))
 
 
-def test_clips_once_per_optimizer_step_with_accumulation_and_bounds_true_norms(digits_dm, tmp_path):
-    cb = Recording(max_norm=1.0, every_n_steps=4, warmup_iters=30)
+class TrueNorms(pl.Callback):
+    """Listed after a FastClip: the true (dense SVD) norm of every clipped layer right after each of its events."""
+
+    def __init__(self, fc: FastClip):
+        self.fc = fc
+        self.events: list[int] = []  # step_idx of each event
+        self.true_after: list[dict[str, float]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.fc.num_events == len(self.events):
+            return
+        self.events.append(self.fc.records[-1].step - 1)
+        shapes = self.fc.layer_shapes
+        self.true_after.append({n: float(dense_singular_values(_layer_module(pl_module, n), s)[0]) for n, s in shapes.items()})
+
+
+@pytest.mark.parametrize("krylov", [False, True])
+def test_clips_once_per_optimizer_step_with_accumulation_and_bounds_true_norms(digits_dm, tmp_path, krylov):
+    settings = ClipSettings(dense_max_entries=0) if krylov else None  # every layer by block Krylov, or small ones exactly
+    cb = Recording(max_norm=1.0, every_n_steps=4, warmup_iters=30, settings=settings)
+    check = TrueNorms(cb)
     module = _module(digits_dm, lr=0.2)
     # 16 batches of 32 -> 8 optimizer steps with accumulate_grad_batches=2 -> events after steps 4 and 8
-    trainer = make_trainer(max_epochs=1, callbacks=[cb], accumulate_grad_batches=2, logger=CSVLogger(tmp_path), log_every_n_steps=1)
+    trainer = make_trainer(max_epochs=1, callbacks=[cb, check], accumulate_grad_batches=2, logger=CSVLogger(tmp_path), log_every_n_steps=1)
     trainer.fit(module, train_dataloaders=_loader(digits_dm, n=512, batch_size=32))
     assert trainer.global_step == 8
     assert cb.asked == list(range(8))
-    assert cb.events == [3, 7]
-    names = set(cb._layers)
+    assert check.events == [3, 7] and cb.num_events == 2
+    names = set(cb.layer_shapes)
     assert names == {"model.net.features.0", "model.net.features.3", "model.net.features.6", "model.net.features.9",
                      "model.net.features.12", "model.net.fc"}
-    assert cb._layers["model.net.features.0"].state.input_shape == (1, 8, 8)
-    assert cb._layers["model.net.fc"].state.input_shape == (64,)
-    for truth in cb.true_after:
+    assert cb.layer_shapes["model.net.features.0"] == (1, 8, 8)
+    assert cb.layer_shapes["model.net.fc"] == (64,)
+    for truth in check.true_after:
         assert all(v <= 1.01 for v in truth.values()), truth
+    # the public event record: one per layer and event, with the norms before and after
+    assert len(cb.records) == 2 * len(names) and {r.event for r in cb.records} == {1, 2}
+    for r in cb.records:
+        assert r.step in (4, 8) and r.certified and r.seconds > 0 and r.norm_after <= 1.005 + 1e-6
+        assert r.exact == (not krylov and r.layer in {"model.net.fc", "model.net.features.0", "model.net.features.9", "model.net.features.12"})
+    last = {r.layer: r.norm_after for r in cb.records if r.event == 2}
+    assert all(abs(last[n] - t) <= 0.01 for n, t in check.true_after[-1].items())
     # logged through the trainer's logger (and kept in the in-memory history)
     metrics = (Path(trainer.logger.log_dir) / "metrics.csv").read_text().splitlines()[0]
     assert "spectral/model.net.fc/sigma" in metrics and "spectral/model.net.fc/clipped" in metrics
@@ -97,13 +120,14 @@ def test_resume_from_epoch_checkpoint_equals_uninterrupted_run(digits_dm, tmp_pa
 
     ckpt = ModelCheckpoint(dirpath=tmp_path, save_top_k=-1, every_n_epochs=1, filename="{epoch}")
     full, cb_full = run(callbacks=[ckpt])
-    assert cb_full._events == 3
+    assert cb_full.num_events == 3
     first = tmp_path / "epoch=0.ckpt"
     assert first.exists()
     state = torch.load(first, weights_only=False)["callbacks"]
     key = cb_full.state_key
     assert "max_norm" in key and state[key]["version"] == 1 and state[key]["layers"]["model.net.fc"]["vectors"].shape == (4, 64)
-    resumed, _ = run(ckpt_path=first)
+    resumed, cb_resumed = run(ckpt_path=first)
+    assert cb_resumed.num_events == 3 and [r.event for r in cb_resumed.records][:1] == [2]
     a, b = full.state_dict(), resumed.state_dict()
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
@@ -122,10 +146,11 @@ def test_compose_bn_mode_never_writes_bn_buffers(digits_dm):
     module = _module(digits_dm, lr=0.05, net=net)
     buffers = {k: v.clone() for k, v in module.state_dict().items() if "running" in k}
     pairs = [("model.net.features.0", "model.net.features.1"), ("model.net.features.3", "model.net.features.4")]
-    cb = Recording(max_norm=1.0, every_n_steps=2, warmup_iters=20, bn="compose", bn_pairs=pairs)
-    make_trainer(max_epochs=1, callbacks=[cb]).fit(module, train_dataloaders=_loader(digits_dm, n=256, batch_size=64))
-    assert cb.events == [1, 3]
-    for truth in cb.true_after:
+    cb = FastClip(max_norm=1.0, every_n_steps=2, warmup_iters=20, bn="compose", bn_pairs=pairs)
+    check = TrueNorms(cb)
+    make_trainer(max_epochs=1, callbacks=[cb, check]).fit(module, train_dataloaders=_loader(digits_dm, n=256, batch_size=64))
+    assert check.events == [1, 3]
+    for truth in check.true_after:
         assert truth["model.net.features.0+model.net.features.1"] <= 1.01
         assert truth["model.net.features.3+model.net.features.4"] <= 1.01
     assert all(torch.equal(module.state_dict()[k], v) for k, v in buffers.items())
@@ -136,10 +161,11 @@ def test_compose_bn_mode_never_writes_bn_buffers(digits_dm):
 def test_clamp_bn_mode_bounds_gains(digits_dm):
     gains_after: list[float] = []
 
-    class Check(FastClip):
-        def _clip_event(self, trainer, pl_module, step_idx):
-            super()._clip_event(trainer, pl_module, step_idx)
-            gains_after.append(max(float((m.weight.abs() / torch.sqrt(m.running_var + m.eps)).max()) for m in self._bn_modules.values()))
+    class Check(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if cb.num_events > len(gains_after):
+                bns = [m for m in pl_module.modules() if isinstance(m, nn.BatchNorm2d)]
+                gains_after.append(max(float((m.weight.detach().abs() / torch.sqrt(m.running_var + m.eps)).max()) for m in bns))
 
     module = _module(digits_dm, lr=0.05)
     with torch.no_grad():
@@ -147,8 +173,8 @@ def test_clamp_bn_mode_bounds_gains(digits_dm):
             if isinstance(m, nn.BatchNorm2d):
                 m.weight.fill_(3.0)  # gains start far above c = 1
     running = {k: v.clone() for k, v in module.state_dict().items() if "running" in k}
-    cb = Check(max_norm=1.0, every_n_steps=2, warmup_iters=10, track_iters=0, bn="clamp")
-    make_trainer(max_epochs=1, callbacks=[cb]).fit(module, train_dataloaders=_loader(digits_dm, n=128, batch_size=64))
+    cb = FastClip(max_norm=1.0, every_n_steps=2, warmup_iters=10, track_iters=0, bn="clamp")
+    make_trainer(max_epochs=1, callbacks=[cb, Check()]).fit(module, train_dataloaders=_loader(digits_dm, n=128, batch_size=64))
     assert len(gains_after) == 1 and gains_after[0] <= 1.0 + 1e-6
     assert any(not torch.equal(module.state_dict()[k], v) for k, v in running.items())  # training moved them, not us
 
@@ -172,8 +198,8 @@ def test_unsupported_layers_skipped_with_note_or_raised_when_named(digits_dm, ca
     cb = Everything(every_n_steps=1, warmup_iters=5)
     with caplog.at_level(logging.INFO, logger="lightning_unlearn.callbacks.fastclip"):
         make_trainer(max_epochs=1, callbacks=[cb]).fit(module, train_dataloaders=_loader(digits_dm, n=64))
-    assert set(cb._layers) == {"model.conv", "model.fc"}
-    assert any("'model.ln' (LayerNorm)" in r.getMessage() and "skipped" in r.getMessage() for r in caplog.records)
+    assert set(cb.layer_shapes) == {"model.conv", "model.fc"}
+    assert any("'model.ln' skipped" in r.getMessage() and "LayerNorm" in r.getMessage() for r in caplog.records)
     with pytest.raises(UnsupportedLayerError, match="'model.ln' \\(LayerNorm\\)"):
         make_trainer(max_epochs=1, callbacks=[FastClip(modules=["model.conv", "model.ln"])]).fit(
             _module(digits_dm, net=WithNorm()), train_dataloaders=_loader(digits_dm, n=64)
@@ -203,7 +229,14 @@ def test_arguments_validated_and_state_versioned():
         FastClip(max_norm=0.0)
     with pytest.raises(ValueError, match="headroom must be in"):
         FastClip(headroom=0.01)
+    with pytest.raises(ValueError, match="certify_every must be a positive int, got 0"):
+        FastClip(certify_every=0)
+    with pytest.raises(TypeError, match="settings must be a ClipSettings"):
+        FastClip(settings={"k": 2})
     assert FastClip(tol=0.02).headroom == 0.01
+    # keyword arguments override the settings object's fields; the rest comes from it
+    fc = FastClip(k=6, settings=ClipSettings(k=2, cert_depth=20, tol=0.02))
+    assert fc.settings == ClipSettings(k=6, cert_depth=20, tol=0.02) and fc.k == 6
     a, b = FastClip(max_norm=1.0), FastClip(max_norm=2.0)
     assert a.state_key != b.state_key
     state = a.state_dict()
@@ -222,9 +255,95 @@ def test_ddp_ranks_bit_identical_after_clip_events(tmp_path):
         cwd=Path(__file__).resolve().parents[1],
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    r0, r1 = torch.load(tmp_path / "rank0.pt", weights_only=False), torch.load(tmp_path / "rank1.pt", weights_only=False)
     assert r0["events"] == r1["events"] == 3
     assert r0["params"].keys() == r1["params"].keys() and len(r0["params"]) > 0
     assert all(torch.equal(r0["params"][k], r1["params"][k]) for k in r0["params"])
     assert all(torch.equal(r0["vectors"][k], r1["vectors"][k]) for k in r0["vectors"])
     assert max(r0["true_norms"].values()) <= 1.01
+
+
+class WithOddModules(nn.Module):
+    """A conv net with a custom module holding a ``weight``, an LSTM and a Linear subclass that triples its output."""
+
+    class Gain(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.tensor(2.0))
+
+        def forward(self, x):
+            return self.weight * x
+
+    class Tripled(nn.Linear):
+        def forward(self, x):
+            return 3 * super().forward(x)
+
+    def __init__(self, *, lstm: bool = True, tripled: bool = True):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.gain = self.Gain()
+        self.lstm = nn.LSTM(4, 4, batch_first=True) if lstm else None
+        self.fc = (self.Tripled if tripled else nn.Linear)(4 * 64, 10)
+
+    def forward(self, x):
+        h = self.gain(self.conv(x))
+        if self.lstm is not None:
+            b = h.shape[0]
+            h = self.lstm(h.flatten(2).transpose(1, 2))[0].transpose(1, 2).reshape(b, 4, 8, 8)
+        return self.fc(h.flatten(1))
+
+
+def test_every_module_with_weights_it_cannot_clip_raises_or_is_skipped_once(digits_dm, caplog):
+    with caplog.at_level(logging.INFO, logger="lightning_unlearn.callbacks.fastclip"):
+        cb = FastClip(every_n_steps=1, warmup_iters=5)
+        trainer = make_trainer(max_epochs=2, callbacks=[cb])
+        trainer.fit(_module(digits_dm, net=WithOddModules()), train_dataloaders=_loader(digits_dm, n=64))
+    assert set(cb.layer_shapes) == {"model.conv"}
+    notes = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    for name, what in (("model.gain", "Gain"), ("model.lstm", "LSTM"), ("model.fc", "overrides forward")):
+        hits = [m for m in notes if f"{name!r} skipped" in m]
+        assert len(hits) == 1 and what in hits[0], (name, notes)  # once, although setup ran for a fit of two epochs
+    for net, match in (
+        (WithOddModules(lstm=False, tripled=False), "'model.gain' \\(Gain\\) is not a supported"),
+        (WithOddModules(tripled=False), "'model.gain'|'model.lstm'"),
+        (WithOddModules(lstm=False), "'model.gain'|overrides forward"),
+    ):
+        with pytest.raises(UnsupportedLayerError, match=match):
+            make_trainer(max_epochs=1, callbacks=[FastClip(on_unsupported="raise")]).fit(_module(digits_dm, net=net), train_dataloaders=_loader(digits_dm, n=64))
+
+
+def test_weight_norm_layers_are_clipped_through_their_parametrization(digits_dm):
+    from torch.nn.utils import parametrizations
+
+    net = nn.Sequential(nn.Flatten(), parametrizations.weight_norm(nn.Linear(64, 32)), nn.ReLU(), nn.Linear(32, 10))
+    with torch.no_grad():
+        net[1].parametrizations.weight.original0.mul_(5.0)
+    module = _module(digits_dm, lr=0.1, net=net)
+    cb = FastClip(max_norm=1.0, every_n_steps=2)
+    check = TrueNorms(cb)
+    make_trainer(max_epochs=1, callbacks=[cb, check]).fit(module, train_dataloaders=_loader(digits_dm, n=256))
+    assert "model.1" in cb.layer_shapes and check.events
+    for truth in check.true_after:
+        assert truth["model.1"] <= 1.01, truth
+    assert {r.layer for r in cb.records} == {"model.1", "model.3"}
+
+
+def test_certify_every_marks_which_events_are_certified(digits_dm):
+    cb = FastClip(max_norm=1.0, every_n_steps=1, certify_every=3, warmup_iters=10)
+    check = TrueNorms(cb)
+    make_trainer(max_epochs=1, callbacks=[cb, check]).fit(_module(digits_dm, lr=0.05), train_dataloaders=_loader(digits_dm, n=448))
+    certified = {r.event: r.certified for r in cb.records if not r.exact}
+    assert [certified[e] for e in sorted(certified)] == [e % 3 == 1 for e in sorted(certified)]
+    assert all(r.certified for r in cb.records if r.exact)  # exactly solved layers are always exact
+    for event, truth in enumerate(check.true_after, start=1):
+        if event % 3 == 1:
+            assert all(v <= 1.01 for v in truth.values()), (event, truth)
+
+
+def test_history_keeps_the_pipeline_format(digits_dm):
+    # (step, layer, kind, value) tuples; kind "sigma" at tracking steps and events, "clipped" at events
+    cb = FastClip(max_norm=1.0, every_n_steps=3)
+    make_trainer(max_epochs=1, callbacks=[cb], log_every_n_steps=2).fit(_module(digits_dm), train_dataloaders=_loader(digits_dm, n=384))
+    kinds = {(s, kind) for s, layer, kind, _ in cb.history if layer == "model.net.fc"}
+    assert {(3, "sigma"), (3, "clipped"), (2, "sigma"), (4, "sigma"), (6, "clipped")} <= kinds
+    assert all(isinstance(v, float) for *_, v in cb.history)

@@ -139,17 +139,21 @@ def test_clip_lands_within_tolerance(name, start):
     assert all(p.grad is None for p in module.parameters())
 
 
+@pytest.mark.parametrize("krylov", [False, True])
 @pytest.mark.parametrize("name", ["conv2d", "conv2d_stride2", "conv1d", "convT2d_stride2", "linear", "conv_bn"])
-def test_clip_two_sided_raises_from_below(name):
+def test_clip_two_sided_raises_from_below(name, krylov):
+    from lightning_unlearn.spectral import ClipSettings
+
     c = 1.0
     module, shape = _case(name, seed=3)
     lm = linear_map(module)
     with torch.no_grad():
         lm.tensors[lm.clip_tensor].mul_(0.5 * c / float(dense_singular_values(module, shape)[0]))
+    settings = ClipSettings(headroom=0.0, dense_max_entries=0 if krylov else 2**18)
     one_sided = copy.deepcopy(module)
-    clip_(one_sided, shape, c)
+    clip_(one_sided, shape, c, settings=settings)
     assert all(torch.equal(a, b) for a, b in zip(one_sided.state_dict().values(), module.state_dict().values()))
-    clip_(module, shape, c, two_sided=True)
+    clip_(module, shape, c, two_sided=True, settings=settings)
     truth = float(dense_singular_values(module, shape)[0])
     assert 0.99 * c <= truth <= 1.01 * c, truth
 
@@ -289,3 +293,252 @@ def test_clip_layer_fallback_scales_exactly_without_reestimating(name, max_steps
     assert res.fallbacks == (1 if max_steps == 0 else res.fallbacks)
     assert c * (1 - tol) <= float(truth[0]) <= c * (1 + tol), (name, float(truth[0]))
     assert float(res.sigma[0]) == pytest.approx(float(truth[0]), rel=2e-3)
+
+
+# --------------------------------------------------------------------------- never above the spectrum
+def _small_layers():
+    """Layers whose input dimension is smaller than the Krylov spaces below (and rank-deficient ones)."""
+    g = torch.Generator().manual_seed(7)
+    low = nn.Linear(40, 40, bias=False)
+    circ = nn.Conv2d(2, 2, 3, padding=1, padding_mode="circular")  # symmetric: repeated singular values
+    flat = nn.Linear(16, 16, bias=False)  # a flat spectrum: every vector is (almost) a singular vector
+    with torch.no_grad():
+        low.weight.copy_(torch.randn(40, 3, generator=g) @ torch.randn(3, 40, generator=g))
+        flat.weight.copy_(2 * torch.eye(16))
+        flat.weight[0, 0] = 2.0000002
+    torch.manual_seed(7)
+    return [
+        ("head 64->10", nn.Linear(64, 10), (64,)),
+        ("rank 3", low, (40,)),
+        ("circular conv", circ, (2, 4, 4)),
+        ("conv", nn.Conv2d(2, 3, 3, padding=1), (2, 5, 5)),
+        ("conv-bn stride 2", nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), _randomize_bn(nn.BatchNorm2d(4), 7)).eval(), (3, 6, 6)),
+        ("flat", flat, (16,)),
+    ]
+
+
+@pytest.mark.parametrize("reorth", ["auto", "local", "full"])
+def test_block_krylov_never_returns_a_value_above_sigma_1(reorth):
+    # Property: whatever the start block (any size, up to beyond the dimension; unnormalised;
+    # duplicated rows; rows confined to a subspace) and whatever the depth (the Krylov space
+    # larger than the operator's dimension), every Ritz value is at most the dense sigma_1.
+    from lightning_unlearn.spectral import Operator, block_krylov
+
+    for name, module, shape in _small_layers():
+        truth = float(dense_singular_values(module, shape)[0])
+        op = Operator(linear_map(module), shape)
+        n = op.n
+        for b in (1, 3, 8, 13, n // 2 + 1, n, n + 5):
+            for depth in (0, 1, 4, 12, 40):
+                g = torch.Generator().manual_seed(1000 * b + depth)
+                v = torch.randn(b, n, generator=g) * (10 * torch.rand(b, 1, generator=g))
+                for kind in range(3):
+                    w = v.clone()
+                    if kind == 1:
+                        w = torch.cat([v[: b // 2], v[: b - b // 2]])  # duplicated rows
+                    elif kind == 2:
+                        w[:, : n // 2] = 0  # rows confined to half the space
+                    with torch.no_grad():
+                        r = block_krylov(op, w, depth, reorth=reorth)
+                    assert float(r.sigma.max()) <= truth * (1 + 1e-5), (name, b, depth, kind, float(r.sigma.max()), truth)
+                    assert torch.all(r.sigma[:-1] >= r.sigma[1:])
+
+
+def test_block_krylov_the_issue_head_case():
+    # The case that used to return 2.211 for a true 1.311: 4 warm unit vectors plus 4 fresh
+    # unnormalised Gaussian vectors, depth 12, on a 64 -> 10 classifier head (Krylov space 104 > 64).
+    from lightning_unlearn.spectral import Operator, block_krylov
+
+    torch.manual_seed(0)
+    head = nn.Linear(64, 10)
+    truth = dense_singular_values(head, (64,))
+    op = Operator(linear_map(head), (64,))
+    _, _, vh = torch.linalg.svd(head.weight.detach())
+    start = torch.cat([vh[:4], 8 * torch.randn(4, 64, generator=torch.Generator().manual_seed(1))])
+    r = block_krylov(op, start, 12)
+    assert float(r.sigma[0]) <= float(truth[0]) * (1 + 1e-5)
+    assert torch.allclose(r.sigma[:4].double(), truth[:4], rtol=1e-5)
+
+
+def test_exact_spectrum_matches_dense_svd():
+    from lightning_unlearn.spectral import Operator
+    from lightning_unlearn.spectral.dense import exact_spectrum
+
+    for name in ("conv2d_stride2", "convT2d_stride2", "linear", "conv_bn", "conv1d"):
+        module, shape = _case(name, seed=3)
+        op = Operator(linear_map(module), shape)
+        spec = exact_spectrum(op)
+        truth = dense_singular_values(module, shape)
+        r = min(len(spec.sigma), 6)
+        assert torch.allclose(spec.sigma[:r].double(), truth[:r], rtol=1e-5, atol=1e-6), name
+        # right singular vectors: ||M v_i|| = sigma_i
+        mv = op.forward(spec.vectors[:r]).flatten(1)
+        assert torch.allclose(torch.linalg.vector_norm(mv, dim=1), spec.sigma[:r], rtol=1e-4), name
+
+
+
+
+def _krylov_settings(**kw):
+    from lightning_unlearn.spectral import ClipSettings
+
+    return ClipSettings(dense_max_entries=0, headroom=0.0, **kw)
+
+
+@pytest.mark.parametrize("name", CLIPPABLE)
+@pytest.mark.parametrize("start", [3.0, 1.2])
+def test_clip_by_krylov_lands_within_tolerance(name, start):
+    # The same cases as above, with exact solves switched off: block Krylov estimates and certification.
+    c = 1.0
+    module, shape = _case(name, seed=2)
+    lm = linear_map(module)
+    with torch.no_grad():
+        lm.tensors[lm.clip_tensor].mul_(start * c / float(dense_singular_values(module, shape)[0]))
+    snap = _snapshot(module)
+    new = clip_(module, shape, c, settings=_krylov_settings())
+    truth = float(dense_singular_values(module, shape)[0])
+    assert c * (1 - 1e-4) <= truth <= 1.01 * c, (name, start, truth)
+    assert abs(float(new) - truth) <= 0.01 * c
+    _assert_unchanged(module, snap, except_names=(lm.clip_tensor,))
+
+
+@pytest.mark.parametrize("krylov", [False, True])
+def test_a_layer_below_the_target_is_left_bit_identical(krylov):
+    from lightning_unlearn.spectral import ClipSettings
+
+    for name in ("conv2d", "conv2d_stride2", "linear", "conv_bn"):
+        module, shape = _case(name, seed=6)
+        lm = linear_map(module)
+        with torch.no_grad():
+            lm.tensors[lm.clip_tensor].mul_(0.7 / float(dense_singular_values(module, shape)[0]))
+        before = {k: v.clone() for k, v in module.state_dict().items()}
+        settings = _krylov_settings() if krylov else ClipSettings()
+        clip_(module, shape, 1.0, settings=settings)
+        assert all(torch.equal(v, before[k]) for k, v in module.state_dict().items()), name
+
+
+def test_excess_mask_is_a_fixed_size_decision():
+    from lightning_unlearn.spectral import excess_mask
+
+    sigma = torch.tensor([1.5, 1.004, 1.006, 0.2])
+    mask, exc = excess_mask(sigma, 1.0, tol=0.01, headroom=0.005)
+    assert mask.tolist() == [True, False, True, False]
+    assert torch.allclose(exc, torch.tensor([0.505, 0.0, 0.011, 0.0]))
+    mask, exc = excess_mask(torch.tensor([[0.5, 0.1], [2.0, 0.1]]), 1.0, two_sided=True)
+    assert mask.tolist() == [[True, False], [True, False]]
+    assert torch.allclose(exc, torch.tensor([[-0.5, 0.0], [1.0, 0.0]]))
+    mask, _ = excess_mask(torch.tensor([float("nan"), 2.0]), 1.0)
+    assert mask.tolist() == [False, True]
+
+
+def test_probes_run_without_tf32_and_restore_the_flags():
+    from lightning_unlearn.spectral import full_precision
+
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        with full_precision():
+            assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+def test_settings_are_validated_with_the_bad_value():
+    from lightning_unlearn.spectral import ClipSettings
+
+    with pytest.raises(ValueError, match="headroom must be in \\[0, tol=0.01\\), got 0.02"):
+        ClipSettings(headroom=0.02)
+    with pytest.raises(ValueError, match="cert_depth must be a positive int, got 0"):
+        ClipSettings(cert_depth=0)
+    with pytest.raises(ValueError, match="k must be a positive int"):
+        ClipSettings(k=0)
+    s = ClipSettings(tol=0.02)
+    assert s.resolved_headroom == 0.01 and s.resolved_fresh == 4
+    assert s.replace(k=8, fresh=None).k == 8 and s.replace(k=8).tol == 0.02
+
+
+# --------------------------------------------------------------------------- the map the module computes
+def test_weight_norm_parametrized_layers_are_clipped_through_the_parametrization():
+    from torch.nn.utils import parametrizations
+
+    for make, shape in ((lambda: nn.Linear(12, 8), (12,)), (lambda: nn.Conv2d(2, 3, 3, padding=1), (2, 5, 5))):
+        torch.manual_seed(0)
+        module = parametrizations.weight_norm(make())
+        with torch.no_grad():
+            module.parametrizations.weight.original0.mul_(5.0)  # g: the computed weight is 5x larger
+        truth0 = float(dense_singular_values(module, shape)[0])
+        assert truth0 > 2
+        assert abs(float(singular_values(module, shape)[0]) - truth0) <= 1e-4 * truth0
+        clip_(module, shape, 1.0)
+        assert 1.0 - 1e-4 <= float(dense_singular_values(module, shape)[0]) <= 1.01
+
+
+def test_legacy_weight_norm_hook_is_clipped_through_g_and_v():
+    import warnings
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = torch.nn.utils.weight_norm(nn.Linear(10, 6))
+    with torch.no_grad():
+        module.weight_g.mul_(4.0)
+    x = torch.randn(3, 10)
+    module(x)  # the hook recomputes weight from (g, v) at each forward
+    clip_(module, (10,), 1.0)
+    assert 1.0 - 1e-4 <= float(dense_singular_values(module, (10,))[0]) <= 1.01  # the forward recomputes from g, v
+
+
+@pytest.mark.parametrize("kind", ["spectral_norm", "orthogonal", "legacy_spectral_norm"])
+def test_parametrizations_that_cannot_represent_a_clipped_weight_are_refused(kind):
+    from torch.nn.utils import parametrizations
+
+    lin = nn.Linear(6, 6)
+    if kind == "spectral_norm":
+        module = parametrizations.spectral_norm(lin)
+    elif kind == "orthogonal":
+        module = parametrizations.orthogonal(lin)
+    else:
+        module = torch.nn.utils.spectral_norm(lin)
+    with pytest.raises(UnsupportedLayerError, match="cannot be (clipped|written)"):
+        linear_map(module)
+    assert not is_supported(module)
+
+
+def test_a_subclass_that_overrides_forward_is_not_its_base_class():
+    class ThreeTimes(nn.Linear):
+        def forward(self, x):
+            return 3 * super().forward(x)
+
+    class Tagged(nn.Linear):  # no forward override: still a Linear
+        tag = "x"
+
+    with pytest.raises(UnsupportedLayerError, match="overrides forward of the registered Linear.*register_spectral\\(ThreeTimes\\)"):
+        linear_map(ThreeTimes(4, 4), name="head")
+    assert is_supported(Tagged(4, 4))
+
+    @register_spectral(ThreeTimes)
+    def _three(module):
+        return LinearMap(apply=lambda t, x: 3 * torch.nn.functional.linear(x, t["weight"]), tensors={"weight": module.weight}, clip_tensor="weight")
+
+    m = ThreeTimes(4, 4)
+    truth = float(dense_singular_values(m, (4,))[0])
+    assert abs(float(singular_values(m, (4,))[0]) - truth) <= 1e-4 * truth
+    clip_(m, (4,), 1.0)
+    assert 1.0 - 1e-4 <= float(dense_singular_values(m, (4,))[0]) <= 1.01
+
+
+@pytest.mark.parametrize("krylov", [False, True])
+@pytest.mark.parametrize("options", [dict(prescale=True), dict(max_steps=3), dict(max_steps=3, prescale=True, est_depth=0)])
+def test_clip_layer_options_keep_the_bound(krylov, options):
+    # the prescale, the second round of steps and a depth-0 opening estimate all end within tolerance
+    from lightning_unlearn.spectral import ClipSettings, clip_layer
+
+    for name in ("conv2d", "conv2d_stride2", "conv_bn"):
+        module, shape, lm, gen, v0 = _scaled_case(name, seed=8, start=3.0)
+        settings = ClipSettings(dense_max_entries=0 if krylov else 2**18, **options)
+        with torch.no_grad():
+            res = clip_layer(lm, shape, 1.0, v0, generator=gen, settings=settings)
+        truth = float(dense_singular_values(module, shape)[0])
+        assert 0.98 <= truth <= 1.01, (name, options, truth)
+        assert res.certified and abs(float(res.sigma[0]) - truth) <= 0.01

@@ -14,18 +14,80 @@ Users add layer types without editing this file::
     @register_spectral(MyLayer)
     def _my_layer(module: MyLayer) -> LinearMap:
         return LinearMap(apply=lambda t, x: my_linear_part(x, t["weight"]), tensors={"weight": module.weight}, clip_tensor="weight")
+
+The map must be the one the module computes. :func:`linear_map` therefore refuses a subclass
+that overrides ``forward`` (``class Scaled(nn.Linear)`` returning ``3 * W x`` is not the map of
+``nn.Linear``) unless the subclass is registered itself, and it reads and writes parametrized
+weights through their parametrization (see :class:`TensorSlot`): a ``weight_norm``-parametrized
+layer computes ``g * v / ||v||``, and writing ``weight`` must go through ``(g, v)``.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 
 Apply = Callable[[Mapping[str, torch.Tensor], torch.Tensor], torch.Tensor]
+
+
+class UnsupportedLayerError(TypeError):
+    """A module with no registered linear map (or one that is not implicitly linear as configured)."""
+
+
+class TensorSlot:
+    """A tensor of a :class:`LinearMap` that is computed from the module's parameters.
+
+    Plain entries of ``LinearMap.tensors`` are live parameters or buffers, read by ``detach()``
+    and written in place. A slot stands for a weight that a parametrization computes (e.g.
+    ``torch.nn.utils.parametrizations.weight_norm``, where ``weight = g * v / ||v||``): reading it
+    evaluates the parametrization, writing it stores the originals given by the
+    parametrization's ``right_inverse``, in place (the parameter objects, and so the optimizer's
+    references to them, stay the same).
+    """
+
+    def __init__(self, module: nn.Module, attr: str, *, legacy_hook=None) -> None:
+        self.module = module
+        self.attr = attr
+        self._legacy = legacy_hook  # torch.nn.utils.weight_norm's pre-forward hook object, if that is the mechanism
+
+    def get(self) -> torch.Tensor:
+        """The weight the module computes now (detached)."""
+        with torch.no_grad():
+            if self._legacy is not None:
+                return self._legacy.compute_weight(self.module).detach()
+            return getattr(self.module, self.attr).detach()
+
+    def originals(self) -> list[torch.Tensor]:
+        """The live tensors that :meth:`set_` writes."""
+        if self._legacy is not None:
+            return [getattr(self.module, self.attr + "_g"), getattr(self.module, self.attr + "_v")]
+        plist = self.module.parametrizations[self.attr]
+        if plist.is_tensor:
+            return [plist.original]
+        return [getattr(plist, f"original{i}") for i in range(plist.ntensors)]
+
+    def set_(self, value: torch.Tensor) -> None:
+        """Make the computed weight equal ``value`` by writing the originals in place."""
+        with torch.no_grad():
+            if self._legacy is not None:
+                g, v = self.originals()
+                v.copy_(value)
+                g.copy_(torch.norm_except_dim(value, 2, self._legacy.dim))
+                setattr(self.module, self.attr, self._legacy.compute_weight(self.module))
+                return
+            plist = self.module.parametrizations[self.attr]
+            new = value
+            for p in reversed(plist):  # the inverse registration order, as ParametrizationList.right_inverse
+                new = p.right_inverse(new)
+            news = [new] if plist.is_tensor else list(new)
+            for dest, src in zip(self.originals(), news):
+                dest.copy_(src)
 
 
 @dataclass
@@ -35,22 +97,57 @@ class LinearMap:
     Attributes:
         apply: ``apply(tensors, x)``: ``x`` of shape ``(B, *input_shape)`` -> ``f(x)`` of shape
             ``(B, *output_shape)``, linear in ``x`` and computed only from ``tensors``.
-        tensors: the live tensors ``apply`` needs, by name (module parameters and buffers).
+        tensors: what ``apply`` needs, by name: live module parameters and buffers, or
+            :class:`TensorSlot` entries for parametrized weights (filled in by :func:`linear_map`).
         clip_tensor: name of the tensor ``clip_`` changes by default (the kernel); ``f`` must be
             linear in it, so scaling it by ``s`` scales every singular value by ``|s|``.
             ``None`` when the layer has nothing to clip.
         closed_form: optional ``closed_form(tensors, input_shape)`` -> all singular values
             (any order), for layers whose spectrum is explicit (batch norm).
+        matrix: optional ``matrix(tensors)`` -> a 2-D ``(out, in)`` matrix with the same nonzero
+            singular values as ``f`` at every input shape (``nn.Linear``: the weight, since a
+            Linear acting on ``(..., in)`` is ``I (x) W``). Exact solvers use it instead of the
+            dense Jacobian; when it returns ``tensors[clip_tensor]`` itself, one exact SVD update
+            clips the layer.
+        vector_grads: optional ``vector_grads(tensors, v, u)`` -> ``(a, *shape of the clip tensor)``,
+            row ``i`` the gradient of ``<u_i, f(v_i)>`` with respect to the clip tensor, for ``v``
+            ``(a, *input_shape)`` and ``u`` ``(a, *output_shape)``: a closed form that the
+            Gauss-Newton step uses instead of a vmapped autograd gradient (a Conv2d's is a batched
+            product of ``u`` with the unfolded ``v``, several times faster on CPU).
     """
 
     apply: Apply
-    tensors: dict[str, torch.Tensor]
+    tensors: dict[str, torch.Tensor | TensorSlot]
     clip_tensor: str | None = None
     closed_form: Callable[[Mapping[str, torch.Tensor], tuple[int, ...]], torch.Tensor] | None = field(default=None)
+    matrix: Callable[[Mapping[str, torch.Tensor]], torch.Tensor] | None = field(default=None)
+    vector_grads: Callable[[Mapping[str, torch.Tensor], torch.Tensor, torch.Tensor], torch.Tensor] | None = field(default=None)
 
+    def values(self) -> dict[str, torch.Tensor]:
+        """The current value of every tensor, detached (slots evaluated)."""
+        return {k: (v.get() if isinstance(v, TensorSlot) else v.detach()) for k, v in self.tensors.items()}
 
-class UnsupportedLayerError(TypeError):
-    """A module with no registered linear map (or one that is not implicitly linear as configured)."""
+    def value(self, name: str) -> torch.Tensor:
+        v = self.tensors[name]
+        return v.get() if isinstance(v, TensorSlot) else v.detach()
+
+    def write_(self, name: str, new: torch.Tensor) -> None:
+        """Set tensor ``name`` to ``new`` in place (through its parametrization for a slot)."""
+        with torch.no_grad():
+            t = self.tensors[name]
+            if isinstance(t, TensorSlot):
+                t.set_(new.to(dtype=t.get().dtype))
+            else:
+                t.copy_(new)
+
+    def live_tensors(self, name: str) -> list[torch.Tensor]:
+        """The module tensors that :meth:`write_` changes for ``name`` (what a DDP broadcast must send)."""
+        t = self.tensors[name]
+        return t.originals() if isinstance(t, TensorSlot) else [t]
+
+    def is_exact_matrix(self) -> bool:
+        """Whether ``matrix`` is the clipped tensor itself (so an SVD update clips exactly)."""
+        return self.matrix is not None and self.clip_tensor is not None and getattr(self.matrix, "is_clip_tensor", False)
 
 
 _REGISTRY: dict[type[nn.Module], Callable[[nn.Module], LinearMap]] = {}
@@ -60,7 +157,8 @@ def register_spectral(*module_types: type[nn.Module]) -> Callable:
     """Decorator registering ``fn(module) -> LinearMap`` for each of ``module_types``.
 
     Lookup walks the module's MRO, so a subclass of ``nn.Conv2d`` uses the ``nn.Conv2d`` entry
-    unless it registers its own.
+    unless it registers its own, provided it does not override ``forward`` (a subclass that
+    does computes a different map, and must be registered to be supported).
     """
 
     def decorator(fn: Callable[[nn.Module], LinearMap]) -> Callable[[nn.Module], LinearMap]:
@@ -71,27 +169,126 @@ def register_spectral(*module_types: type[nn.Module]) -> Callable:
     return decorator
 
 
+def _label(module: nn.Module, name: str | None) -> str:
+    cls = parametrize.type_before_parametrizations(module).__name__
+    return f"{name!r} ({cls})" if name else cls
+
+
+def _registered_entry(module: nn.Module, name: str | None) -> Callable[[nn.Module], LinearMap]:
+    cls = parametrize.type_before_parametrizations(module)
+    for t in cls.__mro__:
+        if t in _REGISTRY:
+            # A subclass that overrides forward (anywhere between its own class and the registered
+            # base) computes something else than the base's map: never borrow the base's entry.
+            for sub in cls.__mro__[: cls.__mro__.index(t)]:
+                if "forward" in sub.__dict__:
+                    raise UnsupportedLayerError(
+                        f"module {_label(module, name)} overrides forward of the registered {t.__name__} (in {sub.__name__}), "
+                        f"so its map is not {t.__name__}'s; register one with "
+                        f"lightning_unlearn.spectral.register_spectral({cls.__name__})"
+                    )
+            return _REGISTRY[t]
+    supported = ", ".join(sorted(t.__name__ for t in _REGISTRY))
+    raise UnsupportedLayerError(
+        f"module {_label(module, name)} is not a supported implicitly linear layer; supported types: {supported} "
+        "(register more with lightning_unlearn.spectral.register_spectral)"
+    )
+
+
+def _legacy_hooks(module: nn.Module) -> dict[str, object]:
+    """``{tensor name: hook}`` for the pre-forward-hook reparametrizations of ``torch.nn.utils``."""
+    out = {}
+    for hook in module._forward_pre_hooks.values():
+        if hasattr(hook, "name") and hasattr(hook, "compute_weight"):
+            out[hook.name] = hook
+    return out
+
+
+def _roundtrips(module: nn.Module, make_slot: Callable[[nn.Module], TensorSlot]) -> bool:
+    """Whether writing a weight through the parametrization reproduces it (on a copy of the module).
+
+    Checked with a rescaled weight and a rank-one perturbation: ``weight_norm`` passes (its
+    ``right_inverse`` is exact), ``spectral_norm`` and ``orthogonal`` do not (their forward
+    renormalises whatever is stored, so a clipped weight cannot be represented).
+    """
+    twin = copy.deepcopy(module)
+    slot = make_slot(twin)
+    w = slot.get().float()
+    if w.numel() == 0:
+        return True
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(w.shape[0], generator=g).to(w.device)
+    b = torch.randn(w[0].numel(), generator=g).to(w.device)
+    bump = (a[:, None] * b[None, :]).reshape(w.shape) * (w.norm() / max(1.0, float(a.norm() * b.norm())))
+    for target in (0.5 * w, w + 0.3 * bump):
+        slot.set_(target)
+        back = slot.get().float()
+        if not torch.allclose(back, target, rtol=1e-4, atol=1e-6 * float(target.abs().max().clamp_min(1e-30))):
+            return False
+    return True
+
+
+def _build(module: nn.Module, fn: Callable[[nn.Module], LinearMap], name: str | None) -> LinearMap:
+    legacy = _legacy_hooks(module)
+    plist = module.parametrizations if parametrize.is_parametrized(module) else {}
+    if not legacy and not plist:
+        return fn(module)
+    # Inside one ``cached()`` context every read of a parametrized attribute returns the same
+    # tensor object, so the entries of the registered map can be matched to their attribute.
+    with parametrize.cached():
+        lmap = fn(module)
+        current = {attr: getattr(module, attr) for attr in list(plist) + list(legacy)}
+        matched = {key: next((a for a, v in current.items() if v is t), None) for key, t in lmap.tensors.items()}
+    tensors = dict(lmap.tensors)
+    for key, attr in matched.items():
+        if attr is None:
+            continue
+        if attr in legacy and not hasattr(module, attr + "_g"):
+            raise UnsupportedLayerError(
+                f"module {_label(module, name)}: {attr!r} is computed by {type(legacy[attr]).__name__} (a torch.nn.utils "
+                "hook that renormalises the stored weight), so a clipped weight cannot be written; remove it or do not clip this layer"
+            )
+        if attr in legacy:
+            # torch.nn.utils.weight_norm: weight = g * v / ||v||, written exactly as v = W, g = ||W||
+            # (such a module cannot be deep-copied for the check below once it has run forward)
+            tensors[key] = TensorSlot(module, attr, legacy_hook=legacy[attr])
+            continue
+        make = lambda m, a=attr: TensorSlot(m, a)  # noqa: E731
+        if not _roundtrips(module, make):
+            kinds = ", ".join(type(p).__name__ for p in plist[attr])
+            raise UnsupportedLayerError(
+                f"module {_label(module, name)}: {attr!r} is parametrized by {kinds}, whose right_inverse does not "
+                "reproduce a clipped weight (its forward renormalises what is stored), so it cannot be clipped; "
+                "weight_norm is supported"
+            )
+        tensors[key] = make(module)
+    return LinearMap(apply=lmap.apply, tensors=tensors, clip_tensor=lmap.clip_tensor, closed_form=lmap.closed_form,
+                     matrix=lmap.matrix, vector_grads=lmap.vector_grads)
+
+
 def is_supported(module: nn.Module) -> bool:
-    """Whether a linear map is registered for ``type(module)`` (or one of its base classes)."""
-    return any(t in _REGISTRY for t in type(module).__mro__)
+    """Whether :func:`linear_map` can build the module's map (registered type, no foreign ``forward``, writable weights)."""
+    try:
+        linear_map(module)
+    except UnsupportedLayerError:
+        return False
+    return True
 
 
 def linear_map(module: nn.Module, *, name: str | None = None) -> LinearMap:
     """The registered :class:`LinearMap` of ``module``.
 
+    Parametrized weights (``torch.nn.utils.parametrize``, or the older ``torch.nn.utils.weight_norm``
+    hook) are read through their parametrization and written through its ``right_inverse``,
+    when that reproduces any weight written (``weight_norm``); otherwise the layer is refused.
+
     Raises:
-        UnsupportedLayerError: no entry is registered, or the layer is not implicitly linear in
-            its configuration; the message names the module.
+        UnsupportedLayerError: no entry is registered for the module's type, the module
+            overrides ``forward`` of a registered base class, its weight is parametrized in a way
+            that cannot be written, or the layer is not implicitly linear in its configuration;
+            the message names the module.
     """
-    for t in type(module).__mro__:
-        if t in _REGISTRY:
-            return _REGISTRY[t](module)
-    label = f"{name!r} ({type(module).__name__})" if name else type(module).__name__
-    supported = ", ".join(sorted(t.__name__ for t in _REGISTRY))
-    raise UnsupportedLayerError(
-        f"module {label} is not a supported implicitly linear layer; supported types: {supported} "
-        "(register more with lightning_unlearn.spectral.register_spectral)"
-    )
+    return _build(module, _registered_entry(module, name), name)
 
 
 # --------------------------------------------------------------------------- convolutions
@@ -103,7 +300,33 @@ def _conv(module: nn.Conv1d | nn.Conv2d | nn.Conv3d) -> LinearMap:
     def apply(t: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         return module._conv_forward(x, t["weight"], None)
 
-    return LinearMap(apply=apply, tensors={"weight": module.weight}, clip_tensor="weight")
+    grads = _conv2d_vector_grads(module) if isinstance(module, (nn.Conv1d, nn.Conv2d)) and not isinstance(module.padding, str) else None
+    return LinearMap(apply=apply, tensors={"weight": module.weight}, clip_tensor="weight", vector_grads=grads)
+
+
+def _conv2d_vector_grads(module: nn.Conv1d | nn.Conv2d):
+    """``d <u_i, conv(v_i, W)> / dW`` for every row at once: ``u_i`` times the unfolded ``v_i`` (per group).
+
+    A Conv1d is a Conv2d of height 1. Non-zero padding modes pad ``v`` first, as the forward does.
+    """
+    one_d = isinstance(module, nn.Conv1d)
+    lift = (lambda p: (1, *p)) if one_d else (lambda p: tuple(p))
+    kernel, stride, dilation = lift(module.kernel_size), lift(module.stride), lift(module.dilation)
+    padding = (0, 0) if module.padding_mode != "zeros" else (lift(module.padding) if not one_d else (0, module.padding[0]))
+    groups = module.groups
+
+    def grads(t: Mapping[str, torch.Tensor], v: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        if module.padding_mode != "zeros":
+            v = F.pad(v, module._reversed_padding_repeated_twice, mode=module.padding_mode)
+        if one_d:
+            v, u = v.unsqueeze(2), u.unsqueeze(2)
+        a = v.shape[0]
+        cols = F.unfold(v, kernel, dilation=dilation, padding=padding, stride=stride)  # (a, C_in k, L)
+        cols = cols.reshape(a, groups, -1, cols.shape[-1])
+        out = u.reshape(a, groups, -1, cols.shape[-1])  # (a, G, C_out / G, L)
+        return torch.matmul(out, cols.transpose(2, 3)).reshape(a, *t["weight"].shape)
+
+    return grads
 
 
 _CONV_T = {nn.ConvTranspose1d: F.conv_transpose1d, nn.ConvTranspose2d: F.conv_transpose2d, nn.ConvTranspose3d: F.conv_transpose3d}
@@ -123,9 +346,19 @@ def _conv_transpose(module: nn.ConvTranspose1d | nn.ConvTranspose2d | nn.ConvTra
     return LinearMap(apply=apply, tensors={"weight": module.weight}, clip_tensor="weight")
 
 
+def _weight_matrix(t: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    return t["weight"]
+
+
+_weight_matrix.is_clip_tensor = True  # type: ignore[attr-defined]
+
+
 @register_spectral(nn.Linear)
 def _linear(module: nn.Linear) -> LinearMap:
-    return LinearMap(apply=lambda t, x: F.linear(x, t["weight"]), tensors={"weight": module.weight}, clip_tensor="weight")
+    # On inputs (..., in_features) a Linear acts as I (x) W: its singular values are W's, repeated.
+    return LinearMap(
+        apply=lambda t, x: F.linear(x, t["weight"]), tensors={"weight": module.weight}, clip_tensor="weight", matrix=_weight_matrix
+    )
 
 
 # --------------------------------------------------------------------------- batch norm (eval)

@@ -8,11 +8,12 @@ import torch
 from torch import nn
 
 from lightning_unlearn.spectral.estimators import Ritz, block_krylov, subspace_iteration
-from lightning_unlearn.spectral.operator import Operator
+from lightning_unlearn.spectral.operator import Operator, full_precision
 from lightning_unlearn.spectral.registry import linear_map
 
-Method = Literal["krylov", "subspace"]
-METHODS = ("krylov", "subspace")
+Method = Literal["auto", "exact", "krylov", "subspace"]
+METHODS = ("auto", "exact", "krylov", "subspace")
+EXACT_MAX_ENTRIES = 2**18  # "auto" solves a layer exactly when its dense Jacobian has at most this many entries
 
 
 def _validate_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
@@ -26,7 +27,7 @@ def estimate(
     op: Operator,
     k: int,
     *,
-    method: Method = "krylov",
+    method: Literal["krylov", "subspace"] = "krylov",
     v0: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     block_size: int | None = None,
@@ -63,7 +64,7 @@ def singular_values(
     input_shape: Sequence[int],
     k: int = 1,
     *,
-    method: Method = "krylov",
+    method: Method = "auto",
     depth: int = 20,
     iters: int = 100,
     rtol: float = 1e-4,
@@ -83,8 +84,10 @@ def singular_values(
             BatchNorm1d/2d/3d, or an ``nn.Sequential`` of these).
         input_shape: per-sample input shape, no batch dimension (e.g. ``(C, H, W)``).
         k: number of singular values.
-        method: ``"krylov"`` (restarted block Krylov with Rayleigh-Ritz, default) or
-            ``"subspace"`` (``iters`` subspace iterations with Rayleigh-Ritz).
+        method: ``"auto"`` (default: ``"exact"`` when the dense Jacobian has at most ``2**18``
+            entries and a side of at most 512, e.g. every small Linear, else ``"krylov"``), ``"exact"`` (eigendecomposition
+            of the dense Jacobian's Gram matrix), ``"krylov"`` (restarted block Krylov with
+            Rayleigh-Ritz) or ``"subspace"`` (``iters`` subspace iterations with Rayleigh-Ritz).
         depth: Krylov depth per restart.
         iters: subspace iterations.
         rtol: Krylov stops when every residual ``||A v - lambda v|| <= rtol * sigma_1^2``.
@@ -116,9 +119,18 @@ def singular_values(
     lmap = linear_map(module)
     if lmap.closed_form is not None:
         with torch.no_grad():
-            s = lmap.closed_form({n: t.detach().float() for n, t in lmap.tensors.items()}, shape)
+            s = lmap.closed_form({n: t.float() for n, t in lmap.values().items()}, shape)
         return torch.sort(s, descending=True).values[:k]
     op = Operator(lmap, shape)
-    with torch.no_grad():
+    with torch.no_grad(), full_precision():
+        if method == "auto":
+            from lightning_unlearn.spectral.dense import dense_shape
+
+            rows, cols = dense_shape(op)
+            method = "exact" if rows * cols <= EXACT_MAX_ENTRIES and min(rows, cols) <= 512 else "krylov"
+        if method == "exact":
+            from lightning_unlearn.spectral.dense import exact_spectrum
+
+            return exact_spectrum(op, with_vectors=False).sigma[:k].detach()
         r = estimate(op, k, method=method, generator=generator, block_size=block_size, depth=depth, iters=iters, rtol=rtol)
     return r.sigma.detach()

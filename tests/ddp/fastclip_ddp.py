@@ -22,25 +22,33 @@ import lightning.pytorch as pl  # noqa: E402
 from torch import nn  # noqa: E402
 
 from lightning_unlearn.callbacks import FastClip  # noqa: E402
+from lightning_unlearn.spectral import ClipSettings  # noqa: E402
 from lightning_unlearn.training import ClassifierModule, seed_everything  # noqa: E402
 from lightning_unlearn.models import build_model  # noqa: E402
 
 
-class PerturbedRank1(FastClip):
+class PerturbRank1(pl.Callback):
     """Simulates non-deterministic kernels: rank 1's warm vectors differ in the last bits before each event.
 
-    Without the broadcast from rank 0 the ranks' clipped weights would then differ; with it they are
-    bit-identical (``python tests/ddp/fastclip_ddp.py OUT nobroadcast`` shows the difference).
+    Listed before the FastClip, it edits the callback's state through its public ``state_dict`` /
+    ``load_state_dict`` right before each clip step. Without the broadcast from rank 0 the ranks'
+    clipped weights would then differ; with it they are bit-identical
+    (``python tests/ddp/fastclip_ddp.py OUT nobroadcast`` shows the difference).
     """
 
-    def _clip_event(self, trainer, pl_module, step_idx):
-        if trainer.global_rank == 1:
-            g = torch.Generator().manual_seed(step_idx)
-            for layer in self._layers.values():
-                if layer.state.vectors is not None:
-                    v = layer.state.vectors
-                    layer.state.vectors = v + 1e-4 * torch.randn(v.shape, generator=g)
-        super()._clip_event(trainer, pl_module, step_idx)
+    def __init__(self, fc: FastClip) -> None:
+        self.fc = fc
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        step_idx = trainer.global_step - 1
+        if trainer.global_rank != 1 or not self.fc.should_clip(step_idx):
+            return
+        state = self.fc.state_dict()
+        g = torch.Generator().manual_seed(step_idx)
+        for layer in state["layers"].values():
+            if layer["vectors"] is not None:
+                layer["vectors"] = layer["vectors"] + 1e-4 * torch.randn(layer["vectors"].shape, generator=g)
+        self.fc.load_state_dict(state)
 
 
 def main(out: Path, broadcast: bool = True) -> None:
@@ -52,11 +60,12 @@ def main(out: Path, broadcast: bool = True) -> None:
     loader = torch.utils.data.DataLoader(ds, batch_size=32, shuffle=False)
     net = build_model("small-cnn", in_channels=1, num_classes=10, mean=(0.5,), std=(0.25,))
     module = ClassifierModule(net, num_classes=10, lr=0.2, schedule="constant")
-    cb = PerturbedRank1(max_norm=1.0, every_n_steps=1, warmup_iters=20)
+    # every layer by block Krylov (the warm vectors matter there), every step
+    cb = FastClip(max_norm=1.0, every_n_steps=1, warmup_iters=20, settings=ClipSettings(dense_max_entries=0))
     if not broadcast:
-        cb._broadcast = lambda: None
+        cb._broadcast = lambda layers: None
     trainer = pl.Trainer(
-        strategy="ddp", accelerator="cpu", devices=2, max_epochs=1, max_steps=3, callbacks=[cb], logger=False,
+        strategy="ddp", accelerator="cpu", devices=2, max_epochs=1, max_steps=3, callbacks=[PerturbRank1(cb), cb], logger=False,
         enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
     )
     trainer.fit(module, train_dataloaders=loader)
@@ -64,14 +73,14 @@ def main(out: Path, broadcast: bool = True) -> None:
     from test_spectral import dense_singular_values
 
     true = {}
-    for name, layer in cb._layers.items():
-        true[name] = float(dense_singular_values(module.get_submodule(name), layer.state.input_shape)[0])
+    for name, shape in cb.layer_shapes.items():
+        true[name] = float(dense_singular_values(module.get_submodule(name), shape)[0])
     torch.save(
         {
-            "events": cb._events,
+            "events": cb.num_events,
             # parameters (BN running statistics are per-rank between DDP's buffer broadcasts, as in plain DDP)
             "params": {k: v.detach().cpu() for k, v in module.named_parameters()},
-            "vectors": {n: layer.state.vectors.cpu() for n, layer in cb._layers.items()},
+            "vectors": {n: layer["vectors"] for n, layer in cb.state_dict()["layers"].items()},
             "true_norms": true,
         },
         out / f"rank{rank}.pt",
