@@ -297,3 +297,26 @@ def test_transfer_diagnostics_match_a_hand_computation(trained):
     assert out["transfer_to_retrain"]["top1"] == pytest.approx(100 * (p.argmax(1) == adv.y).double().mean().item())
     assert adversarial_diagnostics(object(), nets) == {}  # a method without an adversarial set
     assert isinstance(original, TrainedModel)
+
+
+def test_width_reaches_every_trained_model(tmp_path, monkeypatch):
+    """``width`` builds the original, retrained and reference models (and their cache restores)."""
+    import lightning_unlearn.models.factory as factory
+
+    widths = []
+    real = factory.build_model
+
+    def spy(name, **kw):
+        widths.append(kw.get("width"))
+        return real(name, **kw)
+
+    for module in ("lightning_unlearn.training.fit", "lightning_unlearn.pipeline.models", "lightning_unlearn.metrics.references"):
+        monkeypatch.setattr(f"{module}.build_model", spy)
+    cfg = BenchmarkConfig(max_train=200, max_test=100, epochs=1, width=8, methods=("retrain",), rmia_references=2, max_trials=0, cache_dir=str(tmp_path))
+    res = run_experiment(cfg)
+    assert res["run"]["models_trained"] == 4 and widths and set(widths) == {8}  # original, retrain, 2 references
+    assert res["recipes"]["original"]["width"] == 8
+    widths.clear()
+    again = run_experiment(cfg)
+    assert again["run"]["models_loaded"] == 4 and set(widths) == {8}  # restored from the cache at width 8
+    assert again["methods"]["original"]["ua"] == res["methods"]["original"]["ua"]
