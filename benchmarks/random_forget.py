@@ -108,10 +108,13 @@ PRESETS: dict[str, dict] = {
         dataset=CIFAR_TREE, max_train=1000, max_test=1000, width=24, epochs=80, batch_size=32, lr=0.05, augmentation="crop_flip", max_trials=6,
     ),
     # cifar1k-crop with every original, retrained and reference model trained under FastClip (every
-    # layer's spectral norm clipped to c every 10 optimizer steps), the thesis's smoothness link:
-    # c = 1 (the thesis's) leaves the originals at 75% train accuracy (they do not fit), so run it
-    # beside a milder c (--fastclip 2 or 3; the folder name then carries it). FastClip costs about
-    # 2.6x per model (~380 CPU-s at c = 1): about 1.3 + 0.6 = 1.9 CPU-hours per c.
+    # layer's spectral norm clipped to c every 10 optimizer steps), the thesis's smoothness link.
+    # One model each (benchmarks/results/preset_search): c = 1 (the thesis's, the default here)
+    # leaves the original at train 75.4% / test 53.8% (it does not fit; 380 CPU-s per model), c = 2
+    # at 92.4% / 57.0% (313 CPU-s), c = 3 at 95.8% / 57.1% with RMIA-1ref AUC 87.2 and retrained UA
+    # 57.0 vs TA 55.8 (252 CPU-s): run c = 1 and `--fastclip 3` (folder random_forget_cifar1k-crop-clip-c3).
+    # Expected CPU time (3 seeds, both settings): 12 models x 380 (c = 1) or 250 (c = 3) CPU-s
+    # = 76 or 50 min, plus the unlearning of cifar1k-crop: about 2.0 (c = 1) or 1.5 (c = 3) CPU-hours.
     "cifar1k-crop-clip": dict(
         dataset=CIFAR_TREE, max_train=1000, max_test=1000, width=24, epochs=80, batch_size=32, lr=0.05, augmentation="crop_flip", max_trials=6,
         fastclip=1.0, fastclip_every=10,
