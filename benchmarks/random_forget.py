@@ -102,8 +102,10 @@ PRESETS: dict[str, dict] = {
     # crop+flip that still fit their training set (width-24 small CNN, 1,000 images, 80 epochs at
     # batch 32: train 97.0%, test 54.5%, RMIA-1ref AUC 85.8, retrained UA 52.0 vs TA 53.5), and the
     # same crop+flip in the unlearning phase. Unlearning on 1,000 images is cheap, so each method
-    # gets 6 trials. Expected CPU time (3 seeds, both settings): 12 models x ~150 CPU-s = ~30 min,
-    # unlearning ~90 runs x ~15 CPU-s with D_R and ~70 x ~5 CPU-s without: about 1.1 CPU-hours.
+    # gets 6 trials. Measured in a smoke run (1 seed, with D_R, 1 trial; 2 shared cores): ~170 CPU-s
+    # per model, ~17 CPU-s per unlearning run with D_R (AMUN, attack included: ~35). Expected CPU
+    # time (3 seeds, both settings): 12 models x 170 CPU-s = 34 min, ~85 unlearning runs with D_R
+    # x ~23 CPU-s = 33 min, ~60 without x ~10 CPU-s = 10 min: about 1.3 CPU-hours (2-3 h wall).
     "cifar1k-crop": dict(
         dataset=CIFAR_TREE, max_train=1000, max_test=1000, width=24, epochs=80, batch_size=32, lr=0.05, augmentation="crop_flip", max_trials=6,
     ),
@@ -113,8 +115,9 @@ PRESETS: dict[str, dict] = {
     # leaves the original at train 75.4% / test 53.8% (it does not fit; 380 CPU-s per model), c = 2
     # at 92.4% / 57.0% (313 CPU-s), c = 3 at 95.8% / 57.1% with RMIA-1ref AUC 87.2 and retrained UA
     # 57.0 vs TA 55.8 (252 CPU-s): run c = 1 and `--fastclip 3` (folder random_forget_cifar1k-crop-clip-c3).
-    # Expected CPU time (3 seeds, both settings): 12 models x 380 (c = 1) or 250 (c = 3) CPU-s
-    # = 76 or 50 min, plus the unlearning of cifar1k-crop: about 2.0 (c = 1) or 1.5 (c = 3) CPU-hours.
+    # Expected CPU time (3 seeds, both settings): 12 models x ~440 (c = 1) or ~290 (c = 3) CPU-s
+    # = 88 or 58 min, plus the unlearning of cifar1k-crop (43 min): about 2.2 (c = 1) or 1.7 (c = 3)
+    # CPU-hours.
     "cifar1k-crop-clip": dict(
         dataset=CIFAR_TREE, max_train=1000, max_test=1000, width=24, epochs=80, batch_size=32, lr=0.05, augmentation="crop_flip", max_trials=6,
         fastclip=1.0, fastclip_every=10,
@@ -186,7 +189,11 @@ def transfer_lines(results: dict) -> list[str]:
     summary = results.get("adversarial_transfer") or {}
     if not summary:
         return []
-    f = lambda rec, k, d=2: "–" if rec.get(k) is None else f"{rec[k]:.{d}f} ± {rec['std'].get(k) or 0:.{d}f}"  # noqa: E731
+    def f(rec: dict, k: str, d: int = 2) -> str:
+        if rec.get(k) is None:
+            return "–"
+        return f"{rec[k]:.{d}f}" + (f" ± {rec['std'].get(k) or 0:.{d}f}" if rec["runs"] > 1 else "")
+
     out = ["Transfer of D_A to the retrained model (mean ± std over seeds): P_retrain(y_adv | x_adv), top-1 agreement, the attack's mean ‖δ‖", "",
            "| method | P(y_adv \\| x_adv) | top-1 | P, ‖δ‖ > 0 | top-1, ‖δ‖ > 0 | mean ‖δ‖ | D_A |", "|---|---:|---:|---:|---:|---:|---:|"]
     for m, rec in summary.items():
