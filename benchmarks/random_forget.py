@@ -103,9 +103,10 @@ PRESETS: dict[str, dict] = {
     # batch 32: train 97.0%, test 54.5%, RMIA-1ref AUC 85.8, retrained UA 52.0 vs TA 53.5), and the
     # same crop+flip in the unlearning phase. Unlearning on 1,000 images is cheap, so each method
     # gets 6 trials. Measured in a smoke run (1 seed, with D_R, 1 trial; 2 shared cores): ~170 CPU-s
-    # per model, ~17 CPU-s per unlearning run with D_R (AMUN, attack included: ~35). Expected CPU
-    # time (3 seeds, both settings): 12 models x 170 CPU-s = 34 min, ~85 unlearning runs with D_R
-    # x ~23 CPU-s = 33 min, ~60 without x ~10 CPU-s = 10 min: about 1.3 CPU-hours (2-3 h wall).
+    # per model, ~26 CPU-s per unlearning run with D_R, evaluation included (AMUN, attack included:
+    # ~40). Expected CPU time (3 seeds, both settings): 12 models x 170 CPU-s = 34 min, ~85
+    # unlearning runs with D_R x 26 CPU-s = 37 min, ~60 without x ~10 CPU-s = 10 min: about
+    # 1.4 CPU-hours (2-3 h wall on the shared 2 cores).
     "cifar1k-crop": dict(
         dataset=CIFAR_TREE, max_train=1000, max_test=1000, width=24, epochs=80, batch_size=32, lr=0.05, augmentation="crop_flip", max_trials=6,
     ),
@@ -116,7 +117,7 @@ PRESETS: dict[str, dict] = {
     # at 92.4% / 57.0% (313 CPU-s), c = 3 at 95.8% / 57.1% with RMIA-1ref AUC 87.2 and retrained UA
     # 57.0 vs TA 55.8 (252 CPU-s): run c = 1 and `--fastclip 3` (folder random_forget_cifar1k-crop-clip-c3).
     # Expected CPU time (3 seeds, both settings): 12 models x ~440 (c = 1) or ~290 (c = 3) CPU-s
-    # = 88 or 58 min, plus the unlearning of cifar1k-crop (43 min): about 2.2 (c = 1) or 1.7 (c = 3)
+    # = 88 or 58 min, plus the unlearning of cifar1k-crop (47 min): about 2.3 (c = 1) or 1.8 (c = 3)
     # CPU-hours.
     "cifar1k-crop-clip": dict(
         dataset=CIFAR_TREE, max_train=1000, max_test=1000, width=24, epochs=80, batch_size=32, lr=0.05, augmentation="crop_flip", max_trials=6,
