@@ -103,7 +103,7 @@ def compare(folders: list[Path]) -> str:
         lines.append("|---|" + "---:|---:|" * len(cols) + "---:|")
         for m in methods:
             cells = []
-            for label, runs in presets:
+            for _, runs in presets:
                 if key in runs:
                     entry = runs[key]["methods"].get(m)
                     cells += [_cell(entry, "avg_gap"), _cell(entry, "avg_gap_mis")]

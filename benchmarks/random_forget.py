@@ -198,7 +198,8 @@ def transfer_lines(results: dict) -> list[str]:
     out = ["Transfer of D_A to the retrained model (mean ± std over seeds): P_retrain(y_adv | x_adv), top-1 agreement, the attack's mean ‖δ‖", "",
            "| method | P(y_adv \\| x_adv) | top-1 | P, ‖δ‖ > 0 | top-1, ‖δ‖ > 0 | mean ‖δ‖ | D_A |", "|---|---:|---:|---:|---:|---:|---:|"]
     for m, rec in summary.items():
-        out.append(f"| {m} | {f(rec, 'prob')} | {f(rec, 'top1')} | {f(rec, 'prob_perturbed')} | {f(rec, 'top1_perturbed')} | {f(rec, 'mean_delta', 3)} | {f(rec, 'n_adv', 0)} |")
+        cells = [f(rec, "prob"), f(rec, "top1"), f(rec, "prob_perturbed"), f(rec, "top1_perturbed"), f(rec, "mean_delta", 3), f(rec, "n_adv", 0)]
+        out.append(f"| {m} | " + " | ".join(cells) + " |")
     return out + [""]
 
 

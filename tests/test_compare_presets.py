@@ -46,7 +46,8 @@ def fake_results(gaps: dict[str, list[float]], *, no_remain: bool, device: str =
 def write_preset(root: Path, name: str, runs: dict[str, dict]) -> Path:
     folder = root / f"random_forget_{name}"
     folder.mkdir(parents=True)
-    (folder / f"random_forget_{name}.json").write_text(json.dumps({"preset": name, "folder": folder.name, "runs": {k: {"results": v} for k, v in runs.items()}}))
+    combined = {"preset": name, "folder": folder.name, "runs": {k: {"results": v} for k, v in runs.items()}}
+    (folder / f"random_forget_{name}.json").write_text(json.dumps(combined))
     return folder
 
 

@@ -225,10 +225,11 @@ def test_trw_teacher_sees_the_students_augmented_input(cache_dir):
         method = TRW(mixing=mixing)
         module.start_unlearning(method, request)
         method.setup(module, request)
-        fed, taught = [], []
-        hook = module.model.register_forward_pre_hook(lambda mod, args: fed.append(args[0].clone()))
+        fed: list[torch.Tensor] = []
+        taught: list[torch.Tensor] = []
+        hook = module.model.register_forward_pre_hook(lambda mod, args, fed=fed: fed.append(args[0].clone()))
         real = method.teacher_logits
-        method.teacher_logits = lambda x: (taught.append(x.clone()), real(x))[1]
+        method.teacher_logits = lambda x, real=real, taught=taught: (taught.append(x.clone()), real(x))[1]
         f, r = request.forget, request.remain
         xf, yf, xr, yr = f.x[:16], f.y[:16], r.x[:16], r.y[:16]
         if mixing == "combined":
@@ -277,14 +278,13 @@ def test_results_and_report_record_both_recipes_and_the_transfer(tmp_path):
 
 def test_transfer_diagnostics_match_a_hand_computation(trained):
     """The recorded transfer equals the retrained model's softmax at x_adv, computed here directly."""
-    from lightning_unlearn.unlearning import AMUN
+    from lightning_unlearn.pipeline.models import UnlearnableClassifier
     from lightning_unlearn.pipeline.stages import adversarial_diagnostics
+    from lightning_unlearn.unlearning import AMUN, unlearn
 
     cfg, original, retrained = trained["random"]
     exp = Experiment(cfg.replace(unlearn_epochs=1).validate())
     method = AMUN(eps_init=0.1, epochs=1)
-    from lightning_unlearn.pipeline.models import UnlearnableClassifier
-    from lightning_unlearn.unlearning import unlearn
 
     module = UnlearnableClassifier(copy.deepcopy(original.net), num_classes=10)
     unlearn(module, method, exp.request(exp.data(0), 0), trainer_kwargs=exp.tkw)

@@ -260,10 +260,9 @@ def _adversarial_lines(results: dict[str, Any]) -> list[str]:
     ]
     for name, rec in summary.items():
         n, sd = rec["runs"], rec.get("std", {})
-        cell = lambda k, d=2: _fmt(rec.get(k), sd.get(k), n, d)  # noqa: E731
-        lines.append(
-            f"| {name} | {n} | {cell('n_adv', 0)} | {cell('mean_delta', 3)} | {cell('prob')} | {cell('top1')} | {cell('prob_perturbed')} | {cell('top1_perturbed')} |"
-        )
+        digits = (("n_adv", 0), ("mean_delta", 3), ("prob", 2), ("top1", 2), ("prob_perturbed", 2), ("top1_perturbed", 2))
+        cells = [_fmt(rec.get(k), sd.get(k), n, d) for k, d in digits]
+        lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
     lines.append("")
     return lines
 
