@@ -6,19 +6,26 @@ arXiv 2503.00917) is closer to a retrained model than SalUn, RL and FT (Avg. Gap
 and the RMIA AUC on D_F vs D_T), with D_R (paper's Table 1) and with D_F only (Table 2), when the
 originals fit their training set under crop+flip and generalise (the paper's ResNet-18: train
 100%, test 94%). The script is a client of the public API only: ``UnlearningDataModule``,
-``build_model``, ``ClassifierModule`` + ``DeviceTensorLoader`` + ``make_trainer`` (the recipe of
-``train_classifier`` with the training set kept on the device), ``unlearn(...)``,
-``membership_matrix``/``reference_pool`` and the functional metrics.
+``train_classifier`` (the library's one training path, here with the training set kept on the
+device: ``data_device``; seeds by ``derive_seed``), ``unlearn(module, name, request,
+trainer_kwargs=..., **hyperparameters)``, ``membership_matrix``/``reference_pool`` and the
+functional metrics.
+
+**Data recipes** (both recorded in the results): the originals (original, retrained, references)
+are trained with ``--augmentation`` (default ``auto``: crop+flip on CIFAR-10); every unlearning
+phase uses ``--unlearn-augmentation`` (default ``auto``, the reference recipe of the authors' code:
+crop+flip on D_R and D_F, none on AMUN's adversarial set D_A), chosen independently.
 
 **Stages** (each a set of processes sharing the one card; a process per job, ``--workers`` at a time):
 
 1. train: the original (all 50,000 images, seed 0), the retrained model (D_R, seed 0) and
    ``--refs`` RMIA reference models (each on a random half of the 60,000-image pool, every sample
-   IN for exactly half of them); ResNet-18, crop+flip, one-cycle SGD, bf16 autocast,
-   channels-last, batch 512, the training set on the GPU as uint8.
+   IN for exactly half of them; model seeds ``derive_seed(0, "rmia-reference", r)``); ResNet-18,
+   crop+flip, one-cycle SGD, bf16 autocast, channels-last, batch 512, the training set on the GPU
+   as uint8.
 2. unlearn: D_A built once on the original (AMUN's minimal-ε PGD-L2 search, ε_init 0.04), FT
    (with D_R), RL and SalUn with and without D_R; the methods' default hyperparameters (no
-   tuning fits a 15-minute lease), ``--unlearn-epochs`` epochs, batch 128.
+   tuning fits a 15-minute lease), ``--unlearn-epochs`` epochs, batch 128, the unlearning recipe.
 3. unlearn: AMUN with and without D_R, both on the D_A of stage 2.
 4. evaluate (main process): UA, RA, TA, SVC MIA-efficacy (confidence), RMIA AUC (D_F vs D_T,
    online, Taylor-softmax signal, γ = 2, population: every other pool point), Avg. Gap to the
@@ -61,7 +68,6 @@ the report states the measured test accuracy of the original.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import subprocess
@@ -108,6 +114,8 @@ class Config:
     tiny: bool = False
     model: str = "resnet18"
     width: int | None = None
+    augmentation: str = "auto"  # the originals' recipe (original, retrained, references)
+    unlearn_augmentation: str = "auto"  # every unlearning phase's recipe on D_R and D_F (D_A: none)
     max_train: int | None = None
     max_test: int | None = None
     epochs: int = 20
@@ -153,6 +161,9 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     p.add_argument("--lr", type=float, default=None, help="peak one-cycle lr at batch 512 (default 0.4: 0.1 at batch 128, scaled linearly)")
     p.add_argument("--unlearn-epochs", type=int, default=None, help="epochs of each unlearning run (default 5)")
     p.add_argument("--refs", type=int, default=None, help="RMIA reference models, even, >= 2 (default 2)")
+    p.add_argument("--augmentation", default=None, choices=("auto", "crop_flip", "none"), help="the originals' augmentation (default auto)")
+    p.add_argument("--unlearn-augmentation", default=None, choices=("auto", "crop_flip", "none"),
+                   help="the unlearning phase's augmentation of D_R and D_F (default auto: the reference code's crop+flip on CIFAR)")
     p.add_argument("--workers", type=int, default=None, help="jobs run at once, each its own process (default 6; --tiny: 1, in-process)")
     p.add_argument("--stage-timeout", type=int, default=None, help="seconds before a stage's unfinished jobs are stopped (default 420)")
     p.add_argument("--budget", type=int, default=None, help="seconds for the whole run, start-up included; later stages wait for a rerun (560)")
@@ -185,6 +196,7 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     overrides = dict(
         pack=pack, data=data, out=out, epochs=args.epochs, lr=args.lr, unlearn_epochs=args.unlearn_epochs, refs=args.refs,
         workers=args.workers, stage_timeout=args.stage_timeout, budget=args.budget, accelerator=args.accelerator, cache_dir=args.cache_dir,
+        augmentation=args.augmentation, unlearn_augmentation=args.unlearn_augmentation,
     )
     for k, v in overrides.items():
         if v is not None:
@@ -229,7 +241,7 @@ def open_data(cfg: Config):
         unpack(cfg.pack, cfg.data_source)
     dm = UnlearningDataModule(
         cfg.data_source, forget=cfg.forget, seed=cfg.forget_seed, max_train=cfg.max_train, max_test=cfg.max_test,
-        batch_size=cfg.unlearn_batch_size, eval_batch_size=1024, cache_dir=cfg.cache_dir,
+        batch_size=cfg.batch_size, eval_batch_size=1024, cache_dir=cfg.cache_dir, augmentation=cfg.augmentation,
     )
     dm.setup()
     return dm
@@ -263,14 +275,16 @@ def module_class():
 
 
 def fit(cfg: Config, dm, data, *, seed: int) -> torch.nn.Module:
-    """``train_classifier``'s recipe (seeded init, one-cycle SGD, on-device crop+flip) with the data on the device."""
-    from lightning_unlearn.data import DeviceTensorLoader
-    from lightning_unlearn.training import make_trainer, seed_everything
+    """:func:`~lightning_unlearn.training.train_classifier` on ``data`` with model seed ``seed`` (seeded init, data
+    order ``derive_seed(seed, "data-order")``, one-cycle SGD, the originals' augmentation on the device), the
+    training set kept on the GPU when there is one."""
+    from lightning_unlearn.training import train_classifier
 
-    seed_everything(seed)
-    module = module_class()(new_net(cfg, dm), num_classes=dm.num_classes, lr=cfg.lr, augmentation=dm.augmentation, aug_seed=seed)
-    loader = DeviceTensorLoader(data, batch_size=cfg.batch_size, device=device(cfg), shuffle=True, seed=7919 * seed + 1)
-    make_trainer(max_epochs=cfg.epochs, **trainer_kwargs(cfg)).fit(module, train_dataloaders=loader)
+    dev = device(cfg)
+    module = train_classifier(
+        dm, on=data, model=cfg.model, width=cfg.width, epochs=cfg.epochs, seed=seed, lr=cfg.lr, batch_size=cfg.batch_size,
+        channels_last=cfg.channels_last, data_device=dev if dev.type == "cuda" else None, **trainer_kwargs(cfg),
+    )
     return module.model.eval()
 
 
@@ -283,18 +297,10 @@ def load_net(cfg: Config, dm, name: str) -> torch.nn.Module | None:
     return net.eval()
 
 
-def run_unlearn(module, name: str, request, hparams: dict, tkw: dict):
-    """``unlearn`` with trainer arguments either as ``trainer_kwargs=`` (newer signature) or mixed into kwargs."""
-    from lightning_unlearn.unlearning import unlearn
-
-    if "trainer_kwargs" in inspect.signature(unlearn).parameters:
-        return unlearn(module, name, request, trainer_kwargs=tkw, **hparams)
-    return unlearn(module, name, request, **hparams, **tkw)
-
-
 # ---------------------------------------------------------------------------- jobs
 def job_train(cfg: Config, dm, spec: dict) -> dict:
     from lightning_unlearn.metrics import membership_matrix, reference_pool
+    from lightning_unlearn.seeding import derive_seed
 
     role = spec["role"]
     if role == "original":
@@ -305,7 +311,7 @@ def job_train(cfg: Config, dm, spec: dict) -> dict:
         r = int(role[3:])
         pool = reference_pool(dm)
         keep = membership_matrix(cfg.refs, len(pool), seed=0)[r]
-        data, seed = pool.subset(torch.nonzero(keep).flatten()), 10_000 + r
+        data, seed = pool.subset(torch.nonzero(keep).flatten()), derive_seed(cfg.model_seed, "rmia-reference", r)
     net = fit(cfg, dm, data, seed=seed)
     torch.save(net.state_dict(), cfg.jobs_dir / f"{spec['name']}.pt")
     return {"n_train": len(data), "seed": seed}
@@ -334,19 +340,23 @@ def load_adversarial(cfg: Config):
 
 def job_unlearn(cfg: Config, dm, spec: dict) -> dict:
     from lightning_unlearn.training import seed_everything
-    from lightning_unlearn.unlearning import UnlearningRequest
+    from lightning_unlearn.unlearning import UnlearningRequest, unlearn
 
     seed_everything(cfg.model_seed)
     module = module_class()(new_net(cfg, dm), num_classes=dm.num_classes, lr=cfg.lr, augmentation=dm.augmentation)
     module.model.load_state_dict(load_net(cfg, dm, "original").state_dict())
-    request = UnlearningRequest.from_datamodule(dm, use_remain=spec["use_remain"], batch_size=cfg.unlearn_batch_size)
+    request = UnlearningRequest.from_datamodule(
+        dm, use_remain=spec["use_remain"], batch_size=cfg.unlearn_batch_size, augmentation=cfg.unlearn_augmentation
+    )
     hparams: dict[str, Any] = {"epochs": cfg.unlearn_epochs}
     if spec["method"] == "amun":
         hparams.update(adversarial_set=load_adversarial(cfg), attack_batch_size=cfg.attack_batch_size)
-    run_unlearn(module, spec["method"], request, hparams, trainer_kwargs(cfg))
-    module.stop_unlearning()
+    unlearn(module, spec["method"], request, trainer_kwargs=trainer_kwargs(cfg), **hparams)
     torch.save(module.model.state_dict(), cfg.jobs_dir / f"{spec['name']}.pt")
-    return {"method": spec["method"], "use_remain": spec["use_remain"], "hparams": {k: v for k, v in hparams.items() if k != "adversarial_set"}}
+    return {
+        "method": spec["method"], "use_remain": spec["use_remain"], "augmentation": request.augmentation or "none",
+        "hparams": {k: v for k, v in hparams.items() if k != "adversarial_set"},
+    }
 
 
 JOBS = {"train": job_train, "attack": job_attack, "unlearn": job_unlearn}
@@ -480,6 +490,15 @@ def markdown(summary: dict) -> str:
         f"{summary['config']['refs']} RMIA references.",
         "",
     ]
+    rec = summary.get("recipes")
+    if rec:
+        o, u = rec["original"], rec["unlearning"]
+        lines += [
+            f"Data recipes: originals (original, retrained, references) {o['augmentation']} (`--augmentation {o['setting']}`); "
+            f"unlearning phase (every method) {u['augmentation']} on D_R and D_F (`--unlearn-augmentation {u['setting']}`), "
+            f"{u['adversarial_set']} on AMUN's D_A, batch {u['batch_size']}.",
+            "",
+        ]
     if "original" in models:
         o = models["original"]
         lines.append(f"Original: train (D_R) {o['ra']:.2f}%, forget {o['ua']:.2f}%, test {o['ta']:.2f}% (target >= 90).")
@@ -520,6 +539,23 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def recipes(cfg: Config, dm) -> dict:
+    """Both data recipes, resolved for the data's image shape (``"crop_flip"`` or ``"none"``)."""
+    from lightning_unlearn.data.transforms import resolve_augmentation
+
+    return {
+        "original": {
+            "augmentation": resolve_augmentation(cfg.augmentation, dm.image_shape) or "none", "setting": cfg.augmentation,
+            "batch_size": cfg.batch_size, "epochs": cfg.epochs, "lr": cfg.lr, "model": cfg.model, "width": cfg.width,
+        },
+        "unlearning": {
+            "augmentation": resolve_augmentation(cfg.unlearn_augmentation, dm.image_shape) or "none", "setting": cfg.unlearn_augmentation,
+            "applies_to": "remain and forget sets (D_R, D_F)", "adversarial_set": "none", "batch_size": cfg.unlearn_batch_size,
+            "epochs": cfg.unlearn_epochs,
+        },
+    }
+
+
 def write_summary(cfg: Config, dm, start: float, argv) -> dict:
     from lightning_unlearn.environment import device_name
 
@@ -530,6 +566,7 @@ def write_summary(cfg: Config, dm, start: float, argv) -> dict:
         "tiny": cfg.tiny,
         "data": f"{cfg.data_source} ({len(dm.pool.train_index)} train / {len(dm.pool.test_index)} test)",
         "config": asdict(cfg),
+        "recipes": recipes(cfg, dm),
         "wall_seconds": time.perf_counter() - start,
         **evaluate(cfg, dm),
         "paper": {s: {m: dict(zip(PAPER_COLUMNS, v)) for m, v in t.items()} for s, t in PAPER.items()},

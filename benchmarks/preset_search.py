@@ -20,9 +20,9 @@ target model the AUC equals that of the ratio), and the retrained model's forget
     OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/preset_search.py \\
         --data $LIGHTNING_UNLEARN_DATA/cifar10 --candidates w32-n1000-e100,w24-n1000-e80
 
-A candidate name is ``w<width>-n<images>-e<epochs>[-b<batch>][-lr<lr>][-fc<every>][-noaug]`` (batch
-default 128, lr default 0.05; ``-fc10``: FastClip to spectral norm 1 every 10 steps on every conv and
-linear layer, BatchNorm free). Results are appended to
+A candidate name is ``w<width>-n<images>-e<epochs>[-b<batch>][-lr<lr>][-fc<every>[-c<max_norm>]][-noaug]``
+(batch default 128, lr default 0.05; ``-fc10``: FastClip to spectral norm 1 every 10 steps on every
+conv and linear layer, BatchNorm free; ``-fc10-c2``: the same to spectral norm 2). Results are appended to
 ``--out``/results.json after every model, and README.md is rewritten from them, so a stopped run
 keeps what it measured. Timings share two cores with other jobs: read them as upper bounds.
 """
@@ -41,9 +41,9 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results" / "preset_search"
-GRAMMAR = "w<width>-n<images>-e<epochs>[-b<batch>][-lr<lr>][-fc<every>][-noaug]"
+GRAMMAR = "w<width>-n<images>-e<epochs>[-b<batch>][-lr<lr>][-fc<every>[-c<max_norm>]][-noaug]"
 NAME = re.compile(
-    r"^w(?P<width>\d+)-n(?P<images>\d+)-e(?P<epochs>\d+)(?:-b(?P<batch>\d+))?(?:-lr(?P<lr>[0-9.]+))?(?:-fc(?P<fc>\d+))?(?P<noaug>-noaug)?$"
+    r"^w(?P<width>\d+)-n(?P<images>\d+)-e(?P<epochs>\d+)(?:-b(?P<batch>\d+))?(?:-lr(?P<lr>[0-9.]+))?(?:-fc(?P<fc>\d+)(?:-c(?P<c>[0-9.]+))?)?(?P<noaug>-noaug)?$"
 )
 
 
@@ -60,6 +60,7 @@ def parse_candidate(name: str) -> dict:
         "lr": float(m["lr"]) if m["lr"] else 0.05,
         "augmentation": None if m["noaug"] else "crop_flip",
         "fastclip_every": int(m["fc"]) if m["fc"] else None,
+        "fastclip": (float(m["c"]) if m["c"] else 1.0) if m["fc"] else None,
     }
 
 
@@ -95,10 +96,10 @@ def run_candidate(c: dict, args, record) -> None:
     def fit(on: str):
         net = build_model("small-cnn", in_channels=3, num_classes=dm.num_classes, mean=dm.mean, std=dm.std, width=c["width"])
         callbacks = []
-        if c["fastclip_every"]:  # every conv / linear layer clipped to spectral norm 1 (FastClip, c = 1)
+        if c["fastclip_every"]:  # every conv / linear layer clipped to spectral norm c (FastClip; c = 1 unless -c<max_norm>)
             from lightning_unlearn.callbacks import FastClip
 
-            callbacks.append(FastClip(max_norm=1.0, every_n_steps=c["fastclip_every"]))
+            callbacks.append(FastClip(max_norm=c.get("fastclip") or 1.0, every_n_steps=c["fastclip_every"]))
         t0, c0 = time.perf_counter(), time.process_time()
         module = train_classifier(
             dm, on=on, model=net, epochs=c["epochs"], seed=0, lr=c["lr"], accelerator="cpu", devices=1, callbacks=callbacks

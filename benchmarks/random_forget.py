@@ -9,21 +9,31 @@ mean ± std over the seeds. It writes one pipeline output folder per (fraction, 
 combined ``random_forget_<preset>.{json,md}`` with the paper's published CIFAR-10 / ResNet-18
 numbers beside the measured ones, plus:
 
+* both data recipes, resolved (``recipes``): the originals' (original, retrained and reference
+  models) and the unlearning phase's, the same for every method (by default the reference
+  recipe of the authors' code: crop+flip on D_R and D_F for CIFAR, none on AMUN's D_A);
 * AMUN's wall time (attack included) as a ratio to retraining's in the same run, and to the
   paper's 200-epoch recipe extrapolated from the measured time per retraining epoch;
 * the attack's cost in PGD-50 passes over the forget set (per-sample forward/backward
-  evaluations / (50 |D_F|); [P]'s bound: < 3), ε_init and D_A size: AMUN's public
-  ``diagnostics()``, which the pipeline records with every run and tuning trial in
-  ``results.json``.
+  evaluations / (50 |D_F|); [P]'s bound: < 3), ε_init, D_A size and mean ‖δ‖, and what AMUN's
+  theory predicts: the transfer of D_A to the retrained model of the same seed (mean
+  P_retrain(y_adv | x_adv) and top-1 agreement), for every AMUN, AMUN+SalUn and adv-only run and
+  tuning trial (``diagnostics`` in ``results.json``, ``adversarial_transfer`` per method).
 
 Every output folder records the command, the git commit and the config (``provenance``).
+``benchmarks/compare_presets.py`` puts several presets' folders side by side in one table.
 
-Presets: ``digits`` (default, CPU, a smoke test: the original model is already close to
-retrain there) and ``cifar5k`` (the offline CIFAR-10 tree at ``$LIGHTNING_UNLEARN_DATA/cifar10``,
-a stratified 5,000 / 1,000 subset, the small CNN; the decisive CPU run, long on 2 cores).
+Presets (see ``PRESETS`` for each one's recipe and expected CPU time): ``digits`` (default, a
+smoke test: the original model is already close to retrain there), ``cifar5k`` (memorising: 5,000
+images without augmentation), ``cifar1k-crop`` (the papers' regime at CPU scale: originals
+trained with crop+flip that fit their 1,000 images), ``cifar1k-crop-clip`` (the same under
+FastClip; ``--fastclip C`` for a milder clip). The CIFAR presets read the offline tree at
+``$LIGHTNING_UNLEARN_DATA/cifar10`` (or ``--data``).
 
-    PYTHONPATH=. python benchmarks/random_forget.py --preset digits --seeds 0,1,2
-    PYTHONPATH=. python benchmarks/random_forget.py --preset cifar5k --seeds 0,1,2 --fractions 0.1
+    PYTHONPATH=. python benchmarks/random_forget.py --preset digits
+    PYTHONPATH=. python benchmarks/random_forget.py --preset cifar1k-crop                 # 3 seeds, both settings
+    PYTHONPATH=. python benchmarks/random_forget.py --preset cifar1k-crop-clip --fastclip 2
+    PYTHONPATH=. python benchmarks/compare_presets.py benchmarks/results/random_forget_cifar1k-crop benchmarks/results/random_forget_cifar5k
 """
 
 from __future__ import annotations
@@ -61,14 +71,86 @@ PAPER = {
 }
 PAPER_EPOCHS = 200
 
-PRESETS = {
+# ---------------------------------------------------------------------------- presets
+#: stands for the offline CIFAR-10 ImageFolder tree (``--data`` or ``$LIGHTNING_UNLEARN_DATA/cifar10``)
+CIFAR_TREE = "<cifar10 tree>"
+
+#: Settings of every preset unless it says otherwise (the decisive protocol): 3 seeds, both
+#: settings, tuned once on a separate forget set (tune seed 100) by the smallest RMIA-based Avg.
+#: Gap, 4 RMIA references, 10 unlearning epochs at batch 128 with the reference recipe of the
+#: authors' code (``unlearn_augmentation="auto"``: crop+flip on D_R and D_F for CIFAR, none on
+#: AMUN's adversarial set D_A; none on digits).
+RUN_DEFAULTS = dict(
+    seeds=(0, 1, 2), tune_seed=100, rmia_references=4, max_trials=3, unlearn_epochs=10, unlearn_augmentation="auto", unlearn_batch_size=128,
+)
+
+# Each preset holds BenchmarkConfig fields (and may override RUN_DEFAULTS). A decisive run of a
+# CIFAR preset trains 12 models per preset (4 originals: seeds 0, 1, 2 and the tune seed; their
+# 4 retrained models; 4 references), shared by both settings (the cache key ignores the setting).
+# CPU times are for one thread; the machine's other jobs stretch wall time (2-3x on 2 shared cores).
+PRESETS: dict[str, dict] = {
+    # A smoke test: the original model is already within noise of retrain on digits.
     "digits": dict(dataset="digits"),
-    # No augmentation and 40 epochs: the small CNN then memorises its 5,000 images (train
-    # accuracy ~99% against ~60% test), so there is a membership signal to unlearn. With
-    # crop+flip and 15 epochs it did not (train 58%, test 55%, in an earlier partial run), and
-    # every method sat within noise of retrain.
-    "cifar5k": dict(dataset="cifar10", max_train=5000, max_test=1000, augmentation="none", epochs=40),
+    # The memorising preset: no augmentation and 40 epochs, so the width-16 small CNN memorises its
+    # 5,000 images (train ~99.5%, test ~58%) and there is a membership signal to unlearn. The
+    # unlearning phase follows the reference recipe (crop+flip on D_R and D_F), independent of the
+    # originals' none. Expected CPU time (3 seeds, both settings): 12 models x ~170 CPU-s = ~35 min,
+    # unlearning ~70 runs x ~45 CPU-s (10 epochs over 5,000 images; AMUN's attack on 500 images
+    # included) with D_R and ~50 x ~10 CPU-s without: about 2 CPU-hours in all.
+    "cifar5k": dict(dataset=CIFAR_TREE, max_train=5000, max_test=1000, augmentation="none", epochs=40),
+    # The papers' regime at CPU scale (benchmarks/results/preset_search): originals trained with
+    # crop+flip that still fit their training set (width-24 small CNN, 1,000 images, 80 epochs at
+    # batch 32: train 97.0%, test 54.5%, RMIA-1ref AUC 85.8, retrained UA 52.0 vs TA 53.5), and the
+    # same crop+flip in the unlearning phase. Unlearning on 1,000 images is cheap, so each method
+    # gets 6 trials. Measured in a smoke run (1 seed, with D_R, 1 trial; 2 shared cores): ~170 CPU-s
+    # per model, ~26 CPU-s per unlearning run with D_R, evaluation included (AMUN, attack included:
+    # ~40). Expected CPU time (3 seeds, both settings): 12 models x 170 CPU-s = 34 min, ~85
+    # unlearning runs with D_R x 26 CPU-s = 37 min, ~60 without x ~10 CPU-s = 10 min: about
+    # 1.4 CPU-hours (2-3 h wall on the shared 2 cores).
+    "cifar1k-crop": dict(
+        dataset=CIFAR_TREE, max_train=1000, max_test=1000, width=24, epochs=80, batch_size=32, lr=0.05, augmentation="crop_flip", max_trials=6,
+    ),
+    # cifar1k-crop with every original, retrained and reference model trained under FastClip (every
+    # layer's spectral norm clipped to c every 10 optimizer steps), the thesis's smoothness link.
+    # One model each (benchmarks/results/preset_search): c = 1 (the thesis's, the default here)
+    # leaves the original at train 75.4% / test 53.8% (it does not fit; 380 CPU-s per model), c = 2
+    # at 92.4% / 57.0% (313 CPU-s), c = 3 at 95.8% / 57.1% with RMIA-1ref AUC 87.2 and retrained UA
+    # 57.0 vs TA 55.8 (252 CPU-s): run c = 1 and `--fastclip 3` (folder random_forget_cifar1k-crop-clip-c3).
+    # Expected CPU time (3 seeds, both settings): 12 models x ~440 (c = 1) or ~290 (c = 3) CPU-s
+    # = 88 or 58 min, plus the unlearning of cifar1k-crop (47 min): about 2.3 (c = 1) or 1.8 (c = 3)
+    # CPU-hours.
+    "cifar1k-crop-clip": dict(
+        dataset=CIFAR_TREE, max_train=1000, max_test=1000, width=24, epochs=80, batch_size=32, lr=0.05, augmentation="crop_flip", max_trials=6,
+        fastclip=1.0, fastclip_every=10,
+    ),
 }
+#: the options of this script that override a preset's value when given (BenchmarkConfig fields)
+OVERRIDES = (
+    "epochs", "max_train", "max_test", "augmentation", "unlearn_augmentation", "width", "batch_size", "lr", "unlearn_batch_size",
+    "fastclip", "fastclip_every", "tune_seed", "max_trials", "rmia_references", "unlearn_epochs",
+)
+
+
+def preset_settings(args) -> dict:
+    """The BenchmarkConfig fields of ``args.preset``: run defaults, then the preset, then the options given."""
+    settings = {**RUN_DEFAULTS, **PRESETS[args.preset]}
+    if settings.get("dataset") == CIFAR_TREE:
+        settings["dataset"] = _cifar_root(args.data)
+    for key in OVERRIDES:
+        if getattr(args, key, None) is not None:
+            settings[key] = getattr(args, key)
+    if args.seeds is not None:
+        settings["seeds"] = tuple(args.seeds)
+    settings["seeds"] = tuple(settings["seeds"])
+    return settings
+
+
+def folder_name(args, settings: dict) -> str:
+    """``random_forget_<preset>`` plus ``-c<max_norm>`` when ``--fastclip`` changes the preset's, plus ``--tag``."""
+    name = f"random_forget_{args.preset}"
+    if args.fastclip is not None and args.fastclip != PRESETS[args.preset].get("fastclip"):
+        name += f"-c{args.fastclip:g}"
+    return name + (f"-{args.tag}" if args.tag else "")
 
 
 def attack_records(results: dict) -> list[dict]:
@@ -86,8 +168,39 @@ def _cifar_root(data: str | None = None) -> str:
         return data
     root = os.environ.get("LIGHTNING_UNLEARN_DATA")
     if not root:
-        raise SystemExit("preset cifar5k needs --data or LIGHTNING_UNLEARN_DATA (the folder holding cifar10/train and cifar10/test)")
+        raise SystemExit("the CIFAR presets need --data or LIGHTNING_UNLEARN_DATA (the folder holding cifar10/train and cifar10/test)")
     return str(Path(root) / "cifar10")
+
+
+def recipe_lines(recipes: dict) -> list[str]:
+    """Both data recipes of a run (from ``results.json``'s ``recipes``), one line each."""
+    o, u = recipes["original"], recipes["unlearning"]
+    clip = f", FastClip c = {o['fastclip']:g} every {o['fastclip_every']} steps" if o.get("fastclip") is not None else ""
+    adv = u.get("adversarial_set") or {}
+    return [
+        f"- originals (original, retrained, reference models): {o['augmentation']} (`augmentation={o['setting']}`), {o['model']}"
+        f"{'' if o.get('width') is None else ' width ' + str(o['width'])}, batch {o['batch_size']}, {o['epochs']} epochs, one-cycle lr {o['lr']:g}{clip}",
+        f"- unlearning phase (every method): {u['augmentation']} on D_R and D_F (`unlearn_augmentation={u['setting']}`)"
+        f"{', ' + ', '.join(f'{v} on D_A of {m}' for m, v in adv.items()) if adv else ''}, batch {u['batch_size']}, {u['epochs']} epochs",
+    ]
+
+
+def transfer_lines(results: dict) -> list[str]:
+    """AMUN's theory check per AMUN-family method: transfer of D_A to the retrained models, mean ± std over seeds."""
+    summary = results.get("adversarial_transfer") or {}
+    if not summary:
+        return []
+    def f(rec: dict, k: str, d: int = 2) -> str:
+        if rec.get(k) is None:
+            return "–"
+        return f"{rec[k]:.{d}f}" + (f" ± {rec['std'].get(k) or 0:.{d}f}" if rec["runs"] > 1 else "")
+
+    out = ["Transfer of D_A to the retrained model (mean ± std over seeds): P_retrain(y_adv | x_adv), top-1 agreement, the attack's mean ‖δ‖", "",
+           "| method | P(y_adv \\| x_adv) | top-1 | P, ‖δ‖ > 0 | top-1, ‖δ‖ > 0 | mean ‖δ‖ | D_A |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for m, rec in summary.items():
+        cells = [f(rec, "prob"), f(rec, "top1"), f(rec, "prob_perturbed"), f(rec, "top1_perturbed"), f(rec, "mean_delta", 3), f(rec, "n_adv", 0)]
+        out.append(f"| {m} | " + " | ".join(cells) + " |")
+    return out + [""]
 
 
 def run(args) -> dict:
@@ -95,40 +208,37 @@ def run(args) -> dict:
     from lightning_unlearn.pipeline import BenchmarkConfig, run_experiment, table_markdown
     from lightning_unlearn.pipeline.progress import LineProgress
 
-    preset = dict(PRESETS[args.preset])
-    if args.preset == "cifar5k":
-        preset["dataset"] = _cifar_root(args.data)
-    for key in ("epochs", "max_train", "max_test", "augmentation"):
-        if getattr(args, key) is not None:
-            preset[key] = getattr(args, key)
-    out_root = Path(args.out) / f"random_forget_{args.preset}"
+    settings = preset_settings(args)
+    out_root = Path(args.out) / folder_name(args, settings)
     provenance = run_provenance(accelerator=args.accelerator)
-    combined: dict = {"preset": args.preset, "provenance": provenance, "runs": {}}
-    md = [f"# Random forgetting on {args.preset} (seeds {args.seeds}; {args.unlearn_epochs} unlearning epochs)", "",
-          f"Command: `{provenance['command']}` (commit {provenance['commit']})", "",
-          f"Device: {provenance['device']}; torch {torch.__version__}; settings {json.dumps(preset)}", ""]
+    combined: dict = {"preset": args.preset, "folder": out_root.name, "settings": settings, "provenance": provenance, "runs": {}}
+    md = [f"# Random forgetting on {args.preset} (seeds {list(settings['seeds'])}; {settings['unlearn_epochs']} unlearning epochs)", "",
+          f"Command: `{provenance['command']}` (commit {provenance['commit']}{' with uncommitted changes' if provenance.get('dirty') else ''})", "",
+          f"Device: {provenance['device']}; torch {torch.__version__}; settings {json.dumps(settings, default=str)}", ""]
     for frac in args.fractions:
         for has_remain in args.settings:
             key = f"{frac}_{'with_remain' if has_remain else 'forget_only'}"
             cfg = BenchmarkConfig(
-                **preset, forget=f"random:{frac}", no_remain=not has_remain, seeds=tuple(args.seeds), tune_seed=args.tune_seed,
-                unlearn_epochs=args.unlearn_epochs, max_trials=args.max_trials, rmia_references=args.rmia_references,
-                methods=tuple(args.methods) if args.methods else None, cache_dir=args.cache_dir,
-                accelerator=args.accelerator, devices=args.devices, strategy=args.strategy, precision=args.precision,
+                **settings, forget=f"random:{frac}", no_remain=not has_remain, methods=tuple(args.methods) if args.methods else None,
+                cache_dir=args.cache_dir, accelerator=args.accelerator, devices=args.devices, strategy=args.strategy, precision=args.precision,
                 device_data=args.device_data, channels_last=args.channels_last,
             )
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             res = run_experiment(cfg, out_root / key, progress=LineProgress())
-            wall = time.perf_counter() - t0
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             m = res["methods"]
             retrain_s = (m.get("retrain") or {}).get("seconds")
             epochs = res["config"]["epochs"]
-            summary = {"results": res, "wall_seconds": wall, "attacks": attack_records(res)}
+            summary = {"results": res, "wall_seconds": wall, "cpu_seconds": cpu, "attacks": attack_records(res)}
             if retrain_s and m.get("amun", {}).get("seconds"):
                 summary["amun_over_retrain"] = m["amun"]["seconds"] / retrain_s
                 summary["amun_over_paper_retrain"] = m["amun"]["seconds"] / (retrain_s / epochs * PAPER_EPOCHS)
             combined["runs"][key] = summary
-            md += [f"## forget {float(frac):.0%}, {'with D_R' if has_remain else 'D_F only'}", "", table_markdown(res), ""]
+            combined.setdefault("recipes", res["recipes"])
+            md += [f"## forget {float(frac):.0%}, {'with D_R' if has_remain else 'D_F only'}", "",
+                   f"{wall:.0f} s wall, {cpu:.0f} CPU-s in this process ({res['run']['models_trained']} models trained, "
+                   f"{res['run']['models_loaded']} from the cache); tuned on {res.get('tuned_on')}.", "", "Data recipes:", "",
+                   *recipe_lines(res["recipes"]), "", table_markdown(res), ""]
             paper = PAPER.get((frac, has_remain))
             if paper:
                 md += ["Measured vs paper (CIFAR-10 ResNet-18, [P] Tables 1-2): UA / RA / TA / RMIA / Avg. Gap", "",
@@ -138,6 +248,7 @@ def run(args) -> dict:
                     ref = " / ".join(f"{v:.2f}" for v in paper[row]) if row in paper else "–"
                     md.append(f"| {row} | {meas} | {ref} |")
                 md.append("")
+            md += transfer_lines(res)
             md.append("Chosen hyperparameters: " + "; ".join(f"{r}: {json.dumps(v.get('hparams', {}), default=str)}" for r, v in m.items() if r not in ("original", "retrain")))
             if "amun_over_retrain" in summary:
                 md.append(
@@ -145,41 +256,53 @@ def run(args) -> dict:
                     f"({retrain_s:.1f} s, {epochs} epochs) = {summary['amun_over_paper_retrain']:.3f} x a {PAPER_EPOCHS}-epoch retraining (extrapolated)."
                 )
             for a in summary["attacks"]:
+                t = a.get("transfer_to_retrain") or {}
                 md.append(
-                    f"- {a['method']} attack ({a['stage']}): |D_F| {a['n_forget']}, D_A {a['n_adv']} (unresolved {a['n_unresolved']}), eps_init {a['eps_init']:.3g}, "
+                    f"- {a['method']} attack ({a['stage']}{', seed ' + str(a['seed']) if 'seed' in a else ''}): |D_F| {a['n_forget']}, D_A {a['n_adv']} "
+                    f"(unresolved {a['n_unresolved']}), eps_init {a['eps_init']:.3g}, mean ‖δ‖ {a['mean_delta'] or 0:.3f}, "
                     f"{a['pgd50_passes']:.2f} PGD-50 passes (bound < 3), {a['attack_seconds']:.1f} s"
+                    + (f"; transfer to retrain P {t['prob']:.1f}%, top-1 {t['top1']:.1f}%" if t else "")
                 )
             md.append("")
-            _write(out_root, args.preset, combined, md)
+            _write(out_root, combined, md)
     return combined
 
 
-def _write(out_root: Path, preset: str, combined: dict, md: list[str]) -> None:
+def _write(out_root: Path, combined: dict, md: list[str]) -> None:
     out_root.mkdir(parents=True, exist_ok=True)
-    (out_root / f"random_forget_{preset}.json").write_text(json.dumps(combined, indent=1, default=str))
-    (out_root / f"random_forget_{preset}.md").write_text("\n".join(md) + "\n")
+    (out_root / f"{out_root.name}.json").write_text(json.dumps(combined, indent=1, default=str))
+    (out_root / f"{out_root.name}.md").write_text("\n".join(md) + "\n")
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--preset", choices=sorted(PRESETS), default="digits")
-    p.add_argument("--seeds", type=lambda s: [int(v) for v in s.split(",")], default=[0, 1, 2])
-    p.add_argument("--tune-seed", type=int, default=100)
+    p.add_argument("--seeds", type=lambda s: [int(v) for v in s.split(",")], default=None, help="default 0,1,2")
+    p.add_argument("--tune-seed", type=int, default=None, help="seed of the tuning forget set (default 100)")
     p.add_argument("--fractions", type=lambda s: s.split(","), default=["0.1"])
     p.add_argument("--settings", type=lambda s: [v == "remain" for v in s.split(",")], default=[True, False],
                    help="comma list of 'remain' and 'forget-only' (default both)")
     p.add_argument("--methods", type=lambda s: s.split(","), default=None, help="default: every method that applies")
-    p.add_argument("--unlearn-epochs", type=int, default=10)
-    p.add_argument("--epochs", type=int, default=None, help="training epochs of original/retrain/reference models (default: the preset's)")
-    p.add_argument("--data", default=None, help="cifar5k: the CIFAR-10 ImageFolder tree (default $LIGHTNING_UNLEARN_DATA/cifar10)")
-    p.add_argument("--max-train", type=int, default=None, help="override the preset's training subset")
-    p.add_argument("--max-test", type=int, default=None, help="override the preset's test subset")
-    p.add_argument("--augmentation", default=None, choices=("auto", "crop_flip", "none"), help="override the preset's augmentation")
+    p.add_argument("--unlearn-epochs", type=int, default=None, help="default 10")
+    p.add_argument("--data", default=None, help="CIFAR presets: the CIFAR-10 ImageFolder tree (default $LIGHTNING_UNLEARN_DATA/cifar10)")
+    g = p.add_argument_group("overrides of the preset's recipe (default: the preset's)")
+    g.add_argument("--epochs", type=int, default=None, help="training epochs of original/retrain/reference models")
+    g.add_argument("--max-train", type=int, default=None, help="training subset")
+    g.add_argument("--max-test", type=int, default=None, help="test subset")
+    g.add_argument("--width", type=int, default=None, help="small CNN width")
+    g.add_argument("--batch-size", type=int, default=None, help="training batch size of original/retrain/reference models")
+    g.add_argument("--lr", type=float, default=None, help="their peak learning rate")
+    g.add_argument("--augmentation", default=None, choices=("auto", "crop_flip", "none"), help="the originals' augmentation")
+    g.add_argument("--fastclip", type=float, default=None, metavar="C", help="FastClip max_norm of every trained model (the output folder then carries -c<C>)")
+    g.add_argument("--fastclip-every", type=int, default=None, metavar="N", help="FastClip every N optimizer steps")
+    g.add_argument("--unlearn-augmentation", default=None, choices=("auto", "crop_flip", "none"), help="the unlearning phase's (default auto)")
+    g.add_argument("--unlearn-batch-size", type=int, default=None, help="batch size of the unlearning phase (default 128)")
+    g.add_argument("--max-trials", type=int, default=None, help="grid points per method (default: the preset's)")
+    g.add_argument("--rmia-references", type=int, default=None, help="default 4")
+    p.add_argument("--tag", default=None, help="suffix of the output folder (random_forget_<preset>[-c<C>]-<tag>)")
     p.add_argument("--precision", default="32-true", help="passed to every Lightning Trainer")
     p.add_argument("--device-data", action="store_true", help="keep the training set on the accelerator (one device)")
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format (GPU speed)")
-    p.add_argument("--max-trials", type=int, default=3)
-    p.add_argument("--rmia-references", type=int, default=4)
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--threads", type=int, default=1)

@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-remain", action="store_true", help="methods see only the forget set")
     m = b.add_argument_group("models")
     m.add_argument("--model", default="small-cnn", help="small-cnn (default) or resnet18")
+    m.add_argument("--width", type=int, default=None, help="small CNN width (channels of its first layer; default the model's, 16)")
     m.add_argument("--epochs", type=int, default=None, help="epochs of original, retrained and reference models (default per data set and model)")
     m.add_argument("--lr", type=float, default=None, help="peak learning rate of those fits (default per model)")
     m.add_argument("--batch-size", type=int, default=128)
@@ -79,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--seeds", type=_csv(int), default=(0,), help="comma-separated replicate seeds (default 0)")
     u.add_argument("--tune-seed", type=int, default=100, help="seed of the forget set the hyperparameters are tuned on (default 100)")
     u.add_argument("--unlearn-epochs", type=int, default=5, help="epochs of every unlearning phase (default 5)")
+    u.add_argument("--unlearn-augmentation", default="auto",
+                   help="unlearning phase's recipe for every method, independent of --augmentation: auto (default: the papers' code, crop+flip on D_R "
+                   "and D_F for RGB 32x32+, none otherwise; AMUN's D_A unaugmented), crop_flip or none")
+    u.add_argument("--unlearn-batch-size", type=int, default=128, help="batch size of every unlearning phase (default 128)")
     u.add_argument("--tune-lrs", type=_csv(float), default=None, help="learning-rate grid of every method (default: each method's own grid)")
     u.add_argument("--max-trials", type=int, default=3, help="grid points tried per method (default 3; 0: no tuning)")
     u.add_argument("--tune-class", type=int, default=None, help="class forgetting: the held-out class tuned on (default: the next class not forgotten)")
@@ -115,6 +120,7 @@ def config_from_args(args: argparse.Namespace):
         forget=args.forget,
         no_remain=args.no_remain,
         model=args.model,
+        width=args.width,
         epochs=args.epochs,
         lr=args.lr,
         batch_size=args.batch_size,
@@ -126,6 +132,8 @@ def config_from_args(args: argparse.Namespace):
         seeds=args.seeds,
         tune_seed=args.tune_seed,
         unlearn_epochs=args.unlearn_epochs,
+        unlearn_augmentation=args.unlearn_augmentation,
+        unlearn_batch_size=args.unlearn_batch_size,
         tune_lrs=args.tune_lrs,
         max_trials=args.max_trials,
         tune_class=args.tune_class,

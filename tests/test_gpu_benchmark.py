@@ -40,7 +40,8 @@ def test_unpack_restores_the_packed_files_byte_for_byte(tmp_path):
 def test_gpu_cifar10_tiny_runs_on_cpu(tmp_path, monkeypatch):
     monkeypatch.delenv("LIGHTNING_UNLEARN_DATA", raising=False)  # digits: runs anywhere
     mod = load_script()
-    summary = mod.main(["--tiny", "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")])
+    # digits: the originals' auto recipe is no augmentation; the unlearning phase is forced to crop+flip
+    summary = mod.main(["--tiny", "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), "--unlearn-augmentation", "crop_flip"])
     written = json.loads((tmp_path / "out" / "gpu_cifar10.json").read_text())
     assert written["device"].startswith("CPU") and written["tiny"] is True
     expected = {"original", "retrain"} | {f"{m}_{s}" for s, ms in mod.METHODS.items() for m in ms}
@@ -53,3 +54,9 @@ def test_gpu_cifar10_tiny_runs_on_cpu(tmp_path, monkeypatch):
     assert 0 <= written["transfer_to_retrain"]["prob"] <= 100 and written["transfer_to_retrain"]["n"] > 0
     assert written["config"]["refs"] == 2 and summary["models"] == written["models"]
     assert "paper RMIA" in (tmp_path / "out" / "gpu_cifar10.md").read_text()
+    recipes = written["recipes"]
+    assert recipes["original"]["augmentation"] == "none" and recipes["original"]["setting"] == "auto"
+    assert recipes["unlearning"]["augmentation"] == "crop_flip" and recipes["unlearning"]["adversarial_set"] == "none"
+    unlearn_jobs = [j for j in written["jobs"].values() if "method" in j]
+    assert unlearn_jobs and all(j["augmentation"] == "crop_flip" for j in unlearn_jobs)  # every method's request
+    assert "crop_flip on D_R and D_F" in (tmp_path / "out" / "gpu_cifar10.md").read_text()

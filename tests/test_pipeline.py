@@ -379,6 +379,25 @@ def test_svc_mia_is_the_metric_class_on_the_pipeline_sets():
     assert ev.svc_mia(out, sets) == pytest.approx(float(expected))
 
 
+def test_svc_mia_balances_a_test_set_larger_than_the_remain_set():
+    """Remain smaller than test (e.g. 900 vs 1,000 images): a seeded subset of the test set of D_R's size
+    is the shadow non-member set, every remain sample a shadow member (hand-picked here)."""
+    from lightning_unlearn.metrics import functional as F
+    from lightning_unlearn.pipeline import evaluation as ev
+    from lightning_unlearn.seeding import derive_seed
+
+    out, sets, _ = _synthetic(n_train=30, n_test=40)  # 20 remain < 40 test
+    probs, y = torch.softmax(out.pool.double(), 1), sets.pool_y
+    members, non_members = sets.mia_sets()
+    assert len(members) < len(non_members)
+    g = torch.Generator().manual_seed(derive_seed(ev.MIA_SHADOW_SEED, "svc-non-members"))
+    by_index = non_members[torch.argsort(sets.pool_index[non_members])]
+    chosen = by_index[torch.randperm(len(non_members), generator=g)[: len(members)].sort().values]
+    f = sets.forget
+    expected = F.mia_efficacy(probs[members], y[members], probs[chosen], y[chosen], probs[f], y[f], feature="confidence")
+    assert ev.svc_mia(out, sets) == pytest.approx(float(expected))
+
+
 # ---------------------------------------------------------------------------- report and provenance
 def test_results_record_provenance_sets_and_noise(tiny_run):
     cfg, res, root = tiny_run

@@ -160,3 +160,30 @@ def test_an_unwritable_cache_is_reported_before_training(digits_dm, tmp_path, mo
     blocker.write_text("x")
     with pytest.raises(CacheNotWritableError, match="not writable"):
         train_reference_models(digits_dm, 2, epochs=1, cache_dir=blocker / "cache")
+
+
+def test_references_follow_the_targets_width_and_fastclip(digits_dm, tmp_path, monkeypatch):
+    """Width and FastClip are part of a reference's recipe: trained with them, keyed by them, rebuilt with them."""
+    import lightning_unlearn.callbacks as callbacks
+
+    made = []
+    real = callbacks.FastClip
+
+    class CountingFastClip(real):
+        def __init__(self, **kw):
+            made.append(kw)
+            super().__init__(**kw)
+
+    monkeypatch.setattr(callbacks, "FastClip", CountingFastClip)
+    plain = train_reference_models(digits_dm, 2, epochs=1, seed=0, cache_dir=tmp_path)
+    assert made == [] and "width" not in plain.config and "fastclip" not in plain.config  # default recipe: keys as before
+    clipped = train_reference_models(digits_dm, 2, epochs=1, seed=0, width=8, fastclip=1.0, fastclip_every=2, cache_dir=tmp_path)
+    assert clipped.loaded_from_cache == 0  # another recipe, not the cached plain models
+    assert made == [{"max_norm": 1.0, "every_n_steps": 2}] * 2  # a fresh callback per reference fit
+    assert clipped.config["width"] == 8 and clipped.config["fastclip"] == 1.0 and clipped.config["fastclip_every"] == 2
+    first_conv = next(m for m in clipped.models[0].modules() if isinstance(m, torch.nn.Conv2d))
+    assert first_conv.out_channels == 8
+    again = train_reference_models(digits_dm, 2, epochs=1, seed=0, width=8, fastclip=1.0, fastclip_every=2, cache_dir=tmp_path)
+    assert again.loaded_from_cache == 2 and len(made) == 2  # rebuilt at width 8 from the cache, nothing trained
+    for a, b in zip(clipped.models, again.models):
+        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))

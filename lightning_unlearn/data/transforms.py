@@ -98,6 +98,24 @@ def default_augmentation(image_shape: tuple[int, ...]) -> str | None:
     return "crop_flip" if (c == 3 and h >= 32 and w >= 32) else None
 
 
+def resolve_augmentation(value: str | None, image_shape: tuple[int, ...]) -> str | None:
+    """An augmentation setting (``"auto"``, ``"crop_flip"``, ``"none"`` / ``None``) as applied to images of ``image_shape``.
+
+    ``"auto"`` is :func:`default_augmentation` of the shape (crop+flip for RGB images of 32x32
+    or more, none otherwise); the other values are returned in their one spelling
+    (:func:`normalize_augmentation`: ``"crop_flip"`` or ``None``).
+
+    Raises:
+        ValueError: an unknown value, naming it and the allowed ones.
+
+    Example:
+        >>> resolve_augmentation("auto", (3, 32, 32)), resolve_augmentation("auto", (1, 8, 8)), resolve_augmentation("none", (3, 32, 32))
+        ('crop_flip', None, None)
+    """
+    kind = normalize_augmentation(value, allow_auto=True)
+    return default_augmentation(image_shape) if kind == "auto" else kind
+
+
 def augment(x: torch.Tensor, kind: str | None, *, generator: torch.Generator | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Apply the named augmentation (``"crop_flip"``, or ``"none"`` / ``None``) to float pixels."""
     kind = normalize_augmentation(kind)

@@ -170,9 +170,9 @@ def _membership_restore(expected: torch.Tensor, pool_index: torch.Tensor):
     return restore
 
 
-def _model_restore(dm: UnlearningDataModule, model: str):
+def _model_restore(dm: UnlearningDataModule, model: str, width: int | None = None):
     def restore(payload: dict[str, Any]) -> nn.Module:
-        net = build_model(model, in_channels=dm.image_shape[0], num_classes=dm.num_classes, mean=dm.mean, std=dm.std)
+        net = build_model(model, in_channels=dm.image_shape[0], num_classes=dm.num_classes, mean=dm.mean, std=dm.std, width=width)
         net.load_state_dict(payload, strict=True)  # RuntimeError on a missing, extra or misshapen tensor
         return net
 
@@ -208,8 +208,8 @@ def _train_or_load(
             lambda: ({"membership": membership.clone(), "pool_index": pool.index.clone()}, {}),
             _membership_restore(membership, pool.index),
         )
-    model = config["model"]
-    restore = _model_restore(dm, model)
+    model, width = config["model"], config.get("width")
+    restore = _model_restore(dm, model, width)
     models: list[nn.Module] = []
     loaded = 0
     for r, seed_r in enumerate(seeds):
@@ -217,9 +217,10 @@ def _train_or_load(
 
         def train(data=data, r=r, seed_r=seed_r) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
             log.info("training reference %d/%d on %d of %d pool samples", r + 1, len(seeds), len(data), len(pool))
+            rest = {k: v for k, v in trainer_kwargs.items() if k != "callbacks"}
             module = train_classifier(
-                dm, on=data, model=model, epochs=config["epochs"], seed=int(seed_r),
-                lr=config["lr"], schedule=config["schedule"], **trainer_kwargs,
+                dm, on=data, model=model, width=width, epochs=config["epochs"], seed=int(seed_r), lr=config["lr"],
+                schedule=config["schedule"], callbacks=_fastclip_callbacks(config) + list(trainer_kwargs.get("callbacks") or []), **rest,
             )
             return state_dict_payload(module.model.state_dict()), {"n_train": len(data)}
 
@@ -233,10 +234,41 @@ def _train_or_load(
     return ReferenceModels(models, membership, pool.index.clone(), config, models_cache.folder if models_cache else None, loaded)
 
 
-def _recipe(dm: UnlearningDataModule, model: str, epochs: int | None, lr: float | None, schedule: str) -> dict[str, Any]:
+def _fastclip_callbacks(config: dict[str, Any]) -> list:
+    """A fresh FastClip callback for one fit when the recipe clips (``config["fastclip"]``), else none."""
+    if config.get("fastclip") is None:
+        return []
+    from lightning_unlearn.callbacks import FastClip
+
+    return [FastClip(max_norm=config["fastclip"], every_n_steps=config["fastclip_every"])]
+
+
+def _recipe(
+    dm: UnlearningDataModule,
+    model: str,
+    epochs: int | None,
+    lr: float | None,
+    schedule: str,
+    *,
+    width: int | None = None,
+    fastclip: float | None = None,
+    fastclip_every: int = 10,
+) -> dict[str, Any]:
+    """The training recipe of every reference model (part of each one's cache key).
+
+    ``width`` and the FastClip settings enter the recipe only when set, so models of the default
+    recipe keep the keys they had before these options existed.
+    """
     if not isinstance(model, str):
         raise ValueError(f"model must be a model name (so that cached weights can be rebuilt), got {type(model).__name__}")
-    return {
+    if fastclip is not None and (fastclip <= 0 or fastclip_every <= 0):
+        raise ValueError(f"fastclip must be a positive max_norm and fastclip_every a positive number of steps, got {fastclip!r} and {fastclip_every!r}")
+    extra: dict[str, Any] = {}
+    if width is not None:
+        extra["width"] = int(width)
+    if fastclip is not None:
+        extra.update(fastclip=float(fastclip), fastclip_every=int(fastclip_every))
+    return extra | {
         "version": CACHE_VERSION,
         "recipe_version": TRAINING_RECIPE_VERSION,
         "dataset": str(dm.dataset),
@@ -259,6 +291,9 @@ def train_reference_models(
     lr: float | None = None,
     schedule: str = "onecycle",
     include_test: bool = True,
+    width: int | None = None,
+    fastclip: float | None = None,
+    fastclip_every: int = 10,
     cache_dir: str | os.PathLike | None = None,
     use_cache: bool = True,
     **trainer_kwargs: Any,
@@ -269,6 +304,9 @@ def train_reference_models(
         dm: the data module (its pool, augmentation and batch size are used; its forget split is not).
         num_refs: R, even (each sample IN for exactly R/2 references).
         model, epochs, lr, schedule: the target's recipe (defaults as in ``train_classifier``).
+        width: the small CNN's width (``None``: its default), as the target's.
+        fastclip, fastclip_every: train every reference with FastClip (``max_norm``,
+            ``every_n_steps``; a fresh callback per fit), as the target was (``None``: no clipping).
         seed: seeds the membership matrix and (through ``derive_seed(seed, "rmia-reference", r)``) each reference.
         include_test: pool = train + test (AMUN) or train only.
         cache_dir: default ``<default_cache_dir()>``; the models go to ``references/<hash>/``.
@@ -279,7 +317,7 @@ def train_reference_models(
     Returns:
         :class:`ReferenceModels`.
     """
-    config = _recipe(dm, model, epochs, lr, schedule)
+    config = _recipe(dm, model, epochs, lr, schedule, width=width, fastclip=fastclip, fastclip_every=fastclip_every)
     pool = reference_pool(dm, include_test=include_test)
     membership = membership_matrix(num_refs, len(pool), seed=seed)
     config.update(kind="rmia-halves", pool=_fingerprint(pool), pool_size=len(pool), include_test=bool(include_test),
@@ -297,6 +335,9 @@ def train_retrained_references(
     seed: int = 0,
     lr: float | None = None,
     schedule: str = "onecycle",
+    width: int | None = None,
+    fastclip: float | None = None,
+    fastclip_every: int = 10,
     cache_dir: str | os.PathLike | None = None,
     use_cache: bool = True,
     **trainer_kwargs: Any,
@@ -305,12 +346,12 @@ def train_retrained_references(
 
     The references of MIA-NN (neighbour classes, retrain score; trw-mia-nn.md §5.1) and of
     Avg. Gap / FADE: exactly ``train_classifier(dm, on="remain", seed=s)``, cached like
-    :func:`train_reference_models` (keyed by the remain set's indices too). ``membership`` marks
-    the remain samples of the training pool.
+    :func:`train_reference_models` (keyed by the remain set's indices too; ``width`` and
+    ``fastclip`` as there). ``membership`` marks the remain samples of the training pool.
     """
     if int(num_models) < 1:
         raise ValueError(f"num_models must be >= 1, got {num_models!r}")
-    config = _recipe(dm, model, epochs, lr, schedule)
+    config = _recipe(dm, model, epochs, lr, schedule, width=width, fastclip=fastclip, fastclip_every=fastclip_every)
     pool = reference_pool(dm, include_test=False)
     remain = dm.remain_set()
     membership = torch.isin(pool.index, remain.index)[None, :].expand(int(num_models), -1).clone()

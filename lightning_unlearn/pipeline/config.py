@@ -128,6 +128,18 @@ def parse_hparams(value: Any) -> dict[str, dict[str, Any]] | None:
     raise ConfigError(f"hparams must be 'METHOD.NAME=VALUE,...' or a dict of dicts, got {value!r}")
 
 
+def _optional_int(value: Any, name: str) -> int | None:
+    """``None`` / ``"none"`` -> ``None``; an integer or its text -> ``int``."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "")):
+        return None
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be an integer or None, got {value!r}")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be an integer or None, got {value!r}") from None
+
+
 @dataclass(frozen=True)
 class BenchmarkConfig:
     """Settings of one benchmark run (defaults: the issue's embedded default run).
@@ -142,17 +154,19 @@ class BenchmarkConfig:
 
     Models:
         model: ``small-cnn`` (default) or ``resnet18``.
+        width: the small CNN's width (channels of its first layer; ``None``: the model's
+            default, 16); part of every trained model's cache key when set.
         epochs: training length of original, retrained and reference models; ``None``
             resolves to :func:`lightning_unlearn.training.default_epochs` (recorded).
         lr: peak learning rate of those fits; ``None``: the library default per model.
-        batch_size: training batch size of every fit (default 128).
+        batch_size: training batch size of original, retrained and reference models (default 128).
         retrain_models: retrained models (``None``: 1 per seed for random forgetting, 3
             shared for class forgetting; see the module docstring).
-        augmentation: ``"auto"`` (default: crop+flip on RGB images of 32x32 or more),
-            ``"crop_flip"`` or ``"none"``, for every fit (original, retrained, reference and
-            unlearning). ``"none"`` lets a small model memorise its training set, which is what
-            membership inference (and so unlearning) is about.
-        fastclip: FastClip ``max_norm`` on the fits of original and retrained models
+        augmentation: the originals' recipe: ``"auto"`` (default: crop+flip on RGB images of
+            32x32 or more, none otherwise), ``"crop_flip"`` or ``"none"``, for the fits of
+            original, retrained and reference models. ``"none"`` lets a small model memorise its
+            training set, which is what membership inference (and so unlearning) is about.
+        fastclip: FastClip ``max_norm`` on the fits of original, retrained and reference models
             (``None``: off); ``fastclip_every`` its ``every_n_steps``.
 
     Methods:
@@ -163,6 +177,13 @@ class BenchmarkConfig:
         tune_class: class forgetting only: the held-out class the hyperparameters are tuned on
             (default ``None``: the first class after the forgotten ones that is not forgotten).
         unlearn_epochs: epochs of every unlearning phase (default 5; recorded).
+        unlearn_augmentation: the unlearning phase's recipe, the same for every method of the
+            run and independent of ``augmentation``: ``"auto"`` (default) is the reference
+            recipe of the papers' code (the training transform, crop+flip, on D_R and D_F for
+            RGB images of 32x32 or more, none otherwise, e.g. digits; AMUN's adversarial set
+            unaugmented), ``"crop_flip"`` or ``"none"``. Not part of any model's cache key
+            (unlearned models are not cached).
+        unlearn_batch_size: batch size of every unlearning phase (default 128, the papers').
         tune_lrs: the learning-rate grid of every method (replaces the method's own ``lr``
             grid; ``None`` keeps it); other tunable hyperparameters keep their grids.
         max_trials: at most this many grid points per method (default 3: a diagonal through
@@ -197,6 +218,7 @@ class BenchmarkConfig:
     forget: str = "random:0.1"
     no_remain: bool = False
     model: str = "small-cnn"
+    width: int | None = None
     epochs: int | None = None
     lr: float | None = None
     batch_size: int = 128
@@ -208,6 +230,8 @@ class BenchmarkConfig:
     seeds: tuple[int, ...] = (0,)
     tune_seed: int = 100
     unlearn_epochs: int = 5
+    unlearn_augmentation: str = "auto"
+    unlearn_batch_size: int = 128
     tune_lrs: tuple[float, ...] | None = None
     max_trials: int = 3
     tune_class: int | None = None
@@ -232,6 +256,8 @@ class BenchmarkConfig:
             "hparams": parse_hparams(self.hparams),
             "devices": str(self.devices),
             "augmentation": "none" if self.augmentation is None else self.augmentation,
+            "unlearn_augmentation": "none" if self.unlearn_augmentation is None else self.unlearn_augmentation,
+            "width": _optional_int(self.width, "width"),
         }
         for name, value in fix.items():
             object.__setattr__(self, name, value)
@@ -299,6 +325,35 @@ class BenchmarkConfig:
     def rows(self) -> tuple[str, ...]:
         """Table rows in order: ``original``, ``retrain``, then the methods."""
         return BASELINE_ROWS + self.unlearning_methods()
+
+    def recipes(self, image_shape: tuple[int, ...]) -> dict[str, dict[str, Any]]:
+        """Both data recipes of the run, resolved for images of ``image_shape``.
+
+        ``"original"``: the fits of original, retrained and reference models (the settings
+        ``augmentation``, ``batch_size``, ``epochs``, ``lr``, ``width``, FastClip);
+        ``"unlearning"``: every method's unlearning phase (``unlearn_augmentation`` on D_R and
+        D_F, ``unlearn_batch_size``, ``unlearn_epochs``; AMUN's adversarial set D_A unaugmented
+        unless a fixed ``augment_adv=True`` says otherwise). ``augmentation`` values are
+        ``"crop_flip"`` or ``"none"``; ``setting`` is the configured value (``"auto"`` included).
+        """
+        from lightning_unlearn.data.transforms import resolve_augmentation
+
+        def spelled(value: str) -> str:
+            return resolve_augmentation(value, image_shape) or "none"
+
+        unlearn_aug = spelled(self.unlearn_augmentation)
+        augment_adv = {m: bool(hp.get("augment_adv")) for m, hp in (self.hparams or {}).items() if "augment_adv" in hp}
+        original = {
+            "augmentation": spelled(self.augmentation), "setting": self.augmentation, "batch_size": self.batch_size,
+            "epochs": self.resolved_epochs, "lr": self.resolved_lr, "schedule": "onecycle", "model": self.model, "width": self.width,
+            "fastclip": self.fastclip, "fastclip_every": self.fastclip_every if self.fastclip is not None else None,
+        }
+        unlearning = {
+            "augmentation": unlearn_aug, "setting": self.unlearn_augmentation, "applies_to": "remain and forget sets (D_R, D_F)",
+            "adversarial_set": {m: (unlearn_aug if augment_adv.get(m) else "none") for m in self.unlearning_methods() if _is_adversarial(m)} or None,
+            "batch_size": self.unlearn_batch_size, "epochs": self.unlearn_epochs,
+        }
+        return {"original": original, "unlearning": unlearning}
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> "BenchmarkConfig":
@@ -373,6 +428,12 @@ class BenchmarkConfig:
             raise ConfigError(f"unlearn_epochs must be a positive integer, got {self.unlearn_epochs}")
         if self.batch_size <= 0:
             raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size}")
+        if self.unlearn_batch_size <= 0:
+            raise ConfigError(f"unlearn_batch_size must be a positive integer, got {self.unlearn_batch_size}")
+        if self.width is not None and self.width <= 0:
+            raise ConfigError(f"width must be a positive integer, got {self.width}")
+        if self.width is not None and self.model != "small-cnn":
+            raise ConfigError(f"width is an option of the small CNN only, got width={self.width} with model {self.model!r} (allowed: small-cnn)")
         if self.max_trials < 0:
             raise ConfigError(f"max_trials must be 0 or more, got {self.max_trials}")
         if self.tune_lrs is not None and (not self.tune_lrs or any(lr <= 0 for lr in self.tune_lrs)):
@@ -396,6 +457,8 @@ class BenchmarkConfig:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         if self.augmentation not in AUGMENTATION_CHOICES:
             raise ConfigError(f"unknown augmentation {self.augmentation!r}: expected one of {', '.join(AUGMENTATION_CHOICES)}")
+        if self.unlearn_augmentation not in AUGMENTATION_CHOICES:
+            raise ConfigError(f"unknown unlearn_augmentation {self.unlearn_augmentation!r}: expected one of {', '.join(AUGMENTATION_CHOICES)}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
         if self.device_data and self.devices not in ("auto", "1"):
@@ -427,6 +490,15 @@ class BenchmarkConfig:
         return dataclasses.replace(self, **changes)
 
 
+def _is_adversarial(method: str) -> bool:
+    """Whether ``method`` trains on AMUN's adversarial set D_A (AMUN and its variants)."""
+    from lightning_unlearn.unlearning import METHODS
+    from lightning_unlearn.unlearning.amun import AMUN
+
+    cls = METHODS.get(method)
+    return cls is not None and issubclass(cls, AMUN)
+
+
 # the fields whose change alters the data pool of every model
 DATA_FIELDS = ("dataset", "max_train", "max_test")
 # ... and the training recipe of original, retrained and reference models
@@ -442,6 +514,8 @@ def training_settings(config: BenchmarkConfig, *, data_fingerprint: str) -> dict
     out["lr"] = config.resolved_lr
     out["data_fingerprint"] = data_fingerprint
     out["recipe_version"] = TRAINING_RECIPE_VERSION
+    if config.width is not None:  # only when set: models of the default width keep their keys
+        out["width"] = config.width
     return out
 
 

@@ -53,6 +53,7 @@ from lightning_unlearn.inference import accuracy, predict_logits
 from lightning_unlearn.metrics import SPLITS, MIAEfficacy
 from lightning_unlearn.metrics import RMIA as RMIAMetric
 from lightning_unlearn.metrics import functional as F
+from lightning_unlearn.seeding import derive_seed
 
 log = logging.getLogger(__name__)
 
@@ -179,12 +180,19 @@ def svc_mia(out: Outputs, sets: Sets) -> float | None:
     """SVC MIA efficacy (confidence feature) on the forget set, in percent (:class:`~lightning_unlearn.metrics.MIAEfficacy`).
 
     Shadow members: D_R (the metric draws a seeded subset of the size of the non-members);
-    shadow non-members: the test set (the remaining classes' test set for class forgetting).
+    shadow non-members: the test set (the remaining classes' test set for class forgetting). When
+    D_R is the smaller of the two (a small training subset beside a larger test subset, e.g. 900
+    remain against 1,000 test images), the shadow non-members are a seeded subset of the test set
+    of D_R's size instead (:func:`~lightning_unlearn.metrics.functional.select_shadow_members`
+    with seed ``derive_seed(MIA_SHADOW_SEED, "svc-non-members")``), so the two classes stay balanced.
     """
     members, non_members = sets.mia_sets()
-    if len(non_members) == 0 or len(members) < len(non_members) or len(sets.forget) == 0:
-        _warn_once("svc", f"SVC MIA skipped: it needs a forget set and at least as many remain as test samples, got {len(sets.forget)}, {len(members)}, {len(non_members)}")
+    if len(non_members) == 0 or len(members) == 0 or len(sets.forget) == 0:
+        _warn_once("svc", f"SVC MIA skipped: it needs forget, remain and test samples, got {len(sets.forget)}, {len(members)}, {len(non_members)}")
         return None
+    if len(members) < len(non_members):
+        keep = F.select_shadow_members(sets.pool_index[non_members], len(members), seed=derive_seed(MIA_SHADOW_SEED, "svc-non-members"))
+        non_members = non_members[keep]
     metric = MIAEfficacy(feature="confidence", seed=MIA_SHADOW_SEED, sync_on_compute=False)
     _record(metric, out, sets, {"remain": members, "test": non_members, "forget": sets.forget})
     return float(metric.compute())

@@ -64,7 +64,7 @@ def data_device(config: BenchmarkConfig) -> torch.device:
 
 
 def new_net(config: BenchmarkConfig, dm: UnlearningDataModule) -> nn.Module:
-    net = build_model(config.model, in_channels=dm.image_shape[0], num_classes=dm.num_classes, mean=dm.mean, std=dm.std)
+    net = build_model(config.model, in_channels=dm.image_shape[0], num_classes=dm.num_classes, mean=dm.mean, std=dm.std, width=config.width)
     return net.to(memory_format=torch.channels_last) if config.channels_last else net
 
 
@@ -101,7 +101,7 @@ def fit_classifier(config: BenchmarkConfig, dm: UnlearningDataModule, data: Inde
         tkw["devices"] = 1  # the device loader does not shard: one process
     start = time.perf_counter()
     module = train_classifier(
-        dm, on=data, model=config.model, epochs=config.resolved_epochs, seed=seed, lr=config.resolved_lr, batch_size=config.batch_size,
+        dm, on=data, model=config.model, width=config.width, epochs=config.resolved_epochs, seed=seed, lr=config.resolved_lr, batch_size=config.batch_size,
         channels_last=config.channels_last, data_device=device, callbacks=callbacks, **tkw,
     )
     seconds = time.perf_counter() - start

@@ -207,6 +207,7 @@ def render_markdown(results: dict[str, Any], figures: list[tuple[str, str]]) -> 
         f"**{cfg['dataset']}**, {cfg['model']} ({cfg['epochs']} epochs), {setting}; seeds {seeds}; "
         f"{cfg['rmia_references']} RMIA reference models ({cfg['rmia_signal']} signal, γ = {cfg['rmia_gamma']:g}).",
         "",
+        *_recipe_lines(results),
         "Figures in percent (mean ± std over seeds); the target of every column is the `retrain` row. "
         f"`Avg. Gap` = ¼(|UA−UA*| + |RA−RA*| + |TA−TA*| + |MIA−MIA*|) with {'RMIA AUC' if cfg['avg_gap_mia'] == 'rmia_auc' else 'SVC MIA efficacy'} "
         "as its MIA term; `Avg. Gap (SVC)` uses the SVC MIA efficacy. Lower gaps are better. "
@@ -218,6 +219,7 @@ def render_markdown(results: dict[str, Any], figures: list[tuple[str, str]]) -> 
         "",
         *mia_nn_section(results),
     ]
+    lines += _adversarial_lines(results)
     if results.get("tuning"):
         lines += ["## Hyperparameters", "", f"Tuned on {results.get('tuned_on') or 'the forget set of seed ' + str(cfg['tune_seed'])} by the smallest Avg. Gap; {cfg['unlearn_epochs']} unlearning epochs.", ""]
         lines += ["| method | chosen | trials (hyperparameters: Avg. Gap) |", "|---|---|---|"]
@@ -269,6 +271,56 @@ def mia_nn_section(results: dict[str, Any]) -> list[str]:
         table_markdown(results, MIA_NN_LOGIT_COLUMNS),
         "",
     ]
+
+
+def _augmentation_words(name: str) -> str:
+    return {"crop_flip": "crop+flip", "none": "no augmentation"}.get(name, name)
+
+
+def _recipe_lines(results: dict[str, Any]) -> list[str]:
+    """The two data recipes of the run (originals' and unlearning phase's), resolved, as one paragraph."""
+    recipes = results.get("recipes") or {}
+    o, u = recipes.get("original"), recipes.get("unlearning")
+    if not o or not u:
+        return []
+    width = f", width {o['width']}" if o.get("width") is not None else ""
+    clip = f", FastClip to spectral norm {o['fastclip']:g} every {o['fastclip_every']} steps" if o.get("fastclip") is not None else ""
+    adv = u.get("adversarial_set") or {}
+    adv_words = ""
+    if adv:
+        kinds = sorted(set(adv.values()))
+        adv_words = f"; {' / '.join(_augmentation_words(k) for k in kinds)} on the adversarial set D_A ({', '.join(adv)})"
+    return [
+        f"Data recipes: **originals** (original, retrained and reference models): {_augmentation_words(o['augmentation'])} "
+        f"(`augmentation={o['setting']}`), batch {o['batch_size']}, {o['epochs']} epochs, {o['schedule']} lr {o['lr']:g}, "
+        f"{o['model']}{width}{clip}. **Unlearning phase** (the same for every method): {_augmentation_words(u['augmentation'])} "
+        f"on D_R and D_F (`unlearn_augmentation={u['setting']}`){adv_words}, batch {u['batch_size']}, {u['epochs']} epochs.",
+        "",
+    ]
+
+
+def _adversarial_lines(results: dict[str, Any]) -> list[str]:
+    """AMUN's theory check: how the adversarial set of each AMUN-family run transfers to the retrained models."""
+    summary = results.get("adversarial_transfer") or {}
+    if not summary:
+        return []
+    lines = [
+        "## Transfer of the adversarial examples to retrain",
+        "",
+        "AMUN's bound shrinks as the retrained model's loss on the adversarial pairs (x_adv, y_adv) shrinks: "
+        "`P(y_adv|x_adv)` is the retrained model's mean probability of the adversarial label, `top-1` how often it predicts it "
+        "(over all of D_A, and over the rows with ‖δ‖ > 0); ‖δ‖ is the attack's mean L2 distance ‖x_adv − x‖.",
+        "",
+        "| method | runs | D_A | mean ‖δ‖ | P(y_adv \\| x_adv) | top-1 | P, ‖δ‖ > 0 | top-1, ‖δ‖ > 0 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, rec in summary.items():
+        n, sd = rec["runs"], rec.get("std", {})
+        digits = (("n_adv", 0), ("mean_delta", 3), ("prob", 2), ("top1", 2), ("prob_perturbed", 2), ("top1_perturbed", 2))
+        cells = [_fmt(rec.get(k), sd.get(k), n, d) for k, d in digits]
+        lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
 
 
 def _noise_note(results: dict[str, Any]) -> list[str]:

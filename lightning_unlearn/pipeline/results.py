@@ -13,12 +13,19 @@ Schema (the issue's contract; figures in percent, ``sym_kl`` in nats)::
                          "mia_nn_retrain_acc_gap_loo", "mia_nn_retrain_logit_acc_gap_loo"]}},
      "tuning": {METHOD: [{"hparams", "avg_gap", ..., ["diagnostics"]}, ...]},
      "sets": {"forget", "remain", "test", "rmia_non_members", ["forget_test"]},
+     "recipes": {"original": {"augmentation", "setting", "batch_size", "epochs", "lr", "width", "fastclip", ...},
+                 "unlearning": {"augmentation", "setting", "adversarial_set", "batch_size", "epochs", ...}},
+     "adversarial_transfer": {METHOD: {"prob", "top1", "prob_perturbed", "top1_perturbed", "mean_delta",
+                                       "n_adv", "runs", "std": {...}}},
      "original_within_noise": {"within", "terms": {TERM: {"difference", "noise"}}},
      "provenance": {"command", "commit", "dirty", "torch", "lightning", "device", ...},
      "run": {"seconds", "models_trained", "models_loaded"}}
 
 A method's per-seed records carry its public ``diagnostics()`` where it has any (AMUN: the
-attack's statistics, e.g. ``pgd50_passes``).
+attack's statistics, e.g. ``pgd50_passes`` and ``mean_delta``, and the transfer of its adversarial
+set to the replicate's retrained models, ``transfer_to_retrain``); ``adversarial_transfer``
+summarises the latter per method (mean and std over seeds). ``recipes`` holds both data recipes,
+resolved: the originals' (original, retrained and reference models) and the unlearning phase's.
 
 Avg. Gap is computed per run and then averaged (docs/protocol.md, section 7). Starred values
 are the mean over the retrained models of the same forget set; a retrained model is scored
@@ -133,10 +140,41 @@ def build_results(result: ExperimentResult, config: BenchmarkConfig) -> dict[str
         "tuning": result.tuning,
         "tuned_on": result.tuned_on,
         "sets": dict(result.sets),
+        "recipes": result.recipes,
+        "adversarial_transfer": adversarial_transfer_summary(methods),
         "original_within_noise": original_within_noise(methods, result.sets, cfg["avg_gap_mia"]),
         "provenance": run_provenance(accelerator=config.accelerator),
         "run": {"seconds": result.seconds, "models_trained": len(result.trained), "models_loaded": len(result.loaded)},
     }
+
+
+def adversarial_transfer_summary(methods: dict[str, Any]) -> dict[str, Any]:
+    """Per method with an adversarial set: mean and std over its runs of the transfer of D_A to retrain.
+
+    From each run's ``diagnostics``: ``prob`` / ``top1`` (``transfer_to_retrain``, percent),
+    ``prob_perturbed`` / ``top1_perturbed`` (over the perturbed rows only), ``mean_delta`` (the
+    attack's mean ``||x_adv - x||_2``) and ``n_adv`` (|D_A|); ``runs`` counts the runs.
+    """
+    out: dict[str, Any] = {}
+    for name, entry in methods.items():
+        diags = [p["diagnostics"] for p in entry.get("per_seed", []) if p.get("diagnostics", {}).get("transfer_to_retrain")]
+        if not diags:
+            continue
+        values = {
+            "prob": [d["transfer_to_retrain"]["prob"] for d in diags],
+            "top1": [d["transfer_to_retrain"]["top1"] for d in diags],
+            "prob_perturbed": [d.get("transfer_to_retrain_perturbed", {}).get("prob") for d in diags],
+            "top1_perturbed": [d.get("transfer_to_retrain_perturbed", {}).get("top1") for d in diags],
+            "mean_delta": [d.get("mean_delta") for d in diags],
+            "n_adv": [d.get("n_adv") for d in diags],
+        }
+        rec: dict[str, Any] = {"runs": len(diags)}
+        std: dict[str, float | None] = {}
+        for k, v in values.items():
+            rec[k], std[k] = _mean_std(v)
+        rec["std"] = std
+        out[name] = rec
+    return out
 
 
 # ---------------------------------------------------------------------------- sampling noise

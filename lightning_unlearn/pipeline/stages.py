@@ -65,6 +65,7 @@ class ExperimentResult:
     seconds: float
     tuned_on: str = ""
     sets: dict[str, int] = field(default_factory=dict)
+    recipes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def held_out_class(forget_classes: tuple[int, ...], num_classes: int) -> int | None:
@@ -130,6 +131,40 @@ def tuning_grid(method: str, config: BenchmarkConfig) -> list[dict[str, Any]]:
         if trial not in trials:
             trials.append(trial)
     return trials
+
+
+def adversarial_diagnostics(method: Any, retrained: list) -> dict[str, Any]:
+    """How a method's adversarial set transfers to the retrained models (empty for methods without one).
+
+    AMUN's analysis bounds the unlearned model's distance to retraining by the retrained model's
+    loss on the adversarial pairs ``(x_adv, y_adv)``, so it predicts that AMUN works when its
+    examples, built on the original model, *transfer* to a model that never saw the forget set.
+    For a method with a public ``adversarial`` attribute holding an
+    :class:`~lightning_unlearn.unlearning.AdversarialSet` (AMUN, AMUN+SalUn, adv-only; read after
+    the fit), this measures :func:`~lightning_unlearn.metrics.adversarial_transfer` on each
+    model of ``retrained`` and averages over them:
+
+    * ``transfer_to_retrain``: ``{"prob", "top1", "n", "retrain_models"}``: mean
+      ``P_retrain(y_adv | x_adv)`` and top-1 agreement with ``y_adv`` in percent, over all of D_A;
+    * ``transfer_to_retrain_perturbed``: the same over the rows with ``||delta|| > 0`` (leaving out
+      forget samples the original already misclassified, whose x_adv is x itself), when any.
+    """
+    from lightning_unlearn.metrics import adversarial_transfer
+    from lightning_unlearn.unlearning import AdversarialSet
+
+    adv = getattr(method, "adversarial", None)
+    if not isinstance(adv, AdversarialSet) or len(adv) == 0 or not retrained:
+        return {}
+
+    def mean_over_models(**kwargs: Any) -> dict[str, float]:
+        per = [adversarial_transfer(net, adv, **kwargs) for net in retrained]
+        return {"prob": float(np.mean([p["prob"] for p in per])), "top1": float(np.mean([p["top1"] for p in per])),
+                "n": per[0]["n"], "retrain_models": len(per)}
+
+    out: dict[str, Any] = {"transfer_to_retrain": mean_over_models()}
+    if bool((adv.delta > 0).any()):
+        out["transfer_to_retrain_perturbed"] = mean_over_models(perturbed_only=True)
+    return out
 
 
 class Experiment:
@@ -200,7 +235,8 @@ class Experiment:
         c = self.config
         dm = self.data(c.seeds[0])
         refs = train_reference_models(
-            dm, c.rmia_references, model=c.model, epochs=c.resolved_epochs, lr=c.resolved_lr, cache_dir=c.cache_root, **self.tkw
+            dm, c.rmia_references, model=c.model, width=c.width, epochs=c.resolved_epochs, lr=c.resolved_lr,
+            fastclip=c.fastclip, fastclip_every=c.fastclip_every, cache_dir=c.cache_root, **self.tkw,
         )
         self.reference_counts = (refs.num_refs - refs.loaded_from_cache, refs.loaded_from_cache)
         signals, membership = refs.signals_by_index(pool_dataset(dm), signal=c.rmia_signal)
@@ -215,21 +251,35 @@ class Experiment:
             outputs, ev.Sets.of(dm), refs=self.refs, retrain_outputs=retrain_outputs, signal_kind=self.config.rmia_signal, gamma=self.config.rmia_gamma
         )
 
-    def unlearn_one(self, method: str, hp: dict[str, Any], original: TrainedModel, dm: UnlearningDataModule, seed: int):
+    def request(self, dm: UnlearningDataModule, seed: int) -> UnlearningRequest:
+        """The unlearning request of replicate ``seed``: the same unlearning-phase data recipe for every method
+        (``unlearn_augmentation`` on D_R and D_F, ``unlearn_batch_size``), whatever the originals' recipe."""
+        c = self.config
+        return UnlearningRequest.from_datamodule(
+            dm, use_remain=c.has_remain, batch_size=c.unlearn_batch_size, seed=seed, augmentation=c.unlearn_augmentation
+        )
+
+    def unlearn_one(
+        self, method: str, hp: dict[str, Any], original: TrainedModel, dm: UnlearningDataModule, seed: int, retrained: list[TrainedModel] | None = None
+    ):
         """Unlearn ``method`` with ``hp`` (and the config's fixed ``hparams``) from a copy of ``original``.
 
         Returns ``(net, seconds, hparams, diagnostics)``: the method's public ``hparams()`` and
-        ``diagnostics()`` (e.g. AMUN's attack statistics), recorded in ``results.json``.
+        ``diagnostics()`` (e.g. AMUN's attack statistics), recorded in ``results.json``. For a
+        method that trains on an adversarial set (its public ``adversarial`` attribute, AMUN and
+        its variants) the diagnostics also hold how that set transfers to the ``retrained``
+        models of the replicate (:func:`adversarial_diagnostics`).
         """
         module = UnlearnableClassifier(copy.deepcopy(original.net), num_classes=dm.num_classes, augmentation=dm.augmentation, aug_seed=seed)
         fixed = (self.config.hparams or {}).get(method, {})
         obj = get_method(method).from_hyperparameters(**{"epochs": self.config.unlearn_epochs, **fixed, **hp})
-        request = UnlearningRequest.from_datamodule(dm, use_remain=self.config.has_remain, batch_size=self.config.batch_size, seed=seed)
+        request = self.request(dm, seed)
         seed_everything(seed)  # a method's result must not depend on how many runs came before it
         start = time.perf_counter()
         unlearn(module, obj, request, trainer_kwargs=self.tkw)
         seconds = time.perf_counter() - start
-        return module.model.eval(), seconds, obj.hparams(), obj.diagnostics()
+        diagnostics = {**obj.diagnostics(), **adversarial_diagnostics(obj, [m.net for m in retrained or []])}
+        return module.model.eval(), seconds, obj.hparams(), diagnostics
 
     def _retrain_runs(self, rep: int, group: list[TrainedModel], dm: UnlearningDataModule) -> tuple[list[ModelRun], list[ev.Outputs]]:
         outs = [ev.model_outputs(m.net, dm) for m in group]
@@ -289,7 +339,7 @@ class Experiment:
             for m in trials:
                 history[m] = []
                 for hp in trials[m]:
-                    net, secs, _, diagnostics = self.unlearn_one(m, hp, originals[rep], dm, rep)
+                    net, secs, _, diagnostics = self.unlearn_one(m, hp, originals[rep], dm, rep, self.retrain_group(rep, retrains))
                     e = self.evaluate(ev.model_outputs(net, dm), dm, retrain_outs)
                     g = ev.gap(e.values, star, mia_key)
                     record = {"hparams": hp, "avg_gap": g, "seconds": secs, **{k: e.values.get(k) for k in ("ua", "ra", "ta", "mia", "rmia_auc")}}
@@ -335,7 +385,7 @@ class Experiment:
                         norms["retrain"] = first.meta["fastclip_norms"]
                 self.progress.advance(f"original seed {rep}")
                 for m in methods:
-                    net, secs, hparams, diagnostics = self.unlearn_one(m, chosen.get(m, {}), orig, dm, rep)
+                    net, secs, hparams, diagnostics = self.unlearn_one(m, chosen.get(m, {}), orig, dm, rep, self.retrain_group(rep, retrains))
                     out = ev.model_outputs(net, dm)
                     meta = {"diagnostics": diagnostics} if diagnostics else {}
                     runs.append(ModelRun(m, rep, self.evaluate(out, dm, retrain_outs), secs, hparams, out, model_seed=rep, meta=meta))
@@ -343,8 +393,11 @@ class Experiment:
         trained_refs, loaded_refs = self.reference_counts
         trained = list(self.cache.built) + [f"reference-{i}" for i in range(trained_refs)]
         loaded = list(self.cache.loaded) + [f"reference-{i}" for i in range(loaded_refs)]
-        sets = ev.Sets.of(self.data(c.seeds[0])).sizes()
-        return ExperimentResult(runs, tuning, chosen, norms, trained, loaded, time.perf_counter() - t0, tuned_on=self.tuned_on, sets=sets)
+        first = self.data(c.seeds[0])
+        sets = ev.Sets.of(first).sizes()
+        return ExperimentResult(
+            runs, tuning, chosen, norms, trained, loaded, time.perf_counter() - t0, tuned_on=self.tuned_on, sets=sets, recipes=c.recipes(first.image_shape)
+        )
 
 
-__all__ = ["Experiment", "ExperimentResult", "ModelRun", "held_out_class", "open_data", "pool_dataset", "tuning_grid"]
+__all__ = ["Experiment", "ExperimentResult", "ModelRun", "adversarial_diagnostics", "held_out_class", "open_data", "pool_dataset", "tuning_grid"]

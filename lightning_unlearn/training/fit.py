@@ -81,6 +81,7 @@ def train_classifier(
     *,
     on: Literal["train", "remain"] | IndexedTensorDataset = "train",
     model: str | nn.Module = "small-cnn",
+    width: int | None = None,
     epochs: int | None = None,
     seed: int = 0,
     lr: float | None = None,
@@ -110,6 +111,8 @@ def train_classifier(
         dm: the data module (its forget spec decides the remain set).
         on: ``"train"``, ``"remain"`` or a dataset of ``(x, y, index)`` items.
         model: a name (``small-cnn``, ``resnet18``) or an ``nn.Module`` that takes ``[0, 1]`` pixels.
+        width: the small CNN's width (:func:`~lightning_unlearn.models.build_model`; ``None``:
+            its default, 16); only with a model given by name.
         epochs: default from :func:`default_epochs`.
         seed: the model seed (see above).
         lr: peak learning rate, default 0.05 (small CNN) or 0.1 (ResNet-18).
@@ -128,19 +131,22 @@ def train_classifier(
         The trained :class:`ClassifierModule`, in eval mode.
 
     Raises:
-        ValueError: a bad ``on``; ``trainer`` together with ``trainer_kwargs`` or ``callbacks``.
+        ValueError: a bad ``on``; ``trainer`` together with ``trainer_kwargs`` or ``callbacks``;
+            ``width`` with a model object (or for ResNet-18).
     """
     if not isinstance(on, IndexedTensorDataset) and on not in ("train", "remain"):
         raise ValueError(f"on must be 'train', 'remain' or an IndexedTensorDataset, got {on!r}")
     if trainer is not None and (trainer_kwargs or callbacks):
         given = sorted(trainer_kwargs) + (["callbacks"] if callbacks else [])
         raise ValueError(f"give either a ready trainer or Trainer arguments, not both: got trainer and {', '.join(given)}")
+    if width is not None and not isinstance(model, str):
+        raise ValueError(f"width applies to a model built by name; got width={width!r} with a {type(model).__name__} object")
     dm.setup()
     name = model if isinstance(model, str) else "custom"
     epochs = epochs if epochs is not None else default_epochs(dm.dataset, name)
     seed_everything(seed)
     net = model if isinstance(model, nn.Module) else build_model(
-        model, in_channels=dm.image_shape[0], num_classes=dm.num_classes, mean=dm.mean, std=dm.std
+        model, in_channels=dm.image_shape[0], num_classes=dm.num_classes, mean=dm.mean, std=dm.std, width=width
     )
     if channels_last and isinstance(model, str):
         net = net.to(memory_format=torch.channels_last)

@@ -49,7 +49,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lightning_unlearn.data.forget import check_forget_classes
 from lightning_unlearn.data.sampler import ResumableDataLoader, ShardedEpochSampler, restore_loader_positions
-from lightning_unlearn.data.transforms import augment, batch_generator, normalize_augmentation, to_pixels
+from lightning_unlearn.data.transforms import augment, batch_generator, normalize_augmentation, resolve_augmentation, to_pixels
 from lightning_unlearn.seeding import derive_seed
 from lightning_unlearn.strategies import require_whole_weights
 from lightning_unlearn.training.fit import make_trainer
@@ -80,9 +80,10 @@ class UnlearningRequest:
             setting: the method then never touches remain data).
         num_classes: number of classes K.
         forget_classes: the forgotten classes for class forgetting; empty for random forgetting.
-        augmentation: training augmentation of D_F and D_R (``"crop_flip"``, or ``"none"`` /
-            ``None`` for none; stored as ``"crop_flip"`` or ``None``).
-        batch_size: training batch size (default 128, as in the papers).
+        augmentation: the unlearning phase's augmentation of D_F and D_R (``"crop_flip"``, or
+            ``"none"`` / ``None`` for none; stored as ``"crop_flip"`` or ``None``); see
+            :meth:`from_datamodule` for the reference recipe (``"auto"``).
+        batch_size: the unlearning phase's batch size (default 128, as in the papers).
         seed: seeds every random choice of the method (label draws, shuffling), identically
             on every rank.
     """
@@ -115,15 +116,41 @@ class UnlearningRequest:
         return self.remain is not None
 
     @classmethod
-    def from_datamodule(cls, dm, *, use_remain: bool = True, batch_size: int | None = None, seed: int | None = None) -> "UnlearningRequest":
-        """The request of an :class:`~lightning_unlearn.data.UnlearningDataModule`'s forget spec."""
+    def from_datamodule(
+        cls,
+        dm,
+        *,
+        use_remain: bool = True,
+        batch_size: int | None = None,
+        seed: int | None = None,
+        augmentation: str | None = "auto",
+    ) -> "UnlearningRequest":
+        """The request of an :class:`~lightning_unlearn.data.UnlearningDataModule`'s forget spec.
+
+        Args:
+            dm: the data module (set up here if it is not yet).
+            use_remain: give the method D_R (``False``: the "D_F only" setting).
+            batch_size: the unlearning phase's batch size (default ``dm.batch_size``).
+            seed: the request's seed (default ``dm.seed``).
+            augmentation: the unlearning phase's augmentation of D_R and D_F, chosen
+                independently of how the original model was trained (``dm.augmentation``):
+                ``"auto"`` (default) is the reference recipe of the papers' code, crop+flip
+                (random 32x32 crop of the 4-pixel zero-padded image, horizontal flip with
+                probability 1/2) for RGB images of 32x32 or more and none otherwise (e.g.
+                digits); ``"crop_flip"``; ``"none"`` / ``None``. Pass ``dm.augmentation`` to reuse
+                the originals' recipe. Methods that add generated inputs (AMUN's adversarial
+                set) leave those unaugmented unless they say otherwise.
+
+        Raises:
+            ValueError: an unknown ``augmentation``, naming it and the allowed ones.
+        """
         dm.setup()
         return cls(
             forget=dm.forget_set(),
             remain=dm.remain_set() if use_remain else None,
             num_classes=dm.num_classes,
             forget_classes=dm.forget_spec.classes if dm.is_class_forgetting else (),
-            augmentation=dm.augmentation,
+            augmentation=resolve_augmentation(augmentation, dm.image_shape),
             batch_size=batch_size or dm.batch_size,
             seed=dm.seed if seed is None else seed,
         )
@@ -153,7 +180,7 @@ def frozen_snapshot(module: nn.Module) -> nn.Module:
 
 
 def request_summary(request: UnlearningRequest) -> dict[str, Any]:
-    """What identifies a request in a checkpoint: kind, set sizes, classes, seed and batch size."""
+    """What identifies a request in a checkpoint: kind, set sizes, classes, seed, batch size and augmentation."""
     return {
         "kind": request.kind,
         "n_forget": len(request.forget),
@@ -162,6 +189,7 @@ def request_summary(request: UnlearningRequest) -> dict[str, Any]:
         "forget_classes": list(request.forget_classes),
         "seed": request.seed,
         "batch_size": request.batch_size,
+        "augmentation": request.augmentation,
     }
 
 
