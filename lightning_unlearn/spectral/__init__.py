@@ -6,16 +6,10 @@ Public API: :func:`singular_values`, :func:`clip_`, the per-layer registry
 :class:`HostReadCounter` (host synchronisations of a block of tensor code, countable on CPU).
 """
 
-from lightning_unlearn.spectral.clip import (
-    ClipResult,
-    clip_,
-    clip_layer,
-    excess_mask,
-    excess_singular_values,
-    gauss_newton_delta,
-)
+from lightning_unlearn.spectral.clip import ClipResult, clip_, clip_layer
 from lightning_unlearn.spectral.estimators import Ritz, block_krylov, rayleigh_ritz, subspace_iteration
 from lightning_unlearn.spectral.event import EventLayer, LayerOutcome, clip_event, outcomes_to_host, solver_kind
+from lightning_unlearn.spectral.gauss_newton import excess_mask, excess_singular_values, gauss_newton_delta
 from lightning_unlearn.spectral.host_reads import HostReadCounter
 from lightning_unlearn.spectral.operator import Operator, full_precision
 from lightning_unlearn.spectral.registry import (

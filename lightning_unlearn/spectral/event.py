@@ -33,9 +33,9 @@ from typing import NamedTuple, Sequence
 
 import torch
 
-from lightning_unlearn.spectral.clip import excess_mask, gauss_newton_delta
 from lightning_unlearn.spectral.dense import dense_shape, exact_spectrum
 from lightning_unlearn.spectral.estimators import krylov_basis, rayleigh_ritz_many
+from lightning_unlearn.spectral.gauss_newton import excess_mask, gauss_newton_delta
 from lightning_unlearn.spectral.operator import Operator, full_precision
 from lightning_unlearn.spectral.registry import LinearMap, UnsupportedLayerError
 from lightning_unlearn.spectral.settings import ClipSettings
