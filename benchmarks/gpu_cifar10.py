@@ -464,7 +464,7 @@ def evaluate(cfg: Config, dm) -> dict:
             out["models"][name] = figures(net)
     star = out["models"].get("retrain")
     if star is not None:
-        for name, v in out["models"].items():
+        for v in out["models"].values():
             if "rmia_auc" in v:
                 v["avg_gap"] = F.avg_gap(v, star, keys=("ua", "ra", "ta", "rmia_auc"))
             v["avg_gap_mis"] = F.avg_gap(v, star, keys=("ua", "ra", "ta", "mia"))

@@ -15,7 +15,6 @@ from lightning_unlearn.attacks import calibrate_eps_init, calibration_search, pg
 from lightning_unlearn.data.transforms import to_pixels
 
 
-
 def tiny_cifar_net(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -480,7 +481,7 @@ class FastClip(Callback):
         ]
         outcomes = clip_event(layers, self.max_norm, self.settings, self._generator, certify=certify, fresh=fresh,
                               init_depth=self.warmup_iters)
-        for (name, layer), out in zip(ready, outcomes):
+        for (_name, layer), out in zip(ready, outcomes):
             layer.state.vectors, layer.state.sigma = out.vectors.contiguous(), out.sigma.contiguous()
         self._broadcast([layer for _, layer in ready])
         values = outcomes_to_host(outcomes)  # the event's one transfer of logged values
@@ -526,7 +527,7 @@ class FastClip(Callback):
                 names.append(name)
         gains = []
         if self.bn == "free":
-            for name, bn in self._bn_modules.items():
+            for bn in self._bn_modules.values():
                 gains.append(bn_scale({"weight": bn.weight.detach().float(), "running_var": bn.running_var.float()}, float(bn.eps)).abs().max())
         values = to_host(torch.stack([t.float().reshape(()) for t in tops + gains])) if tops or gains else []
         entries = [(n, "sigma", val) for n, val in zip(names, values)]

@@ -160,7 +160,9 @@ def _membership_restore(expected: torch.Tensor, pool_index: torch.Tensor):
     def restore(payload: dict[str, Any]) -> torch.Tensor:
         m, idx = payload["membership"], payload["pool_index"]
         if not isinstance(m, torch.Tensor) or m.dtype != torch.bool or m.shape != expected.shape:
-            raise ValueError(f"membership must be a bool tensor of shape {tuple(expected.shape)}, got {getattr(m, 'dtype', type(m))} {tuple(getattr(m, 'shape', ()))}")
+            raise ValueError(
+                f"membership must be a bool tensor of shape {tuple(expected.shape)}, got {getattr(m, 'dtype', type(m))} {tuple(getattr(m, 'shape', ()))}"
+            )
         if not isinstance(idx, torch.Tensor) or not torch.equal(idx, pool_index):
             raise ValueError("its pool indices are not this pool's")
         if not torch.equal(m, expected):
@@ -227,7 +229,8 @@ def _train_or_load(
         if models_cache is None:
             net = restore(train()[0])
         else:
-            settings = {**config, "role": config["kind"], "reference": r, "seed": int(seed_r), "train_set": _fingerprint(data), **_trainer_settings(trainer_kwargs)}
+            settings = {**config, "role": config["kind"], "reference": r, "seed": int(seed_r), "train_set": _fingerprint(data),
+                        **_trainer_settings(trainer_kwargs)}
             entry = models_cache.get_or_build(settings, train, restore)
             net, loaded = entry.value, loaded + int(entry.from_cache)
         models.append(net.eval())

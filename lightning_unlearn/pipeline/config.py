@@ -45,9 +45,10 @@ import dataclasses
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 BASELINE_ROWS = ("original", "retrain")
 RMIA_SIGNALS = ("softmax", "sm_taylor_softmax")

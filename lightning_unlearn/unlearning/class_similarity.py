@@ -22,7 +22,8 @@ similarity to ``F[i]``, sharpened over the classes outside ``F``. A forget-class
 from __future__ import annotations
 
 import logging
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch import nn

@@ -24,8 +24,9 @@ and after ``load_state_dict`` the next iteration of that epoch skips them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import ConcatDataset, Dataset

@@ -19,7 +19,8 @@ expected similarity ``c`` is turned into ``beta`` by bisection (:func:`solve_bet
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Literal, Sequence
+from collections.abc import Callable, Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
