@@ -36,6 +36,19 @@ def test_unpack_restores_the_packed_files_byte_for_byte(tmp_path):
     assert (tree / "train/cat/0001.jpg").read_bytes() == b"changed"
 
 
+def test_write_pack_then_unpack_gives_the_same_tree(tmp_path):
+    files = {"train/cat/a.jpg": b"\xff\xd8a", "train/cat/b.jpg": b"", "train/dog/c.jpg": b"\xff\xd8" * 50, "test/dog/d.jpg": b"d"}
+    for rel, content in files.items():
+        (tmp_path / "src" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "src" / rel).write_bytes(content)
+    mod = load_script()
+    assert mod.main(["--write-pack", str(tmp_path / "src"), "--pack", str(tmp_path / "p.npz")]) == {}
+    names = np.load(tmp_path / "p.npz")["names"].tobytes().decode().split("\n")
+    assert names == sorted(files, key=lambda r: (r.split("/")[0] != "train", r))  # train first, then test, sorted within
+    tree = mod.unpack(tmp_path / "p.npz", tmp_path / "tree")
+    assert {str(p.relative_to(tree)): p.read_bytes() for p in tree.rglob("*.jpg")} == files
+
+
 @pytest.mark.slow
 def test_gpu_cifar10_tiny_runs_on_cpu(tmp_path, monkeypatch):
     monkeypatch.delenv("LIGHTNING_UNLEARN_DATA", raising=False)  # digits: runs anywhere
