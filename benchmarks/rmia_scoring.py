@@ -1,6 +1,6 @@
 """RMIA scoring time: sorting + searchsorted vs the brute-force N x M likelihood-ratio matrix.
 
-Claim (issue 4): scoring N = M = 60,000 candidates/population points with R = 8 reference models
+Claim: scoring N = M = 60,000 candidates/population points with R = 8 reference models
 takes well under a second on a CPU with the sorting path, O((N + M) log M), while the literal
 definition needs N x M = 3.6e9 ratio comparisons.
 

@@ -122,7 +122,7 @@ def test_rmia_sorting_equals_bruteforce_and_numpy_definition(gamma, strict, a, t
 
 @pytest.mark.parametrize("strict,gamma", [(True, 1.0), (False, 1.0), (True, 0.5), (False, 2.0)])
 def test_rmia_self_in_population_is_excluded(strict, gamma):
-    # population = all 200 points; candidates are 60 of them (x in Z, metrics.md §5.5)
+    # population = all 200 points; candidates are 60 of them (x in Z, docs/metrics.md, section 5.3, "Computation by sorting")
     tz, rz = _signals(200, 3, 5, ties=True)
     pos = torch.randperm(200, generator=torch.Generator().manual_seed(0))[:60]
     tx, rx = tz[pos], rz[:, pos]
@@ -431,7 +431,7 @@ def test_roc_invalid_inputs():
 
 # ----------------------------------------------------------------------------- Avg. Gap
 def test_avg_gap_hand_example_and_errors():
-    # the spec's check: AMUN 10% with D_R, gap terms 0.96 + 0.43 + 0.88 + 0.18 -> 0.6125
+    # a check from the AMUN paper's Table 1 (docs/metrics.md, section 3): AMUN 10% with D_R, gap terms 0.96 + 0.43 + 0.88 + 0.18 -> 0.6125
     m = {"ua": 94.49 + 0.96, "ra": 100.0 - 0.43, "ta": 94.33 - 0.88, "mia": 50.00 + 0.18}
     r = {"ua": 94.49, "ra": 100.0, "ta": 94.33, "mia": [49.9, 50.1]}
     assert F.avg_gap(m, r) == pytest.approx(0.6125, abs=1e-9)

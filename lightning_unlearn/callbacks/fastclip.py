@@ -431,7 +431,7 @@ class FastClip(Callback):
     # ------------------------------------------------------------------ schedule
     @override
     def on_train_batch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", outputs: Any, batch: Any, batch_idx: int) -> None:
-        # Lightning has no after-optimizer-step callback hook (Lightning issue #11688), so we act
+        # Lightning has no after-optimizer-step callback hook (Lightning-AI/pytorch-lightning#11688), so we act
         # here, after every batch, but only when trainer.global_step (the number of optimizer
         # steps taken so far, 1 after the first) has moved past the last step we handled. With
         # accumulate_grad_batches=N the global step advances once every N batches, so this runs

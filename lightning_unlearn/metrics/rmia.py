@@ -1,4 +1,4 @@
-"""``RMIA``: the RMIA audit as a torchmetrics ``Metric`` (metrics.md §5)."""
+"""``RMIA``: the RMIA audit as a torchmetrics ``Metric`` (docs/metrics.md, section 5)."""
 
 from __future__ import annotations
 

@@ -143,7 +143,7 @@ def _optional_int(value: Any, name: str) -> int | None:
 
 @dataclass(frozen=True)
 class BenchmarkConfig:
-    """Settings of one benchmark run (defaults: the issue's embedded default run).
+    """Settings of one benchmark run (defaults: the embedded default run: digits, small CNN, random 10% forget set).
 
     Data:
         dataset: ``digits`` (default), ``cifar10``, ``cifar100``, ``mnist``, ``fashion-mnist``,

@@ -34,7 +34,7 @@ COLUMNS = (
     ("seconds", "time (s)"),
 )
 
-# class forgetting: MIA-NN both ways, each figure beside its gap to retrain (docs/metrics.md, MIA-NN)
+# class forgetting: MIA-NN both ways, each figure beside its gap to retrain (docs/metrics.md, section 6)
 MIA_NN_COLUMNS = (
     ("mia_nn_auc", "membership AUC"),
     ("mia_nn_auc_gap", "gap"),

@@ -1,4 +1,4 @@
-"""Class similarity for TRW (library formulation, ``trw-mia-nn.md`` §2): plain functions.
+"""Class similarity for TRW (library formulation, docs/methods/trw.md, section 1): plain functions.
 
 The default estimator uses the rows of the classifier's final linear layer ``W`` ``(K, D)``
 (bias ignored):

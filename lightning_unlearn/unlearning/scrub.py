@@ -1,6 +1,6 @@
 """SCRUB: max-min distillation away from the teacher on D_F (Kurmanji et al., NeurIPS 2023).
 
-``baselines.md`` §8 (formulation checked against the authors' code, not the paper text).
+Described in docs/methods/baselines.md, "SCRUB" (formulation checked against the authors' code, not the paper text).
 Teacher T: a frozen copy of θ_o (eval mode); student S: the module (train mode).
 ``d(x) = tau^2 * mean_batch sum_k p_T,k log(p_T,k / p_S,k)``, ``p = softmax(logits / tau)``
 (RepDistiller's ``DistillKL``). Objective

@@ -1,7 +1,7 @@
 """TRW: fine-tuning toward a tilted distribution over the remaining classes (class unlearning).
 
 Library formulation of TRW/TREW (arXiv 2506.20893 v4; ICML 2026 "Unlearning Isn't
-Forgetting"), specified in ``trw-mia-nn.md`` §2-4; its numbers are not claimed to equal the
+Forgetting"), described in docs/methods/trw.md, sections 1-4; its numbers are not claimed to equal the
 paper's. For a forget-class input ``x`` the target is
 
     t(k|x) ∝ p_o(k|x) exp(beta s_k) over the kept classes k,   t(f|x) = 0,

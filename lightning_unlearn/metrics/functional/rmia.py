@@ -1,6 +1,6 @@
 """RMIA scores (Zarifzadeh et al., ICML 2024), by sorting: O((N + M) log M), never an N x M matrix.
 
-metrics.md §5.3-5.5. For a candidate x, population points z, the target model θ and reference
+Described in docs/metrics.md, section 5.3. For a candidate x, population points z, the target model θ and reference
 models θ'::
 
     ratio(x) = Pr(x | θ) / Pr(x)          Pr(x) = mean_{θ'} Pr(x | θ')            (online)
@@ -91,7 +91,7 @@ def reference_mean(
     mask: torch.Tensor | None = None,
     proportiontocut: float = 0.0,
 ) -> torch.Tensor:
-    """Pr(x): the mean reference signal per sample (metrics.md §5.3).
+    """Pr(x): the mean reference signal per sample (docs/metrics.md, section 5.3).
 
     Args:
         ref: ``(R, N)`` reference signals.
@@ -192,7 +192,7 @@ def rmia_scores(
         self_index: optional ``(N,)`` int64: the position of each candidate x in the population
             (-1 where x is not a population point). Such x are left out of their own population:
             their comparison with themselves is removed and the count is divided by M - 1
-            (metrics.md §5.5). The population entry must hold the same signals as x.
+            (docs/metrics.md, section 5.3, "Computation by sorting"). The population entry must hold the same signals as x.
         min_signal: floor of signals and reference means before any ratio (counted warning).
         proportiontocut: trimmed reference mean (see :func:`reference_mean`); 0 = plain mean (AMUN).
 
