@@ -157,7 +157,7 @@ def test_rmia_trimmed_mean_matches_scipy():
     assert torch.equal(fast, F.rmia_scores_bruteforce(tx, rx, tz, rz, proportiontocut=0.2))
     pr_x, pr_z = trim_mean(rx.double().numpy(), 0.2, axis=0), trim_mean(rz.double().numpy(), 0.2, axis=0)
     ratio_x, ratio_z = tx.double().numpy() / pr_x, tz.double().numpy() / pr_z
-    expect = (ratio_x[:, None] / ratio_z[None, :] > 1.0).mean(1)
+    expect = (ratio_x[:, None] / ratio_z[None, :] > 2.0).mean(1)  # the default gamma
     np.testing.assert_allclose(fast.numpy(), expect, rtol=1e-6)
     with pytest.raises(ValueError, match="proportiontocut"):
         F.rmia_scores(tx, rx, tz, rz, proportiontocut=0.5)
@@ -168,10 +168,11 @@ def test_rmia_hand_example_and_monotone_in_ratio():
     rx = torch.full((2, 3), 0.5)
     tz = torch.tensor([0.2, 0.4, 0.6, 0.8])
     rz = torch.full((2, 4), 0.5)
-    # ratios x: 1.8, 0.2, 1.0; z: 0.4, 0.8, 1.2, 1.6 -> counts of z below: 4, 0, 2
-    assert F.rmia_scores(tx, rx, tz, rz).tolist() == [1.0, 0.0, 0.5]
-    # gamma = 2: thresholds 0.9, 0.1, 0.5 -> 2, 0, 1
+    # ratios x: 1.8, 0.2, 1.0; z: 0.4, 0.8, 1.2, 1.6 -> gamma = 1: counts of z below: 4, 0, 2
+    assert F.rmia_scores(tx, rx, tz, rz, gamma=1.0).tolist() == [1.0, 0.0, 0.5]
+    # gamma = 2 (the default): thresholds 0.9, 0.1, 0.5 -> 2, 0, 1
     assert F.rmia_scores(tx, rx, tz, rz, gamma=2.0).tolist() == [0.5, 0.0, 0.25]
+    assert F.rmia_scores(tx, rx, tz, rz).tolist() == [0.5, 0.0, 0.25]
 
 
 def test_rmia_invalid_inputs():
