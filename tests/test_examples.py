@@ -7,11 +7,11 @@ only under ``$LIGHTNING_UNLEARN_CACHE``, pointed at a temporary folder here.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 import torch
+from script_modules import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -19,10 +19,7 @@ EXAMPLES = ROOT / "examples"
 
 def load_example(name: str):
     """Import ``examples/<name>.py`` as a module (the folder is not a package)."""
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(EXAMPLES / f"{name}.py", f"example_{name}")
 
 
 @pytest.fixture

@@ -1,23 +1,18 @@
 """The GPU benchmark: its --tiny mode runs the same code on CPU end to end; its pack loader restores the files."""
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import script_modules
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_cifar10.py"
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("gpu_cifar10", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
+    return script_modules.load_script(SCRIPT)
 
 
 def test_unpack_restores_the_packed_files_byte_for_byte(tmp_path):
