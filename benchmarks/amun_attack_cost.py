@@ -47,7 +47,8 @@ def main(argv=None) -> None:
     logits, y, _ = predict_logits(model, dm.test_set())
     from lightning_unlearn.environment import run_provenance
 
-    out = {"provenance": run_provenance(), "settings": vars(args), "n_train": len(dm.split.forget) + len(dm.split.remain), "n_forget": len(dm.split.forget), "epochs": args.epochs,
+    out = {"provenance": run_provenance(), "settings": vars(args), "n_train": len(dm.split.forget) + len(dm.split.remain),
+           "n_forget": len(dm.split.forget), "epochs": args.epochs,
            "test_acc": accuracy(logits, y), "seconds_per_train_epoch": per_epoch, "attacks": {}}
     for eps in (0.04, "auto"):
         a = build_adversarial_set(model.model, dm.forget_set(), eps_init=eps, seed=args.seed)

@@ -42,20 +42,19 @@ import sys
 import time
 from pathlib import Path
 
+import lightning.pytorch as pl
 import torch
+from torch import nn
 
-import lightning.pytorch as pl  # noqa: E402
-from torch import nn  # noqa: E402
-
-from lightning_unlearn.callbacks import FastClip  # noqa: E402
-from lightning_unlearn.data import UnlearningDataModule  # noqa: E402
-from lightning_unlearn.environment import device_name  # noqa: E402
-from lightning_unlearn.inference import accuracy, predict_logits  # noqa: E402
-from lightning_unlearn.models import build_model  # noqa: E402
-from lightning_unlearn.spectral import singular_values  # noqa: E402
-from lightning_unlearn.spectral.host_reads import HostReadCounter  # noqa: E402
-from lightning_unlearn.training import ClassifierModule, seed_everything  # noqa: E402
-from lightning_unlearn.training.fit import make_trainer  # noqa: E402
+from lightning_unlearn.callbacks import FastClip
+from lightning_unlearn.data import UnlearningDataModule
+from lightning_unlearn.environment import device_name
+from lightning_unlearn.inference import accuracy, predict_logits
+from lightning_unlearn.models import build_model
+from lightning_unlearn.spectral import singular_values
+from lightning_unlearn.spectral.host_reads import HostReadCounter
+from lightning_unlearn.training import ClassifierModule, seed_everything
+from lightning_unlearn.training.fit import make_trainer
 
 
 # ----------------------------------------------------------------------------- instruments
@@ -386,11 +385,12 @@ def _markdown(meta: dict, res: dict) -> str:
     lines = ["# FastClip training overhead", "", *(f"- {k}: {v}" for k, v in meta.items()), ""]
     if "highlr" in res:
         h = res["highlr"]
-        lines += ["## High learning rate, 4-layer net (digits 8x8, SGD lr 0.3 momentum 0.9, every %d steps, %d steps)" % (h["every_n_steps"], h["steps"]), "",
+        lines += [f"## High learning rate, 4-layer net (digits 8x8, SGD lr 0.3 momentum 0.9, every {h['every_n_steps']} steps, {h['steps']} steps)", "",
                   f"- fit seconds, plain: {', '.join(f'{v:.2f}' for v in h['plain_s'])}",
                   f"- fit seconds, FastClip: {', '.join(f'{v:.2f}' for v in h['clipped_s'])}",
                   f"- fit CPU seconds, plain: {', '.join(f'{v:.2f}' for v in h['plain_cpu_s'])}; FastClip: {', '.join(f'{v:.2f}' for v in h['clipped_cpu_s'])}",
-                  f"- **ratio of medians: {h['ratio_median']:.2f}x wall, {h['ratio_cpu_median']:.2f}x CPU time** (target at most 2x); {h['events']} events, median event {h['event_ms_median']:.1f} ms",
+                  f"- **ratio of medians: {h['ratio_median']:.2f}x wall, {h['ratio_cpu_median']:.2f}x CPU time** (target at most 2x); "
+                  f"{h['events']} events, median event {h['event_ms_median']:.1f} ms",
                   f"- exactly solved layers: {', '.join(h['exact_layers'])}; prescales {h['prescaled']}, fallbacks {h['fallbacks']}, "
                   f"Gauss-Newton steps per layer-event {h['gn_steps_mean']:.2f}, median kernel rescale when rescaled {h['rescale_median']:.3f}",
                   f"- max true norm right after an event: {h['max_true_over_c']:.4f} c over {h['checked_events']} events (bound 1.01)", ""]
@@ -398,7 +398,8 @@ def _markdown(meta: dict, res: dict) -> str:
         c = res["cifar"]
         lines += [f"## CIFAR-10 {c['max_train']} SmallCNN, batch {c['batch_size']}, {c['epochs']} epochs, one-cycle lr {c['lr']} "
                   f"(plain step {c['plain_step_ms_mean']:.1f} ms wall, {c['plain_step_cpu_ms_mean']:.1f} ms CPU)", "",
-                  "| run | steps | ms/step | ratio vs plain (wall) | ratio vs plain (CPU) | callback / rest of run (wall) | (CPU) | events | median event ms (wall / CPU) | fallbacks | median rescale (rescaled layers) | test acc % |",
+                  "| run | steps | ms/step | ratio vs plain (wall) | ratio vs plain (CPU) | callback / rest of run (wall) | (CPU) | events "
+                  "| median event ms (wall / CPU) | fallbacks | median rescale (rescaled layers) | test acc % |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in c["rows"]:
             label = "plain" if r["every_n_steps"] is None else f"every {r['every_n_steps']}"
@@ -419,7 +420,8 @@ def _markdown(meta: dict, res: dict) -> str:
         lines += ["## Host reads per clip event (HostReadCounter over the callback's hook, CPU)", "",
                   "| model | events counted | host reads per event | ATen ops per event | eigh/svd calls per event |", "|---|---|---|---|---|"]
         for k, v in res["reads"].items():
-            lines.append(f"| {k} | {len(v)} | {', '.join(str(e['reads']) for e in v)} | {', '.join(str(e['ops']) for e in v)} | {', '.join(str(e['lapack_calls']) for e in v)} |")
+            reads, ops, lapack = (", ".join(str(e[key]) for e in v) for key in ("reads", "ops", "lapack_calls"))
+            lines.append(f"| {k} | {len(v)} | {reads} | {ops} | {lapack} |")
         lines.append("")
     if "gpu" in res:
         g = res["gpu"]

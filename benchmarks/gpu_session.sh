@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared GPU session: the decisive CIFAR-10 5k runs of issues 5 and 6 plus FastClip's GPU
+# One prepared GPU session: the decisive CIFAR-10 5k runs of random and class forgetting plus FastClip's GPU
 # overhead, as parallel processes on one GPU (the models are tiny: the work is launch- and
 # Python-bound, so five processes share one card well; FastClip's overhead is the callback's share
 # of its own run, measured while the other processes share the card). About 6-8 minutes on one H100/H200.

@@ -251,7 +251,7 @@ def main(argv=None) -> None:
         slot = len(rows)
         rows.append({})
 
-        def record(row, slot=slot):
+        def record(row, slot=slot, rows=rows):
             rows[slot] = {**row, "device": device_name("cpu"), "command": command}
             path.write_text(json.dumps(rows, indent=1))
             (out / "README.md").write_text(readme([r for r in rows if r], out))

@@ -249,7 +249,8 @@ def run(args) -> dict:
                     md.append(f"| {row} | {meas} | {ref} |")
                 md.append("")
             md += transfer_lines(res)
-            md.append("Chosen hyperparameters: " + "; ".join(f"{r}: {json.dumps(v.get('hparams', {}), default=str)}" for r, v in m.items() if r not in ("original", "retrain")))
+            md.append("Chosen hyperparameters: "
+                      + "; ".join(f"{r}: {json.dumps(v.get('hparams', {}), default=str)}" for r, v in m.items() if r not in ("original", "retrain")))
             if "amun_over_retrain" in summary:
                 md.append(
                     f"\nAMUN wall time (attack included) {m['amun']['seconds']:.1f} s = {summary['amun_over_retrain']:.2f} x retraining "

@@ -1,6 +1,6 @@
 """RMIA scoring time: sorting + searchsorted vs the brute-force N x M likelihood-ratio matrix.
 
-Claim (issue 4): scoring N = M = 60,000 candidates/population points with R = 8 reference models
+Claim: scoring N = M = 60,000 candidates/population points with R = 8 reference models
 takes well under a second on a CPU with the sorting path, O((N + M) log M), while the literal
 definition needs N x M = 3.6e9 ratio comparisons.
 
@@ -103,7 +103,7 @@ def main() -> None:
         "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
         "torch": torch.__version__, "python": platform.python_version(),
         "load_average_at_end": os.getloadavg(),
-        "command": "OMP_NUM_THREADS=%s PYTHONPATH=. python %s" % (os.environ.get("OMP_NUM_THREADS", "unset"), " ".join(sys.argv)),
+        "command": f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')} PYTHONPATH=. python {' '.join(sys.argv)}",
         "commit": run_provenance()["commit"],
         "settings": vars(args),
     }
@@ -111,6 +111,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "rmia_scoring.json").write_text(json.dumps(result, indent=2) + "\n")
     how = f"timed on the first {rows:,} candidates and extrapolated linearly to {args.n:,}" if rows < args.n else "timed in full"
+    gpu_note = f" ({result['gpu']})" if result["gpu"] else ""
     md = f"""# RMIA scoring: sort + searchsorted vs brute force
 
 Claim: scoring N = {args.n:,} candidates against M = {args.m:,} population points with R = {args.refs}
@@ -124,7 +125,7 @@ references (γ = {args.gamma:g}, online) takes well under a second on a CPU.
 Speed-up: {brute_full_s / fast_mean:,.0f}x. Scores of the timed rows identical between the two paths: {identical}.
 
 Hardware: {result['cpu']} ({result['cpu_count']} cores, shared; load average at the end {tuple(round(x, 2) for x in result['load_average_at_end'])}),
-device `{result['device']}`{' (' + result['gpu'] + ')' if result['gpu'] else ''}, torch {result['torch']} with {result['torch_threads']} thread(s), Python {result['python']}.
+device `{result['device']}`{gpu_note}, torch {result['torch']} with {result['torch_threads']} thread(s), Python {result['python']}.
 
 Command: `{result['command']}`
 """

@@ -129,11 +129,11 @@ def main() -> None:
             v = op.random_block(4, torch.Generator().manual_seed(1))
             with torch.no_grad():
                 ests = {
-                    "library": timed(lambda: singular_values(conv, shape, k=1), args.repeats),
-                    "library-track": timed(lambda: tracking_step(op, v).sigma[0], args.repeats),
-                    "reshaped": timed(lambda: reshaped_norm(w), args.repeats),
-                    "sedghi": timed(lambda: sedghi_norm(w, n), args.repeats),
-                    "gram6": timed(lambda: gram_bound(w, n), args.repeats),
+                    "library": timed(lambda conv=conv, shape=shape: singular_values(conv, shape, k=1), args.repeats),
+                    "library-track": timed(lambda op=op, v=v: tracking_step(op, v).sigma[0], args.repeats),
+                    "reshaped": timed(lambda w=w: reshaped_norm(w), args.repeats),
+                    "sedghi": timed(lambda w=w, n=n: sedghi_norm(w, n), args.repeats),
+                    "gram6": timed(lambda w=w, n=n: gram_bound(w, n), args.repeats),
                 }
             row = {"C": c, "n": n, "stride": stride, "truth": t_val, "truth_kind": t_kind,
                    "estimates": {k: {"value": val, "rel_err": (val - t_val) / t_val, "ms": 1e3 * dt} for k, (val, dt) in ests.items()}}
@@ -153,7 +153,8 @@ def main() -> None:
     lines = ["# Spectral-norm estimators on zero-padded 3x3 convs", "", *(f"- {k}: {v}" for k, v in meta.items()), "",
              "Relative error (estimate - truth) / truth; time per estimate in ms. sedghi and gram6 are exact/bounds for "
              "circular padding and stride 1 only; reshaped is torch spectral_norm's converged value.", "",
-             "| C | n | stride | truth | " + " | ".join(f"{k} err" for k in names) + " | " + " | ".join(f"{k} ms" for k in names) + " | track step ms | truth from |",
+             "| C | n | stride | truth | " + " | ".join(f"{k} err" for k in names) + " | "
+             + " | ".join(f"{k} ms" for k in names) + " | track step ms | truth from |",
              "|---" * (5 + 2 * len(names) + 1) + "|"]
     for r in rows:
         e = r["estimates"]

@@ -5,7 +5,8 @@ effects: nothing is printed, downloaded or configured):
 
 - data and training: :class:`UnlearningDataModule`, :func:`build_model`,
   :class:`ClassifierModule`, :func:`train_classifier`;
-- FastClip: :class:`FastClip` (callback), :func:`singular_values`, :func:`clip_`;
+- FastClip: :class:`FastClip` (callback), its event record :class:`ClipRecord`, the solver
+  settings :class:`ClipSettings`, :func:`singular_values`, :func:`clip_`;
 - unlearning: :class:`UnlearningMixin`, :class:`AMUNMixin`, :class:`TRWMixin`,
   :class:`UnlearningRequest`, :func:`unlearn`, ``METHODS``, :func:`register_method`,
   :class:`UnlearningBatch`, :func:`pgd_l2_search`;
@@ -28,6 +29,8 @@ _EXPORTS = {
     "ClassifierModule": "lightning_unlearn.training",
     "train_classifier": "lightning_unlearn.training",
     "FastClip": "lightning_unlearn.callbacks",
+    "ClipRecord": "lightning_unlearn.callbacks",
+    "ClipSettings": "lightning_unlearn.spectral",
     "singular_values": "lightning_unlearn.spectral",
     "clip_": "lightning_unlearn.spectral",
     "UnlearningMixin": "lightning_unlearn.unlearning",

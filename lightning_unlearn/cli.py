@@ -18,7 +18,7 @@ import argparse
 import logging
 import sys
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 PROG = "lightning-unlearn"
 
@@ -100,9 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--channels-last", action="store_true", help="channels-last memory format for the trained models (GPU speed)")
     x.add_argument("--device-data", action="store_true", help="keep the training set on the accelerator (one device)")
     x.add_argument("--cache-dir", default=None, help="trained models and decoded data (default ~/.cache/lightning_unlearn)")
-    x.add_argument("--threads", type=int, default=1, metavar="N", help="CPU threads per process for torch (default 1: reproducible, and fastest for small models and on a shared machine)")
+    x.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="CPU threads per process for torch (default 1: reproducible, and fastest for small models and on a shared machine)")
     x.add_argument("--out", required=True, help="output directory (results.json, report.md, figures); may exist and hold other files")
-    x.add_argument("--overwrite", action="store_true", help="replace the results of a previous run in --out (only files lightning-unlearn wrote; others are kept)")
+    x.add_argument("--overwrite", action="store_true",
+                   help="replace the results of a previous run in --out (only files lightning-unlearn wrote; others are kept)")
     x.add_argument("--quiet", action="store_true", help="no progress bars")
     x.add_argument("-v", "--verbose", action="store_true", help="log every step")
     return parser
@@ -186,7 +188,9 @@ def _interrupted_message(err, out: str, cache_root, models_before: set, manifest
     elif kept == 0:
         models = f"no model had finished training (the cache {cache_root} keeps what earlier runs trained)"
     else:
-        models = f"{kept} model{'' if kept == 1 else 's'} trained before the interruption {'is' if kept == 1 else 'are'} kept in the cache {cache_root} (a rerun reuses {'it' if kept == 1 else 'them'})"
+        one = kept == 1
+        models = (f"{kept} model{'' if one else 's'} trained before the interruption {'is' if one else 'are'} kept in the cache {cache_root} "
+                  f"(a rerun reuses {'it' if one else 'them'})")
     return f"{PROG}: interrupted by {err.signal_name}: no results were written ({out} is unchanged); {models}"
 
 
@@ -249,8 +253,10 @@ def _benchmark(args: argparse.Namespace, state: dict) -> int:
     if not is_rank_zero():
         return 0
     cfg = results["config"]
-    print_table(table_markdown(results), title=f"{cfg['dataset']} · {cfg['model']} · {cfg['forget']} · {'no remain' if cfg['no_remain'] else 'remain'} · seeds {','.join(map(str, cfg['seeds']))}")
-    print(f"report: {args.out}/report.md  ({results['run']['seconds']:.0f} s; {results['run']['models_trained']} models trained, {results['run']['models_loaded']} from cache)")
+    remain = "no remain" if cfg["no_remain"] else "remain"
+    print_table(table_markdown(results), title=f"{cfg['dataset']} · {cfg['model']} · {cfg['forget']} · {remain} · seeds {','.join(map(str, cfg['seeds']))}")
+    run = results["run"]
+    print(f"report: {args.out}/report.md  ({run['seconds']:.0f} s; {run['models_trained']} models trained, {run['models_loaded']} from cache)")
     return 0
 
 

@@ -18,14 +18,9 @@ warnings.filterwarnings("ignore", ".*LeafSpec.*")
 
 
 def shared_data_dir() -> Path | None:
-    """``$LIGHTNING_UNLEARN_DATA`` or ``../shared/data`` next to the project, if present."""
+    """``$LIGHTNING_UNLEARN_DATA`` (the folder holding ``cifar10/``) if it is set and exists; nothing else is searched."""
     env = os.environ.get("LIGHTNING_UNLEARN_DATA")
-    candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[1].parent / "shared" / "data")
-    for c in candidates:
-        if c.is_dir():
-            return c
-    return None
+    return Path(env) if env and Path(env).is_dir() else None
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +32,7 @@ def cache_dir(tmp_path_factory) -> Path:
 def cifar_tree() -> Path:
     root = shared_data_dir()
     if root is None or not (root / "cifar10" / "train").is_dir():
-        pytest.skip("offline CIFAR-10 tree not found (set LIGHTNING_UNLEARN_DATA or provide ../shared/data)")
+        pytest.skip("offline CIFAR-10 tree not found: set LIGHTNING_UNLEARN_DATA to the folder holding cifar10/train and cifar10/test")
     return root / "cifar10"
 
 

@@ -88,8 +88,8 @@ def test_data_composition(variant, has_remain, adv_set, digits_dm, digits_origin
     # D_A rows carry y_adv, D_F rows their true labels
     y_adv = dict(zip(adv_set.index.tolist(), adv_set.y.tolist()))
     y_true = dict(zip(adv_set.index.tolist(), adv_set.y_true.tolist()))
-    assert all(y_adv[i] == l for i, l in zip(idx[src == ADVERSARIAL].tolist(), lab[src == ADVERSARIAL].tolist()))
-    assert all(y_true[i] == l for i, l in zip(idx[src == FORGET].tolist(), lab[src == FORGET].tolist()))
+    assert all(y_adv[i] == label for i, label in zip(idx[src == ADVERSARIAL].tolist(), lab[src == ADVERSARIAL].tolist()))
+    assert all(y_true[i] == label for i, label in zip(idx[src == FORGET].tolist(), lab[src == FORGET].tolist()))
     # one uniformly shuffled stream: a single phase, batches mix the parts
     assert {s[3] for s in m.seen} == {"mixed"}
     if has_remain or variant == "amun":
@@ -158,7 +158,7 @@ def test_amun_lowers_forget_accuracy_toward_test_accuracy(cache_dir):
     assert f0 - t0 > 3  # a generalisation gap to close
     m = fresh(orig)
     unlearn(m, "amun", UnlearningRequest.from_datamodule(dm, use_remain=False), epochs=3, lr=0.05, step_size=None, eps_init=0.1)
-    f1, r1, t1 = acc(m, dm.forget_set()), acc(m, dm.remain_set()), acc(m, dm.test_set())
+    f1, r1 = acc(m, dm.forget_set()), acc(m, dm.remain_set())
     # forget accuracy drops toward the accuracy on unseen data (a retrained model's level)
     assert f1 < f0 and abs(f1 - t0) < abs(f0 - t0)
     assert r1 >= r0 - 3  # remain accuracy kept

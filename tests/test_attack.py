@@ -1,4 +1,4 @@
-"""The minimal-epsilon PGD-L2 search: acceptance checks of amun.md §2.1 and a per-sample reference."""
+"""The minimal-epsilon PGD-L2 search: acceptance checks of docs/methods/amun.md, section 1, and a per-sample reference."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from lightning_unlearn.attacks import calibrate_eps_init, calibration_search, pg
 from lightning_unlearn.data.transforms import to_pixels
 
 
-
 def tiny_cifar_net(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(
@@ -24,7 +23,7 @@ def tiny_cifar_net(seed: int = 0) -> nn.Module:
 
 
 def reference_search(model, x, y, *, eps_init, steps=50, max_rounds=12):
-    """Per-sample, literal transcription of amun.md §2.1 (one sample at a time, no masks)."""
+    """Per-sample, literal transcription of docs/methods/amun.md, section 1 (one sample at a time, no masks)."""
     out = []
     d = x[0].numel()
     for i in range(len(x)):

@@ -1,22 +1,17 @@
 """benchmarks/class_forget.py: its presets, the claim analysis against a hand computation, and a tiny end-to-end run."""
 
 import dataclasses
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+import script_modules
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "class_forget.py"
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("class_forget", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
+    return script_modules.load_script(SCRIPT)
 
 
 def test_presets_name_only_config_fields_and_the_decisive_settings():

@@ -252,10 +252,10 @@ def test_a_signal_inside_trainer_fit_becomes_interrupted(digits_dm, sig):
     """Lightning's own handling (exit(1) on KeyboardInterrupt, its SIGTERM connector) does not swallow it."""
     import lightning.pytorch as pl
 
+    from lightning_unlearn.models import build_model
     from lightning_unlearn.pipeline.interrupt import Interrupted, handle_signals
     from lightning_unlearn.training import ClassifierModule
     from lightning_unlearn.training.fit import make_trainer
-    from lightning_unlearn.models import build_model
 
     class SignalAt(pl.Callback):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):

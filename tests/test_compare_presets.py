@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from script_modules import load_script
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def load(name):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(BENCH / f"{name}.py")
 
 
 def fake_results(gaps: dict[str, list[float]], *, no_remain: bool, device: str = "CPU (x, 2 cores)") -> dict:

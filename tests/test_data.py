@@ -149,8 +149,8 @@ def test_image_folder_source_roundtrip(tmp_path):
     assert pool.train_x.shape == (12, 3, 8, 8) and pool.test_x.shape == (4, 3, 8, 8)
     assert pool.train_y.tolist() == [0] * 6 + [1] * 6
     assert pool.test_index.tolist() == [12, 13, 14, 15]
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     first = np.asarray(Image.open(tmp_path / "tree" / "train" / "dog" / "0000.png"))
     assert torch.equal(pool.train_x[6].permute(1, 2, 0), torch.from_numpy(first))

@@ -6,7 +6,6 @@ Everything here goes through the public API: ``records`` (one ``ClipRecord`` per
 
 from __future__ import annotations
 
-import copy
 import logging
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from test_spectral import dense_singular_values
 from torch import nn
 
 from lightning_unlearn.callbacks import FastClip
@@ -24,8 +24,6 @@ from lightning_unlearn.models import build_model
 from lightning_unlearn.spectral import ClipSettings, UnsupportedLayerError
 from lightning_unlearn.training import ClassifierModule, seed_everything
 from lightning_unlearn.training.fit import make_trainer
-
-from test_spectral import dense_singular_values
 
 
 def _module(dm, *, lr=0.1, seed=0, net: nn.Module | None = None) -> ClassifierModule:
@@ -309,7 +307,8 @@ def test_every_module_with_weights_it_cannot_clip_raises_or_is_skipped_once(digi
         (WithOddModules(lstm=False), "'model.gain'|overrides forward"),
     ):
         with pytest.raises(UnsupportedLayerError, match=match):
-            make_trainer(max_epochs=1, callbacks=[FastClip(on_unsupported="raise")]).fit(_module(digits_dm, net=net), train_dataloaders=_loader(digits_dm, n=64))
+            trainer = make_trainer(max_epochs=1, callbacks=[FastClip(on_unsupported="raise")])
+            trainer.fit(_module(digits_dm, net=net), train_dataloaders=_loader(digits_dm, n=64))
 
 
 def test_weight_norm_layers_are_clipped_through_their_parametrization(digits_dm):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import lightning.pytorch as pl
 import pytest
 import torch
+from test_spectral import dense_singular_values
 from torch import nn
 
 from lightning_unlearn.callbacks import FastClip
@@ -13,8 +13,6 @@ from lightning_unlearn.spectral import ClipSettings
 from lightning_unlearn.spectral.host_reads import HostReadCounter
 from lightning_unlearn.training import ClassifierModule, seed_everything
 from lightning_unlearn.training.fit import make_trainer
-
-from test_spectral import dense_singular_values
 
 
 class CountingFastClip(FastClip):

@@ -1,23 +1,18 @@
 """The GPU benchmark: its --tiny mode runs the same code on CPU end to end; its pack loader restores the files."""
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import script_modules
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_cifar10.py"
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("gpu_cifar10", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
+    return script_modules.load_script(SCRIPT)
 
 
 def test_unpack_restores_the_packed_files_byte_for_byte(tmp_path):
@@ -34,6 +29,19 @@ def test_unpack_restores_the_packed_files_byte_for_byte(tmp_path):
     (tree / "train/cat/0001.jpg").write_bytes(b"changed")
     mod.unpack(tmp_path / "pack.npz", tmp_path / "tree")  # already unpacked from this pack: left alone
     assert (tree / "train/cat/0001.jpg").read_bytes() == b"changed"
+
+
+def test_write_pack_then_unpack_gives_the_same_tree(tmp_path):
+    files = {"train/cat/a.jpg": b"\xff\xd8a", "train/cat/b.jpg": b"", "train/dog/c.jpg": b"\xff\xd8" * 50, "test/dog/d.jpg": b"d"}
+    for rel, content in files.items():
+        (tmp_path / "src" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "src" / rel).write_bytes(content)
+    mod = load_script()
+    assert mod.main(["--write-pack", str(tmp_path / "src"), "--pack", str(tmp_path / "p.npz")]) == {}
+    names = np.load(tmp_path / "p.npz")["names"].tobytes().decode().split("\n")
+    assert names == sorted(files, key=lambda r: (r.split("/")[0] != "train", r))  # train first, then test, sorted within
+    tree = mod.unpack(tmp_path / "p.npz", tmp_path / "tree")
+    assert {str(p.relative_to(tree)): p.read_bytes() for p in tree.rglob("*.jpg")} == files
 
 
 @pytest.mark.slow

@@ -137,7 +137,7 @@ def test_every_module_imports_first_in_a_fresh_interpreter():
 
 
 def test_registry_first_then_a_method_by_name():
-    """The issue's case: the registry imported first, in a truly fresh interpreter, still knows every method."""
+    """The registry imported first, in a truly fresh interpreter, still knows every method."""
     code = "from lightning_unlearn.unlearning.registry import get_method, METHODS; print(','.join(METHODS)); print(get_method('amun').__name__)"
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

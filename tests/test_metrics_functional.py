@@ -122,7 +122,7 @@ def test_rmia_sorting_equals_bruteforce_and_numpy_definition(gamma, strict, a, t
 
 @pytest.mark.parametrize("strict,gamma", [(True, 1.0), (False, 1.0), (True, 0.5), (False, 2.0)])
 def test_rmia_self_in_population_is_excluded(strict, gamma):
-    # population = all 200 points; candidates are 60 of them (x in Z, metrics.md §5.5)
+    # population = all 200 points; candidates are 60 of them (x in Z, docs/metrics.md, section 5.3, "Computation by sorting")
     tz, rz = _signals(200, 3, 5, ties=True)
     pos = torch.randperm(200, generator=torch.Generator().manual_seed(0))[:60]
     tx, rx = tz[pos], rz[:, pos]
@@ -157,7 +157,7 @@ def test_rmia_trimmed_mean_matches_scipy():
     assert torch.equal(fast, F.rmia_scores_bruteforce(tx, rx, tz, rz, proportiontocut=0.2))
     pr_x, pr_z = trim_mean(rx.double().numpy(), 0.2, axis=0), trim_mean(rz.double().numpy(), 0.2, axis=0)
     ratio_x, ratio_z = tx.double().numpy() / pr_x, tz.double().numpy() / pr_z
-    expect = (ratio_x[:, None] / ratio_z[None, :] > 1.0).mean(1)
+    expect = (ratio_x[:, None] / ratio_z[None, :] > 2.0).mean(1)  # the default gamma
     np.testing.assert_allclose(fast.numpy(), expect, rtol=1e-6)
     with pytest.raises(ValueError, match="proportiontocut"):
         F.rmia_scores(tx, rx, tz, rz, proportiontocut=0.5)
@@ -168,10 +168,11 @@ def test_rmia_hand_example_and_monotone_in_ratio():
     rx = torch.full((2, 3), 0.5)
     tz = torch.tensor([0.2, 0.4, 0.6, 0.8])
     rz = torch.full((2, 4), 0.5)
-    # ratios x: 1.8, 0.2, 1.0; z: 0.4, 0.8, 1.2, 1.6 -> counts of z below: 4, 0, 2
-    assert F.rmia_scores(tx, rx, tz, rz).tolist() == [1.0, 0.0, 0.5]
-    # gamma = 2: thresholds 0.9, 0.1, 0.5 -> 2, 0, 1
+    # ratios x: 1.8, 0.2, 1.0; z: 0.4, 0.8, 1.2, 1.6 -> gamma = 1: counts of z below: 4, 0, 2
+    assert F.rmia_scores(tx, rx, tz, rz, gamma=1.0).tolist() == [1.0, 0.0, 0.5]
+    # gamma = 2 (the default): thresholds 0.9, 0.1, 0.5 -> 2, 0, 1
     assert F.rmia_scores(tx, rx, tz, rz, gamma=2.0).tolist() == [0.5, 0.0, 0.25]
+    assert F.rmia_scores(tx, rx, tz, rz).tolist() == [0.5, 0.0, 0.25]
 
 
 def test_rmia_invalid_inputs():
@@ -431,7 +432,7 @@ def test_roc_invalid_inputs():
 
 # ----------------------------------------------------------------------------- Avg. Gap
 def test_avg_gap_hand_example_and_errors():
-    # the spec's check: AMUN 10% with D_R, gap terms 0.96 + 0.43 + 0.88 + 0.18 -> 0.6125
+    # a check from the AMUN paper's Table 1 (docs/metrics.md, section 3): AMUN 10% with D_R, gap terms 0.96 + 0.43 + 0.88 + 0.18 -> 0.6125
     m = {"ua": 94.49 + 0.96, "ra": 100.0 - 0.43, "ta": 94.33 - 0.88, "mia": 50.00 + 0.18}
     r = {"ua": 94.49, "ra": 100.0, "ta": 94.33, "mia": [49.9, 50.1]}
     assert F.avg_gap(m, r) == pytest.approx(0.6125, abs=1e-9)

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lightning_unlearn.pipeline import ConfigError
-from lightning_unlearn.pipeline import output
+from lightning_unlearn.pipeline import ConfigError, output
 from lightning_unlearn.pipeline.output import MANIFEST, check_output_dir, publish, read_manifest
 
 

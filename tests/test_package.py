@@ -11,6 +11,15 @@ def test_every_public_name_resolves():
         assert getattr(lightning_unlearn, name) is not None
 
 
+def test_fastclip_surface_on_the_package_top():
+    from lightning_unlearn.callbacks import ClipRecord, FastClip
+    from lightning_unlearn.spectral import ClipSettings
+
+    assert lightning_unlearn.ClipSettings is ClipSettings and lightning_unlearn.ClipRecord is ClipRecord
+    assert {"ClipSettings", "ClipRecord", "FastClip"} <= set(lightning_unlearn.__all__)
+    assert FastClip(settings=lightning_unlearn.ClipSettings(cert_depth=8)).settings.cert_depth == 8
+
+
 def test_import_is_silent_and_changes_no_environment():
     code = "import os; before = dict(os.environ); import lightning_unlearn; assert dict(os.environ) == before"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -114,7 +114,7 @@ def test_cache_key_covers_every_training_setting():
 
 
 def test_fastclip_norms_are_recorded_and_plotted(tmp_path):
-    from lightning_unlearn.callbacks import FastClip  # noqa: F401  (the FastClip issue)
+    from lightning_unlearn.callbacks import FastClip  # noqa: F401  (the run below uses it through fastclip=)
 
     cfg = tiny(tmp_path / "cache", rmia_references=0, methods=("retrain",), fastclip=1.0, fastclip_every=1)
     res = run_experiment(cfg, tmp_path / "out")

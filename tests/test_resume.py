@@ -191,7 +191,9 @@ def class_dm(cache_dir):
 def test_unlearning_phase_resumed_from_epoch_and_mid_epoch_checkpoints_ends_with_the_same_weights(name, digits_dm, class_dm, digits_original, tmp_path):
     kind = "random" if METHODS[name].supports("random", True) else "class"
     request = _request(class_dm if kind == "class" else digits_dm, kind=kind)
-    epoch_ckpt = ModelCheckpoint(dirpath=tmp_path, filename="epoch{epoch}", save_top_k=-1, every_n_epochs=1, save_on_train_epoch_end=True, auto_insert_metric_name=False)
+    epoch_ckpt = ModelCheckpoint(
+        dirpath=tmp_path, filename="epoch{epoch}", save_top_k=-1, every_n_epochs=1, save_on_train_epoch_end=True, auto_insert_metric_name=False
+    )
     step_ckpt = ModelCheckpoint(dirpath=tmp_path, filename="step{step}", save_top_k=-1, every_n_train_steps=1, auto_insert_metric_name=False)
     straight, method, trainer, _ = _fit(digits_original, name, request, callbacks=[epoch_ckpt, step_ckpt])
     per_epoch = trainer.num_training_batches

@@ -5,8 +5,8 @@ import copy
 import pytest
 
 from lightning_unlearn.strategies import require_whole_weights, shards_parameters
-from lightning_unlearn.unlearning import METHODS, UnlearningMixin, UnlearningRequest
 from lightning_unlearn.training import ClassifierModule
+from lightning_unlearn.unlearning import METHODS, UnlearningMixin, UnlearningRequest
 
 
 class FSDPStrategy:  # stands in for lightning's FSDPStrategy (which needs CUDA); matched by name

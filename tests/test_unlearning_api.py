@@ -61,7 +61,8 @@ def test_hyperparameters_with_a_method_object_are_refused(digits_dm, digits_orig
 
 def test_trainer_together_with_trainer_kwargs_is_refused(digits_dm, digits_original):
     with pytest.raises(TypeError, match="either trainer or trainer_kwargs.*accelerator"):
-        unlearn(fresh(digits_original), "ft", UnlearningRequest.from_datamodule(digits_dm), trainer=make_trainer(max_epochs=1), trainer_kwargs={"accelerator": "cpu"})
+        request = UnlearningRequest.from_datamodule(digits_dm)
+        unlearn(fresh(digits_original), "ft", request, trainer=make_trainer(max_epochs=1), trainer_kwargs={"accelerator": "cpu"})
     with pytest.raises(TypeError, match="max_epochs"):
         unlearn(fresh(digits_original), "ft", UnlearningRequest.from_datamodule(digits_dm), trainer_kwargs={"max_epochs": 3})
 
@@ -136,7 +137,7 @@ def test_every_method_loader_yields_named_batches(digits_dm, digits_original):
         method = m.start_unlearning(name, request, **({"eps_init": 0.1} if "amun" in name or name == "adv-only" else {}))
         trainer = make_trainer(max_epochs=1, limit_train_batches=1)
         seen = []
-        m.unlearning_loss = lambda batch, batch_idx=0, _orig=m.unlearning_loss: seen.append(batch) or _orig(batch, batch_idx)
+        m.unlearning_loss = lambda batch, batch_idx=0, _orig=m.unlearning_loss, _seen=seen: _seen.append(batch) or _orig(batch, batch_idx)
         trainer.fit(m)
         m.stop_unlearning()
         batch = seen[0]

@@ -57,8 +57,9 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -100,7 +101,8 @@ class AttackResult:
         return len(self.y_adv)
 
     def to(self, device) -> "AttackResult":
-        return AttackResult(**{f.name: (getattr(self, f.name).to(device) if torch.is_tensor(getattr(self, f.name)) else getattr(self, f.name)) for f in fields(self)})
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return AttackResult(**{name: (v.to(device) if torch.is_tensor(v) else v) for name, v in values.items()})
 
 
 def _model_device(model: nn.Module) -> torch.device:

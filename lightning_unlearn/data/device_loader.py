@@ -16,7 +16,8 @@ which Lightning saves in a checkpoint and loads before the resumed epoch.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 

@@ -1,12 +1,12 @@
 """Shared machinery of the audit metrics: split tags, per-sample ``cat`` states, de-duplication.
 
 Every audit metric records per-sample values with their **pool index** and **split tag** as list
-states reduced by concatenation (metrics.md §9). ``compute()`` then runs, in this order:
+states reduced by concatenation (docs/metrics.md, section 9). ``compute()`` then runs, in this order:
 sync (torchmetrics gathers the states of all ranks, rank-major), **de-duplicate by
 (split, index)** (``DistributedSampler`` pads each rank to ``ceil(N / W)`` samples by repeating
 the first indices), **sort by index** (gather order is not data order), then the functional form.
 Every rank therefore runs the same deterministic computation on the same sorted data, and sklearn
-fits agree across ranks (metrics.md §10, option (a)).
+fits agree across ranks (docs/metrics.md, section 9).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def dedupe_sort(index: torch.Tensor, split: torch.Tensor) -> torch.Tensor:
 
 
 def assert_same_on_all_ranks(values: torch.Tensor, what: str) -> None:
-    """Debug check (metrics.md §10.3): all-reduce ``values`` with MIN and MAX and require equality."""
+    """Debug check (docs/metrics.md, section 9): all-reduce ``values`` with MIN and MAX and require equality."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
         return
     v = values.detach().double().reshape(-1).clone()

@@ -1,4 +1,4 @@
-"""``UnlearningAccuracy``: UA / RA / TA from split-tagged logits, padding-safe (metrics.md §2)."""
+"""``UnlearningAccuracy``: UA / RA / TA from split-tagged logits, padding-safe (docs/metrics.md, section 2)."""
 
 from __future__ import annotations
 

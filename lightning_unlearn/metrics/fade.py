@@ -1,4 +1,4 @@
-"""``SymmetricKL`` (FADE for classifiers) as a torchmetrics ``Metric`` (trw-mia-nn.md §7)."""
+"""``SymmetricKL`` (FADE for classifiers) as a torchmetrics ``Metric`` (docs/metrics.md, section 7)."""
 
 from __future__ import annotations
 
@@ -52,5 +52,5 @@ class SymmetricKL(IndexedRecords):
         return result
 
 
-#: The same metric under the name used in trw-mia-nn.md §7.
+#: The same metric under its name in the literature (FADE, arXiv 2510.12981; docs/metrics.md, section 7).
 FADE = SymmetricKL

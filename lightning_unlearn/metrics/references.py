@@ -1,6 +1,6 @@
 """Reference models for RMIA (and MIA-NN): R models trained on random halves of a pool, cached on disk.
 
-metrics.md §5.2. The pool is the data module's training pool, followed by its test pool
+Described in docs/metrics.md, section 5.2. The pool is the data module's training pool, followed by its test pool
 (``include_test=True``, AMUN's 60k pool on CIFAR-10). Sample p is IN for reference r iff
 ``membership[r, p]``; every sample is IN for exactly R/2 references, by AMUN's construction
 (``helper.get_data``): ``U ~ Uniform(0, 1)^{R x P}`` from ``numpy.random.RandomState(seed)``,
@@ -160,7 +160,9 @@ def _membership_restore(expected: torch.Tensor, pool_index: torch.Tensor):
     def restore(payload: dict[str, Any]) -> torch.Tensor:
         m, idx = payload["membership"], payload["pool_index"]
         if not isinstance(m, torch.Tensor) or m.dtype != torch.bool or m.shape != expected.shape:
-            raise ValueError(f"membership must be a bool tensor of shape {tuple(expected.shape)}, got {getattr(m, 'dtype', type(m))} {tuple(getattr(m, 'shape', ()))}")
+            raise ValueError(
+                f"membership must be a bool tensor of shape {tuple(expected.shape)}, got {getattr(m, 'dtype', type(m))} {tuple(getattr(m, 'shape', ()))}"
+            )
         if not isinstance(idx, torch.Tensor) or not torch.equal(idx, pool_index):
             raise ValueError("its pool indices are not this pool's")
         if not torch.equal(m, expected):
@@ -227,7 +229,8 @@ def _train_or_load(
         if models_cache is None:
             net = restore(train()[0])
         else:
-            settings = {**config, "role": config["kind"], "reference": r, "seed": int(seed_r), "train_set": _fingerprint(data), **_trainer_settings(trainer_kwargs)}
+            settings = {**config, "role": config["kind"], "reference": r, "seed": int(seed_r), "train_set": _fingerprint(data),
+                        **_trainer_settings(trainer_kwargs)}
             entry = models_cache.get_or_build(settings, train, restore)
             net, loaded = entry.value, loaded + int(entry.from_cache)
         models.append(net.eval())
@@ -344,7 +347,7 @@ def train_retrained_references(
 ) -> ReferenceModels:
     """Models retrained from scratch on the remain set D_R only, with seeds ``seed .. seed + num_models - 1``.
 
-    The references of MIA-NN (neighbour classes, retrain score; trw-mia-nn.md §5.1) and of
+    The references of MIA-NN (neighbour classes, retrain score; docs/metrics.md, section 6) and of
     Avg. Gap / FADE: exactly ``train_classifier(dm, on="remain", seed=s)``, cached like
     :func:`train_reference_models` (keyed by the remain set's indices too; ``width`` and
     ``fastclip`` as there). ``membership`` marks the remain samples of the training pool.

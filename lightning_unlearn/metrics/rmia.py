@@ -1,4 +1,4 @@
-"""``RMIA``: the RMIA audit as a torchmetrics ``Metric`` (metrics.md §5)."""
+"""``RMIA``: the RMIA audit as a torchmetrics ``Metric`` (docs/metrics.md, section 5)."""
 
 from __future__ import annotations
 
@@ -77,7 +77,10 @@ class RMIA(IndexedRecords):
             (RMIA paper configs / AMUN: pass ``signal_kwargs`` to change T, m, n).
         membership: ``(R, P)`` bool, True where reference r trained on sample p. Needed for the
             offline mode only, which averages over OUT references per sample.
-        gamma: γ > 0 (2 in AMUN and the RMIA configs; 1 in the privacy-meter tool).
+        gamma: γ > 0 (default 2: the RMIA paper's experiment configurations, AMUN and the
+            benchmark's ``--rmia-gamma``; the privacy-meter tool's ``run_rmia`` uses 1). For one
+            target model γ changes the AUC only through ties and saturation (see
+            :func:`~lightning_unlearn.metrics.functional.rmia_scores`).
         offline_a: ``None`` = online (AMUN), or a in [0, 1] (offline, e.g. 0.3).
         strict: LR > γ (default) or LR >= γ.
         population_splits: split names forming the population (default: all recorded).
@@ -110,7 +113,7 @@ class RMIA(IndexedRecords):
         signal: Signal = "softmax",
         signal_kwargs: dict[str, Any] | None = None,
         membership: torch.Tensor | None = None,
-        gamma: float = 1.0,
+        gamma: float = 2.0,
         offline_a: float | None = None,
         strict: bool = True,
         population_splits: Sequence[str] | None = None,

@@ -1,4 +1,4 @@
-"""``MIAEfficacy``: the SVC membership attack ("MIS") as a torchmetrics ``Metric`` (metrics.md §4)."""
+"""``MIAEfficacy``: the SVC membership attack ("MIS") as a torchmetrics ``Metric`` (docs/metrics.md, section 4)."""
 
 from __future__ import annotations
 

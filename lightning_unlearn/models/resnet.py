@@ -1,7 +1,7 @@
 """CIFAR-style ResNet-18: 3x3 stem, no max-pool, standard basic blocks.
 
 The reference AMUN code halves (branch + shortcut) in projection blocks; this is the
-standard block (``amun.md`` §4: the halving is not copied).
+standard block (the halving is not copied; docs/methods/amun.md, section 9).
 """
 
 from __future__ import annotations

@@ -50,8 +50,8 @@ from torch import nn
 
 from lightning_unlearn.data import UnlearningDataModule
 from lightning_unlearn.inference import accuracy, predict_logits
-from lightning_unlearn.metrics import SPLITS, MIAEfficacy
 from lightning_unlearn.metrics import RMIA as RMIAMetric
+from lightning_unlearn.metrics import SPLITS, MIAEfficacy
 from lightning_unlearn.metrics import functional as F
 from lightning_unlearn.seeding import derive_seed
 
@@ -198,7 +198,9 @@ def svc_mia(out: Outputs, sets: Sets) -> float | None:
     return float(metric.compute())
 
 
-def rmia(out: Outputs, sets: Sets, refs: References | None, *, signal_kind: str, gamma: float) -> tuple[float | None, float | None, torch.Tensor | None, torch.Tensor | None]:
+def rmia(
+    out: Outputs, sets: Sets, refs: References | None, *, signal_kind: str, gamma: float
+) -> tuple[float | None, float | None, torch.Tensor | None, torch.Tensor | None]:
     """RMIA AUC and TPR at 1% FPR in percent (members vs non-members of :meth:`Sets.rmia_sets`), scores and labels.
 
     :class:`~lightning_unlearn.metrics.RMIA` (online reference mean over all references) with

@@ -131,7 +131,8 @@ def original_model(config: BenchmarkConfig, dm: UnlearningDataModule, cache: Art
 
 def retrained_model(config: BenchmarkConfig, dm: UnlearningDataModule, cache: ArtefactCache, settings: dict, *, seed: int) -> TrainedModel:
     """The model trained on ``dm``'s remain set only (the gold standard) with model seed ``seed``."""
-    key_settings = {**settings, "role": "retrain", "seed": seed, "forget": str(dm.forget_spec), "forget_seed": dm.seed if dm.forget_spec.kind == "random" else None}
+    forget_seed = dm.seed if dm.forget_spec.kind == "random" else None
+    key_settings = {**settings, "role": "retrain", "seed": seed, "forget": str(dm.forget_spec), "forget_seed": forget_seed}
     return _cached(config, dm, cache, key_settings, dm.remain_set(), seed)
 
 

@@ -35,8 +35,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 from lightning_unlearn.fileio import atomic_write, atomic_write_text
 from lightning_unlearn.pipeline.config import ConfigError

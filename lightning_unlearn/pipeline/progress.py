@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 
 class Progress:
@@ -70,7 +70,8 @@ class RichProgress(Progress):
     def __init__(self) -> None:
         try:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as _P, TextColumn, TimeElapsedColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as _P
         except ImportError:  # pragma: no cover - rich ships with lightning's extras
             self._p = None
             return

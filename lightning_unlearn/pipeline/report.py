@@ -34,7 +34,7 @@ COLUMNS = (
     ("seconds", "time (s)"),
 )
 
-# class forgetting: MIA-NN both ways, each figure beside its gap to retrain (docs/metrics.md, MIA-NN)
+# class forgetting: MIA-NN both ways, each figure beside its gap to retrain (docs/metrics.md, section 6)
 MIA_NN_COLUMNS = (
     ("mia_nn_auc", "membership AUC"),
     ("mia_nn_auc_gap", "gap"),
@@ -94,10 +94,10 @@ def plot_rmia_roc(result: ExperimentResult, seed: int, path: Path) -> bool:
 
     curves = [(r.row, r.evaluation.rmia_scores, r.evaluation.rmia_labels) for r in result.runs if r.seed == seed and r.evaluation.rmia_scores is not None]
     seen, unique = set(), []
-    for row, s, l in curves:  # one curve per row (the first retrained model for retrain)
+    for row, s, lab in curves:  # one curve per row (the first retrained model for retrain)
         if row not in seen:
             seen.add(row)
-            unique.append((row, s, l))
+            unique.append((row, s, lab))
     if not unique:
         return False
     plt = _plt()
@@ -136,7 +136,8 @@ def plot_avg_gap(results: dict[str, Any], path: Path) -> bool:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(max(5, 0.8 * len(rows) + 2), 4))
     x = np.arange(len(rows))
-    for off, key, label in ((-0.2, "avg_gap", "Avg. Gap (RMIA AUC)" if results["config"]["avg_gap_mia"] == "rmia_auc" else "Avg. Gap (SVC MIA)"), (0.2, "avg_gap_mis", "Avg. Gap (SVC MIA)")):
+    main_label = "Avg. Gap (RMIA AUC)" if results["config"]["avg_gap_mia"] == "rmia_auc" else "Avg. Gap (SVC MIA)"
+    for off, key, label in ((-0.2, "avg_gap", main_label), (0.2, "avg_gap_mis", "Avg. Gap (SVC MIA)")):
         vals = [results["methods"][r].get(key) for r in rows]
         errs = [results["methods"][r]["std"].get(key) or 0.0 for r in rows]
         ax.bar(x + off, [v if v is not None else 0 for v in vals], width=0.4, yerr=errs, label=label, capsize=2)
@@ -221,7 +222,8 @@ def render_markdown(results: dict[str, Any], figures: list[tuple[str, str]]) -> 
     ]
     lines += _adversarial_lines(results)
     if results.get("tuning"):
-        lines += ["## Hyperparameters", "", f"Tuned on {results.get('tuned_on') or 'the forget set of seed ' + str(cfg['tune_seed'])} by the smallest Avg. Gap; {cfg['unlearn_epochs']} unlearning epochs.", ""]
+        tuned_on = results.get("tuned_on") or f"the forget set of seed {cfg['tune_seed']}"
+        lines += ["## Hyperparameters", "", f"Tuned on {tuned_on} by the smallest Avg. Gap; {cfg['unlearn_epochs']} unlearning epochs.", ""]
         lines += ["| method | chosen | trials (hyperparameters: Avg. Gap) |", "|---|---|---|"]
         for m, trials in results["tuning"].items():
             tuned = sorted({k for t in trials for k in t["hparams"]})

@@ -1,6 +1,6 @@
 """``results.json``: per-run Avg. Gap against the retrained models, then mean and std per method.
 
-Schema (the issue's contract; figures in percent, ``sym_kl`` in nats)::
+Schema (a stable contract, described in docs/protocol.md, section 8; figures in percent, ``sym_kl`` in nats)::
 
     {"config": {... "forget", "no_remain", "avg_gap_mia", ...},
      "methods": {NAME: {"ua", "ra", "ta", "mia", "rmia_auc", "mia_nn_auc", "avg_gap",

@@ -377,7 +377,8 @@ class Experiment:
                 self.progress.advance(f"retrain seed {rep}")
                 orig = originals[rep]
                 out = ev.model_outputs(orig.net, dm)
-                runs.append(ModelRun("original", rep, self.evaluate(out, dm, retrain_outs), orig.seconds, self._train_hparams(), out, model_seed=rep, from_cache=orig.from_cache))
+                runs.append(ModelRun("original", rep, self.evaluate(out, dm, retrain_outs), orig.seconds, self._train_hparams(), out,
+                                     model_seed=rep, from_cache=orig.from_cache))
                 if "fastclip_norms" in orig.meta and rep == c.seeds[0]:
                     norms["original"] = orig.meta["fastclip_norms"]
                     first = self.retrain_group(rep, retrains)[0]

@@ -8,7 +8,8 @@ certification, fallback -- is :func:`~lightning_unlearn.spectral.event.clip_even
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import nn

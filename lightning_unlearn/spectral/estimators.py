@@ -34,7 +34,8 @@ no value is read from a QR factor; every value comes from a Rayleigh-Ritz projec
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 
@@ -266,7 +267,7 @@ def krylov_basis(op: Operator, v: torch.Tensor, depth: int, *, reorth: str = "au
         # the blocks this step projects against, as contiguous row ranges ending with the current block
         spans = [(0, hi)] if reorth == "full" else [(max(0, lo - b), hi)]
         cs = [w @ q[a:z].T for a, z in spans]  # (A q_j) q^T: entries of H, and the first Gram-Schmidt pass
-        for (a, z), c in zip(spans, cs):
+        for (a, _z), c in zip(spans, cs):
             if a < lo:
                 lower[lo:hi, a:lo] = c[:, : lo - a].double()
         d = cs[-1][:, lo - spans[-1][0] :]

@@ -28,8 +28,9 @@ scaling on it: cheaper, but the bound is then not certified, and the outcome say
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import torch
 

@@ -25,8 +25,8 @@ layer computes ``g * v / ||v||``, and writing ``weight`` must go through ``(g, v
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 import torch
 import torch.nn.functional as F

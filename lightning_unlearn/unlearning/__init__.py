@@ -5,6 +5,8 @@ Importing this package imports every method module below; each registers its cla
 the benchmark's rows): ``ft, rl, ga, bs, l1, salun, scrub, amun, amun-salun, adv-only, trw, trw-concat``.
 """
 
+# Not sorted: the method modules below register their classes on import, in this order.
+# isort: off
 from lightning_unlearn.unlearning.registry import METHODS, get_method, methods_for, register_method
 from lightning_unlearn.unlearning.batch import UnlearningBatch, as_unlearning_batch, collate_unlearning_batch
 from lightning_unlearn.unlearning.base import (
@@ -29,6 +31,7 @@ from lightning_unlearn.unlearning.trw import TRW, TRWConcat, TRWMixin
 
 from lightning_unlearn.unlearning.adversarial import AdversarialSet, build_adversarial_set
 from lightning_unlearn.unlearning.saliency import SaliencyFreeze, saliency_mask
+# isort: on
 
 __all__ = [
     "AMUN",

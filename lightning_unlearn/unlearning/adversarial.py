@@ -1,6 +1,6 @@
 """AMUN's adversarial set D_A: built once on the current model, sharded across ranks, gathered.
 
-``amun.md`` §2.3. The forget set is cut into fixed attack batches (``batch_size``, in dataset
+Described in docs/methods/amun.md, section 3. The forget set is cut into fixed attack batches (``batch_size``, in dataset
 order); under DDP rank ``r`` attacks batches ``r, r + W, ...``, then every rank all-gathers
 ``(index, x_adv, y_adv, ε_final, δ, ...)`` and sorts by index, so all ranks hold the
 identical D_A (never computed independently per rank: nondeterministic kernels could

@@ -29,7 +29,8 @@ StepLR(step_size=1, γ=0.1) (the [R] README example); both are tuned on a grid.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F

@@ -640,14 +640,7 @@ def unlearn(
         raise TypeError(f"give either trainer or trainer_kwargs, not both (trainer_kwargs: {', '.join(sorted(trainer_kwargs))})")
     if trainer_kwargs and "max_epochs" in trainer_kwargs:
         raise TypeError("trainer_kwargs must not set max_epochs: the unlearning phase runs the method's epochs (pass epochs=... as a hyperparameter)")
-    if isinstance(method, str):
-        method = get_method(method).from_hyperparameters(**hyperparameters)
-    elif hyperparameters:
-        raise TypeError(
-            f"hyperparameters {', '.join(map(repr, sorted(hyperparameters)))} were given with a method object ({type(method).__name__}); "
-            "pass them to its constructor, or give the method by name"
-        )
-    method = model.start_unlearning(method, request)
+    method = model.start_unlearning(method, request, **hyperparameters)  # resolves the name, checks the hyperparameters
     try:
         trainer = trainer or make_trainer(max_epochs=method.epochs, **(trainer_kwargs or {}))
         trainer.fit(model)

@@ -1,6 +1,6 @@
 """BS: Boundary Shrink (Chen et al., CVPR 2023, arXiv 2303.11570).
 
-``baselines.md`` §5. A frozen copy F~ of the model (eval mode) is made once from θ_o
+Described in docs/methods/baselines.md, "BS". A frozen copy F~ of the model (eval mode) is made once from θ_o
 (``refresh_copy_each_epoch=True`` re-copies it at the start of every epoch's forget pass, as
 the AMUN reference code does). For each forget batch:
 

@@ -1,4 +1,4 @@
-"""Class similarity for TRW (library formulation, ``trw-mia-nn.md`` §2): plain functions.
+"""Class similarity for TRW (library formulation, docs/methods/trw.md, section 1): plain functions.
 
 The default estimator uses the rows of the classifier's final linear layer ``W`` ``(K, D)``
 (bias ignored):
@@ -22,7 +22,8 @@ similarity to ``F[i]``, sharpened over the classes outside ``F``. A forget-class
 from __future__ import annotations
 
 import logging
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch import nn

@@ -2,7 +2,7 @@
 
 Forgetting relies on catastrophic forgetting of D_F. Needs D_R: the reference code's
 fallback to a random D_R subset in the D_F-only setting is not in the paper, so the
-library refuses that setting (``baselines.md`` §2).
+library refuses that setting (docs/methods/baselines.md, "FT").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """GA: gradient ascent on the forget set (Thudi et al., arXiv 2109.13398).
 
-``baselines.md`` §4. The forget loss is ``-CE(F(x), y)`` with the true labels.
+Described in docs/methods/baselines.md, "GA". The forget loss is ``-CE(F(x), y)`` with the true labels.
 
 - D_F only: one shuffled pass over D_F per epoch.
 - With D_R (the AMUN reference code's adaptation): a **descent pass over D_R** (+CE, fixed

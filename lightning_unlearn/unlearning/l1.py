@@ -1,6 +1,6 @@
 """ℓ1-sparse: fine-tuning on D_R with an ℓ1 penalty (Jia et al., NeurIPS 2023, arXiv 2304.04934).
 
-``baselines.md`` §6. ``L = CE(F(x), y) + α_e ||θ||_1`` on shuffled D_R batches, the norm over
+Described in docs/methods/baselines.md, "ℓ1-sparse". ``L = CE(F(x), y) + α_e ||θ||_1`` on shuffled D_R batches, the norm over
 **all** parameters (BatchNorm and biases included); weight decay stays on.
 
 Schedules of α_e (``e`` the 0-based epoch, ``E`` the number of epochs):

@@ -10,7 +10,7 @@ Every method batch is an :class:`~lightning_unlearn.unlearning.UnlearningBatch` 
 - ``phase``: a ``str`` tag of the pass the batch belongs to (``"remain"``, ``"forget"``,
   ``"max"``, ``"min"``, ``"mixed"``), the same for the whole batch.
 
-Two-phase epochs (GA and BS with D_R, SCRUB; ``baselines.md`` §0) are one loader that yields
+Two-phase epochs (GA and BS with D_R, SCRUB; docs/methods/baselines.md, "Common protocol") are one loader that yields
 every batch of phase 1, then every batch of phase 2, under a single optimizer. Each phase is
 sharded across ranks by its own :class:`~lightning_unlearn.data.ShardedEpochSampler` (padded
 like ``DistributedSampler``), so every rank runs the same number of batches in each phase and
@@ -24,8 +24,9 @@ and after ``load_state_dict`` the next iteration of that epoch skips them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import ConcatDataset, Dataset

@@ -1,6 +1,6 @@
 """RL: random labels on the forget set (Golatkar et al., CVPR 2020, in SalUn's and AMUN's form).
 
-``baselines.md`` §3. Every forget sample gets a label y' drawn uniformly from
+Described in docs/methods/baselines.md, "RL". Every forget sample gets a label y' drawn uniformly from
 ``{0..K-1} \\ {y}`` (``label_mode="wrong"``, default; ``"any"`` draws from all K classes as
 the SalUn code does), **redrawn on every access**: the draw is a hash of
 ``(seed, epoch, dataset index)``, so it does not depend on the world size, the batch

@@ -1,6 +1,7 @@
 """The SalUn gradient-saliency mask, computed once per request; serves SalUn and AMUN+SalUn.
 
-``baselines.md`` §7, ``amun.md`` §3.3 (Fan et al., ICLR 2024, arXiv 2310.12508):
+Fan et al., ICLR 2024, arXiv 2310.12508; described in docs/methods/baselines.md, "SalUn", and
+docs/methods/amun.md, section 6:
 
 1. at θ_o, in eval mode, accumulate ``g = sum over D_F batches (batch 128, no augmentation)
    of grad_θ CE(F(x), y)`` (batch-mean CE, as the reference codes); weights are never updated

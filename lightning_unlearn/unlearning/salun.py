@@ -1,6 +1,6 @@
 """SalUn: random labelling restricted to the salient weights (Fan et al., ICLR 2024).
 
-``baselines.md`` §7: RL (same data composition in each setting, ``label_mode`` and
+Described in docs/methods/baselines.md, "SalUn": RL (same data composition in each setting, ``label_mode`` and
 ``schedule`` as :class:`~lightning_unlearn.unlearning.rl.RandomLabel`) updating only the
 entries selected by the saliency mask (:mod:`lightning_unlearn.unlearning.saliency`), which
 is computed once per request on θ_o at the start of the fit.

@@ -1,6 +1,6 @@
 """SCRUB: max-min distillation away from the teacher on D_F (Kurmanji et al., NeurIPS 2023).
 
-``baselines.md`` §8 (formulation checked against the authors' code, not the paper text).
+Described in docs/methods/baselines.md, "SCRUB" (formulation checked against the authors' code, not the paper text).
 Teacher T: a frozen copy of θ_o (eval mode); student S: the module (train mode).
 ``d(x) = tau^2 * mean_batch sum_k p_T,k log(p_T,k / p_S,k)``, ``p = softmax(logits / tau)``
 (RepDistiller's ``DistillKL``). Objective
@@ -17,16 +17,17 @@ uncertain, treat as grid starting points. Needs D_R.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from lightning_unlearn.training.module import build_optimizer
 from lightning_unlearn.unlearning.base import UnlearningMethod, UnlearningRequest, frozen_snapshot, snapshot_with_weights, weights_of
 from lightning_unlearn.unlearning.batch import UnlearningBatch
 from lightning_unlearn.unlearning.phases import FORGET, REMAIN, Phase, module_loader, tagged_concat
 from lightning_unlearn.unlearning.registry import register_method
-from lightning_unlearn.training.module import build_optimizer
 
 
 def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tau: float) -> torch.Tensor:

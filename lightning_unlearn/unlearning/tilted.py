@@ -1,4 +1,4 @@
-"""The TRW tilted target and its losses (library formulation, ``trw-mia-nn.md`` §3-4): plain functions.
+"""The TRW tilted target and its losses (library formulation, docs/methods/trw.md, sections 2-3): plain functions.
 
 For a forget-class input ``x`` with original logits ``z_o(x)`` and similarity row ``s``
 (``s_k = 0`` on the forgotten classes ``F``):
@@ -19,7 +19,8 @@ expected similarity ``c`` is turned into ``beta`` by bisection (:func:`solve_bet
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Literal, Sequence
+from collections.abc import Callable, Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -128,7 +129,7 @@ def solve_beta(
     """``beta >= 0`` such that ``E_t[s] = c``: per input, or for the mean over the inputs.
 
     Vectorised bisection on ``[0, max_beta]`` in ``float64``, for ``max_iter`` iterations or until
-    ``|E_t[s] - c| < tol``. Rules (``trw-mia-nn.md`` §3): if ``c <= E_{p~_o}[s]`` (the value at
+    ``|E_t[s] - c| < tol``. Rules (docs/methods/trw.md, section 2): if ``c <= E_{p~_o}[s]`` (the value at
     ``beta = 0``) the answer is ``0``; if ``c >= max s`` (unreachable: the supremum as
     ``beta -> inf``) it is ``max_beta`` with a warning; ``beta`` is never negative.
 

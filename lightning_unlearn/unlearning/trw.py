@@ -1,7 +1,7 @@
 """TRW: fine-tuning toward a tilted distribution over the remaining classes (class unlearning).
 
 Library formulation of TRW/TREW (arXiv 2506.20893 v4; ICML 2026 "Unlearning Isn't
-Forgetting"), specified in ``trw-mia-nn.md`` §2-4; its numbers are not claimed to equal the
+Forgetting"), described in docs/methods/trw.md, sections 1-4; its numbers are not claimed to equal the
 paper's. For a forget-class input ``x`` the target is
 
     t(k|x) ∝ p_o(k|x) exp(beta s_k) over the kept classes k,   t(f|x) = 0,
@@ -23,7 +23,8 @@ so a resumed fit keeps the original targets. The registry also holds ``"trw-conc
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal
 
 import torch
 from lightning.pytorch.utilities import CombinedLoader
@@ -33,7 +34,6 @@ from torch.utils.data import ConcatDataset, Dataset
 from lightning_unlearn.data.datasets import IndexedTensorDataset
 from lightning_unlearn.inference import predict_logits
 from lightning_unlearn.unlearning.base import UnlearningMethod, UnlearningMixin, UnlearningRequest, frozen_snapshot, snapshot_with_weights, weights_of
-from lightning_unlearn.unlearning.registry import register_method
 from lightning_unlearn.unlearning.class_similarity import (
     SIMILARITY_ESTIMATORS,
     SimilarityEstimator,
@@ -43,6 +43,7 @@ from lightning_unlearn.unlearning.class_similarity import (
     forget_mask,
     sharpen_similarity,
 )
+from lightning_unlearn.unlearning.registry import register_method
 from lightning_unlearn.unlearning.tilted import similarity_rows, solve_beta, tilted_kl, trw_log_target, trw_loss
 
 log = logging.getLogger(__name__)

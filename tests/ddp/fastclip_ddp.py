@@ -7,7 +7,6 @@ for rank 1, so it must not run inside the pytest process).
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -19,12 +18,11 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 import lightning.pytorch as pl  # noqa: E402
-from torch import nn  # noqa: E402
 
 from lightning_unlearn.callbacks import FastClip  # noqa: E402
+from lightning_unlearn.models import build_model  # noqa: E402
 from lightning_unlearn.spectral import ClipSettings  # noqa: E402
 from lightning_unlearn.training import ClassifierModule, seed_everything  # noqa: E402
-from lightning_unlearn.models import build_model  # noqa: E402
 
 
 class PerturbRank1(pl.Callback):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-#: Floor inside every logarithm and before every ratio (metrics.md §4.2, §5.1).
+#: Floor inside every logarithm and before every ratio (docs/metrics.md, sections 1 and 5.1).
 LOG_FLOOR = 1e-30
 #: Tolerance for probabilities that leave [0, 1] by rounding only.
 PROB_ATOL = 1e-5

@@ -1,4 +1,4 @@
-"""Symmetric KL between two classifiers' outputs, and FADE for classifiers (trw-mia-nn.md §7)."""
+"""Symmetric KL between two classifiers' outputs, and FADE for classifiers (docs/metrics.md, section 7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Avg. Gap to the retrained models ([P] §5.2; metrics.md §3)."""
+"""Avg. Gap to the retrained models (the AMUN paper [P] §5.2; docs/metrics.md, section 3)."""
 
 from __future__ import annotations
 

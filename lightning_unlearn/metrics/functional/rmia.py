@@ -1,6 +1,6 @@
 """RMIA scores (Zarifzadeh et al., ICML 2024), by sorting: O((N + M) log M), never an N x M matrix.
 
-metrics.md §5.3-5.5. For a candidate x, population points z, the target model θ and reference
+Described in docs/metrics.md, section 5.3. For a candidate x, population points z, the target model θ and reference
 models θ'::
 
     ratio(x) = Pr(x | θ) / Pr(x)          Pr(x) = mean_{θ'} Pr(x | θ')            (online)
@@ -91,7 +91,7 @@ def reference_mean(
     mask: torch.Tensor | None = None,
     proportiontocut: float = 0.0,
 ) -> torch.Tensor:
-    """Pr(x): the mean reference signal per sample (metrics.md §5.3).
+    """Pr(x): the mean reference signal per sample (docs/metrics.md, section 5.3).
 
     Args:
         ref: ``(R, N)`` reference signals.
@@ -156,7 +156,7 @@ def rmia_scores(
     target_z: torch.Tensor,
     ref_z: torch.Tensor,
     *,
-    gamma: float = 1.0,
+    gamma: float = 2.0,
     offline_a: float | None = None,
     strict: bool = True,
     ref_x_mask: torch.Tensor | None = None,
@@ -182,7 +182,8 @@ def rmia_scores(
         ref_x: ``(R, N)`` reference-model signals of the candidates.
         target_z: ``(M,)`` target-model signals of the population.
         ref_z: ``(R', M)`` reference-model signals of the population.
-        gamma: γ > 0 (1 in the privacy-meter tool, 2 in the RMIA paper configs and AMUN).
+        gamma: γ > 0 (default 2: the RMIA paper's experiment configurations, AMUN and the
+            benchmark's ``--rmia-gamma``; the privacy-meter tool's ``run_rmia`` uses 1).
         offline_a: ``None`` = online (mean over all references, IN and OUT, as in AMUN);
             ``a`` in [0, 1] = offline, ``Pr = (1 + a)/2 * mean_OUT + (1 - a)/2``: pass only
             OUT references, or select them with ``ref_x_mask``/``ref_z_mask``.
@@ -192,7 +193,8 @@ def rmia_scores(
         self_index: optional ``(N,)`` int64: the position of each candidate x in the population
             (-1 where x is not a population point). Such x are left out of their own population:
             their comparison with themselves is removed and the count is divided by M - 1
-            (metrics.md §5.5). The population entry must hold the same signals as x.
+            (docs/metrics.md, section 5.3, "Computation by sorting"). The population entry must hold
+            the same signals as x.
         min_signal: floor of signals and reference means before any ratio (counted warning).
         proportiontocut: trimmed reference mean (see :func:`reference_mean`); 0 = plain mean (AMUN).
 
@@ -206,7 +208,9 @@ def rmia_scores(
     Example:
         >>> tx = torch.tensor([0.9, 0.1]); rx = torch.tensor([[0.5, 0.5]])
         >>> tz = torch.tensor([0.2, 0.4, 0.6, 0.8]); rz = torch.full((1, 4), 0.5)
-        >>> rmia_scores(tx, rx, tz, rz)
+        >>> rmia_scores(tx, rx, tz, rz)             # γ = 2: ratio(x) 1.8 beats 0.4 and 0.8 by more than 2x
+        tensor([0.5000, 0.0000])
+        >>> rmia_scores(tx, rx, tz, rz, gamma=1.0)  # the privacy-meter tool's threshold
         tensor([1., 0.])
     """
     target_x, ref_x, target_z, ref_z, ref_x_mask, ref_z_mask, self_index = _rmia_arg_validation(
@@ -223,7 +227,7 @@ def rmia_scores_bruteforce(
     target_z: torch.Tensor,
     ref_z: torch.Tensor,
     *,
-    gamma: float = 1.0,
+    gamma: float = 2.0,
     offline_a: float | None = None,
     strict: bool = True,
     ref_x_mask: torch.Tensor | None = None,

@@ -1,4 +1,4 @@
-"""Per-sample membership signals Pr(x | θ) computed from logits (metrics.md §5.1)."""
+"""Per-sample membership signals Pr(x | θ) computed from logits (docs/metrics.md, section 5.1)."""
 
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ def taylor_softmax_signal(
     code sum the powers ``0 .. n-1``: with n = 4 a cubic, negative for ``v < -1.596``), so
     values can leave [0, 1]. Values below ``min_signal`` (and non-finite ones, from a zero
     denominator) are floored to ``min_signal`` with a :class:`FlooredSignalWarning` giving
-    their count, so that ratios in RMIA stay defined (metrics.md §5.1). Values above 1 are
+    their count, so that ratios in RMIA stay defined (docs/metrics.md, section 5.1). Values above 1 are
     kept, as in the reference code.
 
     Args:

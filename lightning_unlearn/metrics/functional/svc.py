@@ -1,4 +1,4 @@
-"""The SVC membership-inference attack ("MIA-efficacy", "MIS"; metrics.md §4).
+"""The SVC membership-inference attack ("MIA-efficacy", "MIS"; docs/metrics.md, section 4).
 
 Shadow members (a subset of D_R of size |D_T|, label 1) and shadow non-members (D_T, label
 0) train ``SVC(C=3, kernel="rbf", gamma="auto")`` on one feature of the softmax output; the
@@ -26,7 +26,7 @@ ShadowStrategy = Literal["random", "first"]
 
 
 def _log(x: torch.Tensor) -> torch.Tensor:
-    """log with the spec's floor: log(max(x, 1e-30)) (metrics.md §4.2)."""
+    """log with the library's floor: log(max(x, 1e-30)) (docs/metrics.md, section 1)."""
     return torch.log(x.clamp(min=LOG_FLOOR))
 
 
@@ -49,7 +49,7 @@ def modified_entropy(probs: torch.Tensor, labels: torch.Tensor, *, legacy_m_entr
     with every log floored at 1e-30.
 
     ``legacy_m_entropy=True`` reproduces the widely copied buggy version (SalUn,
-    Unlearn-Sparse, AMUN ``evaluation/SVC_MIA.py``; metrics.md §4.4): it takes ``log p`` where
+    Unlearn-Sparse, AMUN ``evaluation/SVC_MIA.py``; docs/metrics.md, section 4, "The modified-entropy bug"): it takes ``log p`` where
     ``log(1 - p)`` is meant and indexes whole columns ``[:, labels]``, giving
     ``-sum_i w_i log p_i`` with ``w_i = 1 - p_i`` for every class i present anywhere in
     ``labels`` and ``w_i = p_i`` otherwise. For reproduction of published code only.
@@ -112,7 +112,7 @@ def select_shadow_members(
     shadow_member_strategy: ShadowStrategy = "random",
     seed: int = 0,
 ) -> torch.Tensor:
-    """Positions (into ``remain_index``) of the shadow members: ``n_members`` of D_R (metrics.md §4.1).
+    """Positions (into ``remain_index``) of the shadow members: ``n_members`` of D_R (docs/metrics.md, section 4, "Data").
 
     The remain indices are sorted first, so the choice depends only on the *set* of indices and
     the seed, never on the order records arrived in (gather order under DDP). ``"random"``
