@@ -138,7 +138,7 @@ PRESETS = {
     # evaluations ~5 CPU-min: about 80 CPU-minutes.
     "cifar5k": Preset(
         config=dict(
-            max_train=5000, max_test=1000, width=16, epochs=40, batch_size=128, lr=0.05, augmentation="none",
+            max_train=5000, max_test=1000, epochs=40, batch_size=128, lr=0.05, augmentation="none",  # width: the default 16 (same cache keys as random_forget's cifar5k)
             unlearn_augmentation="auto", unlearn_batch_size=128, unlearn_epochs=10, max_trials=3, rmia_references=4,
         ),
         forget=(1,),  # automobile
