@@ -100,15 +100,6 @@ PRESETS = {
         forget_two=(3, 8),
         held_out=5,
     ),
-    # The first CIFAR-10 preset (results in results/class_forget_cifar10): 5,000 / 1,000 images,
-    # no augmentation anywhere, 40 epochs; kept to reproduce that folder.
-    "cifar10": Preset(
-        config=dict(max_train=5000, max_test=1000, epochs=40, augmentation="none", unlearn_epochs=10, max_trials=3, rmia_references=0),
-        forget=(1,),  # automobile
-        forget_two=(1, 3),  # automobile, cat
-        held_out=5,  # dog
-        cifar=True,
-    ),
     # The papers' regime on CPU: originals trained with crop+flip that still fit their training
     # set (SmallCNN width 24, 1,000 train / 1,000 test images, 80 epochs, batch 32, one-cycle lr
     # 0.05: train 97.0%, test 54.5%, 148 CPU-s per model); the unlearning phase with the reference
@@ -137,8 +128,9 @@ PRESETS = {
     # l1 3.8, salun 4.7, scrub 5.3, trw 10.0, trw-concat 4.8), so 6 x 460 s = ~46 CPU-min; ~60
     # evaluations ~5 CPU-min: about 80 CPU-minutes.
     "cifar5k": Preset(
+        # width: unset, the default 16, so the models share random_forget's cifar5k cache entries
         config=dict(
-            max_train=5000, max_test=1000, epochs=40, batch_size=128, lr=0.05, augmentation="none",  # width: the default 16 (same cache keys as random_forget's cifar5k)
+            max_train=5000, max_test=1000, epochs=40, batch_size=128, lr=0.05, augmentation="none",
             unlearn_augmentation="auto", unlearn_batch_size=128, unlearn_epochs=10, max_trials=3, rmia_references=4,
         ),
         forget=(1,),  # automobile

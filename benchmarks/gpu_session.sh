@@ -48,8 +48,8 @@ run rf_remain python benchmarks/random_forget.py --preset cifar5k --data "$DATA/
   --cache-dir "$CACHE" --out "$OUT/rf_remain" "${RF[@]}" "${GPUFLAGS[@]}"
 run rf_forget python benchmarks/random_forget.py --preset cifar5k --data "$DATA/cifar10" --settings forget-only \
   --cache-dir "$CACHE" --out "$OUT/rf_forget" "${RF[@]}" "${GPUFLAGS[@]}"
-OMP_NUM_THREADS=3 run cf python benchmarks/class_forget.py --preset cifar10 --data-root "$DATA" --tables one \
-  --cache-dir "$CACHE" --out "$OUT/class_forget_cifar10" "${CF[@]}" "${GPUFLAGS[@]}"
+OMP_NUM_THREADS=3 run cf python benchmarks/class_forget.py --preset cifar5k --data-root "$DATA" --tables one \
+  --cache-dir "$CACHE" --out "$OUT/class_forget_cifar5k" "${CF[@]}" "${GPUFLAGS[@]}"
 OMP_NUM_THREADS=2 run fc_smallcnn python benchmarks/fastclip_training.py --data "$DATA/cifar10" --digits-epochs 0 \
   --out "$OUT/fastclip_training_gpu_smallcnn" "${FC[@]}"
 OMP_NUM_THREADS=3 run fc_resnet18 python benchmarks/fastclip_training.py --data "$DATA/cifar10" --digits-epochs 0 --model resnet18 \
