@@ -61,7 +61,7 @@ def as_cells(cells: Sequence[Sequence[float]] | np.ndarray, *, name: str = "cell
     bad = np.argwhere(~np.isfinite(arr))
     if bad.size:
         o, f = (int(i) for i in bad[0])
-        raise ValueError(f"{name} must be finite; cell (original {o}, forget set {f}) is {arr[o, f]!r}")
+        raise ValueError(f"{name} must be finite; cell (original {o}, forget set {f}) is {float(arr[o, f])!r}")
     return arr
 
 

@@ -85,7 +85,7 @@ def as_values(values: Sequence[float] | np.ndarray, *, name: str = "values") -> 
         raise ValueError(f"{name} must be a non-empty 1-D sequence of numbers, got shape {arr.shape}")
     bad = np.flatnonzero(~np.isfinite(arr))
     if bad.size:
-        raise ValueError(f"{name} must be finite; entry {int(bad[0])} is {arr[bad[0]]!r}")
+        raise ValueError(f"{name} must be finite; entry {int(bad[0])} is {float(arr[bad[0]])!r}")
     return arr
 
 
