@@ -1,5 +1,7 @@
 """Statistics that decide: intervals over a declared unit, paired differences to the best method, verdicts.
 
+The design, the units and the default are described in docs/protocol.md, section 11.
+
 Plain numpy (no scipy): the t quantile is computed in :mod:`lightning_unlearn.stats.distribution`.
 
 - :func:`summarize` -- mean, sample SD, ``n`` and the t-interval of independent values;
