@@ -42,7 +42,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from lightning_unlearn.stats.summary import DEFAULT_CONFIDENCE, Summary, check_confidence, summarize
+from lightning_unlearn.stats.summary import DEFAULT_CONFIDENCE, Summary, as_finite, check_confidence, summarize
 
 CellUnit = Literal["forget_set", "original", "two_way_bootstrap", "cell"]
 CELL_UNITS: tuple[str, ...] = get_args(CellUnit)
@@ -52,17 +52,13 @@ DEFAULT_RESAMPLES = 10_000
 
 def as_cells(cells: Sequence[Sequence[float]] | np.ndarray, *, name: str = "cells") -> np.ndarray:
     """``cells`` as a float64 array of shape ``(O, F)``, ``O, F >= 1``, all finite; else ValueError naming the bad cell."""
-    try:
-        arr = np.asarray(cells, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be a 2-D array of numbers (originals × forget sets), got {cells!r}") from err
-    if arr.ndim != 2 or arr.size == 0:
-        raise ValueError(f"{name} must have shape (originals, forget sets) with at least one cell, got shape {arr.shape}")
-    bad = np.argwhere(~np.isfinite(arr))
-    if bad.size:
-        o, f = (int(i) for i in bad[0])
-        raise ValueError(f"{name} must be finite; cell (original {o}, forget set {f}) is {float(arr[o, f])!r}")
-    return arr
+    return as_finite(
+        cells,
+        ndim=2,
+        name=name,
+        expected="an array of shape (originals, forget sets) with at least one cell",
+        position=lambda i: f"cell (original {i[0]}, forget set {i[1]})",
+    )
 
 
 def check_unit(unit: str, allowed: Sequence[str] = CELL_UNITS) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,18 +75,27 @@ def check_confidence(confidence: float) -> float:
     return c
 
 
-def as_values(values: Sequence[float] | np.ndarray, *, name: str = "values") -> np.ndarray:
-    """``values`` as a non-empty 1-D float64 array of finite numbers, else ValueError naming the bad entry."""
+def as_finite(values, *, ndim: int, name: str, expected: str, position: Callable[[tuple[int, ...]], str] = lambda i: f"entry {i[0]}") -> np.ndarray:
+    """``values`` as a non-empty float64 array with ``ndim`` dimensions, all finite; else ValueError naming the bad entry.
+
+    ``expected`` says what was wanted (quoted in the error); ``position`` names an index in the error.
+    """
     try:
         arr = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be numbers, got {values!r}") from err
-    if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D sequence of numbers, got shape {arr.shape}")
-    bad = np.flatnonzero(~np.isfinite(arr))
+        raise ValueError(f"{name} must be {expected}, got {values!r}") from err
+    if arr.ndim != ndim or arr.size == 0:
+        raise ValueError(f"{name} must be {expected}, got shape {arr.shape}")
+    bad = np.argwhere(~np.isfinite(arr))
     if bad.size:
-        raise ValueError(f"{name} must be finite; entry {int(bad[0])} is {float(arr[bad[0]])!r}")
+        index = tuple(int(i) for i in bad[0])
+        raise ValueError(f"{name} must be finite; {position(index)} is {float(arr[index])!r}")
     return arr
+
+
+def as_values(values: Sequence[float] | np.ndarray, *, name: str = "values") -> np.ndarray:
+    """``values`` as a non-empty 1-D float64 array of finite numbers, else ValueError naming the bad entry."""
+    return as_finite(values, ndim=1, name=name, expected="a non-empty 1-D sequence of numbers")
 
 
 def t_interval(values: Sequence[float] | np.ndarray, *, confidence: float = DEFAULT_CONFIDENCE) -> tuple[float, float]:
