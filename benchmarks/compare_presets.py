@@ -6,9 +6,12 @@ writes one Markdown file: per setting (forget fraction, with D_R / D_F only) a t
 per method and, per preset, the RMIA-based and the SVC-based Avg. Gap to retrain (mean ± std
 over seeds), then the paper's Avg. Gap ([P] Tables 1-2, CIFAR-10 ResNet-18, RMIA-based). Below
 it, per preset: both data recipes, the originals' fit (train / test accuracy, the original's
-RMIA AUC, retrain's forget vs test accuracy) and AMUN's transfer rate to retrain.
+RMIA AUC, retrain's forget vs test accuracy), AMUN's transfer rate to retrain and how many tuning
+trials each method ran (the distinct grid points recorded in ``results.json``, which can be fewer
+than ``max_trials``: diagonal points that coincide run once).
 
     PYTHONPATH=. python benchmarks/compare_presets.py benchmarks/results/random_forget_cifar1k-crop \\
+        benchmarks/results/random_forget_cifar1k-crop-fullgrid benchmarks/results/random_forget_cifar1k-crop-fullgrid-dfonly \\
         benchmarks/results/random_forget_cifar5k --out benchmarks/results/random_forget_compare.md
 
 Numbers of different devices are never put in one table: folders whose provenance names different
@@ -64,6 +67,14 @@ def _cell(entry: dict | None, key: str) -> str:
     n = len(entry.get("per_seed", []))
     std = (entry.get("std") or {}).get(key)
     return f"{entry[key]:.2f}" + (f" ± {std:.2f}" if n > 1 and std is not None else "")
+
+
+def trials_per_method(res: dict) -> str:
+    """How many tuning trials each method ran (distinct grid points, from ``results.json`` → ``tuning``)."""
+    tuning = res.get("tuning")
+    if not isinstance(tuning, dict) or not tuning:
+        return "tuning trials not recorded"
+    return "tuning trials: " + ", ".join(f"{m} {len(trials)}" for m, trials in tuning.items() if isinstance(trials, list))
 
 
 def _setting_title(key: str) -> tuple[str, bool]:
@@ -123,7 +134,8 @@ def compare(folders: list[Path]) -> str:
                 f"{'' if o.get('width') is None else ' width ' + str(o['width'])}, {first['config'].get('max_train')} training images, "
                 f"batch {o['batch_size']}, {o['epochs']} epochs, lr {o['lr']:g}{clip}",
                 f"- unlearning: {u['augmentation']} on D_R and D_F (`unlearn_augmentation={u['setting']}`), none on D_A, "
-                f"batch {u['batch_size']}, {u['epochs']} epochs; {first['config'].get('max_trials')} trials per method, tuned on {first.get('tuned_on')}",
+                f"batch {u['batch_size']}, {u['epochs']} epochs; tuned on {first.get('tuned_on')}, at most "
+                f"{first['config'].get('max_trials')} trials per method (a diagonal through a larger grid; trials per method below)",
             ]
         else:
             lines.append("- recipes not recorded (a run from before the unlearning recipe was separate: the unlearning phase used the originals' augmentation)")
@@ -135,6 +147,7 @@ def compare(folders: list[Path]) -> str:
                 f"- {key}: original RA {_cell(o, 'ra')}, TA {_cell(o, 'ta')}, RMIA AUC {_cell(o, 'rmia_auc')}; retrain UA {_cell(r, 'ua')} "
                 f"vs TA {_cell(r, 'ta')}"
                 + (f"; AMUN's D_A → retrain: P(y_adv | x_adv) {t['prob']:.1f}%, top-1 {t['top1']:.1f}%, mean ‖δ‖ {t['mean_delta']:.3f}" if t else "")
+                + f"; {trials_per_method(res)}"
                 + f" ({len(res['config']['seeds'])} seeds, commit {res.get('provenance', {}).get('commit', '?')[:10]})"
             )
         lines.append("")

@@ -67,6 +67,18 @@ def test_table_holds_each_presets_gaps_and_the_paper(tmp_path):
     assert "### cifar1k-crop" in text and "width 24" in text and "P(y_adv | x_adv) 41.5%" in text
 
 
+def test_the_presets_section_counts_the_trials_each_method_ran(tmp_path):
+    """The tuning records, not the max_trials cap: a 6-trial diagonal through AMUN's 5 x 3 grid ran 5 points."""
+    mod = load("compare_presets")
+    res = fake_results({"original": [20.0], "retrain": [0.0], "amun": [1.0]}, no_remain=False)
+    res["tuning"] = {"rl": [{"hparams": {"lr": lr}} for lr in (0.1, 0.05, 0.01, 0.005, 0.001)], "amun": [{"hparams": {}}] * 5}
+    folder = write_preset(tmp_path, "p", {"0.1_with_remain": res})
+    text = mod.compare([folder])
+    assert "at most 6 trials per method" in text and "tuning trials: rl 5, amun 5" in text
+    del res["tuning"]
+    assert "tuning trials not recorded" in mod.compare([write_preset(tmp_path / "b", "p", {"0.1_with_remain": res})])
+
+
 def test_numbers_of_two_devices_are_refused(tmp_path):
     mod = load("compare_presets")
     a = write_preset(tmp_path, "a", {"0.1_with_remain": fake_results({"amun": [1.0]}, no_remain=False)})

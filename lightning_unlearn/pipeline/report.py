@@ -5,18 +5,23 @@ Figures (PNG, matplotlib's Agg backend, nothing shown on screen):
 * ``rmia_roc.png`` -- RMIA ROC curve of every row on the first seed, FPR on a log axis;
 * ``avg_gap.png`` -- Avg. Gap per method (mean ± std; RMIA- and SVC-based side by side);
 * ``spectral_norms.png`` -- per-layer spectral norms logged by FastClip (``--fastclip`` only).
+
+:func:`plot_paired_differences` draws the forest plot of paired differences to the best method
+(:mod:`lightning_unlearn.stats`); the report does not write it yet.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lightning_unlearn.pipeline.stages import ExperimentResult
+from lightning_unlearn.stats import PairedDifference
 
 COLUMNS = (
     ("ua", "UA"),
@@ -174,6 +179,39 @@ def plot_spectral_norms(norms: dict[str, dict[str, list[list[float]]]], path: Pa
     right.set_xlabel("optimizer step")
     left.legend(fontsize=8)
     right.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+VERDICT_COLORS = {"better": "tab:green", "worse": "tab:red", "not distinguishable": "tab:gray"}
+
+
+def plot_paired_differences(differences: Sequence[PairedDifference], path: Path, *, quantity: str = "Avg. Gap") -> bool:
+    """Forest plot of :func:`lightning_unlearn.stats.paired_differences`: one row per method, its mean
+    difference to the best method with the interval as a horizontal bar, coloured by verdict, and a
+    line at 0 (the best method). False if there is nothing to draw. Not yet written by :func:`write_report`.
+    """
+    if not differences:
+        return False
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(differences) + 1.6))
+    y = np.arange(len(differences))[::-1]  # the first difference at the top
+    for yi, d in zip(y, differences):
+        has_interval = math.isfinite(d.low) and math.isfinite(d.high)
+        err = [[d.mean - d.low], [d.high - d.mean]] if has_interval else None
+        ax.errorbar(d.mean, yi, xerr=err, fmt="o", color=VERDICT_COLORS[d.verdict], capsize=3, lw=1.5)
+    ax.axvline(0.0, color="black", ls="--", lw=0.8)
+    ax.set_yticks(y, [d.method for d in differences])
+    for verdict_name, color in VERDICT_COLORS.items():  # legend entries for the verdicts present
+        if any(d.verdict == verdict_name for d in differences):
+            ax.plot([], [], "o", color=color, label=verdict_name)
+    first = differences[0]
+    unit = first.unit.replace("_", " ")
+    ax.set_xlabel(f"{quantity} difference to {first.reference} ({first.confidence:.0%} CI, unit: {unit})")
+    ax.set_title(f"{quantity}: each method minus the best ({first.reference})")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
