@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from script_modules import load_script
+from helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
