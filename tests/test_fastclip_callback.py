@@ -354,3 +354,75 @@ def test_history_keeps_the_pipeline_format(digits_dm):
     kinds = {(s, kind) for s, layer, kind, _ in cb.history if layer == "model.net.fc"}
     assert {(3, "sigma"), (3, "clipped"), (2, "sigma"), (4, "sigma"), (6, "clipped")} <= kinds
     assert all(isinstance(v, float) for *_, v in cb.history)
+
+
+def test_norms_reach_callback_metrics_and_a_checkpoint_can_monitor_them(digits_dm, tmp_path):
+    # 6 optimizer steps: events after steps 2, 4 and 6, tracking at the logging cadence (after step 3; 6 is an event)
+    cb = FastClip(max_norm=1.0, every_n_steps=2)
+    key = "spectral/model.net.features.0/sigma"
+    ckpt = ModelCheckpoint(dirpath=tmp_path, monitor=key, mode="min", save_top_k=1, every_n_train_steps=1)
+    trainer = make_trainer(max_epochs=1, callbacks=[cb, ckpt], enable_checkpointing=True, log_every_n_steps=3)
+    trainer.fit(_module(digits_dm, lr=0.2), train_dataloaders=_loader(digits_dm, n=384))
+    sigma = [(step, v) for step, layer, kind, v in cb.history if layer == "model.net.features.0" and kind == "sigma"]
+    assert [s for s, _ in sigma] == [2, 3, 4, 6]  # events after steps 2, 4, 6; tracking after step 3
+    # the last logged value of every spectral key is in callback_metrics (a CPU float64 tensor: no device round trip)
+    last = {f"spectral/{layer}/{kind}": v for _, layer, kind, v in cb.history}
+    got = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("spectral/")}
+    assert got.keys() == last.keys() and all(float(got[k]) == last[k] and got[k].dtype == torch.float64 for k in got)
+    # the checkpoint saw the value of every step the layer was logged at, and kept the smallest
+    # (checked after each step; between two logged steps the monitored value is the last one logged)
+    assert float(ckpt.best_model_score) == min(v for _, v in sigma)
+    assert Path(ckpt.best_model_path).exists()
+
+
+def test_exclude_leaves_layers_out_silently_and_names_must_exist(digits_dm, caplog):
+    with caplog.at_level(logging.WARNING, logger="lightning_unlearn.callbacks.fastclip"):
+        cb = FastClip(every_n_steps=1, exclude=["model.gain", "model.lstm", "model.fc"])
+        make_trainer(max_epochs=1, callbacks=[cb]).fit(_module(digits_dm, net=WithOddModules()), train_dataloaders=_loader(digits_dm, n=64))
+    assert set(cb.layer_shapes) == {"model.conv"} and {r.layer for r in cb.records} == {"model.conv"}
+    assert not [r for r in caplog.records if "skipped" in r.getMessage()]  # excluded layers are not warned about
+    # a name excludes the module and everything under it (here the whole small CNN but its head)
+    cb = FastClip(every_n_steps=2, exclude=["model.net.features"])
+    make_trainer(max_epochs=1, callbacks=[cb]).fit(_module(digits_dm), train_dataloaders=_loader(digits_dm, n=128))
+    assert set(cb.layer_shapes) == {"model.net.fc"} and not [n for n in cb.history if n[2] == "gain"]
+    with pytest.raises(ValueError, match="exclude=...\\): no module 'model.net.fcc' in ClassifierModule"):
+        make_trainer(max_epochs=1, callbacks=[FastClip(exclude=["model.net.fcc"])]).fit(_module(digits_dm), train_dataloaders=_loader(digits_dm, n=64))
+
+
+def test_the_schedule_is_stated_once_at_fit_start():
+    cb = FastClip()
+    cb._track_every = 50
+    assert cb._schedule_line() == (
+        "FastClip: 0 layers clipped to max_norm=1 after every 100 optimizer steps (the first after step 100), "
+        "every event certified (bound max_norm * 1.01); norms tracked every 50 steps"
+    )
+    cb = FastClip(max_norm=2.0, every_n_steps=10, warmup_steps=25, settings=ClipSettings(certify_every=5, track_iters=0))
+    assert cb._schedule_line() == (
+        "FastClip: 0 layers clipped to max_norm=2 after every 10 optimizer steps (the first after step 30), "
+        "one event in 5 certified (bound max_norm * 1.01); no tracking between events"
+    )
+    assert not cb.should_clip(19) and cb.should_clip(29)  # the line's "first after step 30" is should_clip's
+
+
+def test_packed_event_results_unpack_bit_for_bit():
+    from lightning_unlearn.callbacks.fastclip_sync import pack, unpack_
+
+    g = torch.Generator().manual_seed(0)
+    src = [
+        torch.randn(3, 8, dtype=torch.float64, generator=g),
+        torch.randn(5, 4, generator=g).T,  # not contiguous
+        torch.randn(7, generator=g).to(torch.bfloat16),
+        torch.tensor([-0.0, float("nan"), float("inf")], dtype=torch.float16),
+        torch.randn(2, 3, 3, generator=g),
+    ]
+    flat = pack(src)
+    assert flat.dtype == torch.uint8 and flat.numel() == sum(t.numel() * t.element_size() for t in src)
+    dst = [torch.zeros_like(t) for t in src]
+    unpack_(flat, dst)
+    for a, b in zip(src, dst):  # the same bits (NaN and the sign of zero included)
+        assert torch.equal(a.contiguous().view(torch.uint8), b.contiguous().view(torch.uint8))
+    prefix = torch.zeros(3, 8, dtype=torch.float64)
+    unpack_(flat, [prefix])  # a prefix of the packed tensors
+    assert torch.equal(prefix, src[0])
+    with pytest.raises(ValueError, match="packed buffer of 24 bytes, but the tensors need 192"):
+        unpack_(flat[:24], [prefix])
