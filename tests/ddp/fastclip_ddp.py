@@ -22,7 +22,7 @@ import lightning.pytorch as pl  # noqa: E402
 from lightning_unlearn.callbacks import FastClip  # noqa: E402
 from lightning_unlearn.callbacks import fastclip as fastclip_module  # noqa: E402
 from lightning_unlearn.models import build_model  # noqa: E402
-from lightning_unlearn.spectral import ClipSettings, HostReadCounter  # noqa: E402
+from lightning_unlearn.spectral import ClipSettings  # noqa: E402
 from lightning_unlearn.training import ClassifierModule, seed_everything  # noqa: E402
 
 
@@ -51,21 +51,6 @@ class PerturbRank1(pl.Callback):
         self.fc.load_state_dict(state)
 
 
-class CountingFastClip(FastClip):
-    """Counts the host reads of every hook call that ran a clip event (as ``tests/test_fastclip_gpu_ready.py`` does)."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.reads: list[int] = []
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        before = self.num_events
-        with HostReadCounter() as counter:
-            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        if self.num_events > before:
-            self.reads.append(counter.reads)
-
-
 def main(out: Path, broadcast: bool = True) -> None:
     seed_everything(0)
     g = torch.Generator().manual_seed(0)
@@ -75,7 +60,9 @@ def main(out: Path, broadcast: bool = True) -> None:
     loader = torch.utils.data.DataLoader(ds, batch_size=32, shuffle=False)
     net = build_model("small-cnn", in_channels=1, num_classes=10, mean=(0.5,), std=(0.25,))
     module = ClassifierModule(net, num_classes=10, lr=0.2, schedule="constant")
-    # every layer by block Krylov (the warm vectors matter there), every step
+    # every layer by block Krylov (the warm vectors matter there), every step; host reads counted per event
+    from test_fastclip_gpu_ready import CountingFastClip
+
     cb = CountingFastClip(max_norm=1.0, every_n_steps=1, settings=ClipSettings(dense_max_entries=0))
     if not broadcast:
         fastclip_module.share_event = lambda trainer, table, tensors: table.cpu().tolist()
@@ -98,7 +85,7 @@ def main(out: Path, broadcast: bool = True) -> None:
             "vectors": {n: layer["vectors"] for n, layer in cb.state_dict()["layers"].items()},
             "true_norms": true,
             "records": [r.as_dict() for r in cb.records],
-            "host_reads": cb.reads,
+            "host_reads": [c.reads for c in cb.counts],
             "monitored": {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("spectral/")},
         },
         out / f"rank{rank}.pt",
