@@ -247,6 +247,14 @@ def test_arguments_validated_and_state_versioned():
     assert state["version"] == 1
     with pytest.raises(ValueError, match="version 2"):
         a.load_state_dict({**state, "version": 2})
+    # a checkpoint of the earlier, wider FastClip: the same key and the same version-1 state
+    assert a.state_key == "FastClip{'max_norm': 1.0}"
+    old = {"version": 1, "last_step": 8, "events": 2, "rng_state": torch.Generator().manual_seed(5).get_state(),
+           "layers": {"model.net.fc": {"input_shape": [64], "vectors": torch.ones(4, 64), "sigma": torch.ones(4), "fallbacks": 1}}}
+    a.load_state_dict(old)
+    again = a.state_dict()
+    assert again["events"] == 2 and again["last_step"] == 8 and torch.equal(again["rng_state"], old["rng_state"])
+    assert again["layers"]["model.net.fc"]["input_shape"] == [64] and torch.equal(again["layers"]["model.net.fc"]["vectors"], torch.ones(4, 64))
     assert a.should_clip(99) and not a.should_clip(98)
     assert not FastClip(every_n_steps=10, warmup_steps=10).should_clip(9)
 
