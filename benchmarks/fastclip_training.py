@@ -51,7 +51,7 @@ from lightning_unlearn.data import UnlearningDataModule
 from lightning_unlearn.environment import device_name
 from lightning_unlearn.inference import accuracy, predict_logits
 from lightning_unlearn.models import build_model
-from lightning_unlearn.spectral import singular_values
+from lightning_unlearn.spectral import ClipSettings, singular_values
 from lightning_unlearn.spectral.host_reads import HostReadCounter
 from lightning_unlearn.training import ClassifierModule, seed_everything
 from lightning_unlearn.training.fit import make_trainer
@@ -236,7 +236,7 @@ def run_cifar(root: str, *, max_train: int, epochs: int, repeats: int, lr: float
         cbs: list = [timer]
         fc = None
         if every is not None:
-            fc = TimedFastClip(max_norm=1.0, every_n_steps=every, certify_every=certify_every)
+            fc = TimedFastClip(max_norm=1.0, every_n_steps=every, settings=ClipSettings(certify_every=certify_every))
             cbs = [fc] + ([EventChecker(fc)] if check else []) + cbs
         loader = dm.make_loader(dm.train_set(), shuffle=True, batch_size=batch_size, seed_offset=0)
         trainer, wall = _fit(module, loader, cbs, epochs=ep, max_steps=max_steps)

@@ -5,10 +5,13 @@ What it shows
     embedded digits data). The two FastClip lines are marked ``# <-- FastClip``. Every ``EVERY``
     optimizer steps the callback clips the true operator norm of every Conv and Linear layer (at
     the layer's real input size) to ``MAX_NORM`` and certifies that it is at most
-    ``MAX_NORM * 1.01`` (``ClipSettings`` holds the solver's knobs; ``certify_every=K`` would
-    certify only every K-th event, a faster and weaker mode). It logs ``spectral/<layer>/sigma``
-    (tracked) and ``spectral/<layer>/clipped`` (after each event) through the trainer's loggers;
-    a ``CSVLogger`` collects them here and matplotlib plots them. Each event also leaves one
+    ``MAX_NORM * 1.01`` (``ClipSettings`` holds the solver's knobs;
+    ``settings=ClipSettings(certify_every=K)`` would certify only every K-th event, a faster and
+    weaker mode). It logs ``spectral/<layer>/sigma`` (tracked) and ``spectral/<layer>/clipped``
+    (after each event) through the trainer's loggers, where a ``CSVLogger`` collects them for
+    matplotlib, and into ``trainer.callback_metrics``, where Lightning's own callbacks can monitor
+    them: here an ``EarlyStopping`` stops the run if the first convolution's tracked norm ever
+    exceeds ``DIVERGE`` (or is not finite) at an epoch end. Each event also leaves one
     ``ClipRecord`` per layer in ``FastClip.records`` (step, norm before and after, certified,
     whether the layer was solved exactly or rescaled, seconds).
 
@@ -20,6 +23,7 @@ Run::
 Expected output (full run: 12 s wall on a shared 2-core machine, torch 2.14 CPU, one thread, seed 0)::
 
     test accuracy 96.67%
+    spectral/model.net.features.0/sigma at the end: 0.998 (EarlyStopping stopped the run: False)
     33 clip events; the last, after step 330 (52 ms):
       model.net.features.0: 0.998 -> 0.998 (exact)
       model.net.features.3: 0.997 -> 0.997 (certified)
@@ -48,6 +52,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.loggers import CSVLogger
 
 from lightning_unlearn.callbacks import FastClip  # <-- FastClip (1/2)
@@ -62,6 +67,8 @@ EPOCHS = 15  # training epochs
 MAX_NORM = 1.0  # the target spectral norm c of every layer
 EVERY = 10  # clip every this many optimizer steps
 LR = 0.05  # one-cycle peak learning rate (SGD momentum 0.9, weight decay 5e-4)
+MONITOR = "spectral/model.net.features.0/sigma"  # a layer's norm, as FastClip logs it
+DIVERGE = 100.0  # EarlyStopping stops the run if that norm is above this at an epoch end
 
 
 def main(tiny: bool = False, out: str | None = "fastclip_norms.png", log_dir: str | None = None) -> dict:
@@ -69,7 +76,8 @@ def main(tiny: bool = False, out: str | None = "fastclip_norms.png", log_dir: st
 
     ``tiny``: 400 training images, 3 epochs, an event every 3 steps (a few seconds). ``out``: the
     plot's path (``None``: no plot). ``log_dir``: the CSV logger's folder (default: a temporary one).
-    Returns ``{"model", "fastclip", "records", "test_accuracy", "steps", "every", "max_norm", "plot"}``.
+    Returns ``{"model", "fastclip", "early_stopping", "monitored", "records", "test_accuracy", "steps", "every",
+    "max_norm", "plot"}`` (``monitored``: the value of ``MONITOR`` in ``trainer.callback_metrics`` at the end).
     """
     torch.set_num_threads(1)
     epochs, every, subset = (3, 3, dict(max_train=400, max_test=200)) if tiny else (EPOCHS, EVERY, {})
@@ -82,14 +90,18 @@ def main(tiny: bool = False, out: str | None = "fastclip_norms.png", log_dir: st
     model = ClassifierModule(net, num_classes=dm.num_classes, lr=LR)
     logger = CSVLogger(log_dir or tempfile.mkdtemp(prefix="fastclip-logs-"), name="fastclip")
     fastclip = FastClip(max_norm=MAX_NORM, every_n_steps=every)  # <-- FastClip (2/2)
+    # the norms are in trainer.callback_metrics: any Lightning callback can monitor them
+    early = EarlyStopping(monitor=MONITOR, mode="min", divergence_threshold=DIVERGE, patience=epochs, check_on_train_epoch_end=True)
     trainer = pl.Trainer(
         max_epochs=epochs, logger=logger, log_every_n_steps=5, enable_progress_bar=False, enable_checkpointing=False,
-        enable_model_summary=False, callbacks=[fastclip],
+        enable_model_summary=False, callbacks=[fastclip, early],
     )
     trainer.fit(model, datamodule=dm)
     logits, y, _ = predict_logits(model, dm.test_set())
     test_acc = accuracy(logits, y)
     print(f"test accuracy {test_acc:.2f}%")
+    monitored = float(trainer.callback_metrics[MONITOR])
+    print(f"{MONITOR} at the end: {monitored:.3f} (EarlyStopping stopped the run: {early.stopped_epoch > 0})")
     last = [r for r in fastclip.records if r.event == fastclip.num_events]
     if last:
         print(f"{fastclip.num_events} clip events; the last, after step {last[0].step} ({1e3 * last[0].seconds:.0f} ms):")
@@ -123,7 +135,8 @@ def main(tiny: bool = False, out: str | None = "fastclip_norms.png", log_dir: st
         plt.close(fig)
         print(f"saved {out}")
     return {
-        "model": model, "fastclip": fastclip, "records": list(fastclip.records), "test_accuracy": test_acc,
+        "model": model, "fastclip": fastclip, "early_stopping": early, "monitored": monitored, "records": list(fastclip.records),
+        "test_accuracy": test_acc,
         "steps": trainer.global_step, "every": every, "max_norm": MAX_NORM, "plot": out,
     }
 

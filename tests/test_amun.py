@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import run_ddp_script
 
 from lightning_unlearn.data import UnlearningDataModule
 from lightning_unlearn.data.transforms import to_pixels
@@ -22,9 +19,6 @@ from lightning_unlearn.unlearning import METHODS, AMUNMixin, UnlearningBatch, Un
 from lightning_unlearn.unlearning import amun as amun_mod
 from lightning_unlearn.unlearning.phases import ADVERSARIAL, FORGET, REMAIN
 from lightning_unlearn.unlearning.saliency import saliency_mask
-
-ROOT = Path(__file__).resolve().parents[1]
-
 
 
 class Model(AMUNMixin, ClassifierModule):
@@ -210,12 +204,7 @@ def test_bad_input(digits_original, digits_dm, cache_dir):
 def test_amun_ddp_matches_single_process(tmp_path, cache_dir, digits_dm, digits_original):
     """Two gloo CPU processes: both ranks hold the single-process D_A and end with identical parameters."""
     torch.save(digits_original.model.state_dict(), tmp_path / "orig.pt")
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "ddp" / "amun_ddp.py"), str(tmp_path), str(cache_dir)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_ddp_script("amun_ddp.py", tmp_path, cache_dir)
     r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
     ref = build_adversarial_set(copy.deepcopy(digits_original.model), digits_dm.forget_set(), eps_init=0.1, batch_size=32)
     for r in (r0, r1):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 
 import pytest
@@ -27,7 +28,7 @@ def test_keys_depend_on_settings_and_kind_not_on_order():
     assert a == settings_key("models", {"role": "original", "seed": 0})
     assert a != settings_key("models", {"seed": 1, "role": "original"})
     assert a != settings_key("pools", {"seed": 0, "role": "original"})
-    assert len(a) == 24 and int(a, 16) >= 0
+    assert re.fullmatch(r"[0-9a-f]{24}", a), a  # 24 lowercase hex digits
 
 
 def test_roundtrip_counts_and_leaves_no_temporary_file(tmp_path):

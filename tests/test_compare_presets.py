@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from script_modules import load_script
+from helpers import load_script
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 

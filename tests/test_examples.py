@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from script_modules import load_script
+from helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -150,3 +150,12 @@ def test_fastclip_added_to_a_training_script(tmp_path, example_cache):
         if last[name].exact:
             assert last[name].norm_after == pytest.approx(true, rel=1e-4)
     assert (tmp_path / "norms.png").stat().st_size > 0
+    # the norms reach trainer.callback_metrics: EarlyStopping monitored the first convolution's at
+    # every epoch end (it raises when the key is missing) and kept the smallest; the final value is
+    # the last one FastClip logged for that layer
+    sigma = [(step, v) for step, layer, kind, v in clip.history if layer == "model.net.features.0" and kind == "sigma"]
+    assert res["monitored"] == sigma[-1][1]
+    per_epoch = res["steps"] // 3  # tiny: 3 epochs
+    at_epoch_ends = [[v for step, v in sigma if step <= e * per_epoch][-1] for e in (1, 2, 3)]
+    early = res["early_stopping"]
+    assert early.stopped_epoch == 0 and float(early.best_score) == min(at_epoch_ends)

@@ -7,13 +7,12 @@ Everything here goes through the public API: ``records`` (one ``ClipRecord`` per
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
 import torch
+from helpers import run_ddp_script
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from test_spectral import dense_singular_values
@@ -74,8 +73,9 @@ class TrueNorms(pl.Callback):
 
 @pytest.mark.parametrize("krylov", [False, True])
 def test_clips_once_per_optimizer_step_with_accumulation_and_bounds_true_norms(digits_dm, tmp_path, krylov):
-    settings = ClipSettings(dense_max_entries=0) if krylov else None  # every layer by block Krylov, or small ones exactly
-    cb = Recording(max_norm=1.0, every_n_steps=4, warmup_iters=30, settings=settings)
+    # every layer by block Krylov, or small ones exactly
+    settings = ClipSettings(dense_max_entries=0, init_depth=30) if krylov else ClipSettings(init_depth=30)
+    cb = Recording(max_norm=1.0, every_n_steps=4, settings=settings)
     check = TrueNorms(cb)
     module = _module(digits_dm, lr=0.2)
     # 16 batches of 32 -> 8 optimizer steps with accumulate_grad_batches=2 -> events after steps 4 and 8
@@ -109,7 +109,7 @@ def test_clips_once_per_optimizer_step_with_accumulation_and_bounds_true_norms(d
 def test_resume_from_epoch_checkpoint_equals_uninterrupted_run(digits_dm, tmp_path):
     def run(ckpt_path=None, epochs=2, callbacks=()):
         module = _module(digits_dm, lr=0.1, seed=1)
-        cb = FastClip(max_norm=0.8, every_n_steps=4, warmup_iters=20, fresh_every=2)
+        cb = FastClip(max_norm=0.8, every_n_steps=4, settings=ClipSettings(fresh_every=2))
         trainer = make_trainer(max_epochs=epochs, callbacks=[cb, *callbacks], enable_checkpointing=bool(callbacks), log_every_n_steps=3)
         # 6 steps per epoch: events after steps 4, 8, 12 (two after the resume, one with fresh random vectors);
         # tracking after steps 3, 6, 9
@@ -144,7 +144,7 @@ def test_compose_bn_mode_never_writes_bn_buffers(digits_dm):
     module = _module(digits_dm, lr=0.05, net=net)
     buffers = {k: v.clone() for k, v in module.state_dict().items() if "running" in k}
     pairs = [("model.net.features.0", "model.net.features.1"), ("model.net.features.3", "model.net.features.4")]
-    cb = FastClip(max_norm=1.0, every_n_steps=2, warmup_iters=20, bn="compose", bn_pairs=pairs)
+    cb = FastClip(max_norm=1.0, every_n_steps=2, bn="compose", bn_pairs=pairs)
     check = TrueNorms(cb)
     make_trainer(max_epochs=1, callbacks=[cb, check]).fit(module, train_dataloaders=_loader(digits_dm, n=256, batch_size=64))
     assert check.events == [1, 3]
@@ -171,7 +171,7 @@ def test_clamp_bn_mode_bounds_gains(digits_dm):
             if isinstance(m, nn.BatchNorm2d):
                 m.weight.fill_(3.0)  # gains start far above c = 1
     running = {k: v.clone() for k, v in module.state_dict().items() if "running" in k}
-    cb = FastClip(max_norm=1.0, every_n_steps=2, warmup_iters=10, track_iters=0, bn="clamp")
+    cb = FastClip(max_norm=1.0, every_n_steps=2, bn="clamp", settings=ClipSettings(init_depth=10, track_iters=0))
     make_trainer(max_epochs=1, callbacks=[cb, Check()]).fit(module, train_dataloaders=_loader(digits_dm, n=128, batch_size=64))
     assert len(gains_after) == 1 and gains_after[0] <= 1.0 + 1e-6
     assert any(not torch.equal(module.state_dict()[k], v) for k, v in running.items())  # training moved them, not us
@@ -193,13 +193,14 @@ def test_unsupported_layers_skipped_with_note_or_raised_when_named(digits_dm, ca
             return {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.LayerNorm, nn.Linear))}
 
     module = _module(digits_dm, net=WithNorm())
-    cb = Everything(every_n_steps=1, warmup_iters=5)
-    with caplog.at_level(logging.INFO, logger="lightning_unlearn.callbacks.fastclip"):
+    cb = Everything(every_n_steps=1, settings=ClipSettings(init_depth=5))
+    with caplog.at_level(logging.WARNING, logger="lightning_unlearn.callbacks.fastclip"):
         make_trainer(max_epochs=1, callbacks=[cb]).fit(module, train_dataloaders=_loader(digits_dm, n=64))
     assert set(cb.layer_shapes) == {"model.conv", "model.fc"}
-    assert any("'model.ln' skipped" in r.getMessage() and "LayerNorm" in r.getMessage() for r in caplog.records)
+    assert any("'model.ln' skipped" in r.getMessage() and "LayerNorm" in r.getMessage() and r.levelno == logging.WARNING
+               for r in caplog.records)
     with pytest.raises(UnsupportedLayerError, match="'model.ln' \\(LayerNorm\\)"):
-        make_trainer(max_epochs=1, callbacks=[FastClip(modules=["model.conv", "model.ln"])]).fit(
+        make_trainer(max_epochs=1, callbacks=[FastClip(include=["model.conv", "model.ln"])]).fit(
             _module(digits_dm, net=WithNorm()), train_dataloaders=_loader(digits_dm, n=64)
         )
     with pytest.raises(UnsupportedLayerError, match="LayerNorm"):
@@ -223,42 +224,57 @@ def test_arguments_validated_and_state_versioned():
         FastClip(bn="hard")
     with pytest.raises(ValueError, match="every_n_steps must be a positive int, got 0"):
         FastClip(every_n_steps=0)
+    with pytest.raises(ValueError, match="warmup_steps must be a non-negative int, got -1"):
+        FastClip(warmup_steps=-1)
     with pytest.raises(ValueError, match="max_norm must be a positive"):
         FastClip(max_norm=0.0)
-    with pytest.raises(ValueError, match="headroom must be in"):
-        FastClip(headroom=0.01)
-    with pytest.raises(ValueError, match="certify_every must be a positive int, got 0"):
-        FastClip(certify_every=0)
+    with pytest.raises(ValueError, match="on_unsupported must be 'raise' or 'skip', got 'warn'"):
+        FastClip(on_unsupported="warn")
+    with pytest.raises(TypeError, match="exclude must be a sequence of module names, got 'model.fc'"):
+        FastClip(exclude="model.fc")
     with pytest.raises(TypeError, match="settings must be a ClipSettings"):
         FastClip(settings={"k": 2})
-    assert FastClip(tol=0.02).headroom == 0.01
-    # keyword arguments override the settings object's fields; the rest comes from it
-    fc = FastClip(k=6, settings=ClipSettings(k=2, cert_depth=20, tol=0.02))
-    assert fc.settings == ClipSettings(k=6, cert_depth=20, tol=0.02) and fc.k == 6
+    # solver knobs live in ClipSettings only: the former keyword arguments are gone
+    for knob in ("k", "tol", "two_sided", "est_depth", "cert_depth", "max_steps", "headroom", "warmup_iters", "track_iters",
+                 "fresh_every", "certify_every", "modules"):
+        with pytest.raises(TypeError, match=f"unexpected keyword argument '{knob}'"):
+            FastClip(**{knob: 1})
+    settings = ClipSettings(k=2, cert_depth=20, tol=0.02, certify_every=3)
+    assert FastClip(settings=settings).settings is settings and FastClip().settings == ClipSettings()
     a, b = FastClip(max_norm=1.0), FastClip(max_norm=2.0)
     assert a.state_key != b.state_key
     state = a.state_dict()
     assert state["version"] == 1
     with pytest.raises(ValueError, match="version 2"):
         a.load_state_dict({**state, "version": 2})
+    # a checkpoint of the earlier, wider FastClip: the same key and the same version-1 state
+    assert a.state_key == "FastClip{'max_norm': 1.0}"
+    old = {"version": 1, "last_step": 8, "events": 2, "rng_state": torch.Generator().manual_seed(5).get_state(),
+           "layers": {"model.net.fc": {"input_shape": [64], "vectors": torch.ones(4, 64), "sigma": torch.ones(4), "fallbacks": 1}}}
+    a.load_state_dict(old)
+    again = a.state_dict()
+    assert again["events"] == 2 and again["last_step"] == 8 and torch.equal(again["rng_state"], old["rng_state"])
+    assert again["layers"]["model.net.fc"]["input_shape"] == [64] and torch.equal(again["layers"]["model.net.fc"]["vectors"], torch.ones(4, 64))
     assert a.should_clip(99) and not a.should_clip(98)
     assert not FastClip(every_n_steps=10, warmup_steps=10).should_clip(9)
 
 
 @pytest.mark.ddp
 def test_ddp_ranks_bit_identical_after_clip_events(tmp_path):
-    script = Path(__file__).parent / "ddp" / "fastclip_ddp.py"
-    proc = subprocess.run(
-        [sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=300,
-        cwd=Path(__file__).resolve().parents[1],
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_ddp_script("fastclip_ddp.py", tmp_path)
     r0, r1 = torch.load(tmp_path / "rank0.pt", weights_only=False), torch.load(tmp_path / "rank1.pt", weights_only=False)
     assert r0["events"] == r1["events"] == 3
     assert r0["params"].keys() == r1["params"].keys() and len(r0["params"]) > 0
     assert all(torch.equal(r0["params"][k], r1["params"][k]) for k in r0["params"])
     assert all(torch.equal(r0["vectors"][k], r1["vectors"][k]) for k in r0["vectors"])
     assert max(r0["true_norms"].values()) <= 1.01
+    # rank 0's logged numbers on both ranks: the same records (up to the wall time) and monitored values
+    strip = [[{k: v for k, v in r.items() if k != "seconds"} for r in rank["records"]] for rank in (r0, r1)]
+    assert len(strip[0]) == 3 * len(r0["vectors"]) and strip[0] == strip[1]
+    assert r0["monitored"] == r1["monitored"] and "spectral/model.net.fc/sigma" in r0["monitored"]
+    # rank 0 reads the host once per event: the packed buffer carries the weights and the logged numbers
+    # (the other ranks wait on the pickled broadcast itself, as torch's broadcast_object_list does)
+    assert r0["host_reads"] == [1, 1, 1]
 
 
 class WithOddModules(nn.Module):
@@ -292,12 +308,12 @@ class WithOddModules(nn.Module):
 
 
 def test_every_module_with_weights_it_cannot_clip_raises_or_is_skipped_once(digits_dm, caplog):
-    with caplog.at_level(logging.INFO, logger="lightning_unlearn.callbacks.fastclip"):
-        cb = FastClip(every_n_steps=1, warmup_iters=5)
+    with caplog.at_level(logging.WARNING, logger="lightning_unlearn.callbacks.fastclip"):
+        cb = FastClip(every_n_steps=1, settings=ClipSettings(init_depth=5))
         trainer = make_trainer(max_epochs=2, callbacks=[cb])
         trainer.fit(_module(digits_dm, net=WithOddModules()), train_dataloaders=_loader(digits_dm, n=64))
     assert set(cb.layer_shapes) == {"model.conv"}
-    notes = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    notes = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage() and r.levelno == logging.WARNING]
     for name, what in (("model.gain", "Gain"), ("model.lstm", "LSTM"), ("model.fc", "overrides forward")):
         hits = [m for m in notes if f"{name!r} skipped" in m]
         assert len(hits) == 1 and what in hits[0], (name, notes)  # once, although setup ran for a fit of two epochs
@@ -328,7 +344,7 @@ def test_weight_norm_layers_are_clipped_through_their_parametrization(digits_dm)
 
 
 def test_certify_every_marks_which_events_are_certified(digits_dm):
-    cb = FastClip(max_norm=1.0, every_n_steps=1, certify_every=3, warmup_iters=10)
+    cb = FastClip(max_norm=1.0, every_n_steps=1, settings=ClipSettings(certify_every=3, init_depth=10))
     check = TrueNorms(cb)
     make_trainer(max_epochs=1, callbacks=[cb, check]).fit(_module(digits_dm, lr=0.05), train_dataloaders=_loader(digits_dm, n=448))
     certified = {r.event: r.certified for r in cb.records if not r.exact}
@@ -346,3 +362,75 @@ def test_history_keeps_the_pipeline_format(digits_dm):
     kinds = {(s, kind) for s, layer, kind, _ in cb.history if layer == "model.net.fc"}
     assert {(3, "sigma"), (3, "clipped"), (2, "sigma"), (4, "sigma"), (6, "clipped")} <= kinds
     assert all(isinstance(v, float) for *_, v in cb.history)
+
+
+def test_norms_reach_callback_metrics_and_a_checkpoint_can_monitor_them(digits_dm, tmp_path):
+    # 6 optimizer steps: events after steps 2, 4 and 6, tracking at the logging cadence (after step 3; 6 is an event)
+    cb = FastClip(max_norm=1.0, every_n_steps=2)
+    key = "spectral/model.net.features.0/sigma"
+    ckpt = ModelCheckpoint(dirpath=tmp_path, monitor=key, mode="min", save_top_k=1, every_n_train_steps=1)
+    trainer = make_trainer(max_epochs=1, callbacks=[cb, ckpt], enable_checkpointing=True, log_every_n_steps=3)
+    trainer.fit(_module(digits_dm, lr=0.2), train_dataloaders=_loader(digits_dm, n=384))
+    sigma = [(step, v) for step, layer, kind, v in cb.history if layer == "model.net.features.0" and kind == "sigma"]
+    assert [s for s, _ in sigma] == [2, 3, 4, 6]  # events after steps 2, 4, 6; tracking after step 3
+    # the last logged value of every spectral key is in callback_metrics (a CPU float64 tensor: no device round trip)
+    last = {f"spectral/{layer}/{kind}": v for _, layer, kind, v in cb.history}
+    got = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("spectral/")}
+    assert got.keys() == last.keys() and all(float(got[k]) == last[k] and got[k].dtype == torch.float64 for k in got)
+    # the checkpoint saw the value of every step the layer was logged at, and kept the smallest
+    # (checked after each step; between two logged steps the monitored value is the last one logged)
+    assert float(ckpt.best_model_score) == min(v for _, v in sigma)
+    assert Path(ckpt.best_model_path).exists()
+
+
+def test_exclude_leaves_layers_out_silently_and_names_must_exist(digits_dm, caplog):
+    with caplog.at_level(logging.WARNING, logger="lightning_unlearn.callbacks.fastclip"):
+        cb = FastClip(every_n_steps=1, exclude=["model.gain", "model.lstm", "model.fc"])
+        make_trainer(max_epochs=1, callbacks=[cb]).fit(_module(digits_dm, net=WithOddModules()), train_dataloaders=_loader(digits_dm, n=64))
+    assert set(cb.layer_shapes) == {"model.conv"} and {r.layer for r in cb.records} == {"model.conv"}
+    assert not [r for r in caplog.records if "skipped" in r.getMessage()]  # excluded layers are not warned about
+    # a name excludes the module and everything under it (here the whole small CNN but its head)
+    cb = FastClip(every_n_steps=2, exclude=["model.net.features"])
+    make_trainer(max_epochs=1, callbacks=[cb]).fit(_module(digits_dm), train_dataloaders=_loader(digits_dm, n=128))
+    assert set(cb.layer_shapes) == {"model.net.fc"} and not [n for n in cb.history if n[2] == "gain"]
+    with pytest.raises(ValueError, match="exclude=...\\): no module 'model.net.fcc' in ClassifierModule"):
+        make_trainer(max_epochs=1, callbacks=[FastClip(exclude=["model.net.fcc"])]).fit(_module(digits_dm), train_dataloaders=_loader(digits_dm, n=64))
+
+
+def test_the_schedule_is_stated_once_at_fit_start():
+    cb = FastClip()
+    cb._track_every = 50
+    assert cb._schedule_line() == (
+        "FastClip: 0 layers clipped to max_norm=1 after every 100 optimizer steps (the first after step 100), "
+        "every event certified (bound max_norm * 1.01); norms tracked every 50 steps"
+    )
+    cb = FastClip(max_norm=2.0, every_n_steps=10, warmup_steps=25, settings=ClipSettings(certify_every=5, track_iters=0))
+    assert cb._schedule_line() == (
+        "FastClip: 0 layers clipped to max_norm=2 after every 10 optimizer steps (the first after step 30), "
+        "one event in 5 certified (bound max_norm * 1.01); no tracking between events"
+    )
+    assert not cb.should_clip(19) and cb.should_clip(29)  # the line's "first after step 30" is should_clip's
+
+
+def test_packed_event_results_unpack_bit_for_bit():
+    from lightning_unlearn.callbacks.fastclip_sync import pack, unpack_
+
+    g = torch.Generator().manual_seed(0)
+    src = [
+        torch.randn(3, 8, dtype=torch.float64, generator=g),
+        torch.randn(5, 4, generator=g).T,  # not contiguous
+        torch.randn(7, generator=g).to(torch.bfloat16),
+        torch.tensor([-0.0, float("nan"), float("inf")], dtype=torch.float16),
+        torch.randn(2, 3, 3, generator=g),
+    ]
+    flat = pack(src)
+    assert flat.dtype == torch.uint8 and flat.numel() == sum(t.numel() * t.element_size() for t in src)
+    dst = [torch.zeros_like(t) for t in src]
+    unpack_(flat, dst)
+    for a, b in zip(src, dst):  # the same bits (NaN and the sign of zero included)
+        assert torch.equal(a.contiguous().view(torch.uint8), b.contiguous().view(torch.uint8))
+    prefix = torch.zeros(3, 8, dtype=torch.float64)
+    unpack_(flat, [prefix])  # a prefix of the packed tensors
+    assert torch.equal(prefix, src[0])
+    with pytest.raises(ValueError, match="packed buffer of 24 bytes, but the tensors need 192"):
+        unpack_(flat[:24], [prefix])

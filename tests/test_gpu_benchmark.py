@@ -4,15 +4,15 @@ import json
 import math
 from pathlib import Path
 
+import helpers
 import numpy as np
 import pytest
-import script_modules
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_cifar10.py"
 
 
 def load_script():
-    return script_modules.load_script(SCRIPT)
+    return helpers.load_script(SCRIPT)
 
 
 def test_unpack_restores_the_packed_files_byte_for_byte(tmp_path):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import lightning.pytorch as pl
 import pytest
 import torch
+from helpers import spawn_gloo
 
 from lightning_unlearn.metrics import MIANN, RMIA, SPLITS, MIAEfficacy, SymmetricKL, UnlearningAccuracy
 from lightning_unlearn.metrics import functional as F
@@ -228,39 +228,23 @@ def test_metric_flags():
 
 
 # ----------------------------------------------------------------------------- DDP (2 CPU processes, gloo)
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    torch.set_num_threads(1)
-    import torch.distributed as dist
-
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
-        rec = make_records()
-        positions = shard_with_padding(rec["index"].numel(), rank, world)
-        results = {}
-        for name, metric in build_metrics(rec).items():
-            metric.check_ranks_agree = True  # all-reduce the result and require equality
-            feed(metric, rec, positions, kind_of(name), batch=29 + 8 * rank)  # different batch counts per rank
-            results[name] = computed(metric)
-        torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
+def _ddp_worker(rank: int, world: int, out_dir: str) -> None:
+    rec = make_records()
+    positions = shard_with_padding(rec["index"].numel(), rank, world)
+    results = {}
+    for name, metric in build_metrics(rec).items():
+        metric.check_ranks_agree = True  # all-reduce the result and require equality
+        feed(metric, rec, positions, kind_of(name), batch=29 + 8 * rank)  # different batch counts per rank
+        results[name] = computed(metric)
+    torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
 
 
 @pytest.mark.ddp
 def test_metrics_ddp_two_processes_equal_single_process(tmp_path):
-    import torch.multiprocessing as mp
-
     rec = make_records()
     n = rec["index"].numel()
     assert len(shard_with_padding(n, 0, 2)) == len(shard_with_padding(n, 1, 2))  # padded to equal length
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    spawn_gloo(_ddp_worker, str(tmp_path))
     r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
     want = expected(rec)
     single = {}

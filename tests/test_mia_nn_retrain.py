@@ -8,11 +8,11 @@ the audited model never enters the fit.
 from __future__ import annotations
 
 import os
-import socket
 
 import numpy as np
 import pytest
 import torch
+from helpers import spawn_gloo
 
 from lightning_unlearn.metrics import MIANNRetrain
 from lightning_unlearn.metrics import functional as F
@@ -223,33 +223,17 @@ def test_metric_rejects_other_splits_and_bad_arguments():
         MIANNRetrain(disc, retrain_reference={"auc": 50.0})
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    torch.set_num_threads(1)
-    import torch.distributed as dist
-
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
-        disc, logits, split, index = metric_setup()
-        m = MIANNRetrain(disc, retrain_reference={"acc_test": 80.0}, check_ranks_agree=True)
-        feed(m, logits, split, index, shard_with_padding(len(index), rank, world), batch=17 + 6 * rank)
-        torch.save({k: float(v) for k, v in m.compute().items()}, os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
+def _ddp_worker(rank: int, world: int, out_dir: str) -> None:
+    disc, logits, split, index = metric_setup()
+    m = MIANNRetrain(disc, retrain_reference={"acc_test": 80.0}, check_ranks_agree=True)
+    feed(m, logits, split, index, shard_with_padding(len(index), rank, world), batch=17 + 6 * rank)
+    torch.save({k: float(v) for k, v in m.compute().items()}, os.path.join(out_dir, f"rank{rank}.pt"))
 
 
 @pytest.mark.slow
 @pytest.mark.ddp
 def test_metric_ddp_two_processes_equal_functional(tmp_path):
-    import torch.multiprocessing as mp
-
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    spawn_gloo(_ddp_worker, str(tmp_path))
     disc, logits, split, index = metric_setup()
     want = expected_metric(disc, logits, split, {"acc_test": 80.0})
     for r in (0, 1):

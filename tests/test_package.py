@@ -2,13 +2,27 @@
 
 import subprocess
 import sys
+import types
+from pathlib import Path
+
+import pytest
 
 import lightning_unlearn
 
 
-def test_every_public_name_resolves():
+def test_every_public_name_resolves_to_the_package_object_of_that_name():
     for name in lightning_unlearn.__all__:
-        assert getattr(lightning_unlearn, name) is not None
+        obj = getattr(lightning_unlearn, name)
+        if isinstance(obj, (type, types.FunctionType)):
+            # a class or function of the package, under its own name or as a documented alias of one
+            assert obj.__module__.startswith("lightning_unlearn."), (name, obj.__module__)
+            assert obj.__name__ == name or getattr(lightning_unlearn, obj.__name__) is obj, (name, obj.__name__)
+    assert lightning_unlearn.FADE is lightning_unlearn.SymmetricKL
+    assert {"amun", "trw"} <= set(lightning_unlearn.METHODS)
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert f'\nversion = "{lightning_unlearn.__version__}"\n' in pyproject
+    with pytest.raises(AttributeError, match="no attribute 'NotAName'"):
+        lightning_unlearn.NotAName  # noqa: B018
 
 
 def test_fastclip_surface_on_the_package_top():

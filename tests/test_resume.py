@@ -253,7 +253,7 @@ def test_fastclip_run_resumed_from_a_mid_epoch_checkpoint_equals_the_uninterrupt
         seed_everything(1)
         net = build_model("small-cnn", in_channels=1, num_classes=10, mean=digits_dm.mean, std=digits_dm.std)
         module = ClassifierModule(net, num_classes=10, lr=0.1, schedule="constant")
-        clip = FastClip(max_norm=0.8, every_n_steps=4, warmup_iters=20)
+        clip = FastClip(max_norm=0.8, every_n_steps=4)
         trainer = make_trainer(max_epochs=2, callbacks=[clip, *callbacks], enable_checkpointing=True, default_root_dir=tmp_path)
         trainer.fit(module, train_dataloaders=digits_dm.make_loader(data, shuffle=True, batch_size=64), ckpt_path=ckpt_path)
         return module

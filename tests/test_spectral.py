@@ -453,9 +453,65 @@ def test_settings_are_validated_with_the_bad_value():
         ClipSettings(cert_depth=0)
     with pytest.raises(ValueError, match="k must be a positive int"):
         ClipSettings(k=0)
+    for name, bad in (("init_depth", -1), ("fresh_every", -2), ("track_iters", 1.5), ("certify_every", 0), ("certify_every", True)):
+        with pytest.raises(ValueError, match=f"{name} must be a (positive|non-negative) int, got {bad!r}"):
+            ClipSettings(**{name: bad})
     s = ClipSettings(tol=0.02)
     assert s.resolved_headroom == 0.01 and s.resolved_fresh == 4
     assert s.replace(k=8, fresh=None).k == 8 and s.replace(k=8).tol == 0.02
+
+
+def test_settings_decide_which_events_certify_and_take_fresh_vectors():
+    from lightning_unlearn.spectral import ClipSettings
+
+    assert all(ClipSettings().certifies(e) and ClipSettings().adds_fresh(e) for e in range(1, 20))
+    every3 = ClipSettings(certify_every=3, fresh_every=2)
+    assert [e for e in range(1, 11) if every3.certifies(e)] == [1, 4, 7, 10]  # the first and every 3rd after it
+    assert [e for e in range(1, 11) if every3.adds_fresh(e)] == [2, 4, 6, 8, 10]
+    assert not any(ClipSettings(fresh_every=0).adds_fresh(e) for e in range(1, 20))
+
+
+@pytest.mark.parametrize("name", ["conv2d_stride2", "convT2d_stride2", "conv_bn", "linear"])
+def test_tracking_steps_converge_to_the_dense_top_values_from_below(name):
+    from lightning_unlearn.spectral import ClipSettings, EventLayer, track_norms
+
+    module, shape = _case(name)
+    truth = dense_singular_values(module, shape)
+    layer = EventLayer(name, linear_map(module), shape)
+    snap = _snapshot(module)
+    g = torch.Generator().manual_seed(0)
+    krylov = ClipSettings(k=3, dense_max_entries=0)
+    one = track_norms([layer], krylov, g)[0]
+    assert one.sigma.shape == (3,) and one.vectors.shape == (3, int(torch.tensor(shape).prod()))
+    # Ritz values are Rayleigh quotients: never above the true values, one step or many
+    assert bool((one.sigma.double() <= truth[:3] * (1 + 1e-5)).all())
+    many = track_norms([layer], krylov.replace(track_iters=300), torch.Generator().manual_seed(0))[0]
+    assert bool((many.sigma.double() <= truth[:3] * (1 + 1e-5)).all())
+    assert float(many.sigma[0]) == pytest.approx(float(truth[0]), rel=1e-3)
+    # warm start: the returned block continues the iteration (one more step from it stays converged)
+    warm = track_norms([EventLayer(name, layer.lmap, shape, vectors=many.vectors)], krylov, g)[0]
+    assert float(warm.sigma[0]) == pytest.approx(float(truth[0]), rel=1e-3)
+    exact = track_norms([layer], ClipSettings(), g)[0]  # small layer: its exact spectrum, no vectors kept
+    assert exact.vectors is None and float(exact.sigma[0]) == pytest.approx(float(truth[0]), rel=1e-5)
+    _assert_unchanged(module, snap)
+
+
+@pytest.mark.parametrize("name", ["bn1d", "bn2d"])
+def test_bn_gain_is_the_dense_norm_and_the_clamp_bounds_it(name):
+    from lightning_unlearn.spectral import bn_gain, clamp_bn_gain_
+
+    bn, shape = _case(name, seed=3)
+    assert float(bn_gain(bn)) == pytest.approx(float(dense_singular_values(bn, shape)[0]), rel=1e-6)
+    c = 0.5 * float(bn_gain(bn))
+    buffers = {k: v.clone() for k, v in bn.state_dict().items() if "running" in k}
+    gamma = bn.weight.detach().clone()
+    clamp_bn_gain_(bn, c)
+    assert float(dense_singular_values(bn, shape)[0]) == pytest.approx(c, rel=1e-6)
+    bound = c * torch.sqrt(bn.running_var + bn.eps)
+    inside = gamma.abs() <= bound
+    assert torch.equal(bn.weight.detach()[inside], gamma[inside])  # channels within the bound keep gamma bit for bit
+    assert torch.allclose(bn.weight.detach()[~inside], gamma[~inside].sign() * bound[~inside])
+    assert all(torch.equal(bn.state_dict()[k], v) for k, v in buffers.items())
 
 
 # --------------------------------------------------------------------------- the map the module computes

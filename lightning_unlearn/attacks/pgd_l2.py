@@ -44,12 +44,12 @@ Choosing ε_init. Three readings exist, and the sources disagree:
   reading that fits [P] Fig. 4.
 * The default of *this function* is ``"auto"`` (scale-free, for any input range).
 
-Measured consequence of ``q=0.95`` (``benchmarks/results/amun_attack_cost.json``, small CNN on
-5,000 CIFAR-10 images, 10% forget set): ``"auto"`` chose ε_init 1.28, so 99% of the samples
-resolved in the first round, at a 10% larger mean ‖δ‖ (0.275 vs 0.247) than from 0.04, whose
-ε_final spread over 0.04 ... 2.56 like [P] Fig. 4. A high quantile makes the doubling search
-start above most samples' minimal radius; the attack then no longer looks for the *minimal*
-perturbation the method relies on (a small ‖x_adv - x‖ tightens [P] Theorem 4.1).
+Consequence of ``q=0.95``, measured in ``benchmarks/results/amun_attack_cost.json`` (small CNN on
+CIFAR-10): ``"auto"`` chose an ε_init above most samples' final radius, so nearly all samples
+resolved in the first round, at a larger mean ‖δ‖ than from 0.04, whose ε_final spread like [P]
+Fig. 4. A high quantile makes the doubling search start above most samples' minimal radius; the
+attack then no longer looks for the *minimal* perturbation the method relies on (a small
+‖x_adv - x‖ tightens [P] Theorem 4.1).
 """
 
 from __future__ import annotations

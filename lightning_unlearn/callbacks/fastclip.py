@@ -1,8 +1,11 @@
 """``FastClip``: keep the spectral norm of every chosen layer at most ``max_norm`` during training.
 
-A thin Lightning wrapper around :mod:`lightning_unlearn.spectral`: it owns the per-layer warm
-vectors, the schedule, the checkpoint state, logging and the DDP broadcast; the maths (the clip
-event on all layers at once) is :func:`lightning_unlearn.spectral.clip_event`.
+A thin Lightning wrapper around :mod:`lightning_unlearn.spectral`: it chooses the layers, records
+their input shapes, owns their warm vectors, the schedule, the checkpoint state, the logging and
+the DDP broadcast. Every number comes from the functional core: a clip event on all layers at once
+is :func:`~lightning_unlearn.spectral.clip_event`, the tracking between events
+:func:`~lightning_unlearn.spectral.track_norms`, batch-norm gains
+:func:`~lightning_unlearn.spectral.bn_gain` and :func:`~lightning_unlearn.spectral.clamp_bn_gain_`.
 """
 
 from __future__ import annotations
@@ -15,20 +18,19 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
-import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 from torch.nn.utils import parametrize
 from typing_extensions import override
 
 from lightning_unlearn.callbacks.fastclip_events import ClipRecord
-from lightning_unlearn.spectral.dense import exact_spectrum
-from lightning_unlearn.spectral.estimators import rayleigh_ritz_many, tracking_basis, tracking_next
-from lightning_unlearn.spectral.event import EventLayer, clip_event, outcomes_to_host, solver_kind, to_host
-from lightning_unlearn.spectral.operator import Operator, full_precision
-from lightning_unlearn.spectral.registry import LinearMap, UnsupportedLayerError, bn_scale, linear_map
+from lightning_unlearn.callbacks.fastclip_sync import share_event
+from lightning_unlearn.spectral.batchnorm import bn_gain, clamp_bn_gain_
+from lightning_unlearn.spectral.event import EventLayer, clip_event, outcome_rows, outcome_table, solver_kind, to_host
+from lightning_unlearn.spectral.registry import LinearMap, UnsupportedLayerError, linear_map
 from lightning_unlearn.spectral.settings import ClipSettings, validate_max_norm
+from lightning_unlearn.spectral.tracking import track_norms
 from lightning_unlearn.strategies import require_whole_weights
 
 log = logging.getLogger(__name__)
@@ -68,94 +70,76 @@ class _Layer:
 class FastClip(Callback):
     """Clip the true operator norm of Conv / Linear layers (at their real input size) to ``max_norm``.
 
-    Every ``every_n_steps`` optimizer steps (:meth:`should_clip`) one clip event runs on all
-    layers at once (:func:`lightning_unlearn.spectral.clip_event`): a warm block Krylov estimate,
-    a block Gauss-Newton step on the values above ``max_norm (1 + tol/2)``, a certification by a
-    deeper block Krylov run with fresh random vectors and, for a layer it rejects, an exact
-    scaling of the kernel by ``max_norm (1 - headroom) / sigma_1`` (the fallback; with
-    ``settings.max_steps > 1`` a layer rejected by far takes more steps first). After every
-    event each layer's true norm is at most ``max_norm * (1 + tol)``. Small layers (every small
-    ``nn.Linear``, and layers whose dense Jacobian is small, see ``ClipSettings.dense_max_entries``)
-    are solved exactly. A layer whose norm is below ``max_norm`` is left bit-identical; the
-    Gauss-Newton step moves only the values above it, the fallback rescales the whole kernel (by
-    the remaining excess only: the records say by how much).
+    **Default schedule**: one clip event after optimizer steps 100, 200, 300, ...
+    (``every_n_steps=100``; :meth:`should_clip`), on all layers at once, every event certified: after
+    it each layer's true norm is at most ``max_norm * (1 + tol)``, ``tol = 0.01``. Between events,
+    at the trainer's logging cadence (``Trainer(log_every_n_steps=...)``, default 50;
+    :meth:`should_track`), one cheap warm step per layer tracks its norm for the logs.
 
-    GPU-ready: an event reads the host once whatever the number of layers (one transfer of the
-    logged values; twice with ``max_steps > 1``), its iteration counts are fixed and its
-    per-layer decisions are masks, random vectors come from a generator on the model's device,
-    the Rayleigh-Ritz eigendecompositions of a phase are one batched call, and probes run in full
-    float32 (TF32 off while it runs, restored after).
+    An event (:func:`~lightning_unlearn.spectral.clip_event`) estimates each layer's top singular
+    values from its warm vectors, moves the ones above ``max_norm`` by a block Gauss-Newton step,
+    certifies the result with a deeper block Krylov run with fresh random vectors, and scales the
+    kernel of a layer the certification rejects (the fallback); small layers are solved exactly.
+    A layer below ``max_norm`` is left bit-identical. Every solver knob (depths, ``k``, ``tol``,
+    the opening depth, how often fresh vectors enter, ``certify_every`` for a faster uncertified
+    mode, the tracking steps) is a field of ``settings``
+    (:class:`~lightning_unlearn.spectral.ClipSettings`). GPU-ready: an event reads the host once
+    whatever the number of layers (twice with ``settings.max_steps > 1``).
 
-    Each event appends one :class:`~lightning_unlearn.callbacks.ClipRecord` per layer to
-    :attr:`records` (step, layer, norm before and after, certified, seconds, ...), and logs
-    ``spectral/<name>/clipped`` (and ``spectral/<name>/sigma``) to the trainer's loggers. Between
-    events, at the trainer's logging cadence (:meth:`should_track`), one cheap warm step per
-    layer tracks ``spectral/<name>/sigma``. :attr:`history` keeps ``(step, layer, kind, value)``
-    tuples of everything logged. Weights change in place under ``no_grad``; the model class, its
-    ``state_dict`` keys, BN running statistics, optimizer state and ``.grad`` are untouched.
+    **Records and logs.** Each event appends one :class:`~lightning_unlearn.callbacks.ClipRecord` per
+    layer to :attr:`records`. The values ``spectral/<layer>/sigma`` (tracked, and after each event),
+    ``spectral/<layer>/clipped`` (after each event) and ``spectral/<bn>/gain`` (``bn="free"``) go to
+    the trainer's loggers at the step they describe and to ``trainer.callback_metrics``, so that
+    ``ModelCheckpoint(monitor=...)`` and ``EarlyStopping(monitor=...)`` can watch a layer's norm.
+    :attr:`history` keeps ``(step, layer, kind, value)`` tuples of everything logged. Weights
+    change in place under ``no_grad``; the model class, its ``state_dict`` keys, BN running
+    statistics, optimizer state and ``.grad`` are untouched.
 
-    Layers: every Conv1d/2d/3d, ConvTranspose1d/2d/3d and Linear of the LightningModule, or the
-    names in ``modules``, or whatever :meth:`filter_modules` returns. Every other module holding
-    parameters of its own (a custom module with a ``weight``, an LSTM, LayerNorm; batch norm
-    aside, see ``bn``) is unsupported: logged once and skipped (``on_unsupported="skip"``) or an
-    error (``"raise"``). A subclass that overrides ``forward`` of a supported type is unsupported
-    unless registered (:func:`~lightning_unlearn.spectral.register_spectral`); a parametrized weight
-    is clipped through its parametrization when that can represent the clipped weight
-    (``weight_norm``), else the layer is unsupported. Input shapes come from a forward pre-hook
-    on the first training forward (or ``input_shapes``); a later change of shape re-initialises
-    that layer's vectors with a warning.
+    **Layers.** Every Conv1d/2d/3d, ConvTranspose1d/2d/3d and Linear of the LightningModule (or the
+    names in ``include``, or what :meth:`filter_modules` returns), less the names in ``exclude``.
+    Not covered: every other module holding parameters of its own (a custom module with a
+    ``weight``, an LSTM, LayerNorm; batch norm aside, see ``bn``), a subclass of a supported type
+    that overrides ``forward`` (unless registered with
+    :func:`~lightning_unlearn.spectral.register_spectral`) and a parametrized weight whose
+    parametrization cannot represent a clipped weight. Each is named once in a WARNING (logger
+    ``lightning_unlearn.callbacks.fastclip``) and left unclipped (``on_unsupported="skip"``), or
+    raises :class:`~lightning_unlearn.spectral.UnsupportedLayerError` at setup
+    (``on_unsupported="raise"``, and always for a name in ``include``); ``exclude`` silences it.
+    Input shapes come from a forward pre-hook on the first training forward (or ``input_shapes``);
+    a later change of shape re-initialises that layer's vectors with a warning.
 
-    Batch norm (``bn``): ``"free"`` (default) leaves BN alone and logs its gain
-    ``max|gamma| / sqrt(running_var + eps)`` as ``spectral/<bn>/gain``; ``"compose"`` also clips
-    each ``(conv, bn)`` pair of :meth:`bn_pairs` (never guessed from module order) as
-    ``conv -> BN(eval)`` through the kernel, after clipping the conv itself; ``"clamp"`` sets
-    ``gamma_i <- clamp(gamma_i, +-c sqrt(rv_i + eps))`` on every BatchNorm at each event (Gouk).
+    **Batch norm** (``bn``): ``"free"`` (default) leaves BN alone and logs its gain; ``"compose"``
+    also clips each ``(conv, bn)`` pair of :meth:`bn_pairs` (never guessed from module order) as
+    ``conv -> BN(eval)`` through the kernel; ``"clamp"`` clamps every BN's gain to ``max_norm`` at
+    each event (Gouk et al.).
 
-    Modes: by default every event is certified. With ``certify_every=K`` only the first event and
-    every ``K``-th after it are; the others end with a warm re-estimate and a scaling on it
-    (uncertified: the true norm may then exceed the bound until the next certified event; each
-    :class:`ClipRecord` says which). Measured on CIFAR-10 SmallCNN training clipped every 10 steps
-    with ``certify_every=5``: true norms up to 1.12 ``max_norm`` after uncertified events, which cost
-    about 0.6 of a certified one (``benchmarks/results/fastclip_training.md``).
-
-    DDP: every rank computes the event, then rank 0's clipped tensors and vectors are broadcast
-    (seeding alone does not survive non-deterministic GPU kernels), so all ranks hold bit-identical
-    weights. FSDP and DeepSpeed shard parameters: :meth:`setup` raises.
+    **DDP**: every rank computes the event, then rank 0's clipped tensors, vectors and logged values
+    reach every rank in one ``trainer.strategy.broadcast``, so all ranks hold bit-identical weights
+    and log the same numbers. FSDP and DeepSpeed shard parameters: :meth:`setup` raises.
 
     List this callback before any weight-averaging callback (callbacks run in list order).
+    docs/fastclip.md has the maths, the guarantees and the measured costs.
 
     Args:
         max_norm: target ``c > 0`` (default 1.0).
-        every_n_steps: clip every this many optimizer steps (default 100).
-        warmup_steps: no clipping during the first ``warmup_steps`` optimizer steps.
-        warmup_iters: Krylov depth of the opening estimate of a layer with no warm vectors yet
-            (default 20).
-        track_iters: warm tracking steps per tracking call (1; 0 disables tracking and its
-            logging between events); tracking calls are chosen by :meth:`should_track`.
-        settings: the solver settings (:class:`~lightning_unlearn.spectral.ClipSettings`: depths,
-            ``k``, tolerances, headroom, fresh vectors, exact-solve threshold). The keyword
-            arguments ``k``, ``tol``, ``two_sided``, ``est_depth``, ``cert_depth``, ``max_steps`` and
-            ``headroom`` override its fields when given (``None``: the settings' value).
-        k, tol, two_sided, est_depth, cert_depth, max_steps, headroom: see ``settings``.
+        every_n_steps: clip after every this many optimizer steps (default 100).
+        warmup_steps: no clipping during the first ``warmup_steps`` optimizer steps (default 0).
+        include: qualified names (in the LightningModule) of the layers to clip, instead of every
+            supported one; a name that cannot be clipped raises.
+        exclude: qualified names of modules never clipped, with everything under them (also
+            batch norms from ``bn``); each must exist.
+        on_unsupported: for discovered modules that cannot be clipped: ``"skip"`` with one
+            WARNING per layer (default) or ``"raise"``.
+        settings: the solver settings (default ``ClipSettings()``).
         bn: ``"free"``, ``"compose"`` or ``"clamp"``.
         bn_pairs: ``(conv_name, bn_name)`` pairs for ``bn="compose"`` (or override :meth:`bn_pairs`).
-        modules: qualified names (in the LightningModule) of the layers to clip; unsupported
-            ones raise.
         input_shapes: ``{name: per-sample shape}`` overriding the recorded shapes.
-        on_unsupported: for discovered (not named) modules that cannot be clipped: ``"skip"``
-            with a note logged once per layer (default) or ``"raise"``.
-        fresh_every: append ``settings.fresh`` fresh random vectors to the certification every
-            this many events (default 1: every event; 0 never). The warm vectors span the
-            directions clipped at the previous event; a direction that SGD lifted from lower in
-            the spectrum has almost no component in them, and a warm-only certification can
-            miss it (measured: true norms up to 1.0145 c after CIFAR-10 events with fresh
-            vectors every 10th event only).
-        certify_every: certify every this many events (default 1: all; see Modes).
         seed: seed of the callback's generator (created on the model's device).
 
     Example::
 
         trainer = pl.Trainer(callbacks=[FastClip(max_norm=1.0, every_n_steps=100)])
+        # a faster, weaker mode and no tracking: FastClip(settings=ClipSettings(certify_every=5, track_iters=0))
     """
 
     def __init__(
@@ -164,50 +148,36 @@ class FastClip(Callback):
         every_n_steps: int = 100,
         *,
         warmup_steps: int = 0,
-        warmup_iters: int = 20,
-        track_iters: int = 1,
-        k: int | None = None,
-        tol: float | None = None,
-        two_sided: bool | None = None,
+        include: Sequence[str] | None = None,
+        exclude: Sequence[str] = (),
+        on_unsupported: OnUnsupported = "skip",
+        settings: ClipSettings | None = None,
         bn: BNMode = "free",
         bn_pairs: Sequence[tuple[str, str]] | None = None,
-        modules: Sequence[str] | None = None,
         input_shapes: Mapping[str, Sequence[int]] | None = None,
-        on_unsupported: OnUnsupported = "skip",
-        est_depth: int | None = None,
-        cert_depth: int | None = None,
-        max_steps: int | None = None,
-        fresh_every: int = 1,
         seed: int = 0,
-        headroom: float | None = None,
-        settings: ClipSettings | None = None,
-        certify_every: int = 1,
     ) -> None:
         self.max_norm = validate_max_norm(max_norm)
         if settings is not None and not isinstance(settings, ClipSettings):
             raise TypeError(f"settings must be a ClipSettings, got {type(settings).__name__}")
-        self.settings = (settings or ClipSettings()).replace(
-            k=k, tol=tol, two_sided=two_sided, est_depth=est_depth, cert_depth=cert_depth, max_steps=max_steps, headroom=headroom
-        )
-        if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1:
-            raise ValueError(f"every_n_steps must be a positive int, got {every_n_steps!r}")
-        for nm, val in (("warmup_steps", warmup_steps), ("warmup_iters", warmup_iters), ("track_iters", track_iters), ("fresh_every", fresh_every)):
-            if isinstance(val, bool) or not isinstance(val, int) or val < 0:
-                raise ValueError(f"{nm} must be a non-negative int, got {val!r}")
-        if isinstance(certify_every, bool) or not isinstance(certify_every, int) or certify_every < 1:
-            raise ValueError(f"certify_every must be a positive int, got {certify_every!r}")
+        for name, val, low in (("every_n_steps", every_n_steps, 1), ("warmup_steps", warmup_steps, 0)):
+            if isinstance(val, bool) or not isinstance(val, int) or val < low:
+                raise ValueError(f"{name} must be {'a positive' if low else 'a non-negative'} int, got {val!r}")
         if bn not in BN_MODES:
             raise ValueError(f"unknown bn mode {bn!r}: expected one of {', '.join(BN_MODES)}")
         if on_unsupported not in ("raise", "skip"):
             raise ValueError(f"on_unsupported must be 'raise' or 'skip', got {on_unsupported!r}")
-        self.every_n_steps = every_n_steps
-        self.warmup_steps, self.warmup_iters, self.track_iters = warmup_steps, warmup_iters, track_iters
-        self.fresh_every, self.certify_every = fresh_every, certify_every
+        for name, names in (("include", include), ("exclude", exclude)):
+            if isinstance(names, str) or (names is not None and not all(isinstance(n, str) for n in names)):
+                raise TypeError(f"{name} must be a sequence of module names, got {names!r}")
+        self.settings = settings or ClipSettings()
+        self.every_n_steps, self.warmup_steps = every_n_steps, warmup_steps
+        self.include = list(include) if include is not None else None
+        self.exclude = list(exclude)
+        self.on_unsupported = on_unsupported
         self.bn = bn
         self._bn_pairs = [tuple(p) for p in bn_pairs] if bn_pairs is not None else None
-        self.modules = list(modules) if modules is not None else None
         self.input_shapes = {n: tuple(int(d) for d in s) for n, s in (input_shapes or {}).items()}
-        self.on_unsupported = on_unsupported
         self.seed = seed
         self.records: list[ClipRecord] = []  # one per layer per event; not checkpointed
         self.history: list[tuple[int, str, str, float]] = []  # (step, layer, "sigma"|"clipped"|"gain", value); not checkpointed
@@ -223,23 +193,6 @@ class FastClip(Callback):
         self._noted_skips: set[str] = set()
         self._track_every = 50
 
-    # ------------------------------------------------------------------ settings, read-only views
-    @property
-    def k(self) -> int:
-        return self.settings.k
-
-    @property
-    def tol(self) -> float:
-        return self.settings.tol
-
-    @property
-    def two_sided(self) -> bool:
-        return self.settings.two_sided
-
-    @property
-    def headroom(self) -> float:
-        return self.settings.resolved_headroom
-
     @property
     def num_events(self) -> int:
         """Clip events run so far (restored from checkpoints)."""
@@ -252,11 +205,15 @@ class FastClip(Callback):
 
     # ------------------------------------------------------------------ override points
     def should_clip(self, step_idx: int) -> bool:
-        """Whether to clip after optimizer step ``step_idx`` (0-based). Override for other schedules."""
+        """Whether to clip after optimizer step ``step_idx`` (0-based). Override for other schedules.
+
+        Default: after every ``every_n_steps``-th step (the ``every_n_steps``-th, the
+        ``2 every_n_steps``-th, ...) once more than ``warmup_steps`` steps were taken.
+        """
         return (step_idx + 1) % self.every_n_steps == 0 and step_idx + 1 > self.warmup_steps
 
     def should_track(self, step_idx: int) -> bool:
-        """Whether to run the ``track_iters`` tracking steps (and log) after step ``step_idx``.
+        """Whether to run the ``settings.track_iters`` tracking steps (and log) after step ``step_idx``.
 
         Default: at the trainer's logging cadence (``Trainer(log_every_n_steps=...)``, Lightning's
         default 50), when the logged value is actually written. Tracking only feeds the logs and
@@ -268,16 +225,17 @@ class FastClip(Callback):
     def filter_modules(self, model: nn.Module) -> dict[str, nn.Module]:
         """The layers to clip, by qualified name in ``model`` (the LightningModule).
 
-        Default: the names in ``modules`` if given, else every Conv1d/2d/3d, ConvTranspose1d/2d/3d
+        Default: the names in ``include`` if given, else every Conv1d/2d/3d, ConvTranspose1d/2d/3d
         and Linear, and every other module holding parameters of its own except batch norm (which
         ``bn`` handles) and parametrization containers: those are unsupported unless registered,
-        and are skipped with a note or raise, per ``on_unsupported``. Override to choose others.
+        and are skipped with a warning or raise, per ``on_unsupported``. Modules under a name in
+        ``exclude`` are left out. Override to choose others.
         """
-        if self.modules is not None:
-            return {n: model.get_submodule(n) for n in self.modules}
+        if self.include is not None:
+            return {n: model.get_submodule(n) for n in self.include if not self._excluded(n)}
         out = {}
         for n, m in model.named_modules():
-            if ".parametrizations." in f".{n}." or isinstance(m, parametrize.ParametrizationList):
+            if self._excluded(n) or ".parametrizations." in f".{n}." or isinstance(m, parametrize.ParametrizationList):
                 continue
             if isinstance(m, DEFAULT_TYPES) or (
                 not isinstance(m, nn.modules.batchnorm._BatchNorm) and any(True for _ in m.parameters(recurse=False))
@@ -292,6 +250,9 @@ class FastClip(Callback):
         not follow the conv it is listed after); override to derive them from your architecture.
         """
         return list(self._bn_pairs or [])
+
+    def _excluded(self, name: str) -> bool:
+        return any(name == e or name.startswith(e + ".") for e in self.exclude)
 
     # ------------------------------------------------------------------ state
     @property
@@ -343,7 +304,17 @@ class FastClip(Callback):
             return
         require_whole_weights(trainer.strategy, "FastClip")
         self._track_every = max(1, int(getattr(trainer, "log_every_n_steps", 50) or 50))
-        self._discover(pl_module)
+        self._discover(pl_module, report=trainer.is_global_zero)
+        rank_zero_info(self._schedule_line())
+
+    def _schedule_line(self) -> str:
+        """What this callback does in the current fit, in one line (shown once at fit start, with Lightning's own lines)."""
+        s = self.settings
+        first = (self.warmup_steps // self.every_n_steps + 1) * self.every_n_steps
+        certified = "every event certified" if s.certify_every == 1 else f"one event in {s.certify_every} certified"
+        tracking = f"norms tracked every {self._track_every} steps" if s.track_iters else "no tracking between events"
+        return (f"FastClip: {len(self._layers)} layers clipped to max_norm={self.max_norm:g} after every {self.every_n_steps} "
+                f"optimizer steps (the first after step {first}), {certified} (bound max_norm * {1 + s.tol:g}); {tracking}")
 
     def _use_device(self, device: torch.device) -> None:
         # Random vectors are drawn on the model's device (no host-to-device copy per event), from
@@ -361,12 +332,16 @@ class FastClip(Callback):
             self._pending_rng = None
         self._generator = new
 
-    def _discover(self, model: nn.Module) -> None:
+    def _discover(self, model: nn.Module, *, report: bool) -> None:
         self._remove_hooks()
         self._layers.clear()
-        chosen = self.filter_modules(model)
-        named = self.modules is not None
-        for name, module in chosen.items():
+        for name in self.exclude:
+            try:
+                model.get_submodule(name)
+            except AttributeError:
+                raise ValueError(f"FastClip(exclude=...): no module {name!r} in {type(model).__name__}") from None
+        named = self.include is not None
+        for name, module in self.filter_modules(model).items():
             try:
                 lmap = linear_map(module, name=name)
                 if lmap.clip_tensor is None:
@@ -374,9 +349,9 @@ class FastClip(Callback):
             except UnsupportedLayerError as err:
                 if named or self.on_unsupported == "raise":
                     raise UnsupportedLayerError(f"FastClip: {err}") from err
-                if name not in self._noted_skips:
+                if report and name not in self._noted_skips:
                     self._noted_skips.add(name)
-                    log.info("FastClip: layer %r skipped: %s", name, err)
+                    log.warning("FastClip: layer %r skipped, its norm is not controlled: %s (exclude=[%r] silences this)", name, err, name)
                 continue
             self._add_layer(name, lmap, module)
         if self.bn == "compose":
@@ -391,6 +366,7 @@ class FastClip(Callback):
         self._bn_modules = {
             n: m for n, m in model.named_modules()
             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_var is not None and m.weight is not None
+            and not self._excluded(n)
         }
 
     def _add_layer(self, name: str, lmap: LinearMap, shape_module: nn.Module) -> None:
@@ -445,14 +421,14 @@ class FastClip(Callback):
         self._last_step = trainer.global_step
         step_idx = trainer.global_step - 1
         clip = self.should_clip(step_idx)
-        if not clip and (self.track_iters == 0 or not self.should_track(step_idx)):
+        if not clip and (self.settings.track_iters == 0 or not self.should_track(step_idx)):
             return
         with torch.no_grad():
             self._use_device(pl_module.device)
             if clip:
-                self._run_event(trainer, step_idx)
+                self._run_event(trainer, pl_module, step_idx)
             else:
-                self._run_tracking(trainer, step_idx)
+                self._run_tracking(trainer, pl_module, step_idx)
 
     def _ready_layers(self) -> list[tuple[str, _Layer]]:
         ready = []
@@ -467,26 +443,27 @@ class FastClip(Callback):
             ready.append((name, layer))
         return ready
 
-    def _run_event(self, trainer: "pl.Trainer", step_idx: int) -> None:
+    @staticmethod
+    def _event_layer(name: str, layer: _Layer) -> EventLayer:
+        return EventLayer(name=name, lmap=layer.lmap, input_shape=layer.state.input_shape, vectors=layer.state.vectors, kind=layer.kind)
+
+    def _run_event(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", step_idx: int) -> None:
         t0 = time.perf_counter()
         self._events += 1
-        fresh = self.fresh_every > 0 and self._events % self.fresh_every == 0
-        certify = (self._events - 1) % self.certify_every == 0
+        s = self.settings
         if self.bn == "clamp":
             for bn in self._bn_modules.values():
-                bound = self.max_norm * torch.sqrt(bn.running_var.float() + bn.eps)
-                bn.weight.copy_(torch.maximum(torch.minimum(bn.weight.float(), bound), -bound).to(bn.weight.dtype))
+                clamp_bn_gain_(bn, self.max_norm)
         ready = self._ready_layers()
-        layers = [
-            EventLayer(name=name, lmap=layer.lmap, input_shape=layer.state.input_shape, vectors=layer.state.vectors, kind=layer.kind)
-            for name, layer in ready
-        ]
-        outcomes = clip_event(layers, self.max_norm, self.settings, self._generator, certify=certify, fresh=fresh,
-                              init_depth=self.warmup_iters)
-        for (_name, layer), out in zip(ready, outcomes):
+        outcomes = clip_event([self._event_layer(n, layer) for n, layer in ready], self.max_norm, s, self._generator,
+                              certify=s.certifies(self._events), fresh=s.adds_fresh(self._events))
+        synced: list[torch.Tensor] = []  # what every DDP rank must hold as rank 0 does
+        for (_, layer), out in zip(ready, outcomes):
             layer.state.vectors, layer.state.sigma = out.vectors.contiguous(), out.sigma.contiguous()
-        self._broadcast([layer for _, layer in ready])
-        values = outcomes_to_host(outcomes)  # the event's one transfer of logged values
+            synced += layer.lmap.live_tensors(layer.lmap.clip_tensor) + [layer.state.vectors, layer.state.sigma]
+        if self.bn == "clamp":
+            synced += [bn.weight for bn in self._bn_modules.values()]
+        values = outcome_rows(share_event(trainer, outcome_table(outcomes), synced), outcomes)  # the event's one host read
         seconds = time.perf_counter() - t0
         step = step_idx + 1
         entries = []
@@ -500,68 +477,40 @@ class FastClip(Callback):
                 scale=v["scale"],
             ))
             entries += [(name, "sigma", v["after"]), (name, "clipped", v["after"])]
-        self._log(trainer, step, entries)
+        self._log(trainer, pl_module, step, entries)
 
-    def _run_tracking(self, trainer: "pl.Trainer", step_idx: int) -> None:
+    def _run_tracking(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", step_idx: int) -> None:
+        # Tracking has no collective: on every rank it steps from the vectors of the last event
+        # (identical on all ranks), so the tracked values agree up to kernel non-determinism.
         ready = self._ready_layers()
-        tops: list[torch.Tensor] = []
-        names: list[str] = []
-        with full_precision():
-            kry = []
-            for name, layer in ready:
-                op = Operator(layer.lmap, layer.state.input_shape)
-                st = layer.state
-                if layer.kind != "krylov":
-                    tops.append(exact_spectrum(op, with_vectors=False).sigma[0])
-                    names.append(name)
-                    continue
-                v = st.vectors
-                if v is None or tuple(v.shape) != (min(self.settings.k, op.n), op.n):
-                    v = op.random_block(min(self.settings.k, op.n), self._generator)
-                kry.append((name, layer, op, v.to(op.device)))
-            for _ in range(max(1, self.track_iters)):
-                bases = [tracking_basis(op, v) for _, _, op, v in kry]
-                ritz = rayleigh_ritz_many(bases, [b.q.shape[0] for b in bases])
-                kry = [(n, lay, op, tracking_next(b, r)) for (n, lay, op, _), b, r in zip(kry, bases, ritz)]
-            for (name, layer, _, v), r in zip(kry, ritz if kry else []):
-                layer.state.vectors, layer.state.sigma = v.contiguous(), r.sigma.contiguous()
-                tops.append(r.sigma[0])
-                names.append(name)
-        gains = []
-        if self.bn == "free":
-            for bn in self._bn_modules.values():
-                gains.append(bn_scale({"weight": bn.weight.detach().float(), "running_var": bn.running_var.float()}, float(bn.eps)).abs().max())
-        values = to_host(torch.stack([t.float().reshape(()) for t in tops + gains])) if tops or gains else []
-        entries = [(n, "sigma", val) for n, val in zip(names, values)]
-        entries += [(n, "gain", val) for n, val in zip(self._bn_modules, values[len(names):])]
-        self._log(trainer, step_idx + 1, entries)
+        tracked = track_norms([self._event_layer(n, layer) for n, layer in ready], self.settings, self._generator)
+        for (_, layer), t in zip(ready, tracked):
+            if t.vectors is not None:
+                layer.state.vectors, layer.state.sigma = t.vectors, t.sigma
+        gains = [bn_gain(bn) for bn in self._bn_modules.values()] if self.bn == "free" else []
+        tops = [t.sigma[0].float() for t in tracked] + gains
+        values = to_host(torch.stack(tops)) if tops else []  # the tracking call's one host read
+        entries = [(name, "sigma", v) for (name, _), v in zip(ready, values)]
+        entries += [(name, "gain", v) for name, v in zip(self._bn_modules if gains else (), values[len(ready):])]
+        self._log(trainer, pl_module, step_idx + 1, entries)
 
-    def _broadcast(self, layers: list[_Layer]) -> None:
-        # Under DDP every rank ran the same event, but GPU kernels are not bit-deterministic, so
-        # the results may differ in the last bits. Rank 0's clipped tensors, BN gains (clamp) and
-        # vectors are sent to every rank; every rank makes the same calls in the same order (all
-        # layers, changed or not), as collectives require.
-        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-            return
-        tensors: list[torch.Tensor] = []
-        for layer in layers:
-            if layer.lmap.clip_tensor is not None:
-                tensors += layer.lmap.live_tensors(layer.lmap.clip_tensor)
-            if layer.state.vectors is not None:
-                tensors += [layer.state.vectors, layer.state.sigma]
-        if self.bn == "clamp":
-            tensors += [bn.weight for bn in self._bn_modules.values()]
-        for t in tensors:
-            dist.broadcast(t.data, src=0)
-
-    def _log(self, trainer: "pl.Trainer", step: int, entries: list[tuple[str, str, float]]) -> None:
-        # Values were gathered in one transfer; writing plain floats to the loggers directly (not
-        # through LightningModule.log, which would turn each into a device tensor and read it back)
-        # keeps logging free of further host synchronisation.
+    def _log(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", step: int, entries: list[tuple[str, str, float]]) -> None:
+        # Two sinks, both from the host values read above (so logging adds no host synchronisation):
+        # - the trainer's loggers, at the step the values describe (LearningRateMonitor's way).
+        #   LightningModule.log would hold an event's value until the trainer's next logging step
+        #   and repeat it at every logging step of the epoch;
+        # - trainer.callback_metrics, through LightningModule.log(logger=False) from this hook, so
+        #   ModelCheckpoint / EarlyStopping can monitor a layer. The values are CPU tensors (no
+        #   device round trip) and the same on every DDP rank after an event (rank 0's), so no
+        #   sync_dist; every rank logs them, as monitors on every rank need them.
         metrics = {}
         for layer, kind, value in entries:
             self.history.append((step, layer, kind, value))
             metrics[f"spectral/{layer}/{kind}"] = value
-        if metrics and trainer.is_global_zero:
+        if not metrics:
+            return
+        if trainer.is_global_zero:
             for logger in trainer.loggers:
                 logger.log_metrics(metrics, step=step)
+        pl_module.log_dict({k: torch.tensor(v, dtype=torch.float64) for k, v in metrics.items()},
+                           on_step=True, on_epoch=False, logger=False, sync_dist=False)

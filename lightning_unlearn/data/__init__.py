@@ -5,14 +5,13 @@ from lightning_unlearn.data.datasets import IndexedTensorDataset
 from lightning_unlearn.data.device_loader import DeviceTensorLoader
 from lightning_unlearn.data.forget import ForgetSpec, ForgetSplit, make_split, validate_indices
 from lightning_unlearn.data.pool import Pool, default_cache_dir, load_pool, stratified_subset
-from lightning_unlearn.data.sampler import EpochSeededRandomSampler, ResumableDataLoader, ShardedEpochSampler, epoch_order, restore_loader_positions
+from lightning_unlearn.data.sampler import ResumableDataLoader, ShardedEpochSampler, epoch_order, restore_loader_positions
 from lightning_unlearn.data.sources import SOURCE_NAMES, load_source
 from lightning_unlearn.data.transforms import augment, random_crop_flip, to_pixels
 
 __all__ = [
     "SOURCE_NAMES",
     "DeviceTensorLoader",
-    "EpochSeededRandomSampler",
     "ForgetSpec",
     "ForgetSplit",
     "IndexedTensorDataset",

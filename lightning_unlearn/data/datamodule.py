@@ -9,10 +9,10 @@ from typing import Literal
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
-from lightning_unlearn.data.datasets import EpochSeededRandomSampler, IndexedTensorDataset
+from lightning_unlearn.data.datasets import IndexedTensorDataset
 from lightning_unlearn.data.forget import ForgetSpec, ForgetSplit, make_split
 from lightning_unlearn.data.pool import Pool, load_pool
-from lightning_unlearn.data.sampler import ResumableDataLoader
+from lightning_unlearn.data.sampler import ResumableDataLoader, ShardedEpochSampler
 from lightning_unlearn.data.transforms import default_augmentation, normalize_augmentation
 
 TrainOn = Literal["train", "remain"]
@@ -175,7 +175,7 @@ class UnlearningDataModule(pl.LightningDataModule):
         ``self.seed + seed_offset``.
         """
         order = seed if seed is not None else self.seed + seed_offset
-        sampler = EpochSeededRandomSampler(len(ds), seed=order) if shuffle else None
+        sampler = ShardedEpochSampler(len(ds), seed=order) if shuffle else None
         return (ResumableDataLoader if shuffle else DataLoader)(
             ds,
             batch_size=batch_size or (self.batch_size if shuffle else self.eval_batch_size),

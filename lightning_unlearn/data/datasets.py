@@ -1,15 +1,9 @@
-"""Tensor-backed datasets whose items carry their pool index.
-
-``EpochSeededRandomSampler`` is imported here for compatibility; the sampler lives in
-:mod:`lightning_unlearn.data.sampler`.
-"""
+"""Tensor-backed datasets whose items carry their pool index."""
 
 from __future__ import annotations
 
 import torch
 from torch.utils.data import Dataset
-
-from lightning_unlearn.data.sampler import EpochSeededRandomSampler  # noqa: F401  (compatibility)
 
 
 class IndexedTensorDataset(Dataset):

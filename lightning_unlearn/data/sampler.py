@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 STATE_VERSION = 1
 
-__all__ = ["EpochSeededRandomSampler", "ResumableDataLoader", "ShardedEpochSampler", "epoch_order", "restore_loader_positions"]
+__all__ = ["ResumableDataLoader", "ShardedEpochSampler", "epoch_order", "restore_loader_positions"]
 
 
 def epoch_order(n: int, *, seed: int, epoch: int, shuffle: bool = True, rank: int = 0, world_size: int = 1) -> torch.Tensor:
@@ -195,10 +195,6 @@ class ShardedEpochSampler(DistributedSampler):
         if not 0 <= position <= len(self):
             raise ValueError(f"sampler position {position} is outside this rank's epoch of {len(self)} items")
         self._resume = (int(state["epoch"]), position)
-
-
-#: The former name of :class:`ShardedEpochSampler` (same class): ``EpochSeededRandomSampler(n, seed)``.
-EpochSeededRandomSampler = ShardedEpochSampler
 
 
 class ResumableDataLoader(DataLoader):

@@ -2,10 +2,12 @@
 
 Public API: :func:`singular_values`, :func:`clip_`, the per-layer registry
 (:func:`register_spectral`, :class:`LinearMap`, :func:`linear_map`), the solver settings
-(:class:`ClipSettings`), the multi-layer clip event (:func:`clip_event`), the estimators, and
+(:class:`ClipSettings`), the multi-layer clip event (:func:`clip_event`), tracking between events
+(:func:`track_norms`), batch-norm gains (:func:`bn_gain`, :func:`clamp_bn_gain_`), the estimators, and
 :class:`HostReadCounter` (host synchronisations of a block of tensor code, countable on CPU).
 """
 
+from lightning_unlearn.spectral.batchnorm import bn_gain, clamp_bn_gain_
 from lightning_unlearn.spectral.clip import ClipResult, clip_, clip_layer
 from lightning_unlearn.spectral.estimators import Ritz, block_krylov, rayleigh_ritz, subspace_iteration
 from lightning_unlearn.spectral.event import EventLayer, LayerOutcome, clip_event, outcomes_to_host, solver_kind
@@ -23,6 +25,7 @@ from lightning_unlearn.spectral.registry import (
 )
 from lightning_unlearn.spectral.settings import ClipSettings
 from lightning_unlearn.spectral.svd import singular_values
+from lightning_unlearn.spectral.tracking import Tracked, track_norms
 
 __all__ = [
     "ClipResult",
@@ -34,9 +37,12 @@ __all__ = [
     "Operator",
     "Ritz",
     "TensorSlot",
+    "Tracked",
     "UnsupportedLayerError",
     "block_krylov",
+    "bn_gain",
     "bn_scale",
+    "clamp_bn_gain_",
     "clip_",
     "clip_event",
     "clip_layer",
@@ -52,4 +58,5 @@ __all__ = [
     "singular_values",
     "solver_kind",
     "subspace_iteration",
+    "track_norms",
 ]

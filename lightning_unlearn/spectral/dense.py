@@ -48,7 +48,7 @@ def exact_spectrum(op: Operator, *, with_vectors: bool = True, k: int | None = N
 
     The Gram matrix of the smaller side is formed in float32 (the probes' precision) and
     decomposed by ``eigh`` (``eigvalsh`` without vectors), in float64 up to side 128 and in
-    float32 above (about twice as fast; the top values stay within 1e-6 relative). For a tall ``J``
+    float32 above (cheaper, at the probes' float32 precision). For a tall ``J``
     (``n_out >= n``) the eigenvectors of ``J^T J`` are the right singular vectors; for a wide one
     the eigenvectors ``u_i`` of ``J J^T`` give ``v_i = J^T u_i / sigma_i``.
     """

@@ -101,17 +101,30 @@ def to_host(t: torch.Tensor) -> list:
     return t.detach().to("cpu", copy=True).tolist()
 
 
+_COLUMNS = ("before", "after", "certified", "steps", "prescaled", "fallback", "changed", "scale")
+
+
+def outcome_table(outcomes: Sequence[LayerOutcome]) -> torch.Tensor:
+    """``(len(outcomes), 8)`` float64 on the layers' device: per layer ``before, after, certified, steps, prescaled, fallback, changed, scale``.
+
+    No host read: :func:`outcome_rows` turns the table, once on the host, into dicts.
+    """
+    if not outcomes:
+        return torch.zeros(0, len(_COLUMNS), dtype=torch.float64)
+    dev = outcomes[0].before.device
+    return torch.stack([torch.stack([getattr(o, c).to(dev, torch.float64).reshape(()) for c in _COLUMNS]) for o in outcomes])
+
+
 def outcomes_to_host(outcomes: Sequence[LayerOutcome]) -> list[dict]:
     """Every logged number of every layer in one transfer: ``[{before, after, certified, steps, prescaled, fallback, changed, scale, exact}]``."""
-    if not outcomes:
-        return []
-    cols = ("before", "after", "certified", "steps", "prescaled", "fallback", "changed", "scale")
-    dev = outcomes[0].before.device
-    table = torch.stack([torch.stack([getattr(o, c).to(dev, torch.float64).reshape(()) for c in cols]) for o in outcomes])
-    rows = to_host(table)
+    return outcome_rows(to_host(outcome_table(outcomes)), outcomes) if outcomes else []
+
+
+def outcome_rows(rows: Sequence[Sequence[float]], outcomes: Sequence[LayerOutcome]) -> list[dict]:
+    """The host rows of :func:`outcome_table` as dicts (flags as ``bool``, ``steps`` as ``int``, ``exact`` from ``outcomes``)."""
     out = []
     for o, row in zip(outcomes, rows):
-        d = dict(zip(cols, row))
+        d = dict(zip(_COLUMNS, row))
         for c in ("certified", "prescaled", "fallback", "changed"):
             d[c] = bool(d[c])
         d["steps"] = int(d["steps"])
@@ -326,7 +339,6 @@ def clip_event(
     *,
     certify: bool = True,
     fresh: bool = True,
-    init_depth: int = 20,
 ) -> list[LayerOutcome]:
     """Clip every layer's top singular values to ``max_norm`` (see the module notes for the phases).
 
@@ -337,8 +349,8 @@ def clip_event(
         generator: source of random vectors (on the layers' device, ideally).
         certify: certify the result (default); ``False`` ends with a warm re-estimate and a
             masked scaling on it, uncertified.
-        fresh: append ``settings.fresh`` random vectors to the certification.
-        init_depth: Krylov depth of the opening estimate of a layer with no warm vectors.
+        fresh: append ``settings.fresh`` random vectors to the certification. A layer with no warm
+            vectors opens with a Krylov run of depth ``settings.init_depth`` from random vectors.
 
     Returns:
         One :class:`LayerOutcome` per layer, in order. In the default mode every layer's true
@@ -356,7 +368,7 @@ def clip_event(
         # Without a certification the estimates are all there is: they take the fresh vectors
         # and one more step, to see directions that rose from outside the warm block.
         open_fresh, est = (0, s.est_depth) if certify else (n_fresh, s.est_depth + 1)
-        _estimate(solvers, [init_depth if c else est for c in cold], open_fresh, generator)
+        _estimate(solvers, [s.init_depth if c else est for c in cold], open_fresh, generator)
         for sv in solvers:
             sv.before = sv.sigma[0] if sv.sigma.numel() else sv.before
             if s.prescale and not isinstance(sv, _MatrixSolver):
@@ -378,8 +390,8 @@ def clip_event(
         if rest > 0:
             # The one decision read: which layers take more Gauss-Newton steps: those whose
             # certified top value is more than 2 tol above c. A layer rejected by less is rescaled
-            # at once (every value shrinks by at most about 2.5%): another step and its
-            # certification would cost as much as the whole first round.
+            # at once (every value shrinks by a factor of at least (1 - headroom) / (1 + 2 tol)):
+            # another step and its certification would cost as much as the whole first round.
             rejected = to_host(torch.stack([sv.failing(far=True) for sv in solvers]))
             active = [sv for sv, bad in zip(solvers, rejected) if bad]
             for sv, bad in zip(solvers, rejected):

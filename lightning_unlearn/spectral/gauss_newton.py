@@ -8,8 +8,8 @@ values to move ``A = {i : sigma_i > c (1 + tol/2)}``:
 
 with ``c' = c (1 - headroom)``. For dense layers ``g_i = u_i v_i^T`` and ``G G^T = I``: one step is the
 exact rank-|A| clip. For convolutions the Newton step ``(sigma - c') / ||g||^2`` corrects for the
-weight-sharing projection that a fixed-step gradient descent ignores (which stalls about 7% above
-the target).
+weight-sharing projection that a fixed-step gradient descent ignores (which stalls above the target:
+docs/fastclip.md, section 4).
 
 The decision (which values move, by how much) is :func:`excess_mask`; the update is
 :func:`gauss_newton_delta`. Both work on fixed-size blocks with masks (no ``nonzero``, no host

@@ -14,8 +14,13 @@ class ClipSettings:
     A clip event on a layer with target ``c`` estimates its top singular values, moves the ones
     above ``c (1 + tol/2)`` down by block Gauss-Newton steps aimed at ``c (1 - headroom)``, and
     certifies the result with a deeper block Krylov run; the bound it then guarantees is
-    ``sigma_1 <= c (1 + tol)``. The defaults were measured on CIFAR-10 training
-    (``benchmarks/fastclip_training.py --check-events``).
+    ``sigma_1 <= c (1 + tol)``. The defaults were chosen on CIFAR-10 training
+    (``benchmarks/fastclip_training.py --check-events``; docs/fastclip.md, sections 4 and 6).
+
+    The fields up to ``init_depth`` shape one event (:func:`~lightning_unlearn.spectral.clip_event`,
+    and so :func:`~lightning_unlearn.spectral.clip_`); ``fresh_every``, ``certify_every`` and
+    ``track_iters`` shape a run of events and the tracking between them, and only
+    :class:`~lightning_unlearn.callbacks.FastClip` reads them.
 
     Attributes:
         k: singular directions tracked per layer (the warm block; default 4).
@@ -41,17 +46,31 @@ class ClipSettings:
             at about twice the cost of an event that needs them.
         prescale: when every tracked value exceeds ``c (1 + tol/2)`` (many values rose above
             ``c``), first scale the kernel by ``c (1 - headroom) / sigma_k``, exactly, then move the
-            rest by Gauss-Newton (default ``False``: measured on CIFAR-10 SmallCNN training, it
-            shrank the kernels more than the fallback does and cost 3-4 points of test accuracy,
-            for no saving).
+            rest by Gauss-Newton (default ``False``: on CIFAR-10 SmallCNN training it shrank the
+            kernels more than the fallback does and cost test accuracy, for no saving; see
+            ``benchmarks/results/fastclip_training.md``).
         dense_max_entries: layers whose dense Jacobian (``in x out`` numbers; a Linear's weight)
             has at most this many entries, and whose smaller side is at most ``dense_max_rank``,
             are solved exactly (eigendecomposition of the smaller Gram matrix) instead of by
             Krylov (default ``2**18``).
         dense_max_rank: see ``dense_max_entries`` (default 256: the eigendecomposition costs
-            ``O(rank^3)``; measured cheaper than a certified Krylov event on CPU up to about this).
+            ``O(rank^3)``, and up to about this rank it was cheaper than a certified Krylov event on a CPU).
         dense_k: at most this many singular values of an exactly solved layer move per
             Gauss-Newton step (default 32).
+        init_depth: block Krylov depth of the opening estimate of a layer with no warm vectors
+            (default 20: ``k (init_depth + 1)`` probe passes, once per layer and run).
+        fresh_every: append the ``fresh`` random vectors to the certification of every this many
+            events (default 1: every event; 0: never). The warm vectors span the directions
+            clipped at the previous event; a direction that SGD lifted from lower in the
+            spectrum has almost no component in them, and a warm-only certification can miss it
+            (the cost of rarer fresh vectors is in docs/fastclip.md, section 4).
+        certify_every: certify the first event and every this many after it (default 1: all).
+            The others end with a warm re-estimate and a scaling on it: cheaper, uncertified
+            (the true norm may exceed ``c (1 + tol)`` until the next certified event; each
+            :class:`~lightning_unlearn.callbacks.ClipRecord` says which kind of event it was).
+        track_iters: warm subspace-iteration steps per layer at each tracking call between
+            events (default 1: ``k`` probe passes per layer; 0: no tracking, and no ``sigma``
+            logged between events).
     """
 
     k: int = 4
@@ -66,6 +85,10 @@ class ClipSettings:
     dense_max_entries: int = 2**18
     dense_max_rank: int = 256
     dense_k: int = 32
+    init_depth: int = 20
+    fresh_every: int = 1
+    certify_every: int = 1
+    track_iters: int = 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.k, int) or self.k < 1:
@@ -76,14 +99,16 @@ class ClipSettings:
             raise ValueError(f"headroom must be in [0, tol={self.tol}), got {self.headroom!r}")
         if not isinstance(self.cert_depth, int) or self.cert_depth < 1:
             raise ValueError(f"cert_depth must be a positive int, got {self.cert_depth!r}")
-        for name in ("est_depth", "max_steps", "dense_max_entries", "dense_max_rank"):
+        for name in ("est_depth", "max_steps", "dense_max_entries", "dense_max_rank", "init_depth", "fresh_every", "track_iters"):
             val = getattr(self, name)
-            if not isinstance(val, int) or val < 0:
+            if isinstance(val, bool) or not isinstance(val, int) or val < 0:
                 raise ValueError(f"{name} must be a non-negative int, got {val!r}")
         if self.fresh is not None and (not isinstance(self.fresh, int) or self.fresh < 0):
             raise ValueError(f"fresh must be None or a non-negative int, got {self.fresh!r}")
-        if not isinstance(self.dense_k, int) or self.dense_k < 1:
-            raise ValueError(f"dense_k must be a positive int, got {self.dense_k!r}")
+        for name in ("dense_k", "certify_every"):
+            val = getattr(self, name)
+            if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+                raise ValueError(f"{name} must be a positive int, got {val!r}")
 
     @property
     def resolved_headroom(self) -> float:
@@ -94,6 +119,14 @@ class ClipSettings:
     def resolved_fresh(self) -> int:
         """``fresh``, with ``None`` resolved to ``k``."""
         return self.k if self.fresh is None else int(self.fresh)
+
+    def certifies(self, event: int) -> bool:
+        """Whether clip event ``event`` (1-based) of a run is certified: the first and every ``certify_every``-th after it."""
+        return (event - 1) % self.certify_every == 0
+
+    def adds_fresh(self, event: int) -> bool:
+        """Whether clip event ``event`` (1-based) appends ``fresh`` random vectors to its certification (every ``fresh_every``-th)."""
+        return self.fresh_every > 0 and event % self.fresh_every == 0
 
     def replace(self, **changes) -> "ClipSettings":
         """A copy with ``changes`` applied (validated); ``None`` values are ignored."""

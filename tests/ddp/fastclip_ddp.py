@@ -1,4 +1,4 @@
-"""Two-process gloo DDP run with FastClip; each rank saves its weights, vectors and true norms.
+"""Two-process gloo DDP run with FastClip; each rank saves its weights, vectors, records, monitored values and true norms.
 
 Run by ``tests/test_fastclip_callback.py::test_ddp_ranks_bit_identical_after_clip_events``:
 ``python tests/ddp/fastclip_ddp.py OUT_DIR`` (Lightning's DDP launcher re-executes this script
@@ -20,6 +20,7 @@ torch.set_num_threads(1)
 import lightning.pytorch as pl  # noqa: E402
 
 from lightning_unlearn.callbacks import FastClip  # noqa: E402
+from lightning_unlearn.callbacks import fastclip as fastclip_module  # noqa: E402
 from lightning_unlearn.models import build_model  # noqa: E402
 from lightning_unlearn.spectral import ClipSettings  # noqa: E402
 from lightning_unlearn.training import ClassifierModule, seed_everything  # noqa: E402
@@ -31,7 +32,8 @@ class PerturbRank1(pl.Callback):
     Listed before the FastClip, it edits the callback's state through its public ``state_dict`` /
     ``load_state_dict`` right before each clip step. Without the broadcast from rank 0 the ranks'
     clipped weights would then differ; with it they are bit-identical
-    (``python tests/ddp/fastclip_ddp.py OUT nobroadcast`` shows the difference).
+    (``python tests/ddp/fastclip_ddp.py OUT nobroadcast`` shows the difference: each rank then
+    keeps its own results).
     """
 
     def __init__(self, fc: FastClip) -> None:
@@ -58,10 +60,12 @@ def main(out: Path, broadcast: bool = True) -> None:
     loader = torch.utils.data.DataLoader(ds, batch_size=32, shuffle=False)
     net = build_model("small-cnn", in_channels=1, num_classes=10, mean=(0.5,), std=(0.25,))
     module = ClassifierModule(net, num_classes=10, lr=0.2, schedule="constant")
-    # every layer by block Krylov (the warm vectors matter there), every step
-    cb = FastClip(max_norm=1.0, every_n_steps=1, warmup_iters=20, settings=ClipSettings(dense_max_entries=0))
+    # every layer by block Krylov (the warm vectors matter there), every step; host reads counted per event
+    from test_fastclip_gpu_ready import CountingFastClip
+
+    cb = CountingFastClip(max_norm=1.0, every_n_steps=1, settings=ClipSettings(dense_max_entries=0))
     if not broadcast:
-        cb._broadcast = lambda layers: None
+        fastclip_module.share_event = lambda trainer, table, tensors: table.cpu().tolist()
     trainer = pl.Trainer(
         strategy="ddp", accelerator="cpu", devices=2, max_epochs=1, max_steps=3, callbacks=[PerturbRank1(cb), cb], logger=False,
         enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
@@ -80,6 +84,9 @@ def main(out: Path, broadcast: bool = True) -> None:
             "params": {k: v.detach().cpu() for k, v in module.named_parameters()},
             "vectors": {n: layer["vectors"] for n, layer in cb.state_dict()["layers"].items()},
             "true_norms": true,
+            "records": [r.as_dict() for r in cb.records],
+            "host_reads": [c.reads for c in cb.counts],
+            "monitored": {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("spectral/")},
         },
         out / f"rank{rank}.pt",
     )
