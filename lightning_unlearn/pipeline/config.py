@@ -526,6 +526,11 @@ class BenchmarkConfig:
             out.update(dataclasses.asdict(section))
         return out
 
+    def changed(self) -> dict[str, Any]:
+        """The fields (by flat name) whose values differ from the defaults."""
+        default = BenchmarkConfig().flat_dict()
+        return {k: v for k, v in self.flat_dict().items() if v != default[k]}
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON for ``results.json``: the fields by flat name, with the resolved defaults and the derived choices."""
         d = self.flat_dict()
