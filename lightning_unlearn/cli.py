@@ -84,17 +84,10 @@ def build_parser() -> ArgumentParser:
 # ---------------------------------------------------------------------------- benchmark
 def _benchmark_arguments(parser: ArgumentParser) -> None:
     """Every :class:`BenchmarkConfig` field (nested and flat), ``--config``, ``--print_config``, and the run's own options."""
-    from lightning_unlearn.pipeline.config_file import add_config_arguments
+    from lightning_unlearn.pipeline.config_file import add_config_arguments, add_run_arguments
 
     add_config_arguments(parser)
-    run = parser.add_argument_group("the run (not part of the config)")
-    run.add_argument("--out", required=True, help="Output directory (results.json, report.md, figures); may exist and hold other files.")
-    run.add_argument("--overwrite", action="store_true",
-                     help="Replace the results of a previous run in --out (only files lightning-unlearn wrote; others are kept).")
-    run.add_argument("--threads", type=int, default=1,
-                     help="CPU threads per process for torch (1: reproducible, and fastest for small models and on a shared machine).")
-    run.add_argument("--quiet", action="store_true", help="No progress bars.")
-    run.add_argument("-v", "--verbose", action="store_true", help="Log every step.")
+    add_run_arguments(parser)
 
 
 def _expand_benchmark(argv: Sequence[str]) -> list[str]:

@@ -107,12 +107,33 @@ def add_config_arguments(parser: ArgumentParser) -> None:
                                + f" Also {flat_option(name)}{alone}.")
 
 
+#: the options of a ``benchmark`` run that are not config settings (``--print_config`` writes them too)
+RUN_OPTIONS = ("out", "overwrite", "threads", "quiet", "verbose")
+
+
+def add_run_arguments(parser: ArgumentParser, *, out_required: bool = True) -> None:
+    """Add the run's own options (:data:`RUN_OPTIONS`: ``--out``, ``--overwrite``, ``--threads``, ``--quiet``, ``-v``) to ``parser``."""
+    run = parser.add_argument_group("the run (not part of the config)")
+    run.add_argument("--out", required=out_required, help="Output directory (results.json, report.md, figures); may exist and hold other files.")
+    run.add_argument("--overwrite", action="store_true",
+                     help="Replace the results of a previous run in --out (only files lightning-unlearn wrote; others are kept).")
+    run.add_argument("--threads", type=int, default=1,
+                     help="CPU threads per process for torch (1: reproducible, and fastest for small models and on a shared machine).")
+    run.add_argument("--quiet", action="store_true", help="No progress bars.")
+    run.add_argument("-v", "--verbose", action="store_true", help="Log every step.")
+
+
 def config_parser(**kwargs: Any) -> ArgumentParser:
-    """A jsonargparse parser of the config sections alone (``exit_on_error=False``: errors raise)."""
+    """A jsonargparse parser of the config sections and the run's options, none required (``exit_on_error=False``: errors raise).
+
+    Files written by ``lightning-unlearn benchmark --print_config`` hold the run's options too;
+    they are read and left out of the config.
+    """
     from jsonargparse import ArgumentParser
 
     parser = ArgumentParser(exit_on_error=False, **kwargs)
     add_config_arguments(parser)
+    add_run_arguments(parser, out_required=False)
     return parser
 
 
@@ -241,6 +262,6 @@ def _plain(value: Any) -> Any:
 
 
 __all__ = [
-    "FLAT_OPTIONS", "add_config_arguments", "config_from_namespace", "config_parser", "dump_config", "expand_flat_options", "flat_option",
-    "load_config", "one_line", "parse_config_args",
+    "FLAT_OPTIONS", "RUN_OPTIONS", "add_config_arguments", "add_run_arguments", "config_from_namespace", "config_parser", "dump_config",
+    "expand_flat_options", "flat_option", "load_config", "one_line", "parse_config_args", "plain_text",
 ]
