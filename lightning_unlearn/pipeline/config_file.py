@@ -176,7 +176,9 @@ def expand_flat_options(argv: Sequence[str]) -> list[str]:
                 out.append(f"--{key}")
                 continue
             inline, i = argv[i], i + 1
-        if _is_collection(hint) and not inline.lstrip().startswith(("[", "{")) and inline.strip().lower() not in ("null", "none"):
+        if _is_collection(hint) and inline.strip().lower() in ("null", "none"):
+            inline = "null"
+        elif _is_collection(hint) and not inline.lstrip().startswith(("[", "{")):
             parse = SECTIONS[key.partition(".")[0]].__dataclass_fields__[name].metadata["parse"]
             try:
                 inline = json.dumps(parse(inline, name))
