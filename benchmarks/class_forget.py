@@ -12,6 +12,11 @@ automobile; tuned on the pipeline's default held-out class, bird, or ``--tune-cl
     PYTHONPATH=. OMP_NUM_THREADS=1 nice -n 10 python benchmarks/class_forget.py --preset cifar5k \\
         --data-root $LIGHTNING_UNLEARN_DATA        # about 80 CPU-minutes on one thread
 
+Each preset's settings of table one are a YAML config file, ``benchmarks/configs/class_forget/<preset>.yaml``
+(its comments give the recipe and the expected CPU time); the options below override them, and
+``lightning-unlearn benchmark --config benchmarks/configs/class_forget/cifar1k-crop.yaml --out DIR``
+runs the same settings through the command line (one table, no sweep).
+
 Protocol (a thin configuration of :func:`lightning_unlearn.pipeline.run_experiment` through its
 public options; no metric is computed and no pipeline stage is replaced here):
 
@@ -49,7 +54,6 @@ hand), ``tuning.json`` and one pipeline output folder per table.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import math
@@ -64,8 +68,11 @@ from typing import Any
 
 import torch
 
+from lightning_unlearn.data.transforms import AUGMENTATIONS
 from lightning_unlearn.environment import device_name, run_provenance
 from lightning_unlearn.pipeline import BenchmarkConfig, run_experiment, table_markdown
+from lightning_unlearn.pipeline.config import FLAT_FIELDS
+from lightning_unlearn.pipeline.config_file import load_config
 from lightning_unlearn.pipeline.progress import LineProgress
 from lightning_unlearn.pipeline.report import MIA_NN_COLUMNS, MIA_NN_LOGIT_COLUMNS
 
@@ -75,80 +82,70 @@ TRW_ROWS = ("trw", "trw-concat")  # TRW under max_size_cycle mixing (the default
 METHODS = BASELINES + TRW_ROWS
 
 
+#: the preset files (``--preset NAME`` reads ``NAME.yaml``; each file's comments give its recipe and expected CPU time)
+CONFIGS = Path(__file__).resolve().parent / "configs" / "class_forget"
+
+
 @dataclass(frozen=True)
 class Preset:
-    """One data scale: the pipeline settings and the classes."""
+    """One data scale: its YAML config (table one, read as ``lightning-unlearn benchmark --config`` reads it) and the script's tables."""
 
-    config: dict[str, Any]
-    forget: tuple[int, ...]  # table 1
+    name: str
     forget_two: tuple[int, int]  # table 2
-    held_out: int | None  # tuning class, never reported (None: the pipeline's default, the first class after the forgotten ones)
     tables: str = "one,two"  # the tables run by default
-    cifar: bool = False  # reads the offline CIFAR-10 tree
+    cifar: bool = False  # reads the offline CIFAR-10 tree (``--data-root``)
+
+    @property
+    def file(self) -> Path:
+        return CONFIGS / f"{self.name}.yaml"
+
+    def config(self, **settings: Any) -> BenchmarkConfig:
+        """Table one's config: the preset's file, then ``settings`` (fields by flat name)."""
+        return load_config(self.file, **settings)
+
+    @property
+    def forget(self) -> tuple[int, ...]:
+        """Table one's forget classes (the file's ``data.forget``)."""
+        return self.config().forget_spec.classes
+
+    @property
+    def held_out(self) -> int | None:
+        """The tuning class, never reported (the file's ``tuning.tune_class``; ``None``: the pipeline's default,
+        the first class after the forgotten ones)."""
+        return self.config().tuning.tune_class
 
 
-# Per-model CPU cost (one thread, process time) from benchmarks/results/preset_search; the decisive
-# runs' estimates below count every model (3 originals, 3 retrained without the class, 4 RMIA
-# references, 1 retrained without the held-out class; the tuning's original is seed 0's, cached)
-# plus the unlearning runs (9 methods x (3 tuning trials + 3 seeds) = 54, 10 epochs each; the
-# per-epoch costs below were measured with the preset's data, width, crop+flip and batch 128).
 PRESETS = {
-    # digits: 1,347 train / 450 test 8x8 images, small CNN (15 epochs, about 99% test accuracy);
-    # a smoke test (the original is within noise of retrain), a few CPU-minutes.
-    "digits": Preset(
-        config=dict(dataset="digits", epochs=15, unlearn_epochs=5, tune_lrs=(0.1, 0.02, 0.004), max_trials=3, rmia_references=2),
-        forget=(3,),
-        forget_two=(3, 8),
-        held_out=5,
-    ),
-    # The papers' regime on CPU: originals trained with crop+flip that still fit their training
-    # set (SmallCNN width 24, 1,000 train / 1,000 test images, 80 epochs, batch 32, one-cycle lr
-    # 0.05: train 97.0%, test 54.5%, 148 CPU-s per model); the unlearning phase with the reference
-    # recipe (unlearn_augmentation "auto" = crop+flip on D_R and D_F, batch 128), 10 epochs, 3
-    # tuning trials per method on the held-out class (bird), 4 RMIA references, 3 seeds.
-    # Cost (one thread, CPU time): 11 models x ~2.5 CPU-min = ~27 CPU-min; 54 unlearning runs of
-    # 10 epochs: one epoch of all 9 methods measured at 17 CPU-s (ft 1.7, rl 1.6, ga 1.8, bs 1.8,
-    # l1 1.5, salun 1.8, scrub 2.1, trw 3.2, trw-concat ~1.8), so 6 x 173 s = ~17 CPU-min; ~60
-    # evaluations ~4 CPU-min: about 50 CPU-minutes (wall time more on a shared machine).
-    "cifar1k-crop": Preset(
-        config=dict(
-            max_train=1000, max_test=1000, width=24, epochs=80, batch_size=32, lr=0.05, augmentation="crop_flip",
-            unlearn_augmentation="auto", unlearn_batch_size=128, unlearn_epochs=10, max_trials=3, rmia_references=4,
-        ),
-        forget=(1,),  # automobile
-        forget_two=(1, 3),
-        held_out=None,  # the pipeline's default: class 2 (bird)
-        tables="one",
-        cifar=True,
-    ),
-    # The memorising regime: SmallCNN width 16, 5,000 / 1,000 images, 40 epochs, batch 128, no
-    # augmentation for the originals (train 99.5%, test 58%, 168 CPU-s per model), the unlearning
-    # phase with the reference recipe (crop+flip on D_R and D_F, batch 128), otherwise as above.
-    # Cost (one thread, CPU time): 11 models x ~2.8 CPU-min = ~31 CPU-min; 54 unlearning runs of
-    # 10 epochs: one epoch of all 9 methods measured at 46 CPU-s (ft 3.8, rl 4.4, ga 4.4, bs 4.8,
-    # l1 3.8, salun 4.7, scrub 5.3, trw 10.0, trw-concat 4.8), so 6 x 460 s = ~46 CPU-min; ~60
-    # evaluations ~5 CPU-min: about 80 CPU-minutes.
-    "cifar5k": Preset(
-        # width: unset, the default 16, so the models share random_forget's cifar5k cache entries
-        config=dict(
-            max_train=5000, max_test=1000, epochs=40, batch_size=128, lr=0.05, augmentation="none",
-            unlearn_augmentation="auto", unlearn_batch_size=128, unlearn_epochs=10, max_trials=3, rmia_references=4,
-        ),
-        forget=(1,),  # automobile
-        forget_two=(1, 3),
-        held_out=None,  # the pipeline's default: class 2 (bird)
-        tables="one",
-        cifar=True,
-    ),
+    p.name: p
+    for p in (
+        Preset("digits", forget_two=(3, 8)),
+        Preset("cifar1k-crop", forget_two=(1, 3), tables="one", cifar=True),
+        Preset("cifar5k", forget_two=(1, 3), tables="one", cifar=True),
+    )
 }
-#: settings of the presets that the unlearning-recipe work adds to BenchmarkConfig
-RECIPE_FIELDS = ("unlearn_augmentation", "unlearn_batch_size", "width")
 
 
-def missing_fields(config: dict[str, Any]) -> list[str]:
-    """The keys of a preset's ``config`` that this checkout's :class:`BenchmarkConfig` does not have."""
-    known = {f.name for f in dataclasses.fields(BenchmarkConfig)}
-    return sorted(k for k in config if k not in known)
+def base_config(args: argparse.Namespace, preset: Preset) -> BenchmarkConfig:
+    """Table one's config: the preset's file, ``--data-root`` for the CIFAR presets, then the options given."""
+    settings: dict[str, Any] = {
+        key: getattr(args, key)
+        for key in ("epochs", "unlearn_epochs", "max_trials", "max_train", "max_test", "augmentation", "rmia_references", "tune_class", "cache_dir",
+                    "accelerator", "devices", "strategy", "precision")
+        if getattr(args, key) is not None
+    }
+    settings.update({key: True for key in ("device_data", "channels_last") if getattr(args, key)})
+    if preset.cifar:
+        settings["dataset"] = str(Path(args.data_root) / "cifar10")
+    if args.seeds is not None:
+        settings["seeds"] = args.seeds
+    if args.methods is not None:
+        settings["methods"] = ("original", "retrain") + tuple(m for m in args.methods.split(",") if m)
+    return preset.config(**settings)
+
+
+def recorded_settings(config: BenchmarkConfig) -> dict[str, Any]:
+    """The settings a results folder records (and its tuning is keyed by): the fields that differ from the defaults, execution aside."""
+    return json.loads(json.dumps({k: v for k, v in config.changed().items() if FLAT_FIELDS[k] != "execution"}))
 
 
 # ----------------------------------------------------------------------------- stages
@@ -389,15 +386,15 @@ def write_outputs(out: Path, blob: dict[str, Any], tables: dict, tuning: dict, p
 
 
 # ----------------------------------------------------------------------------- main
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", choices=sorted(PRESETS), default="digits")
     p.add_argument("--data-root", default=os.environ.get("LIGHTNING_UNLEARN_DATA"), help="folder holding cifar10/{train,test} (CIFAR presets)")
     p.add_argument("--out", default=None, help="output folder (default benchmarks/results/class_forget_<preset>)")
     p.add_argument("--cache-dir", default=None, help="trained models and pools (default the library cache)")
-    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--seeds", default=None, help="replicate seeds (default: the preset's, 0,1,2)")
     p.add_argument("--tables", default=None, help="which tables: one, two or one,two (default: the preset's)")
-    p.add_argument("--methods", default=",".join(METHODS), help="unlearning methods (rows besides original and retrain)")
+    p.add_argument("--methods", default=None, help="unlearning methods, the rows besides original and retrain (default: the preset's)")
     p.add_argument("--tune-class", type=int, default=None, help="the held-out class the hyperparameters are tuned on (default: the preset's)")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's training epochs")
     p.add_argument("--unlearn-epochs", type=int, default=None, help="override the preset's unlearning epochs")
@@ -407,13 +404,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-train", type=int, default=None)
     p.add_argument("--max-test", type=int, default=None)
     p.add_argument("--report-only", action="store_true", help="rebuild report.md and the README (and the derived figures) from --out's results.json")
-    p.add_argument("--accelerator", default="auto", help="passed to every Lightning Trainer")
-    p.add_argument("--devices", default="auto", help="passed to every Lightning Trainer")
-    p.add_argument("--strategy", default="auto", help="passed to every Lightning Trainer (e.g. ddp)")
-    p.add_argument("--augmentation", default=None, choices=("auto", "crop_flip", "none"), help="override the preset's augmentation of the originals")
-    p.add_argument("--precision", default="32-true", help="passed to every Lightning Trainer")
+    p.add_argument("--accelerator", default=None, help="passed to every Lightning Trainer (default auto)")
+    p.add_argument("--devices", default=None, help="passed to every Lightning Trainer (default auto)")
+    p.add_argument("--strategy", default=None, help="passed to every Lightning Trainer (e.g. ddp; default auto)")
+    p.add_argument("--augmentation", default=None, choices=AUGMENTATIONS, help="override the preset's augmentation of the originals")
+    p.add_argument("--precision", default=None, help="passed to every Lightning Trainer (default 32-true)")
     p.add_argument("--device-data", action="store_true", help="keep the training set on the accelerator (one device)")
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format (GPU speed)")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     if args.report_only:
         out = Path(args.out or Path(__file__).parent / "results" / f"class_forget_{args.preset}")
@@ -429,37 +435,20 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*LeafSpec.*")
     preset = PRESETS[args.preset]
-    cfg = dict(preset.config)
-    missing = missing_fields(cfg)
-    if missing:
-        p.error(f"preset {args.preset!r} needs the BenchmarkConfig fields {', '.join(missing)} (the unlearning-phase recipe), "
-                "which this checkout does not have yet")
-    if preset.cifar:
-        if not args.data_root or not (Path(args.data_root) / "cifar10" / "train").is_dir():
-            p.error(f"the {args.preset} preset needs --data-root (or LIGHTNING_UNLEARN_DATA) holding cifar10/{{train,test}}")
-        cfg["dataset"] = str(Path(args.data_root) / "cifar10")
-    overrides = (("epochs", args.epochs), ("unlearn_epochs", args.unlearn_epochs), ("max_trials", args.max_trials), ("max_train", args.max_train),
-                 ("max_test", args.max_test), ("augmentation", args.augmentation), ("rmia_references", args.rmia_references))
-    for key, val in overrides:
-        if val is not None:
-            cfg[key] = val
-    held_out = args.tune_class if args.tune_class is not None else preset.held_out
-    methods = tuple(m for m in args.methods.split(",") if m)
-    base = BenchmarkConfig(
-        **cfg, methods=("original", "retrain") + methods, seeds=tuple(int(s) for s in args.seeds.split(",")),
-        retrain_models=3, cache_dir=args.cache_dir, forget=f"class:{preset.forget[0]}", tune_class=held_out, tune_seed=0,
-        accelerator=args.accelerator, devices=args.devices, strategy=args.strategy, precision=args.precision,
-        device_data=args.device_data, channels_last=args.channels_last,
-    ).validate()
+    if preset.cifar and (not args.data_root or not (Path(args.data_root) / "cifar10" / "train").is_dir()):
+        p.error(f"the {args.preset} preset needs --data-root (or LIGHTNING_UNLEARN_DATA) holding cifar10/{{train,test}}")
+    base = base_config(args, preset).validate()
+    cfg = recorded_settings(base)
+    held_out, methods = base.tuning.tune_class, base.unlearning_methods()
     out = Path(args.out or Path(__file__).parent / "results" / f"class_forget_{args.preset}")
     out.mkdir(parents=True, exist_ok=True)
-    provenance = run_provenance(accelerator=args.accelerator)
+    provenance = run_provenance(accelerator=base.execution.accelerator)
 
     t0 = time.perf_counter()
     wanted = {"one": ("one forget class", preset.forget), "two": ("two forget classes", preset.forget_two)}
     # The tuning of table one (on the held-out class) is reused by the other table and the sweep;
     # a previous invocation's tuning with the same settings is reused too.
-    tuning_key = json.dumps([cfg, held_out, args.seeds, methods], sort_keys=True, default=str)
+    tuning_key = json.dumps([cfg, held_out, list(base.unlearning.seeds), methods], sort_keys=True, default=str)
     tuning_file = out / "tuning.json"
     cached = json.loads(tuning_file.read_text()) if tuning_file.is_file() else None
     tuning = cached["tuning"] if cached is not None and cached.get("key") == tuning_key else None
@@ -467,12 +456,12 @@ def main(argv: list[str] | None = None) -> int:
     previous = out / "results.json"
     if tuning is not None and previous.is_file():
         old = json.loads(previous.read_text())
-        if old.get("settings") == json.loads(json.dumps(cfg, default=str)) and old.get("tuning", {}).get("chosen") == tuning["chosen"]:
+        if old.get("settings") == cfg and old.get("tuning", {}).get("chosen") == tuning["chosen"]:
             tables = old["tables"]  # the other table of the same settings
     keys = (args.tables or preset.tables).split(",")
     if tuning is None and "one" not in keys:
         keys = ["one"] + keys  # the tuning runs with table one
-    objective = f"avg_gap (ua, ra, ta, {'RMIA AUC' if base.rmia_references > 0 else 'SVC mia'})"
+    objective = f"avg_gap (ua, ra, ta, {'RMIA AUC' if base.audit.rmia_references > 0 else 'SVC mia'})"
     blob: dict[str, Any] = {}
     for key in keys:
         name, classes = wanted[key]
@@ -481,7 +470,9 @@ def main(argv: list[str] | None = None) -> int:
             tables[name] = run_table(base, classes, folder)
             chosen = tuned_hparams(tables[name])
             tuning = {
-                "protocol": {"forget": tables[name]["tuned_on"].split(" ")[0], "retrain_models": 1, "original_seed": base.tune_seed, "objective": objective},
+                "protocol": {
+                    "forget": tables[name]["tuned_on"].split(" ")[0], "retrain_models": 1, "original_seed": base.tuning.tune_seed, "objective": objective,
+                },
                 "grids": {m: [t["hparams"] for t in tables[name]["tuning"].get(m, [])] for m in methods},
                 "trials": tables[name]["tuning"], "chosen": chosen, "tuned_on": tables[name]["tuned_on"],
             }
@@ -489,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"tuned on {tuning['tuned_on']}: {chosen}", flush=True)
         else:
             tables[name] = run_table(base, classes, folder, chosen=tuning["chosen"])
-        tables[name]["config"]["max_trials"] = base.max_trials  # the tuning budget (spent on the held-out class)
+        tables[name]["config"]["max_trials"] = base.tuning.max_trials  # the tuning budget (spent on the held-out class)
         print(f"{name} done ({tables[name]['seconds']:.0f} s): {json.dumps(tables[name]['derived']['trw'], default=str)}", flush=True)
         # write after each table, so a long run leaves its finished part
         blob = {"provenance": provenance, "command": provenance["command"], "device": provenance["device"], "preset": args.preset, "settings": cfg,

@@ -23,12 +23,15 @@ numbers beside the measured ones, plus:
 Every output folder records the command, the git commit and the config (``provenance``).
 ``benchmarks/compare_presets.py`` puts several presets' folders side by side in one table.
 
-Presets (see ``PRESETS`` for each one's recipe and expected CPU time): ``digits`` (default, a
+Presets are YAML config files in ``benchmarks/configs/random_forget/`` (``--preset NAME`` reads
+``NAME.yaml``; each file's comments give its recipe, the reasoning behind it and the expected
+CPU time; ``lightning-unlearn benchmark --config`` reads the same files): ``digits`` (default, a
 smoke test: the original model is already close to retrain there), ``cifar5k`` (memorising: 5,000
 images without augmentation), ``cifar1k-crop`` (the papers' regime at CPU scale: originals
 trained with crop+flip that fit their 1,000 images), ``cifar1k-crop-clip`` (the same under
 FastClip; ``--fastclip C`` for a milder clip). The CIFAR presets read the offline tree at
-``$LIGHTNING_UNLEARN_DATA/cifar10`` (or ``--data``).
+``$LIGHTNING_UNLEARN_DATA/cifar10`` (or ``--data``). The options below override a preset's value
+when given.
 
     PYTHONPATH=. python benchmarks/random_forget.py --preset digits
     PYTHONPATH=. python benchmarks/random_forget.py --preset cifar1k-crop                 # 3 seeds, both settings
@@ -40,11 +43,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
 import torch
+
+from lightning_unlearn.data.transforms import AUGMENTATIONS
+from lightning_unlearn.pipeline import BenchmarkConfig
+from lightning_unlearn.pipeline.config_file import load_config
+from lightning_unlearn.pipeline.config_values import unset_variable
 
 # [P] Tables 1-2 (CIFAR-10, ResNet-18, mean over 27 runs): UA, RA, TA, RMIA AUC, Avg. Gap
 PAPER = {
@@ -72,84 +79,49 @@ PAPER = {
 PAPER_EPOCHS = 200
 
 # ---------------------------------------------------------------------------- presets
-#: stands for the offline CIFAR-10 ImageFolder tree (``--data`` or ``$LIGHTNING_UNLEARN_DATA/cifar10``)
-CIFAR_TREE = "<cifar10 tree>"
-
-#: Settings of every preset unless it says otherwise (the decisive protocol): 3 seeds, both
-#: settings, tuned once on a separate forget set (tune seed 100) by the smallest RMIA-based Avg.
-#: Gap, 4 RMIA references, 10 unlearning epochs at batch 128 with the reference recipe of the
-#: authors' code (``unlearn_augmentation="auto"``: crop+flip on D_R and D_F for CIFAR, none on
-#: AMUN's adversarial set D_A; none on digits).
-RUN_DEFAULTS = dict(
-    seeds=(0, 1, 2), tune_seed=100, rmia_references=4, max_trials=3, unlearn_epochs=10, unlearn_augmentation="auto", unlearn_batch_size=128,
-)
-
-# Each preset holds BenchmarkConfig fields (and may override RUN_DEFAULTS). A decisive run of a
-# CIFAR preset trains 12 models per preset (4 originals: seeds 0, 1, 2 and the tune seed; their
-# 4 retrained models; 4 references), shared by both settings (the cache key ignores the setting).
-# CPU times are for one thread; the machine's other jobs stretch wall time (2-3x on 2 shared cores).
-PRESETS: dict[str, dict] = {
-    # A smoke test: the original model is already within noise of retrain on digits.
-    "digits": dict(dataset="digits"),
-    # The memorising preset: no augmentation and 40 epochs, so the width-16 small CNN memorises its
-    # 5,000 images (train ~99.5%, test ~58%) and there is a membership signal to unlearn. The
-    # unlearning phase follows the reference recipe (crop+flip on D_R and D_F), independent of the
-    # originals' none. Expected CPU time (3 seeds, both settings): 12 models x ~170 CPU-s = ~35 min,
-    # unlearning ~70 runs x ~45 CPU-s (10 epochs over 5,000 images; AMUN's attack on 500 images
-    # included) with D_R and ~50 x ~10 CPU-s without: about 2 CPU-hours in all.
-    "cifar5k": dict(dataset=CIFAR_TREE, max_train=5000, max_test=1000, augmentation="none", epochs=40),
-    # The papers' regime at CPU scale (benchmarks/results/preset_search): originals trained with
-    # crop+flip that still fit their training set (width-24 small CNN, 1,000 images, 80 epochs at
-    # batch 32: train 97.0%, test 54.5%, RMIA-1ref AUC 85.8, retrained UA 52.0 vs TA 53.5), and the
-    # same crop+flip in the unlearning phase. Every grid of up to 25 points is tuned in full
-    # (max_trials 25): with 6 diagonal trials AMUN's Avg. Gap was 12.01, on its full grid 4.44
-    # (results/random_forget_cifar1k-crop-fullgrid). Measured: ~170 CPU-s per model, ~20 CPU-s per
-    # unlearning run with D_R (AMUN, attack included: ~40), ~2 without (AMUN ~23). Expected CPU time
-    # (3 seeds, both settings): 12 models x 170 CPU-s = 34 min (cached after the first run); tuning
-    # ~150 trials with D_R x 25 CPU-s = 62 min and ~100 without x 8 = 13 min; the reported runs
-    # ~50 min: about 2.7 CPU-hours. The folder random_forget_cifar1k-crop was made with 6 trials.
-    "cifar1k-crop": dict(
-        dataset=CIFAR_TREE, max_train=1000, max_test=1000, width=24, epochs=80, batch_size=32, lr=0.05, augmentation="crop_flip", max_trials=25,
-    ),
-    # cifar1k-crop with every original, retrained and reference model trained under FastClip (every
-    # layer's spectral norm clipped to c every 10 optimizer steps), the thesis's smoothness link.
-    # One model each (benchmarks/results/preset_search): c = 1 (the thesis's, the default here)
-    # leaves the original at train 75.4% / test 53.8% (it does not fit; 380 CPU-s per model), c = 2
-    # at 92.4% / 57.0% (313 CPU-s), c = 3 at 95.8% / 57.1% with RMIA-1ref AUC 87.2 and retrained UA
-    # 57.0 vs TA 55.8 (252 CPU-s): run c = 1 and `--fastclip 3` (folder random_forget_cifar1k-crop-clip-c3).
-    # Expected CPU time (3 seeds, both settings): 12 models x ~440 (c = 1) or ~290 (c = 3) CPU-s
-    # = 88 or 58 min, plus the unlearning of cifar1k-crop (47 min): about 2.3 (c = 1) or 1.8 (c = 3)
-    # CPU-hours.
-    "cifar1k-crop-clip": dict(
-        dataset=CIFAR_TREE, max_train=1000, max_test=1000, width=24, epochs=80, batch_size=32, lr=0.05, augmentation="crop_flip", max_trials=25,
-        fastclip=1.0, fastclip_every=10,
-    ),
-}
+#: the preset files, by name (``--preset NAME``)
+CONFIGS = Path(__file__).resolve().parent / "configs" / "random_forget"
+PRESETS: dict[str, Path] = {path.stem: path for path in sorted(CONFIGS.glob("*.yaml"))}
 #: the options of this script that override a preset's value when given (BenchmarkConfig fields)
 OVERRIDES = (
     "epochs", "max_train", "max_test", "augmentation", "unlearn_augmentation", "width", "batch_size", "lr", "unlearn_batch_size",
-    "fastclip", "fastclip_every", "tune_seed", "max_trials", "rmia_references", "unlearn_epochs",
+    "fastclip", "fastclip_every", "tune_seed", "max_trials", "rmia_references", "unlearn_epochs", "seeds",
 )
 
 
-def preset_settings(args) -> dict:
-    """The BenchmarkConfig fields of ``args.preset``: run defaults, then the preset, then the options given."""
-    settings = {**RUN_DEFAULTS, **PRESETS[args.preset]}
-    if settings.get("dataset") == CIFAR_TREE:
-        settings["dataset"] = _cifar_root(args.data)
-    for key in OVERRIDES:
-        if getattr(args, key, None) is not None:
-            settings[key] = getattr(args, key)
-    if args.seeds is not None:
-        settings["seeds"] = tuple(args.seeds)
-    settings["seeds"] = tuple(settings["seeds"])
-    return settings
+def preset_config(args) -> BenchmarkConfig:
+    """The config of ``args.preset``: its YAML file, then ``--data``, then the options given (:data:`OVERRIDES`).
+
+    Raises:
+        SystemExit: a CIFAR preset without ``--data`` or ``$LIGHTNING_UNLEARN_DATA``.
+    """
+    settings = {key: getattr(args, key) for key in OVERRIDES if getattr(args, key, None) is not None}
+    if args.data:
+        settings["dataset"] = args.data
+    config = load_config(PRESETS[args.preset], **settings)
+    if unset_variable(config.data.dataset):
+        raise SystemExit("the CIFAR presets need --data or LIGHTNING_UNLEARN_DATA (the folder holding cifar10/train and cifar10/test)")
+    return config
 
 
-def folder_name(args, settings: dict) -> str:
+def run_configs(args, config: BenchmarkConfig) -> dict[str, BenchmarkConfig]:
+    """The config of every run, by key ``<fraction>_with_remain`` / ``<fraction>_forget_only``: the preset's with the
+    run's forget fraction and setting, ``--methods`` and the execution options."""
+    execution = {k: getattr(args, k) for k in ("cache_dir", "accelerator", "devices", "strategy", "precision") if getattr(args, k) is not None}
+    execution.update({k: True for k in ("device_data", "channels_last") if getattr(args, k)})
+    if args.methods:
+        execution["methods"] = tuple(args.methods)
+    return {
+        f"{frac}_{'with_remain' if has_remain else 'forget_only'}": config.replace(forget=f"random:{frac}", no_remain=not has_remain, **execution)
+        for frac in args.fractions
+        for has_remain in args.settings
+    }
+
+
+def folder_name(args) -> str:
     """``random_forget_<preset>`` plus ``-c<max_norm>`` when ``--fastclip`` changes the preset's, plus ``--tag``."""
     name = f"random_forget_{args.preset}"
-    if args.fastclip is not None and args.fastclip != PRESETS[args.preset].get("fastclip"):
+    if args.fastclip is not None and args.fastclip != load_config(PRESETS[args.preset]).models.fastclip:
         name += f"-c{args.fastclip:g}"
     return name + (f"-{args.tag}" if args.tag else "")
 
@@ -162,15 +134,6 @@ def attack_records(results: dict) -> list[dict]:
     for method, entry in results["methods"].items():
         records += [{"method": method, "stage": "run", "seed": p["seed"], **p["diagnostics"]} for p in entry["per_seed"] if p.get("diagnostics")]
     return records
-
-
-def _cifar_root(data: str | None = None) -> str:
-    if data:
-        return data
-    root = os.environ.get("LIGHTNING_UNLEARN_DATA")
-    if not root:
-        raise SystemExit("the CIFAR presets need --data or LIGHTNING_UNLEARN_DATA (the folder holding cifar10/train and cifar10/test)")
-    return str(Path(root) / "cifar10")
 
 
 def recipe_lines(recipes: dict) -> list[str]:
@@ -206,67 +169,63 @@ def transfer_lines(results: dict) -> list[str]:
 
 def run(args) -> dict:
     from lightning_unlearn.environment import run_provenance
-    from lightning_unlearn.pipeline import BenchmarkConfig, run_experiment, table_markdown
+    from lightning_unlearn.pipeline import run_experiment, table_markdown
     from lightning_unlearn.pipeline.progress import LineProgress
 
-    settings = preset_settings(args)
-    out_root = Path(args.out) / folder_name(args, settings)
-    provenance = run_provenance(accelerator=args.accelerator)
+    config = preset_config(args)
+    settings = {k: list(v) if isinstance(v, tuple) else v for k, v in config.changed().items()}
+    out_root = Path(args.out) / folder_name(args)
+    provenance = run_provenance(accelerator=args.accelerator or config.execution.accelerator)
     combined: dict = {"preset": args.preset, "folder": out_root.name, "settings": settings, "provenance": provenance, "runs": {}}
-    md = [f"# Random forgetting on {args.preset} (seeds {list(settings['seeds'])}; {settings['unlearn_epochs']} unlearning epochs)", "",
+    seeds, epochs = list(config.unlearning.seeds), config.unlearning.unlearn_epochs
+    md = [f"# Random forgetting on {args.preset} (seeds {seeds}; {epochs} unlearning epochs)", "",
           f"Command: `{provenance['command']}` (commit {provenance['commit']}{' with uncommitted changes' if provenance.get('dirty') else ''})", "",
           f"Device: {provenance['device']}; torch {torch.__version__}; settings {json.dumps(settings, default=str)}", ""]
-    for frac in args.fractions:
-        for has_remain in args.settings:
-            key = f"{frac}_{'with_remain' if has_remain else 'forget_only'}"
-            cfg = BenchmarkConfig(
-                **settings, forget=f"random:{frac}", no_remain=not has_remain, methods=tuple(args.methods) if args.methods else None,
-                cache_dir=args.cache_dir, accelerator=args.accelerator, devices=args.devices, strategy=args.strategy, precision=args.precision,
-                device_data=args.device_data, channels_last=args.channels_last,
-            )
-            t0, c0 = time.perf_counter(), time.process_time()
-            res = run_experiment(cfg, out_root / key, progress=LineProgress())
-            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-            m = res["methods"]
-            retrain_s = (m.get("retrain") or {}).get("seconds")
-            epochs = res["config"]["epochs"]
-            summary = {"results": res, "wall_seconds": wall, "cpu_seconds": cpu, "attacks": attack_records(res)}
-            if retrain_s and m.get("amun", {}).get("seconds"):
-                summary["amun_over_retrain"] = m["amun"]["seconds"] / retrain_s
-                summary["amun_over_paper_retrain"] = m["amun"]["seconds"] / (retrain_s / epochs * PAPER_EPOCHS)
-            combined["runs"][key] = summary
-            combined.setdefault("recipes", res["recipes"])
-            md += [f"## forget {float(frac):.0%}, {'with D_R' if has_remain else 'D_F only'}", "",
-                   f"{wall:.0f} s wall, {cpu:.0f} CPU-s in this process ({res['run']['models_trained']} models trained, "
-                   f"{res['run']['models_loaded']} from the cache); tuned on {res.get('tuned_on')}.", "", "Data recipes:", "",
-                   *recipe_lines(res["recipes"]), "", table_markdown(res), ""]
-            paper = PAPER.get((frac, has_remain))
-            if paper:
-                md += ["Measured vs paper (CIFAR-10 ResNet-18, [P] Tables 1-2): UA / RA / TA / RMIA / Avg. Gap", "",
-                       "| method | measured | paper |", "|---|---|---|"]
-                for row, vals in m.items():
-                    meas = " / ".join("–" if vals.get(k) is None else f"{vals[k]:.2f}" for k in ("ua", "ra", "ta", "rmia_auc", "avg_gap"))
-                    ref = " / ".join(f"{v:.2f}" for v in paper[row]) if row in paper else "–"
-                    md.append(f"| {row} | {meas} | {ref} |")
-                md.append("")
-            md += transfer_lines(res)
-            md.append("Chosen hyperparameters: "
-                      + "; ".join(f"{r}: {json.dumps(v.get('hparams', {}), default=str)}" for r, v in m.items() if r not in ("original", "retrain")))
-            if "amun_over_retrain" in summary:
-                md.append(
-                    f"\nAMUN wall time (attack included) {m['amun']['seconds']:.1f} s = {summary['amun_over_retrain']:.2f} x retraining "
-                    f"({retrain_s:.1f} s, {epochs} epochs) = {summary['amun_over_paper_retrain']:.3f} x a {PAPER_EPOCHS}-epoch retraining (extrapolated)."
-                )
-            for a in summary["attacks"]:
-                t = a.get("transfer_to_retrain") or {}
-                md.append(
-                    f"- {a['method']} attack ({a['stage']}{', seed ' + str(a['seed']) if 'seed' in a else ''}): |D_F| {a['n_forget']}, D_A {a['n_adv']} "
-                    f"(unresolved {a['n_unresolved']}), eps_init {a['eps_init']:.3g}, mean ‖δ‖ {a['mean_delta'] or 0:.3f}, "
-                    f"{a['pgd50_passes']:.2f} PGD-50 passes (bound < 3), {a['attack_seconds']:.1f} s"
-                    + (f"; transfer to retrain P {t['prob']:.1f}%, top-1 {t['top1']:.1f}%" if t else "")
-                )
+    for key, cfg in run_configs(args, config).items():
+        frac, has_remain = key.split("_", 1)[0], cfg.has_remain
+        t0, c0 = time.perf_counter(), time.process_time()
+        res = run_experiment(cfg, out_root / key, progress=LineProgress())
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        m = res["methods"]
+        retrain_s = (m.get("retrain") or {}).get("seconds")
+        epochs = res["config"]["epochs"]
+        summary = {"results": res, "wall_seconds": wall, "cpu_seconds": cpu, "attacks": attack_records(res)}
+        if retrain_s and m.get("amun", {}).get("seconds"):
+            summary["amun_over_retrain"] = m["amun"]["seconds"] / retrain_s
+            summary["amun_over_paper_retrain"] = m["amun"]["seconds"] / (retrain_s / epochs * PAPER_EPOCHS)
+        combined["runs"][key] = summary
+        combined.setdefault("recipes", res["recipes"])
+        md += [f"## forget {float(frac):.0%}, {'with D_R' if has_remain else 'D_F only'}", "",
+               f"{wall:.0f} s wall, {cpu:.0f} CPU-s in this process ({res['run']['models_trained']} models trained, "
+               f"{res['run']['models_loaded']} from the cache); tuned on {res.get('tuned_on')}.", "", "Data recipes:", "",
+               *recipe_lines(res["recipes"]), "", table_markdown(res), ""]
+        paper = PAPER.get((frac, has_remain))
+        if paper:
+            md += ["Measured vs paper (CIFAR-10 ResNet-18, [P] Tables 1-2): UA / RA / TA / RMIA / Avg. Gap", "",
+                   "| method | measured | paper |", "|---|---|---|"]
+            for row, vals in m.items():
+                meas = " / ".join("–" if vals.get(k) is None else f"{vals[k]:.2f}" for k in ("ua", "ra", "ta", "rmia_auc", "avg_gap"))
+                ref = " / ".join(f"{v:.2f}" for v in paper[row]) if row in paper else "–"
+                md.append(f"| {row} | {meas} | {ref} |")
             md.append("")
-            _write(out_root, combined, md)
+        md += transfer_lines(res)
+        md.append("Chosen hyperparameters: "
+                  + "; ".join(f"{r}: {json.dumps(v.get('hparams', {}), default=str)}" for r, v in m.items() if r not in ("original", "retrain")))
+        if "amun_over_retrain" in summary:
+            md.append(
+                f"\nAMUN wall time (attack included) {m['amun']['seconds']:.1f} s = {summary['amun_over_retrain']:.2f} x retraining "
+                f"({retrain_s:.1f} s, {epochs} epochs) = {summary['amun_over_paper_retrain']:.3f} x a {PAPER_EPOCHS}-epoch retraining (extrapolated)."
+            )
+        for a in summary["attacks"]:
+            t = a.get("transfer_to_retrain") or {}
+            md.append(
+                f"- {a['method']} attack ({a['stage']}{', seed ' + str(a['seed']) if 'seed' in a else ''}): |D_F| {a['n_forget']}, D_A {a['n_adv']} "
+                f"(unresolved {a['n_unresolved']}), eps_init {a['eps_init']:.3g}, mean ‖δ‖ {a['mean_delta'] or 0:.3f}, "
+                f"{a['pgd50_passes']:.2f} PGD-50 passes (bound < 3), {a['attack_seconds']:.1f} s"
+                + (f"; transfer to retrain P {t['prob']:.1f}%, top-1 {t['top1']:.1f}%" if t else "")
+            )
+        md.append("")
+        _write(out_root, combined, md)
     return combined
 
 
@@ -276,16 +235,16 @@ def _write(out_root: Path, combined: dict, md: list[str]) -> None:
     (out_root / f"{out_root.name}.md").write_text("\n".join(md) + "\n")
 
 
-def main(argv=None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--preset", choices=sorted(PRESETS), default="digits")
-    p.add_argument("--seeds", type=lambda s: [int(v) for v in s.split(",")], default=None, help="default 0,1,2")
-    p.add_argument("--tune-seed", type=int, default=None, help="seed of the tuning forget set (default 100)")
+    p.add_argument("--seeds", type=lambda s: tuple(int(v) for v in s.split(",")), default=None, help="default: the preset's (0,1,2)")
+    p.add_argument("--tune-seed", type=int, default=None, help="seed of the tuning forget set (default: the preset's, 100)")
     p.add_argument("--fractions", type=lambda s: s.split(","), default=["0.1"])
     p.add_argument("--settings", type=lambda s: [v == "remain" for v in s.split(",")], default=[True, False],
                    help="comma list of 'remain' and 'forget-only' (default both)")
     p.add_argument("--methods", type=lambda s: s.split(","), default=None, help="default: every method that applies")
-    p.add_argument("--unlearn-epochs", type=int, default=None, help="default 10")
+    p.add_argument("--unlearn-epochs", type=int, default=None, help="default: the preset's (10)")
     p.add_argument("--data", default=None, help="CIFAR presets: the CIFAR-10 ImageFolder tree (default $LIGHTNING_UNLEARN_DATA/cifar10)")
     g = p.add_argument_group("overrides of the preset's recipe (default: the preset's)")
     g.add_argument("--epochs", type=int, default=None, help="training epochs of original/retrain/reference models")
@@ -294,24 +253,32 @@ def main(argv=None) -> None:
     g.add_argument("--width", type=int, default=None, help="small CNN width")
     g.add_argument("--batch-size", type=int, default=None, help="training batch size of original/retrain/reference models")
     g.add_argument("--lr", type=float, default=None, help="their peak learning rate")
-    g.add_argument("--augmentation", default=None, choices=("auto", "crop_flip", "none"), help="the originals' augmentation")
+    g.add_argument("--augmentation", default=None, choices=AUGMENTATIONS, help="the originals' augmentation")
     g.add_argument("--fastclip", type=float, default=None, metavar="C", help="FastClip max_norm of every trained model (the output folder then carries -c<C>)")
     g.add_argument("--fastclip-every", type=int, default=None, metavar="N", help="FastClip every N optimizer steps")
-    g.add_argument("--unlearn-augmentation", default=None, choices=("auto", "crop_flip", "none"), help="the unlearning phase's (default auto)")
-    g.add_argument("--unlearn-batch-size", type=int, default=None, help="batch size of the unlearning phase (default 128)")
+    g.add_argument("--unlearn-augmentation", default=None, choices=AUGMENTATIONS, help="the unlearning phase's")
+    g.add_argument("--unlearn-batch-size", type=int, default=None, help="batch size of the unlearning phase")
     g.add_argument("--max-trials", type=int, default=None, help="grid points per method (default: the preset's)")
-    g.add_argument("--rmia-references", type=int, default=None, help="default 4")
+    g.add_argument("--rmia-references", type=int, default=None, help="RMIA reference models")
     p.add_argument("--tag", default=None, help="suffix of the output folder (random_forget_<preset>[-c<C>]-<tag>)")
-    p.add_argument("--precision", default="32-true", help="passed to every Lightning Trainer")
+    p.add_argument("--precision", default=None, help="passed to every Lightning Trainer (default 32-true)")
     p.add_argument("--device-data", action="store_true", help="keep the training set on the accelerator (one device)")
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format (GPU speed)")
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--accelerator", default="auto", help="passed to every Lightning Trainer")
-    p.add_argument("--devices", default="auto", help="passed to every Lightning Trainer")
-    p.add_argument("--strategy", default="auto", help="passed to every Lightning Trainer (e.g. ddp)")
-    args = p.parse_args(argv)
+    p.add_argument("--accelerator", default=None, help="passed to every Lightning Trainer (default auto)")
+    p.add_argument("--devices", default=None, help="passed to every Lightning Trainer (default auto)")
+    p.add_argument("--strategy", default=None, help="passed to every Lightning Trainer (e.g. ddp; default auto)")
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     run(args)
 

@@ -3,13 +3,21 @@
 ``lightning-unlearn benchmark --out DIR`` runs the whole pipeline (data, original / retrained /
 reference models, hyperparameter tuning, every unlearning method, the audit) and writes
 ``DIR/results.json``, ``DIR/report.md`` and PNG figures; see
-:func:`lightning_unlearn.pipeline.run_experiment`. Bad input prints one line naming the value
-and the allowed ones and exits with code 2, leaving the output directory untouched.
+:func:`lightning_unlearn.pipeline.run_experiment`. Its settings are the fields of
+:class:`~lightning_unlearn.pipeline.BenchmarkConfig`, derived from that schema
+(:mod:`lightning_unlearn.pipeline.config_file`): ``--config FILE.yaml`` reads a YAML file of
+settings, ``--print_config`` prints the settings as such a file and exits, and every field is
+an option in its nested spelling (``--data.max_train 400``) and its flat one (``--max-train
+400``). Bad input prints one line naming the value and the allowed ones and exits with code 2,
+leaving the output directory untouched.
 
 Exit codes: 0 done, 1 failure, 2 bad input (also: ``--out`` holds a previous run's results and
 ``--overwrite`` is not given), 130 / 143 interrupted by SIGINT (Ctrl-C) / SIGTERM. An
 interrupted run prints one line saying what was kept (the models trained so far stay in the
 cache and a rerun reuses them) and writes no results; ``--out`` is left as it was.
+
+A subcommand is a :class:`Command` in :data:`COMMANDS`: its options, how its arguments are
+rewritten before parsing, and the function that runs it.
 """
 
 from __future__ import annotations
@@ -18,139 +26,81 @@ import argparse
 import logging
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from jsonargparse import ArgumentParser
+
+from lightning_unlearn.pipeline.config_values import ConfigError
+
+if TYPE_CHECKING:
+    from jsonargparse import Namespace
 
 PROG = "lightning-unlearn"
 
 
-class _Parser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose errors are one line (no usage block) and exit code 2."""
+@dataclass(frozen=True)
+class Command:
+    """One subcommand of ``lightning-unlearn``."""
 
-    def error(self, message: str):  # type: ignore[override]
-        raise _UsageError(message)
-
-
-class _UsageError(Exception):
-    pass
-
-
-def _csv(kind):
-    def parse(text: str):
-        items = [t.strip() for t in text.split(",") if t.strip()]
-        if not items:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
-        try:
-            return tuple(kind(t) for t in items)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}s, got {text!r}") from None
-
-    parse.__name__ = f"{kind.__name__} list"
-    return parse
+    name: str
+    help: str
+    description: str
+    add_arguments: Callable[[ArgumentParser], None]
+    """Adds the command's options to its parser."""
+    run: Callable[[Namespace], int]
+    """Runs the command on its parsed arguments; returns the exit code."""
+    expand: Callable[[Sequence[str]], list[str]] = list
+    """Rewrites the command's arguments before parsing (e.g. flat options to nested ones)."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Parser(ArgumentParser):
+    """The root parser: errors raise (one line, exit code 2, printed by :func:`main`), and each
+    command's arguments are rewritten by its :attr:`Command.expand` before parsing."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(exit_on_error=False, **kwargs)
+
+    def parse_args(self, args: Sequence[str] | None = None, *rest: Any, **kwargs: Any):  # type: ignore[override]
+        argv = list(sys.argv[1:] if args is None else args)
+        at = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)  # the command's name
+        if at is not None and argv[at] in COMMANDS:
+            argv = argv[: at + 1] + COMMANDS[argv[at]].expand(argv[at + 1 :])
+        return super().parse_args(argv, *rest, **kwargs)
+
+
+def build_parser() -> ArgumentParser:
+    """The parser of every command (a jsonargparse parser; ``parse_args`` raises on bad input)."""
     parser = _Parser(prog=PROG, description="Machine unlearning benchmarks and audits on PyTorch Lightning.")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
-    b = sub.add_parser(
-        "benchmark",
-        help="train, unlearn with every method and audit the result against retraining",
-        description="From data to an unlearning audit report: original and retrained models, every unlearning method, "
-        "accuracies, SVC MIA, RMIA (and MIA-NN for class forgetting), Avg. Gap to retrain.",
-    )
-    d = b.add_argument_group("data")
-    d.add_argument("--dataset", default="digits", help="digits (default), cifar10, cifar100, mnist, fashion-mnist, svhn, or an ImageFolder path")
-    d.add_argument("--data-dir", default=None, help="folder of the torchvision data sets")
-    d.add_argument("--download", action="store_true", help="let torchvision download a missing data set into --data-dir")
-    d.add_argument("--max-train", type=int, default=None, help="stratified subset of the training set")
-    d.add_argument("--max-test", type=int, default=None, help="stratified subset of the test set")
-    d.add_argument("--forget", default="random:0.1", help="random:FRACTION (default random:0.1) or class:K[,K]")
-    d.add_argument("--no-remain", action="store_true", help="methods see only the forget set")
-    m = b.add_argument_group("models")
-    m.add_argument("--model", default="small-cnn", help="small-cnn (default) or resnet18")
-    m.add_argument("--width", type=int, default=None, help="small CNN width (channels of its first layer; default the model's, 16)")
-    m.add_argument("--epochs", type=int, default=None, help="epochs of original, retrained and reference models (default per data set and model)")
-    m.add_argument("--lr", type=float, default=None, help="peak learning rate of those fits (default per model)")
-    m.add_argument("--batch-size", type=int, default=128)
-    m.add_argument("--retrain-models", type=int, default=None, help="retrained models (default 1 per seed; 3 shared for class forgetting)")
-    m.add_argument("--augmentation", default="auto", help="auto (default: crop+flip on RGB 32x32+), crop_flip or none (lets small models memorise)")
-    m.add_argument("--fastclip", type=float, default=None, metavar="MAX_NORM", help="clip every layer's spectral norm to MAX_NORM during training (FastClip)")
-    m.add_argument("--fastclip-every", type=int, default=10, metavar="N", help="clip every N optimizer steps (default 10)")
-    u = b.add_argument_group("unlearning")
-    u.add_argument("--methods", type=_csv(str), default=None, help="comma-separated rows (default: original, retrain and every method that applies)")
-    u.add_argument("--seeds", type=_csv(int), default=(0,), help="comma-separated replicate seeds (default 0)")
-    u.add_argument("--tune-seed", type=int, default=100, help="seed of the forget set the hyperparameters are tuned on (default 100)")
-    u.add_argument("--unlearn-epochs", type=int, default=5, help="epochs of every unlearning phase (default 5)")
-    u.add_argument("--unlearn-augmentation", default="auto",
-                   help="unlearning phase's recipe for every method, independent of --augmentation: auto (default: the papers' code, crop+flip on D_R "
-                   "and D_F for RGB 32x32+, none otherwise; AMUN's D_A unaugmented), crop_flip or none")
-    u.add_argument("--unlearn-batch-size", type=int, default=128, help="batch size of every unlearning phase (default 128)")
-    u.add_argument("--tune-lrs", type=_csv(float), default=None, help="learning-rate grid of every method (default: each method's own grid)")
-    u.add_argument("--max-trials", type=int, default=3, help="grid points tried per method (default 3; 0: no tuning)")
-    u.add_argument("--tune-class", type=int, default=None, help="class forgetting: the held-out class tuned on (default: the next class not forgotten)")
-    u.add_argument("--hparams", default=None, metavar="METHOD.NAME=VALUE,...", help="fixed hyperparameters, not tuned (e.g. trw.tau=0.5,amun.lr=0.01)")
-    a = b.add_argument_group("audit")
-    a.add_argument("--rmia-references", type=int, default=4, help="RMIA reference models (default 4; 0 disables RMIA)")
-    a.add_argument("--rmia-signal", default="softmax", help="softmax (default) or sm_taylor_softmax")
-    a.add_argument("--rmia-gamma", type=float, default=2.0, help="RMIA likelihood-ratio threshold (default 2)")
-    x = b.add_argument_group("execution")
-    x.add_argument("--accelerator", default="auto", help="passed to every Lightning Trainer (default auto: a GPU if present)")
-    x.add_argument("--devices", default="auto", help="passed to every Lightning Trainer")
-    x.add_argument("--strategy", default="auto", help="passed to every Lightning Trainer")
-    x.add_argument("--precision", default="32-true", help="passed to every Lightning Trainer (e.g. bf16-mixed on a GPU; default 32-true)")
-    x.add_argument("--channels-last", action="store_true", help="channels-last memory format for the trained models (GPU speed)")
-    x.add_argument("--device-data", action="store_true", help="keep the training set on the accelerator (one device)")
-    x.add_argument("--cache-dir", default=None, help="trained models and decoded data (default ~/.cache/lightning_unlearn)")
-    x.add_argument("--threads", type=int, default=1, metavar="N",
-                   help="CPU threads per process for torch (default 1: reproducible, and fastest for small models and on a shared machine)")
-    x.add_argument("--out", required=True, help="output directory (results.json, report.md, figures); may exist and hold other files")
-    x.add_argument("--overwrite", action="store_true",
-                   help="replace the results of a previous run in --out (only files lightning-unlearn wrote; others are kept)")
-    x.add_argument("--quiet", action="store_true", help="no progress bars")
-    x.add_argument("-v", "--verbose", action="store_true", help="log every step")
+    commands = parser.add_subcommands(dest="command")
+    for command in COMMANDS.values():
+        sub = ArgumentParser(exit_on_error=False, description=command.description)
+        command.add_arguments(sub)
+        commands.add_subcommand(command.name, sub, help=command.help)
     return parser
 
 
-def config_from_args(args: argparse.Namespace):
-    from lightning_unlearn.pipeline import BenchmarkConfig
+# ---------------------------------------------------------------------------- benchmark
+def _benchmark_arguments(parser: ArgumentParser) -> None:
+    """Every :class:`BenchmarkConfig` field (nested and flat), ``--config``, ``--print_config``, and the run's own options."""
+    from lightning_unlearn.pipeline.config_file import add_config_arguments, add_run_arguments
 
-    return BenchmarkConfig(
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        download=args.download,
-        max_train=args.max_train,
-        max_test=args.max_test,
-        forget=args.forget,
-        no_remain=args.no_remain,
-        model=args.model,
-        width=args.width,
-        epochs=args.epochs,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        retrain_models=args.retrain_models,
-        augmentation=args.augmentation,
-        fastclip=args.fastclip,
-        fastclip_every=args.fastclip_every,
-        methods=args.methods,
-        seeds=args.seeds,
-        tune_seed=args.tune_seed,
-        unlearn_epochs=args.unlearn_epochs,
-        unlearn_augmentation=args.unlearn_augmentation,
-        unlearn_batch_size=args.unlearn_batch_size,
-        tune_lrs=args.tune_lrs,
-        max_trials=args.max_trials,
-        tune_class=args.tune_class,
-        hparams=args.hparams,
-        rmia_references=args.rmia_references,
-        rmia_signal=args.rmia_signal,
-        rmia_gamma=args.rmia_gamma,
-        accelerator=args.accelerator,
-        devices=str(args.devices),
-        strategy=args.strategy,
-        precision=args.precision,
-        channels_last=args.channels_last,
-        device_data=args.device_data,
-        cache_dir=args.cache_dir,
-    )
+    add_config_arguments(parser)
+    add_run_arguments(parser)
+
+
+def _expand_benchmark(argv: Sequence[str]) -> list[str]:
+    from lightning_unlearn.pipeline.config_file import expand_flat_options
+
+    return expand_flat_options(argv)
+
+
+def config_from_args(args: Namespace):
+    """The :class:`BenchmarkConfig` of parsed ``benchmark`` arguments (the root namespace or the command's)."""
+    from lightning_unlearn.pipeline.config_file import config_from_namespace
+
+    return config_from_namespace(args.benchmark if "benchmark" in args else args)
 
 
 def _quiet_lightning() -> None:
@@ -196,16 +146,22 @@ def _interrupted_message(err, out: str, cache_root, models_before: set, manifest
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``lightning-unlearn``; returns the exit code (0 ok, 2 bad input, 130 / 143 interrupted)."""
+    from lightning_unlearn.pipeline.config_file import one_line
+
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except _UsageError as err:
+    except ConfigError as err:
         return _error(str(err))
-    except SystemExit as exc:  # --help
+    except argparse.ArgumentError as err:
+        return _error(one_line(err))
+    except SystemExit as exc:  # --help, --print_config
         return int(exc.code or 0)
-    if args.command != "benchmark":
-        parser.print_help()
-        return 2
+    return COMMANDS[args.command].run(args[args.command])
+
+
+def _run_benchmark(args: Namespace) -> int:
+    """The ``benchmark`` command: checks the run's options, then runs :func:`_benchmark` under the signal handlers."""
     if args.threads < 1:
         return _error(f"--threads must be a positive number of threads, got {args.threads}")
     from lightning_unlearn.pipeline.interrupt import Interrupted, handle_signals
@@ -224,11 +180,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return err.exit_code
 
 
-def _benchmark(args: argparse.Namespace, state: dict) -> int:
+def _benchmark(args: Namespace, state: dict) -> int:
     """The ``benchmark`` command after parsing; ``state`` records what an interruption message needs."""
     import torch
 
-    from lightning_unlearn.pipeline import ConfigError, run_experiment, table_markdown
+    from lightning_unlearn.pipeline import run_experiment, table_markdown
     from lightning_unlearn.pipeline.progress import NullProgress, make_progress, print_table
     from lightning_unlearn.pipeline.runner import is_rank_zero
 
@@ -258,6 +214,24 @@ def _benchmark(args: argparse.Namespace, state: dict) -> int:
     run = results["run"]
     print(f"report: {args.out}/report.md  ({run['seconds']:.0f} s; {run['models_trained']} models trained, {run['models_loaded']} from cache)")
     return 0
+
+
+#: the subcommands, by name
+COMMANDS: dict[str, Command] = {
+    c.name: c
+    for c in (
+        Command(
+            "benchmark",
+            help="train, unlearn with every method and audit the result against retraining",
+            description="From data to an unlearning audit report: original and retrained models, every unlearning method, "
+            "accuracies, SVC MIA, RMIA (and MIA-NN for class forgetting), Avg. Gap to retrain. Settings: --config FILE.yaml, "
+            "then options in their nested (--data.max_train 400) or flat (--max-train 400) spelling; --print_config prints them as YAML.",
+            add_arguments=_benchmark_arguments,
+            run=_run_benchmark,
+            expand=_expand_benchmark,
+        ),
+    )
+}
 
 
 if __name__ == "__main__":

@@ -1,6 +1,5 @@
 """benchmarks/class_forget.py: its presets, the claim analysis against a hand computation, and a tiny end-to-end run."""
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -14,33 +13,48 @@ def load_script():
     return helpers.load_script(SCRIPT)
 
 
-def test_presets_name_only_config_fields_and_the_decisive_settings():
-    from lightning_unlearn.pipeline import BenchmarkConfig
-
+def test_presets_are_yaml_configs_with_the_decisive_settings(monkeypatch, tmp_path):
+    monkeypatch.setenv("LIGHTNING_UNLEARN_DATA", str(tmp_path))
     mod = load_script()
-    known = {f.name for f in dataclasses.fields(BenchmarkConfig)} | set(mod.RECIPE_FIELDS)
-    for name, preset in mod.PRESETS.items():
-        assert set(preset.config) <= known, name
-    crop, mem = mod.PRESETS["cifar1k-crop"].config, mod.PRESETS["cifar5k"].config
-    assert (crop["width"], crop["max_train"], crop["epochs"], crop["batch_size"], crop["lr"], crop["augmentation"]) == (24, 1000, 80, 32, 0.05, "crop_flip")
-    assert "width" not in mem and BenchmarkConfig.width is None  # the small CNN's default 16: random_forget's cifar5k cache entries
-    assert (mem["max_train"], mem["epochs"], mem["batch_size"], mem["augmentation"]) == (5000, 40, 128, "none")
+    assert set(mod.PRESETS) == {p.stem for p in mod.CONFIGS.glob("*.yaml")}
+    crop, mem = mod.PRESETS["cifar1k-crop"].config(), mod.PRESETS["cifar5k"].config()
+    assert (crop.width, crop.max_train, crop.epochs, crop.batch_size, crop.lr, crop.augmentation) == (24, 1000, 80, 32, 0.05, "crop_flip")
+    assert mem.models.width is None  # the small CNN's default 16: random_forget's cifar5k cache entries
+    assert (mem.max_train, mem.epochs, mem.batch_size, mem.augmentation) == (5000, 40, 128, "none")
     for cfg in (crop, mem):
-        assert cfg["unlearn_augmentation"] == "auto" and cfg["rmia_references"] == 4 and cfg["max_test"] == 1000
+        assert cfg.unlearn_augmentation == "auto" and cfg.rmia_references == 4 and cfg.max_test == 1000
+        assert cfg.data.dataset == str(tmp_path / "cifar10")  # ${LIGHTNING_UNLEARN_DATA}/cifar10
     for name in ("cifar1k-crop", "cifar5k"):
         assert mod.PRESETS[name].forget == (1,) and mod.PRESETS[name].held_out is None and mod.PRESETS[name].cifar
+    assert mod.PRESETS["digits"].forget == (3,) and mod.PRESETS["digits"].held_out == 5
     assert mod.METHODS[-2:] == ("trw", "trw-concat")
+    for preset in mod.PRESETS.values():  # the protocol: every method, 3 seeds, 3 shared retrained models, tuned with original seed 0
+        cfg = preset.config()
+        assert cfg.methods == ("original", "retrain") + mod.METHODS and cfg.seeds == (0, 1, 2), preset.name
+        assert cfg.retrain_models == 3 and cfg.tune_seed == 0 and cfg.kind == "class", preset.name
 
 
-def test_cifar_presets_are_valid_benchmark_configs(cifar_tree):
-    from lightning_unlearn.pipeline import BenchmarkConfig
-
+def test_cifar_presets_validate(cifar_tree):
     mod = load_script()
     for name in ("cifar1k-crop", "cifar5k"):
-        cfg = mod.PRESETS[name].config
-        assert mod.missing_fields(cfg) == [], name  # every preset setting is a BenchmarkConfig field
-        BenchmarkConfig(**cfg, dataset=str(cifar_tree), forget="class:1", methods=("original", "retrain") + mod.METHODS, seeds=(0, 1, 2),
-                        retrain_models=3).validate()
+        mod.PRESETS[name].config(dataset=str(cifar_tree)).validate()
+
+
+def test_each_preset_file_is_the_config_the_script_builds(tmp_path, monkeypatch):
+    """``lightning-unlearn benchmark --config <preset>.yaml`` gives table one's config of ``--preset <preset>``."""
+    from lightning_unlearn.cli import build_parser, config_from_args
+
+    mod = load_script()
+    (tmp_path / "cifar10" / "train").mkdir(parents=True)
+    monkeypatch.setenv("LIGHTNING_UNLEARN_DATA", str(tmp_path))
+    for name, preset in mod.PRESETS.items():
+        script = mod.base_config(mod.parse_args(["--preset", name]), preset)
+        cli = config_from_args(build_parser().parse_args(["benchmark", "--config", str(preset.file), "--out", "x"]))
+        assert script == cli, name
+    # the script's options override the file's settings
+    args = mod.parse_args(["--preset", "digits", "--seeds", "4", "--methods", "ft", "--epochs", "2", "--tune-class", "7", "--cache-dir", "c"])
+    changed = mod.base_config(args, mod.PRESETS["digits"])
+    assert changed == mod.PRESETS["digits"].config(seeds=(4,), methods=("original", "retrain", "ft"), epochs=2, tune_class=7, cache_dir="c")
 
 
 def _results(gaps: dict[str, dict[str, float]]) -> dict:

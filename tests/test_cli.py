@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -33,8 +34,11 @@ def test_benchmark_end_to_end(tmp_path, capsys):
         assert SCHEMA_KEYS <= set(m)
         for k in ("ua", "ra", "ta", "mia", "rmia_auc"):
             assert 0.0 <= m[k] <= 100.0, k
-        assert m["avg_gap"] is not None and m["avg_gap"] >= 0
-    assert res["methods"]["retrain"]["avg_gap"] == 0.0  # one retrained model: its own reference
+    retrain = res["methods"]["retrain"]  # one retrained model per seed: the reference of every row (its own too)
+    for name, m in res["methods"].items():  # Avg. Gap = ¼(|UA−UA*| + |RA−RA*| + |TA−TA*| + |RMIA−RMIA*|), recomputed from its terms
+        assert m["avg_gap"] == pytest.approx(np.mean([abs(m[k] - retrain[k]) for k in ("ua", "ra", "ta", "rmia_auc")])), name
+        assert m["avg_gap_mis"] == pytest.approx(np.mean([abs(m[k] - retrain[k]) for k in ("ua", "ra", "ta", "mia")])), name
+    assert retrain["avg_gap"] == 0.0
     assert res["methods"]["ft"]["hparams"]["lr"] == 0.01 and res["tuning"]["ft"][0]["hparams"] == {"lr": 0.01}
     assert {"report.md", "results.json", "rmia_roc.png", "avg_gap.png"} <= {p.name for p in out.iterdir()}
     report = (out / "report.md").read_text()
@@ -117,29 +121,166 @@ def test_unwritable_cache_directory_fails_before_any_work(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_one_vocabulary_for_the_command_line_and_benchmark_config():
-    """Every benchmark option is a BenchmarkConfig field of the same name and vice versa, and the
-    command line's text builds the same config as the Python values."""
-    import dataclasses
-
-    from lightning_unlearn.cli import build_parser, config_from_args
-    from lightning_unlearn.pipeline import BenchmarkConfig
+def _benchmark_parser():
+    from lightning_unlearn.cli import build_parser
 
     parser = build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command").choices["benchmark"]
-    options = {a.dest for a in sub._actions} - {"help", "out", "quiet", "verbose", "threads", "overwrite"}
-    fields = {f.name for f in dataclasses.fields(BenchmarkConfig)}
-    assert options == fields
-    args = parser.parse_args([
+    return parser, parser._subcommands_action.choices["benchmark"]
+
+
+def test_the_options_are_the_schema_nested_and_flat():
+    """Every benchmark option is a config field (``--section.field``) or one of the run's options, every field is an
+    option, and each field's flat spelling (``--max-train``) is generated from the same table."""
+    from lightning_unlearn.pipeline.config import FLAT_FIELDS, SECTIONS, field_docs, section_fields
+    from lightning_unlearn.pipeline.config_file import FLAT_OPTIONS, RUN_OPTIONS
+
+    _, sub = _benchmark_parser()
+    dests = {a.dest for a in sub._actions} - {"help", "config", "print_config"} - set(RUN_OPTIONS) - set(SECTIONS)
+    fields = {f"{s}.{f}" for s, kind in SECTIONS.items() for f in section_fields(kind)}
+    assert dests == fields
+    assert FLAT_OPTIONS == {"--" + name.replace("_", "-"): f"{s}.{name}" for name, s in FLAT_FIELDS.items()}
+    assert len(FLAT_FIELDS) == len(fields)  # flat names are unique over the sections
+    for section, kind in SECTIONS.items():  # one docstring per field, shown by --help
+        assert set(field_docs(kind)) == set(section_fields(kind)), section
+    help_text = sub.format_help()
+    assert "--data.max_train" in help_text and "Also --max-train." in help_text and "Stratified subset of the training set" in help_text
+
+
+def test_flat_nested_and_python_spellings_build_the_same_config():
+    from lightning_unlearn.cli import build_parser, config_from_args
+    from lightning_unlearn.pipeline import BenchmarkConfig
+    from lightning_unlearn.pipeline.config import TuningConfig, UnlearningConfig
+
+    parser = build_parser()
+    flat = parser.parse_args([
         "benchmark", "--out", "x", "--seeds", "0,1", "--methods", "ft,rl", "--augmentation", "none", "--tune-lrs", "0.1,0.01",
-        "--hparams", "ft.lr=0.1,rl.label_mode=any", "--devices", "2",
+        "--hparams", "ft.lr=0.1,rl.label_mode=any", "--devices", "2", "--no-remain", "--max-train", "400",
     ])
-    from_cli = config_from_args(args)
+    nested = parser.parse_args([
+        "benchmark", "--out", "x", "--unlearning.seeds", "[0, 1]", "--unlearning.methods", "[ft, rl]", "--models.augmentation", "none",
+        "--tuning.tune_lrs", "[0.1, 0.01]", "--unlearning.hparams", '{"ft": {"lr": 0.1}, "rl": {"label_mode": "any"}}',
+        "--execution.devices", "2", "--data.no_remain", "true", "--data.max_train=400",
+    ])
+    nested_text = parser.parse_args([  # the comma text form is accepted in the nested spelling too
+        "benchmark", "--out", "x", "--unlearning.seeds", "0,1", "--unlearning.methods", "ft,rl", "--augmentation", "none",
+        "--tuning.tune_lrs", "0.1,0.01", "--unlearning.hparams", "ft.lr=0.1,rl.label_mode=any", "--devices", "2", "--no-remain=true",
+        "--max-train", "400",
+    ])
     from_python = BenchmarkConfig(
-        seeds=(0, 1), methods=("ft", "rl"), augmentation=None, tune_lrs=(0.1, 0.01), hparams={"ft": {"lr": 0.1}, "rl": {"label_mode": "any"}}, devices=2
+        seeds=(0, 1), methods=("ft", "rl"), augmentation=None, tune_lrs=(0.1, 0.01), hparams={"ft": {"lr": 0.1}, "rl": {"label_mode": "any"}},
+        devices=2, no_remain=True, max_train=400,
     )
-    from_text = BenchmarkConfig(seeds="0,1", methods="ft,rl", augmentation="none", tune_lrs="0.1,0.01", hparams="ft.lr=0.1,rl.label_mode=any", devices="2")
-    assert from_cli == from_python == from_text
+    from_text = BenchmarkConfig(
+        seeds="0,1", methods="ft,rl", augmentation="none", tune_lrs="0.1,0.01", hparams="ft.lr=0.1,rl.label_mode=any", devices="2",
+        no_remain=True, max_train=400,
+    )
+    from_sections = BenchmarkConfig(
+        data={"no_remain": True, "max_train": 400}, models={"augmentation": "none"}, execution={"devices": "2"},
+        unlearning=UnlearningConfig(seeds=(0, 1), methods=("ft", "rl"), hparams={"ft": {"lr": 0.1}, "rl": {"label_mode": "any"}}),
+        tuning=TuningConfig(tune_lrs=(0.1, 0.01)),
+    )
+    assert config_from_args(flat) == config_from_args(nested) == config_from_args(nested_text) == from_python == from_text == from_sections
+    assert from_python.seeds == from_python.unlearning.seeds == (0, 1) and from_python.max_train == from_python.data.max_train == 400
+    assert from_python.replace(seeds=(3,), data=from_python.data).unlearning.seeds == (3,)
+    assert from_python.to_dict()["seeds"] == [0, 1] and from_python.to_dict()["devices"] == "2"  # results.json stays flat
+
+
+def test_print_config_loads_back_to_the_same_config(tmp_path, capsys):
+    from lightning_unlearn.cli import build_parser, config_from_args
+    from lightning_unlearn.pipeline.config_file import dump_config, load_config
+
+    flags = ["--max-train", "400", "--forget", "class:3", "--seeds", "0,1,2", "--methods", "retrain,trw", "--hparams", "trw.tau=0.5",
+             "--augmentation", "none", "--tune-class", "5", "--precision", "bf16-mixed", "--channels-last", "--data.max_test", "200"]
+    assert main(["benchmark", *flags, "--print_config"]) == 0
+    printed = capsys.readouterr().out
+    assert "data:\n" in printed and "  max_train: 400\n" in printed and "  - trw\n" in printed
+    file = tmp_path / "run.yaml"
+    file.write_text(printed)
+    parser = build_parser()
+    direct = config_from_args(parser.parse_args(["benchmark", *flags, "--out", "x"]))
+    assert direct.max_train == 400 and direct.hparams == {"trw": {"tau": 0.5}} and direct.channels_last is True
+    assert config_from_args(parser.parse_args(["benchmark", "--config", str(file), "--out", "x"])) == direct
+    assert load_config(file) == direct
+    (tmp_path / "again.yaml").write_text(dump_config(direct))
+    assert load_config(tmp_path / "again.yaml") == direct
+    # options are read left to right: after the file they override it, before it the file wins
+    later = config_from_args(parser.parse_args(["benchmark", "--config", str(file), "--max-train", "50", "--out", "x"]))
+    earlier = config_from_args(parser.parse_args(["benchmark", "--max-train", "50", "--config", str(file), "--out", "x"]))
+    assert (later.max_train, earlier.max_train) == (50, 400) and later == direct.replace(max_train=50)
+
+
+def test_a_partial_config_file_keeps_the_defaults_and_expands_variables(tmp_path, monkeypatch):
+    from lightning_unlearn.pipeline import BenchmarkConfig, ConfigError
+    from lightning_unlearn.pipeline.config_file import load_config
+
+    tree = tmp_path / "data" / "tree"
+    for split in ("train", "test"):
+        (tree / split / "a").mkdir(parents=True)
+    monkeypatch.setenv("LU_TEST_ROOT", str(tmp_path / "data"))
+    file = tmp_path / "tree.yaml"
+    file.write_text("data:\n  dataset: ${LU_TEST_ROOT}/tree\n  max_train: 100\nunlearning:\n  seeds: [1, 2]\n")
+    cfg = load_config(file)
+    assert cfg == BenchmarkConfig(dataset=str(tree), max_train=100, seeds=(1, 2))
+    cfg.validate()
+    monkeypatch.delenv("LU_TEST_ROOT")
+    with pytest.raises(ConfigError, match="names the environment variable LU_TEST_ROOT, which is not set"):
+        load_config(file).validate()
+
+
+UNKNOWN = [
+    (["--max-trian", "3"], ["'--max-trian'", "--max-train", "--max-trials"]),
+    (["--data.bogus", "1"], ["'--data.bogus'", "section data has", "max_train", "forget"]),
+    (["--data.max_train", "many"], ["--data.max_train", "--max-train", "int", "'many'"]),
+    (["--seeds", "0,x"], ["--seeds", "0,x"]),
+]
+
+
+@pytest.mark.parametrize("extra, words", UNKNOWN, ids=[" ".join(e) for e, _ in UNKNOWN])
+def test_unknown_options_and_bad_types_are_one_line(tmp_path, capsys, extra, words):
+    assert main(["benchmark", "--out", str(tmp_path / "out"), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("lightning-unlearn: error:"), err
+    for w in words:
+        assert w in err, (w, err)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("data:\n  bogus: 1\n", ["bogus"]),
+        ("bogus:\n  max_train: 1\n", ["bogus"]),
+        ("data:\n  max_train: many\n", ["--data.max_train", "'many'"]),
+    ],
+    ids=["unknown field", "unknown section", "wrong type"],
+)
+def test_bad_config_files_are_one_line(tmp_path, capsys, text, words):
+    from lightning_unlearn.pipeline import ConfigError
+    from lightning_unlearn.pipeline.config_file import load_config
+
+    file = tmp_path / "bad.yaml"
+    file.write_text(text)
+    assert main(["benchmark", "--config", str(file), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and all(w in err for w in words), err
+    with pytest.raises(ConfigError) as info:
+        load_config(file)
+    assert "\n" not in str(info.value) and all(w in str(info.value) for w in words)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_unknown_python_keywords_name_the_allowed_ones():
+    from lightning_unlearn.pipeline import BenchmarkConfig, ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        BenchmarkConfig(max_trian=3)
+    msg = str(info.value)
+    assert "'max_trian'" in msg and "did you mean max_train or max_trials" in msg and "rmia_references" in msg and "\n" not in msg
+    with pytest.raises(ConfigError, match="unknown data setting 'bogus': data has dataset, data_dir"):
+        BenchmarkConfig(data={"bogus": 1})
+    with pytest.raises(AttributeError, match="bogus"):
+        _ = BenchmarkConfig().bogus
 
 
 def test_module_entry_point_as_subprocess(tmp_path):

@@ -89,36 +89,60 @@ def test_numbers_of_two_devices_are_refused(tmp_path):
         mod.compare([tmp_path])
 
 
-def test_random_forget_presets_resolve_to_valid_configs(tmp_path, monkeypatch):
-    """Every preset builds a valid config with the corrected unlearning recipe; options override it."""
-    from types import SimpleNamespace
-
-    from lightning_unlearn.pipeline import BenchmarkConfig
-
-    rf = load("random_forget")
-    tree = tmp_path / "cifar10"
+@pytest.fixture
+def cifar_root(tmp_path, monkeypatch):
+    """A stand-in for ``$LIGHTNING_UNLEARN_DATA`` (an empty ``cifar10`` tree)."""
     for split in ("train", "test"):
-        (tree / split / "a").mkdir(parents=True)
+        (tmp_path / "cifar10" / split / "a").mkdir(parents=True)
     monkeypatch.setenv("LIGHTNING_UNLEARN_DATA", str(tmp_path))
+    return tmp_path
 
-    def args(preset, **kw):
-        base = {k: None for k in rf.OVERRIDES}
-        return SimpleNamespace(**{**base, "preset": preset, "data": None, "seeds": None, "tag": None, **kw})
+
+def test_random_forget_presets_resolve_to_valid_configs(cifar_root):
+    """Every preset builds a valid config with the corrected unlearning recipe; options override it."""
+    rf = load("random_forget")
+    assert set(rf.PRESETS) == {"digits", "cifar5k", "cifar1k-crop", "cifar1k-crop-clip"}
+
+    def config(*argv):
+        return rf.preset_config(rf.parse_args(list(argv)))
 
     for preset in rf.PRESETS:
-        s = rf.preset_settings(args(preset))
-        cfg = BenchmarkConfig(**s)
+        cfg = config("--preset", preset)
         assert cfg.unlearn_augmentation == "auto" and cfg.unlearn_batch_size == 128 and cfg.seeds == (0, 1, 2)
         assert cfg.rmia_references >= 4 and cfg.max_trials >= 3 and cfg.tune_seed not in cfg.seeds
-    crop = BenchmarkConfig(**rf.preset_settings(args("cifar1k-crop")))
+    crop = config("--preset", "cifar1k-crop")
     assert (crop.width, crop.max_train, crop.epochs, crop.batch_size, crop.lr, crop.augmentation) == (24, 1000, 80, 32, 0.05, "crop_flip")
-    assert crop.dataset == str(tree) and crop.fastclip is None
-    mem = BenchmarkConfig(**rf.preset_settings(args("cifar5k")))
+    assert crop.dataset == str(cifar_root / "cifar10") and crop.fastclip is None
+    mem = config("--preset", "cifar5k")
     assert (mem.width, mem.max_train, mem.epochs, mem.batch_size, mem.augmentation) == (None, 5000, 40, 128, "none")
     assert mem.recipes((3, 32, 32))["unlearning"]["augmentation"] == "crop_flip"  # corrected: crop+flip in unlearning
-    clip = rf.preset_settings(args("cifar1k-crop-clip"))
-    assert clip["fastclip"] == 1.0 and rf.folder_name(args("cifar1k-crop-clip"), clip) == "random_forget_cifar1k-crop-clip"
-    milder = args("cifar1k-crop-clip", fastclip=2.0, seeds=[0])
-    assert rf.preset_settings(milder)["fastclip"] == 2.0 and rf.preset_settings(milder)["seeds"] == (0,)
-    assert rf.folder_name(milder, rf.preset_settings(milder)) == "random_forget_cifar1k-crop-clip-c2"
-    assert rf.preset_settings(args("cifar5k", max_trials=1, unlearn_augmentation="none"))["unlearn_augmentation"] == "none"
+    assert config("--preset", "cifar1k-crop-clip").fastclip == 1.0
+    assert rf.folder_name(rf.parse_args(["--preset", "cifar1k-crop-clip"])) == "random_forget_cifar1k-crop-clip"
+    milder = ["--preset", "cifar1k-crop-clip", "--fastclip", "2", "--seeds", "0"]
+    assert config(*milder).fastclip == 2.0 and config(*milder).seeds == (0,)
+    assert rf.folder_name(rf.parse_args(milder)) == "random_forget_cifar1k-crop-clip-c2"
+    assert config("--preset", "cifar5k", "--max-trials", "1", "--unlearn-augmentation", "none").unlearn_augmentation == "none"
+    assert config("--preset", "cifar5k", "--data", "/elsewhere/tree").dataset == "/elsewhere/tree"
+
+
+def test_a_cifar_preset_without_its_data_says_how_to_point_at_it(monkeypatch):
+    rf = load("random_forget")
+    monkeypatch.delenv("LIGHTNING_UNLEARN_DATA", raising=False)
+    with pytest.raises(SystemExit, match="--data or LIGHTNING_UNLEARN_DATA"):
+        rf.preset_config(rf.parse_args(["--preset", "cifar5k"]))
+    assert rf.preset_config(rf.parse_args(["--preset", "digits"])).dataset == "digits"
+
+
+def test_each_preset_file_is_the_config_the_script_builds(cifar_root):
+    """``lightning-unlearn benchmark --config <preset>.yaml`` gives the first run of ``random_forget.py --preset <preset>``
+    (forget 10% with D_R), and with ``--no-remain`` its D_F-only run."""
+    from lightning_unlearn.cli import build_parser, config_from_args
+
+    rf = load("random_forget")
+    for name, path in rf.PRESETS.items():
+        args = rf.parse_args(["--preset", name, "--cache-dir", "c"])
+        runs = rf.run_configs(args, rf.preset_config(args))
+        assert list(runs) == ["0.1_with_remain", "0.1_forget_only"]
+        for key, extra in (("0.1_with_remain", []), ("0.1_forget_only", ["--no-remain"])):
+            cli = config_from_args(build_parser().parse_args(["benchmark", "--config", str(path), "--cache-dir", "c", *extra, "--out", "x"]))
+            assert runs[key] == cli, (name, key)

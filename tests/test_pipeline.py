@@ -113,6 +113,38 @@ def test_cache_key_covers_every_training_setting():
         assert cache_key(training_settings(cfg.replace(**change), data_fingerprint="x")) == base
 
 
+#: model cache keys and run digests as the flat BenchmarkConfig (before the sections) computed them for the same settings
+PREVIOUS_KEYS = {
+    "default": ({}, "d351ef8f7f1b1f6fdbd9b204", "cfd70c6ba705f8d8"),
+    "cifar1k-crop": (
+        dict(dataset="cifar10", data_dir="/tmp", max_train=1000, max_test=1000, width=24, epochs=80, batch_size=32, lr=0.05, augmentation="crop_flip",
+             max_trials=25, seeds=(0, 1, 2), tune_seed=100, rmia_references=4, unlearn_epochs=10),
+        "ab3dfb07c70727aad8333821", "d3216f5975a39f7f",
+    ),
+    "clip-class": (
+        dict(forget="class:3", fastclip=1.0, fastclip_every=10, seeds="0,1,2", methods="ft,trw", hparams="trw.tau=0.5", devices="2",
+             precision="bf16-mixed", channels_last=True, retrain_models=3, tune_class=5),
+        "004c3f33ac690223393573ef", "afde633d546a5008",
+    ),
+    "resnet": (
+        dict(model="resnet18", augmentation=None, unlearn_augmentation="none", epochs=3, accelerator="cpu", strategy="ddp", no_remain=True),
+        "9e5fbbd3254ac7951490c846", "f00e97d48bef9b22",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(PREVIOUS_KEYS))
+def test_cache_keys_and_digests_are_those_of_the_flat_config(name, monkeypatch):
+    """The sections changed no trained model's cache key (no cached model is retrained) and no run's digest."""
+    from lightning_unlearn.pipeline.config import training_settings
+
+    monkeypatch.setenv("LIGHTNING_UNLEARN_CACHE", "/c")
+    settings, key, digest = PREVIOUS_KEYS[name]
+    cfg = BenchmarkConfig(**settings)
+    assert settings_key("models", training_settings(cfg, data_fingerprint=f"fp-{name}")) == key
+    assert BenchmarkConfig(**settings, cache_dir="/c").digest() == digest
+
+
 def test_fastclip_norms_are_recorded_and_plotted(tmp_path):
     from lightning_unlearn.callbacks import FastClip  # noqa: F401  (the run below uses it through fastclip=)
 
@@ -252,8 +284,12 @@ def test_class_forgetting_every_method_two_seeds(tmp_path):
     for name, m in res["methods"].items():
         assert len(m["per_seed"]) == (3 if name == "retrain" else 2)
         for k in ("ua", "ua_test", "ra", "ta", "mia", "rmia_auc", "mia_nn_auc", "sym_kl", "avg_gap", "avg_gap_mis"):
-            assert m[k] is not None and np.isfinite(m[k]), (name, k)
-        assert m["std"]["ua"] >= 0
+            per_seed = [p[k] for p in m["per_seed"]]  # mean and population std over the runs, recomputed
+            assert m[k] == pytest.approx(np.mean(per_seed)) and m["std"][k] == pytest.approx(np.std(per_seed)), (name, k)
+    star = {k: np.mean([p[k] for p in res["methods"]["retrain"]["per_seed"]]) for k in ("ua", "ra", "ta", "rmia_auc")}
+    for name in methods_for("class", True):  # Avg. Gap of each run against the mean of the 3 shared retrained models
+        for p in res["methods"][name]["per_seed"]:
+            assert p["avg_gap"] == pytest.approx(np.mean([abs(p[k] - star[k]) for k in star])), (name, p["seed"])
     for name in methods_for("class", True):
         assert len(res["tuning"][name]) <= 2 and all(t["avg_gap"] is not None for t in res["tuning"][name])
     assert res["methods"]["retrain"]["ua"] < 5.0  # retrained models never saw class 3

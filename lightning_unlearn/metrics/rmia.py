@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 
@@ -13,6 +13,8 @@ from lightning_unlearn.metrics.functional.roc import roc_auc, tpr_at_fpr
 from lightning_unlearn.metrics.functional.signals import softmax_signal, taylor_softmax_signal
 
 Signal = Literal["softmax", "sm_taylor_softmax"]
+#: the signal names, in order (the benchmark's ``rmia_signal`` choices)
+SIGNALS: tuple[str, ...] = get_args(Signal)
 #: (key prefix, member split, non-member split): FT is the [P] headline.
 PAIRS: tuple[tuple[str, str, str], ...] = (("ft", "forget", "test"), ("fr", "remain", "forget"), ("rt", "remain", "test"))
 
@@ -23,7 +25,7 @@ def compute_signal(logits: torch.Tensor, labels: torch.Tensor, signal: Signal, *
         return softmax_signal(logits.float(), labels, **kwargs)
     if signal == "sm_taylor_softmax":
         return taylor_softmax_signal(logits.float(), labels, **kwargs)
-    raise ValueError(f"signal must be 'softmax' or 'sm_taylor_softmax', got {signal!r}")
+    raise ValueError(f"signal must be one of {', '.join(map(repr, SIGNALS))}, got {signal!r}")
 
 
 def tpr_key(fpr: float) -> str:
@@ -126,8 +128,8 @@ class RMIA(IndexedRecords):
         ref = torch.as_tensor(ref_signals)
         if ref.ndim != 2 or not ref.is_floating_point() or ref.shape[0] == 0:
             raise ValueError(f"ref_signals must be a float (R, P) tensor with R >= 1, got {ref.dtype} {tuple(ref.shape)}")
-        if signal not in ("softmax", "sm_taylor_softmax"):
-            raise ValueError(f"signal must be 'softmax' or 'sm_taylor_softmax', got {signal!r}")
+        if signal not in SIGNALS:
+            raise ValueError(f"signal must be one of {', '.join(map(repr, SIGNALS))}, got {signal!r}")
         if not (float(gamma) > 0):
             raise ValueError(f"gamma must be > 0, got {gamma!r}")
         if offline_a is not None and not 0.0 <= float(offline_a) <= 1.0:

@@ -1,17 +1,33 @@
 """The engine behind ``lightning-unlearn benchmark``: one call from data to an unlearning audit.
 
->>> from lightning_unlearn.pipeline import BenchmarkConfig, run_experiment
+>>> from lightning_unlearn.pipeline import BenchmarkConfig, load_config, run_experiment
 >>> results = run_experiment(BenchmarkConfig(forget="random:0.1", seeds=(0, 1, 2)), "out/")  # doctest: +SKIP
+>>> results = run_experiment(load_config("benchmarks/configs/random_forget/digits.yaml", seeds=(0,)), "out/")  # doctest: +SKIP
 
-Files, one job each: :mod:`.config` (the settings, validated, hashable), :mod:`.models`
+Files, one job each: :mod:`.config` (the settings in six sections, validated, hashable),
+:mod:`.config_values` (their text forms and checks), :mod:`.config_file` (YAML files and the
+command-line options, derived from the schema with jsonargparse), :mod:`.models`
 (training original and retrained models through :func:`lightning_unlearn.training.train_classifier`,
 kept in the library's cache, :mod:`lightning_unlearn.cache`), :mod:`.evaluation` (the figures of one model), :mod:`.stages` (the run),
 :mod:`.results` (aggregation into ``results.json``), :mod:`.report` (``report.md`` and the
 figures), :mod:`.output` (atomic output directory), :mod:`.progress` (progress bars, table).
 """
 
-from lightning_unlearn.pipeline.config import BenchmarkConfig, ConfigError
+from lightning_unlearn.pipeline.config import (
+    AuditConfig,
+    BenchmarkConfig,
+    ConfigError,
+    DataConfig,
+    ExecutionConfig,
+    ModelsConfig,
+    TuningConfig,
+    UnlearningConfig,
+)
+from lightning_unlearn.pipeline.config_file import dump_config, load_config
 from lightning_unlearn.pipeline.report import table_markdown
 from lightning_unlearn.pipeline.runner import run_experiment
 
-__all__ = ["BenchmarkConfig", "ConfigError", "run_experiment", "table_markdown"]
+__all__ = [
+    "AuditConfig", "BenchmarkConfig", "ConfigError", "DataConfig", "ExecutionConfig", "ModelsConfig", "TuningConfig", "UnlearningConfig",
+    "dump_config", "load_config", "run_experiment", "table_markdown",
+]

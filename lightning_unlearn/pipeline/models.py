@@ -50,30 +50,30 @@ class TrainedModel:
 
 def trainer_kwargs(config: BenchmarkConfig) -> dict[str, Any]:
     """The ``Trainer`` arguments passed through from the command line."""
-    devices: Any = config.devices
+    devices: Any = config.execution.devices
     if isinstance(devices, str) and devices.isdigit():
         devices = int(devices)
-    return {"accelerator": config.accelerator, "devices": devices, "strategy": config.strategy, "precision": config.precision}
+    return {"accelerator": config.execution.accelerator, "devices": devices, "strategy": config.execution.strategy, "precision": config.execution.precision}
 
 
 def data_device(config: BenchmarkConfig) -> torch.device:
     """Where ``device_data`` keeps the training set: the GPU when the accelerator uses one."""
-    if config.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+    if config.execution.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
         return torch.device("cuda", 0)
     return torch.device("cpu")
 
 
 def new_net(config: BenchmarkConfig, dm: UnlearningDataModule) -> nn.Module:
-    net = build_model(config.model, in_channels=dm.image_shape[0], num_classes=dm.num_classes, mean=dm.mean, std=dm.std, width=config.width)
-    return net.to(memory_format=torch.channels_last) if config.channels_last else net
+    net = build_model(config.models.model, in_channels=dm.image_shape[0], num_classes=dm.num_classes, mean=dm.mean, std=dm.std, width=config.models.width)
+    return net.to(memory_format=torch.channels_last) if config.execution.channels_last else net
 
 
 def _fastclip_callbacks(config: BenchmarkConfig) -> list:
-    if config.fastclip is None:
+    if config.models.fastclip is None:
         return []
     from lightning_unlearn.callbacks import FastClip
 
-    return [FastClip(max_norm=config.fastclip, every_n_steps=config.fastclip_every)]
+    return [FastClip(max_norm=config.models.fastclip, every_n_steps=config.models.fastclip_every)]
 
 
 def _fastclip_norms(callbacks: list, module: nn.Module) -> dict[str, list[list[float]]] | None:
@@ -96,13 +96,14 @@ def fit_classifier(config: BenchmarkConfig, dm: UnlearningDataModule, data: Inde
     callbacks = _fastclip_callbacks(config)
     tkw = trainer_kwargs(config)
     device = None
-    if config.device_data:
+    if config.execution.device_data:
         device = data_device(config)
         tkw["devices"] = 1  # the device loader does not shard: one process
     start = time.perf_counter()
     module = train_classifier(
-        dm, on=data, model=config.model, width=config.width, epochs=config.resolved_epochs, seed=seed, lr=config.resolved_lr, batch_size=config.batch_size,
-        channels_last=config.channels_last, data_device=device, callbacks=callbacks, **tkw,
+        dm, on=data, model=config.models.model, width=config.models.width, epochs=config.resolved_epochs, seed=seed, lr=config.resolved_lr,
+        batch_size=config.models.batch_size,
+        channels_last=config.execution.channels_last, data_device=device, callbacks=callbacks, **tkw,
     )
     seconds = time.perf_counter() - start
     meta: dict[str, Any] = {"seconds": seconds, "n_train": len(data)}

@@ -78,14 +78,14 @@ def _stars(runs: list[ModelRun], config: BenchmarkConfig) -> dict[int, list[Mode
     """Retrained runs per replicate seed (all seeds share them for class forgetting)."""
     retrain = [r for r in runs if r.row == "retrain"]
     if config.kind == "class":
-        return {s: retrain for s in config.seeds}
-    return {s: [r for r in retrain if r.seed == s] for s in config.seeds}
+        return {s: retrain for s in config.unlearning.seeds}
+    return {s: [r for r in retrain if r.seed == s] for s in config.unlearning.seeds}
 
 
 def per_run_gaps(runs: list[ModelRun], config: BenchmarkConfig) -> list[dict[str, Any]]:
     """One record per evaluated model: its figures plus ``avg_gap`` and ``avg_gap_mis``."""
     stars = _stars(runs, config)
-    main_key = "rmia_auc" if config.rmia_references > 0 else "mia"
+    main_key = "rmia_auc" if config.audit.rmia_references > 0 else "mia"
     records = []
     for r in runs:
         group = stars[r.seed]
@@ -143,7 +143,7 @@ def build_results(result: ExperimentResult, config: BenchmarkConfig) -> dict[str
         "recipes": result.recipes,
         "adversarial_transfer": adversarial_transfer_summary(methods),
         "original_within_noise": original_within_noise(methods, result.sets, cfg["avg_gap_mia"]),
-        "provenance": run_provenance(accelerator=config.accelerator),
+        "provenance": run_provenance(accelerator=config.execution.accelerator),
         "run": {"seconds": result.seconds, "models_trained": len(result.trained), "models_loaded": len(result.loaded)},
     }
 

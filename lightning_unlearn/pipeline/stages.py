@@ -83,16 +83,16 @@ def held_out_class(forget_classes: tuple[int, ...], num_classes: int) -> int | N
 def open_data(config: BenchmarkConfig, seed: int) -> UnlearningDataModule:
     """The data module of replicate ``seed``; bad data input becomes :class:`ConfigError`."""
     dm = UnlearningDataModule(
-        config.dataset,
-        forget=config.forget,
+        config.data.dataset,
+        forget=config.data.forget,
         seed=seed,
-        data_dir=config.data_dir,
-        download=config.download,
-        max_train=config.max_train,
-        max_test=config.max_test,
-        batch_size=config.batch_size,
+        data_dir=config.data.data_dir,
+        download=config.data.download,
+        max_train=config.data.max_train,
+        max_test=config.data.max_test,
+        batch_size=config.models.batch_size,
         cache_dir=config.cache_root,
-        augmentation=config.augmentation,
+        augmentation=config.models.augmentation,
     )
     try:
         dm.setup()
@@ -104,29 +104,30 @@ def open_data(config: BenchmarkConfig, seed: int) -> UnlearningDataModule:
 def tuning_grid(method: str, config: BenchmarkConfig) -> list[dict[str, Any]]:
     """The hyperparameter trials of ``method``.
 
-    The grids are the method's ``tunable`` (``lr`` replaced by ``config.tune_lrs`` when given),
-    less the hyperparameters fixed in ``config.hparams`` (``[{}]``, no tuning, when none is left).
-    When their product has at most ``config.max_trials`` points, all are tried; otherwise a
+    The grids are the method's ``tunable`` (``lr`` replaced by ``tune_lrs`` when given),
+    less the hyperparameters fixed in ``hparams`` (``[{}]``, no tuning, when none is left).
+    When their product has at most ``max_trials`` points, all are tried; otherwise a
     diagonal of ``max_trials`` points: trial ``t`` takes, for every hyperparameter, the value at
     ``round(t (n - 1) / (max_trials - 1))`` of its ``n``-value grid, so each grid is covered from
     end to end (e.g. ``lr`` 0.1, 0.01, 0.001 with SalUn's mask ratio 0.1, 0.5, 0.9).
     """
-    if config.max_trials == 0:
+    tuning = config.tuning
+    if tuning.max_trials == 0:
         return [{}]
     grids = {k: tuple(v) for k, v in get_method(method).tunable.items()}
-    if config.tune_lrs is not None:
-        grids["lr"] = tuple(config.tune_lrs)
-    for fixed in (config.hparams or {}).get(method, {}):
+    if tuning.tune_lrs is not None:
+        grids["lr"] = tuple(tuning.tune_lrs)
+    for fixed in (config.unlearning.hparams or {}).get(method, {}):
         grids.pop(fixed, None)
     if not grids:
         return [{}]
     keys = sorted(grids)
     size = int(np.prod([len(grids[k]) for k in keys])) if keys else 1
-    if size <= config.max_trials:
+    if size <= tuning.max_trials:
         return [dict(zip(keys, vals)) for vals in itertools.product(*(grids[k] for k in keys))]
-    t_max = max(config.max_trials - 1, 1)
+    t_max = max(tuning.max_trials - 1, 1)
     trials: list[dict[str, Any]] = []
-    for t in range(config.max_trials):
+    for t in range(tuning.max_trials):
         trial = {k: grids[k][int(round(t * (len(grids[k]) - 1) / t_max))] for k in keys}
         if trial not in trials:
             trials.append(trial)
@@ -188,27 +189,27 @@ class Experiment:
         return self._dms[seed]
 
     def settings(self) -> dict[str, Any]:
-        fp = load_source(self.config.dataset, root=self.config.data_dir, download=False).fingerprint
+        fp = load_source(self.config.data.dataset, root=self.config.data.data_dir, download=False).fingerprint
         return training_settings(self.config, data_fingerprint=fp)
 
     # ------------------------------------------------------------------ stage: models
     def _plan_models(self) -> list[tuple[str, int, int]]:
         """``(role, replicate seed, model seed)`` of every original and retrained model needed."""
         c = self.config
-        tune = c.max_trials > 0 and bool(c.unlearning_methods())
-        reps = list(c.seeds) + ([c.tune_seed] if tune and c.tune_seed not in c.seeds else [])
+        tune = c.tuning.max_trials > 0 and bool(c.unlearning_methods())
+        reps = list(c.unlearning.seeds) + ([c.tuning.tune_seed] if tune and c.tuning.tune_seed not in c.unlearning.seeds else [])
         if c.kind == "class":  # class forgetting tunes on a held-out class, in its own sub-experiment
-            reps = list(c.seeds)
+            reps = list(c.unlearning.seeds)
         plan = [("original", s, s) for s in reps]
         if c.kind == "class":
-            plan += [("retrain", c.seeds[0], m) for m in c.retrain_seeds()]
+            plan += [("retrain", c.unlearning.seeds[0], m) for m in c.retrain_seeds()]
         else:
             plan += [("retrain", s, m) for s in reps for m in c.retrain_seeds(s)]
         return plan
 
     def train_models(self, settings: dict) -> tuple[dict[int, TrainedModel], dict[int, list[TrainedModel]]]:
         plan = self._plan_models()
-        k = self.config.rmia_references
+        k = self.config.audit.rmia_references
         originals: dict[int, TrainedModel] = {}
         retrains: dict[int, list[TrainedModel]] = {}
         with self.progress.stage("train models", total=len(plan) + (1 if k > 0 else 0)):
@@ -233,22 +234,23 @@ class Experiment:
         from lightning_unlearn.metrics.references import train_reference_models
 
         c = self.config
-        dm = self.data(c.seeds[0])
+        dm = self.data(c.unlearning.seeds[0])
         refs = train_reference_models(
-            dm, c.rmia_references, model=c.model, width=c.width, epochs=c.resolved_epochs, lr=c.resolved_lr,
-            fastclip=c.fastclip, fastclip_every=c.fastclip_every, cache_dir=c.cache_root, **self.tkw,
+            dm, c.audit.rmia_references, model=c.models.model, width=c.models.width, epochs=c.resolved_epochs, lr=c.resolved_lr,
+            fastclip=c.models.fastclip, fastclip_every=c.models.fastclip_every, cache_dir=c.cache_root, **self.tkw,
         )
         self.reference_counts = (refs.num_refs - refs.loaded_from_cache, refs.loaded_from_cache)
-        signals, membership = refs.signals_by_index(pool_dataset(dm), signal=c.rmia_signal)
+        signals, membership = refs.signals_by_index(pool_dataset(dm), signal=c.audit.rmia_signal)
         return ev.References(signals=signals, membership=membership)
 
     def retrain_group(self, rep: int, retrains: dict[int, list[TrainedModel]]) -> list[TrainedModel]:
-        return retrains[self.config.seeds[0]] if self.config.kind == "class" else retrains[rep]
+        return retrains[self.config.unlearning.seeds[0]] if self.config.kind == "class" else retrains[rep]
 
     # ------------------------------------------------------------------ evaluation helpers
     def evaluate(self, outputs: ev.Outputs, dm: UnlearningDataModule, retrain_outputs: list[ev.Outputs]) -> ev.Evaluation:
         return ev.evaluate(
-            outputs, ev.Sets.of(dm), refs=self.refs, retrain_outputs=retrain_outputs, signal_kind=self.config.rmia_signal, gamma=self.config.rmia_gamma
+            outputs, ev.Sets.of(dm), refs=self.refs, retrain_outputs=retrain_outputs, signal_kind=self.config.audit.rmia_signal,
+            gamma=self.config.audit.rmia_gamma,
         )
 
     def request(self, dm: UnlearningDataModule, seed: int) -> UnlearningRequest:
@@ -256,7 +258,7 @@ class Experiment:
         (``unlearn_augmentation`` on D_R and D_F, ``unlearn_batch_size``), whatever the originals' recipe."""
         c = self.config
         return UnlearningRequest.from_datamodule(
-            dm, use_remain=c.has_remain, batch_size=c.unlearn_batch_size, seed=seed, augmentation=c.unlearn_augmentation
+            dm, use_remain=c.has_remain, batch_size=c.unlearning.unlearn_batch_size, seed=seed, augmentation=c.unlearning.unlearn_augmentation
         )
 
     def unlearn_one(
@@ -271,8 +273,8 @@ class Experiment:
         models of the replicate (:func:`adversarial_diagnostics`).
         """
         module = UnlearnableClassifier(copy.deepcopy(original.net), num_classes=dm.num_classes, augmentation=dm.augmentation, aug_seed=seed)
-        fixed = (self.config.hparams or {}).get(method, {})
-        obj = get_method(method).from_hyperparameters(**{"epochs": self.config.unlearn_epochs, **fixed, **hp})
+        fixed = (self.config.unlearning.hparams or {}).get(method, {})
+        obj = get_method(method).from_hyperparameters(**{"epochs": self.config.unlearning.unlearn_epochs, **fixed, **hp})
         request = self.request(dm, seed)
         seed_everything(seed)  # a method's result must not depend on how many runs came before it
         start = time.perf_counter()
@@ -293,8 +295,8 @@ class Experiment:
         return runs, outs
 
     def _train_hparams(self) -> dict[str, Any]:
-        c = self.config
-        return {"model": c.model, "epochs": c.resolved_epochs, "lr": c.resolved_lr, "batch_size": c.batch_size, "schedule": "onecycle", "fastclip": c.fastclip}
+        c, m = self.config, self.config.models
+        return {"model": m.model, "epochs": c.resolved_epochs, "lr": c.resolved_lr, "batch_size": m.batch_size, "schedule": "onecycle", "fastclip": m.fastclip}
 
     # ------------------------------------------------------------------ stage: tuning
     def tune(self, originals, retrains) -> tuple[dict[str, list[dict]], dict[str, dict]]:
@@ -308,22 +310,24 @@ class Experiment:
         """
         c = self.config
         methods = c.unlearning_methods()
-        if c.max_trials == 0 or not methods or all(tuning_grid(m, c) == [{}] for m in methods):
+        if c.tuning.max_trials == 0 or not methods or all(tuning_grid(m, c) == [{}] for m in methods):
             return {}, {m: {} for m in methods}
         if c.kind == "class" and not self._tune_in_place:
-            held = c.tune_class if c.tune_class is not None else held_out_class(c.forget_spec.classes, self.data(c.seeds[0]).num_classes)
+            held = c.tuning.tune_class
+            if held is None:
+                held = held_out_class(c.forget_spec.classes, self.data(c.unlearning.seeds[0]).num_classes)
             if held is not None:
-                sub = Experiment(c.replace(forget=f"class:{held}", seeds=(c.tune_seed,), retrain_models=1, tune_class=None), progress=self.progress)
+                sub = Experiment(c.replace(forget=f"class:{held}", seeds=(c.tuning.tune_seed,), retrain_models=1, tune_class=None), progress=self.progress)
                 sub._tune_in_place = True
                 sub.cache = self.cache  # one cache object: its models count among this run's
                 sub_originals, sub_retrains = sub.train_models(sub.settings())
-                self.tuned_on = f"class:{held} (held out), original seed {c.tune_seed}, 1 retrained model"
+                self.tuned_on = f"class:{held} (held out), original seed {c.tuning.tune_seed}, 1 retrained model"
                 return sub.tune(sub_originals, sub_retrains)
             log.warning("too few classes to hold one out for tuning: tuning on the forgotten classes themselves")
             self.tuned_on = f"{c.forget_spec} (the evaluated classes: too few classes to hold one out)"
-            return self._tune_on(c.seeds[0], originals, retrains, methods)
-        self.tuned_on = self.tuned_on or (f"{c.forget_spec} drawn with tune seed {c.tune_seed}" if c.kind == "random" else f"{c.forget_spec}")
-        return self._tune_on(c.tune_seed if c.kind == "random" else c.seeds[0], originals, retrains, methods)
+            return self._tune_on(c.unlearning.seeds[0], originals, retrains, methods)
+        self.tuned_on = self.tuned_on or (f"{c.forget_spec} drawn with tune seed {c.tuning.tune_seed}" if c.kind == "random" else f"{c.forget_spec}")
+        return self._tune_on(c.tuning.tune_seed if c.kind == "random" else c.unlearning.seeds[0], originals, retrains, methods)
 
     def _tune_on(self, rep: int, originals, retrains, methods) -> tuple[dict[str, list[dict]], dict[str, dict]]:
         c = self.config
@@ -353,18 +357,18 @@ class Experiment:
     def run(self) -> ExperimentResult:
         c = self.config
         t0 = time.perf_counter()
-        dm = self.data(c.seeds[0])  # bad data input fails here, before any training
-        if c.tune_class is not None and c.tune_class >= dm.num_classes:
-            raise ConfigError(f"tune_class {c.tune_class} is out of range; allowed classes are 0..{dm.num_classes - 1}")
+        dm = self.data(c.unlearning.seeds[0])  # bad data input fails here, before any training
+        if c.tuning.tune_class is not None and c.tuning.tune_class >= dm.num_classes:
+            raise ConfigError(f"tune_class {c.tuning.tune_class} is out of range; allowed classes are 0..{dm.num_classes - 1}")
         settings = self.settings()
         originals, retrains = self.train_models(settings)
         tuning, chosen = self.tune(originals, retrains)
         methods = c.unlearning_methods()
         runs: list[ModelRun] = []
         norms: dict[str, dict[str, list[float]]] = {}
-        with self.progress.stage("unlearn & evaluate", total=len(c.seeds) * (2 + len(methods))):
+        with self.progress.stage("unlearn & evaluate", total=len(c.unlearning.seeds) * (2 + len(methods))):
             class_retrain: tuple[list[ModelRun], list[ev.Outputs]] | None = None
-            for rep in c.seeds:
+            for rep in c.unlearning.seeds:
                 dm = self.data(rep)
                 if c.kind == "class":
                     if class_retrain is None:
@@ -379,7 +383,7 @@ class Experiment:
                 out = ev.model_outputs(orig.net, dm)
                 runs.append(ModelRun("original", rep, self.evaluate(out, dm, retrain_outs), orig.seconds, self._train_hparams(), out,
                                      model_seed=rep, from_cache=orig.from_cache))
-                if "fastclip_norms" in orig.meta and rep == c.seeds[0]:
+                if "fastclip_norms" in orig.meta and rep == c.unlearning.seeds[0]:
                     norms["original"] = orig.meta["fastclip_norms"]
                     first = self.retrain_group(rep, retrains)[0]
                     if "fastclip_norms" in first.meta:
@@ -394,7 +398,7 @@ class Experiment:
         trained_refs, loaded_refs = self.reference_counts
         trained = list(self.cache.built) + [f"reference-{i}" for i in range(trained_refs)]
         loaded = list(self.cache.loaded) + [f"reference-{i}" for i in range(loaded_refs)]
-        first = self.data(c.seeds[0])
+        first = self.data(c.unlearning.seeds[0])
         sets = ev.Sets.of(first).sizes()
         return ExperimentResult(
             runs, tuning, chosen, norms, trained, loaded, time.perf_counter() - t0, tuned_on=self.tuned_on, sets=sets, recipes=c.recipes(first.image_shape)
