@@ -449,8 +449,8 @@ def run_stage(cfg: Config, specs: list[dict], log, deadline: float) -> None:
 
 # ---------------------------------------------------------------------------- evaluation
 def evaluate(cfg: Config, dm) -> dict:
-    from lightning_unlearn.inference import accuracy, predict_logits
     from lightning_unlearn.audit import adversarial_transfer, reference_pool
+    from lightning_unlearn.inference import accuracy, predict_logits
     from lightning_unlearn.metrics import functional as F
 
     pool = reference_pool(dm)  # train pool then test pool

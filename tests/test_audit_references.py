@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_unlearn.metrics import RMIA
 from lightning_unlearn.audit import (
     membership_matrix,
     reference_pool,
     train_reference_models,
     train_retrained_references,
 )
+from lightning_unlearn.metrics import RMIA
 
 
 def test_membership_matrix_is_amuns_construction_and_balanced():

@@ -66,7 +66,8 @@ def shadow_obs(seed=0, s=6, p=30, gap=0.4):
 def test_per_example_fit_equals_numpy_nan_statistics():
     u, r = shadow_obs(0), shadow_obs(1) - 1.0
     fit = F.ulira_fit(u, r, variance="per_example")
-    for obs, mean, std, count in ((u, fit.mean_unlearned, fit.std_unlearned, fit.count_unlearned), (r, fit.mean_retrained, fit.std_retrained, fit.count_retrained)):
+    worlds = ((u, fit.mean_unlearned, fit.std_unlearned, fit.count_unlearned), (r, fit.mean_retrained, fit.std_retrained, fit.count_retrained))
+    for obs, mean, std, count in worlds:
         a = obs.numpy()
         np.testing.assert_allclose(mean.numpy(), np.nanmean(a, 0), rtol=1e-12)
         np.testing.assert_allclose(std.numpy(), np.nanstd(a, 0, ddof=1), rtol=1e-12)
