@@ -98,27 +98,38 @@ def test_statistics_hold_each_shadows_forget_set_only(pairs):
     assert float((unl - ret).nanmean()) > 0.3
 
 
-def test_originals_are_told_from_retrained_models_and_exact_retraining_is_not(pairs, digits_dm):
+def not_unlearned(pairs):
+    shadows, targets, _ = pairs
+    return ulira_audit(shadows, targets, lambda net, forget_index: net, tpr_fprs=(0.01,))
+
+
+def test_originals_are_told_from_retrained_models(pairs):
+    """No unlearning at all (the originals as the "unlearned" models): clearly above 50%."""
+    _, targets, _ = pairs
+    audit = not_unlearned(pairs)
+    s = audit.scores
+    assert s["unlearned"].sum() * 2 == len(s["score"]) == 2 * int(targets.forget.sum())  # balanced
+    assert float(s["score"][s["unlearned"]].mean()) > float(s["score"][~s["unlearned"]].mean()) + 0.5
+    assert audit.values["balanced_accuracy"] > 58 and audit.values["auc"] > 62
+
+
+@pytest.mark.slow
+def test_exact_retraining_is_not_told_from_retrained_models(pairs, digits_dm):
+    """Retraining from scratch without F_i (a fresh seed each time) as the "unlearning": about 50%."""
     from lightning_unlearn.training import train_classifier
 
     shadows, targets, _ = pairs
-    not_unlearned = ulira_audit(shadows, targets, lambda net, forget_index: net, tpr_fprs=(0.01,))
-    s = not_unlearned.scores
-    assert s["unlearned"].sum() * 2 == len(s["score"]) and len(s["score"]) == 2 * int(targets.forget.sum())  # balanced
-    assert float(s["score"][s["unlearned"]].mean()) > float(s["score"][~s["unlearned"]].mean()) + 0.5
-    assert not_unlearned.values["balanced_accuracy"] > 58 and not_unlearned.values["auc"] > 62
-
     pool = digits_dm.train_set()
     seeds = iter(range(100, 200))
 
-    def retrain_from_scratch(net, forget_index):  # exact unlearning, with a fresh seed each time
+    def retrain_from_scratch(net, forget_index):
         keep = torch.ones(len(pool), dtype=torch.bool)
         keep[positions_in(pool.index, forget_index)] = False
         return train_classifier(digits_dm, on=pool.subset(torch.nonzero(keep).flatten()), epochs=EPOCHS, seed=next(seeds)).model
 
     exact = ulira_audit(shadows, targets, retrain_from_scratch, tpr_fprs=(0.01,))
     assert abs(exact.values["balanced_accuracy"] - 50) < 5 and abs(exact.values["auc"] - 50) < 6
-    assert not_unlearned.values["auc"] > exact.values["auc"] + 8
+    assert not_unlearned(pairs).values["auc"] > exact.values["auc"] + 8
 
 
 def test_method_unlearner_runs_a_registry_method_on_the_forget_set(pairs, digits_dm):

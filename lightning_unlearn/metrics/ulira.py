@@ -79,7 +79,9 @@ class ULiRA(IndexedRecords):
         {'balanced_accuracy': 100, 'auc': 100}
     """
 
+    is_differentiable = False
     higher_is_better = None  # the target is 50 (retrained models), not an extreme
+    full_state_update = False  # update() only appends records
 
     def __init__(
         self,
