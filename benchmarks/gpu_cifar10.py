@@ -326,7 +326,7 @@ def load_net(cfg: Config, dm, name: str) -> torch.nn.Module | None:
 
 # ---------------------------------------------------------------------------- jobs
 def job_train(cfg: Config, dm, spec: dict) -> dict:
-    from lightning_unlearn.metrics import membership_matrix, reference_pool
+    from lightning_unlearn.audit import membership_matrix, reference_pool
     from lightning_unlearn.seeding import derive_seed
 
     role = spec["role"]
@@ -449,8 +449,8 @@ def run_stage(cfg: Config, specs: list[dict], log, deadline: float) -> None:
 
 # ---------------------------------------------------------------------------- evaluation
 def evaluate(cfg: Config, dm) -> dict:
+    from lightning_unlearn.audit import adversarial_transfer, reference_pool
     from lightning_unlearn.inference import accuracy, predict_logits
-    from lightning_unlearn.metrics import adversarial_transfer, reference_pool
     from lightning_unlearn.metrics import functional as F
 
     pool = reference_pool(dm)  # train pool then test pool

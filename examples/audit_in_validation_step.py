@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_unlearn import RMIA, MIAEfficacy, UnlearningDataModule, train_reference_models
-from lightning_unlearn.metrics import reference_pool
+from lightning_unlearn.audit import reference_pool
 
 # ----------------------------------------------------------------------------- settings
 SEED = 0  # seeds the forget set, the initialisation and the data order

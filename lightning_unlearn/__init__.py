@@ -10,8 +10,9 @@ effects: nothing is printed, downloaded or configured):
 - unlearning: :class:`UnlearningMixin`, :class:`AMUNMixin`, :class:`TRWMixin`,
   :class:`UnlearningRequest`, :func:`unlearn`, ``METHODS``, :func:`register_method`,
   :class:`UnlearningBatch`, :func:`pgd_l2_search`;
-- audits: :class:`RMIA`, :class:`MIAEfficacy`, :class:`MIANN`, :class:`MIANNRetrain`, :class:`SymmetricKL`
-  (``FADE``), :class:`UnlearningAccuracy`, :func:`train_reference_models`;
+- audits: :class:`RMIA`, :class:`ULiRA`, :class:`MIAEfficacy`, :class:`MIANN`, :class:`MIANNRetrain`,
+  :class:`SymmetricKL` (``FADE``), :class:`UnlearningAccuracy`; their models: :func:`train_reference_models`,
+  :func:`train_shadow_pairs`;
 - the main job: :class:`BenchmarkConfig`, :func:`run_experiment`;
 - seeds: :func:`derive_seed` (every derived seed of the library).
 """
@@ -43,13 +44,15 @@ _EXPORTS = {
     "UnlearningBatch": "lightning_unlearn.unlearning",
     "pgd_l2_search": "lightning_unlearn.attacks",
     "RMIA": "lightning_unlearn.metrics",
+    "ULiRA": "lightning_unlearn.metrics",
     "MIAEfficacy": "lightning_unlearn.metrics",
     "MIANN": "lightning_unlearn.metrics",
     "MIANNRetrain": "lightning_unlearn.metrics",
     "SymmetricKL": "lightning_unlearn.metrics",
     "FADE": "lightning_unlearn.metrics",
     "UnlearningAccuracy": "lightning_unlearn.metrics",
-    "train_reference_models": "lightning_unlearn.metrics",
+    "train_reference_models": "lightning_unlearn.audit",
+    "train_shadow_pairs": "lightning_unlearn.audit",
     "BenchmarkConfig": "lightning_unlearn.pipeline",
     "run_experiment": "lightning_unlearn.pipeline",
     "derive_seed": "lightning_unlearn.seeding",

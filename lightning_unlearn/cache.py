@@ -2,8 +2,8 @@
 
 Everything the library keeps between runs goes through :class:`ArtefactCache`: decoded data
 pools (:func:`lightning_unlearn.data.load_pool`), the original, retrained and RMIA reference
-models (:mod:`lightning_unlearn.pipeline` and :mod:`lightning_unlearn.metrics.references`) and
-the references' membership tables. Each artefact kind has its own folder::
+models (:mod:`lightning_unlearn.pipeline` and :mod:`lightning_unlearn.audit`) and
+the references' membership tables and U-LiRA's forget tables. Each artefact kind has its own folder::
 
     <root>/<kind>/<key>.pt
 

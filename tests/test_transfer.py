@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_unlearn.metrics import adversarial_transfer
+from lightning_unlearn.audit import adversarial_transfer
 from lightning_unlearn.metrics.functional import transfer_rate
 from lightning_unlearn.unlearning import AdversarialSet
 

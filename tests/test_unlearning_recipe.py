@@ -310,7 +310,7 @@ def test_width_reaches_every_trained_model(tmp_path, monkeypatch):
         widths.append(kw.get("width"))
         return real(name, **kw)
 
-    for module in ("lightning_unlearn.training.fit", "lightning_unlearn.pipeline.models", "lightning_unlearn.metrics.references"):
+    for module in ("lightning_unlearn.training.fit", "lightning_unlearn.pipeline.models", "lightning_unlearn.audit.model_cache"):
         monkeypatch.setattr(f"{module}.build_model", spy)
     cfg = BenchmarkConfig(max_train=200, max_test=100, epochs=1, width=8, methods=("retrain",), rmia_references=2, max_trials=0, cache_dir=str(tmp_path))
     res = run_experiment(cfg)

@@ -73,7 +73,7 @@ class RMIA(IndexedRecords):
 
     Args:
         ref_signals: ``(R, P)`` reference-model signals indexed by pool index (P >= every index),
-            computed with the same ``signal`` (e.g. by :mod:`lightning_unlearn.metrics.references`).
+            computed with the same ``signal`` (e.g. by :mod:`lightning_unlearn.audit.references`).
             A constructor input, not a state; kept on the CPU.
         signal: ``"softmax"`` (default; true-label probability) or ``"sm_taylor_softmax"``
             (RMIA paper configs / AMUN: pass ``signal_kwargs`` to change T, m, n).

@@ -142,7 +142,7 @@ def adversarial_diagnostics(method: Any, retrained: list) -> dict[str, Any]:
     examples, built on the original model, *transfer* to a model that never saw the forget set.
     For a method with a public ``adversarial`` attribute holding an
     :class:`~lightning_unlearn.unlearning.AdversarialSet` (AMUN, AMUN+SalUn, adv-only; read after
-    the fit), this measures :func:`~lightning_unlearn.metrics.adversarial_transfer` on each
+    the fit), this measures :func:`~lightning_unlearn.audit.adversarial_transfer` on each
     model of ``retrained`` and averages over them:
 
     * ``transfer_to_retrain``: ``{"prob", "top1", "n", "retrain_models"}``: mean
@@ -150,7 +150,7 @@ def adversarial_diagnostics(method: Any, retrained: list) -> dict[str, Any]:
     * ``transfer_to_retrain_perturbed``: the same over the rows with ``||delta|| > 0`` (leaving out
       forget samples the original already misclassified, whose x_adv is x itself), when any.
     """
-    from lightning_unlearn.metrics import adversarial_transfer
+    from lightning_unlearn.audit import adversarial_transfer
     from lightning_unlearn.unlearning import AdversarialSet
 
     adv = getattr(method, "adversarial", None)
@@ -228,10 +228,10 @@ class Experiment:
         return originals, retrains
 
     def _references(self, settings: dict) -> ev.References:
-        """RMIA reference models (:func:`lightning_unlearn.metrics.references.train_reference_models`:
+        """RMIA reference models (:func:`lightning_unlearn.audit.train_reference_models`:
         each trained on a random half of the pool, train + test, cached under ``cache_dir/references``)
         and their signals on the pool, in pool order."""
-        from lightning_unlearn.metrics.references import train_reference_models
+        from lightning_unlearn.audit import train_reference_models
 
         c = self.config
         dm = self.data(c.unlearning.seeds[0])

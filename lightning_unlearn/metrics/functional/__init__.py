@@ -2,7 +2,8 @@
 
 Units: every audit value returned here (accuracies, MIA-efficacy, AUC, TPR, MIA-NN, Avg. Gap)
 is a **percentage in [0, 100]**; rates given as *arguments* (``fpr=0.01``) are
-fractions. RMIA scores are per-sample fractions in [0, 1]; symmetric KL / FADE are in nats.
+fractions. RMIA scores are per-sample fractions in [0, 1]; U-LiRA scores are log likelihood ratios; symmetric
+KL / FADE are in nats.
 """
 
 from lightning_unlearn.metrics.functional.fade import fade, fade_noise_floor, symmetric_kl, symmetric_kl_terms
@@ -34,17 +35,20 @@ from lightning_unlearn.metrics.functional.svc import (
     select_shadow_members,
 )
 from lightning_unlearn.metrics.functional.transfer import transfer_rate
+from lightning_unlearn.metrics.functional.ulira import ULiRAFit, logit_confidence, ulira, ulira_fit, ulira_scores
 
 __all__ = [
     "FEATURES",
     "FlooredSignalWarning",
     "LowFPRVarianceWarning",
     "RetrainDiscriminator",
+    "ULiRAFit",
     "avg_gap",
     "entropy",
     "fade",
     "fade_noise_floor",
     "fit_retrain_discriminator",
+    "logit_confidence",
     "floor_signals",
     "make_discriminator",
     "mia_efficacy",
@@ -67,4 +71,7 @@ __all__ = [
     "taylor_softmax_signal",
     "tpr_at_fpr",
     "transfer_rate",
+    "ulira",
+    "ulira_fit",
+    "ulira_scores",
 ]

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_unlearn.metrics import RMIA
-from lightning_unlearn.metrics.references import (
+from lightning_unlearn.audit import (
     membership_matrix,
     reference_pool,
     train_reference_models,
     train_retrained_references,
 )
+from lightning_unlearn.metrics import RMIA
 
 
 def test_membership_matrix_is_amuns_construction_and_balanced():
@@ -43,7 +43,7 @@ def test_reference_models_train_signal_and_reuse_cache(digits_dm, tmp_path, monk
     assert (logits.argmax(-1) == labels).float().mean() > 0.3
 
     # second call: same configuration -> everything from the cache, no training
-    import lightning_unlearn.metrics.references as mod
+    import lightning_unlearn.audit.model_cache as mod
 
     def no_training(*args, **kwargs):
         raise AssertionError("a cached reference was retrained")
@@ -152,7 +152,7 @@ def test_a_reference_copied_under_another_references_key_is_detected(digits_dm, 
 
 
 def test_an_unwritable_cache_is_reported_before_training(digits_dm, tmp_path, monkeypatch):
-    import lightning_unlearn.metrics.references as mod
+    import lightning_unlearn.audit.model_cache as mod
     from lightning_unlearn.cache import CacheNotWritableError
 
     monkeypatch.setattr(mod, "train_classifier", lambda *a, **k: pytest.fail("trained before checking the cache"))

@@ -1,5 +1,8 @@
-"""Run a model over an AMUN adversarial set and measure the transfer of its labels (see
-:mod:`lightning_unlearn.metrics.functional.transfer`)."""
+"""Run a model over an AMUN adversarial set and measure the transfer of its labels.
+
+The measurement itself is :func:`lightning_unlearn.metrics.functional.transfer_rate` (plain
+tensors); this module runs the model, so it lives with the audit's other model-running code.
+"""
 
 from __future__ import annotations
 

@@ -20,17 +20,16 @@ the cache at once (atomically), so an interrupted run resumes where it stopped a
 :func:`train_retrained_references` uses the same loop and cache for models retrained on D_R only
 (``train_classifier(dm, on="remain", seed=s)``), the references of MIA-NN, Avg. Gap and FADE.
 
-**Cache.** The library's one cache (:mod:`lightning_unlearn.cache`): each reference model is a
-``"models"`` entry keyed by its recipe, the pool's fingerprint, its training set (the IN samples)
-and its seed; the membership table a ``"membership"`` entry keyed by R, the pool and the seed.
-Every entry is verified on load (format, shapes, the settings stored inside against the key) and
-a damaged one is removed and rebuilt; an unwritable cache folder is reported before any training.
+**Cache.** The library's one cache (:mod:`lightning_unlearn.cache`), through
+:mod:`lightning_unlearn.audit.model_cache`: each reference model is a ``"models"`` entry keyed by its
+recipe, the pool's fingerprint, its training set (the IN samples) and its seed; the membership
+table a ``"membership"`` entry keyed by R, the pool and the seed. Every entry is verified on load
+(format, shapes, the settings stored inside against the key) and a damaged one is removed and
+rebuilt; an unwritable cache folder is reported before any training.
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,18 +41,18 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from lightning_unlearn.cache import ArtefactCache, check_writable, default_cache_dir, state_dict_payload
+from lightning_unlearn.audit.model_cache import (
+    cached_table,
+    model_recipe,
+    open_model_cache,
+    pool_fingerprint,
+    train_or_load_models,
+)
 from lightning_unlearn.data.datamodule import UnlearningDataModule
 from lightning_unlearn.data.datasets import IndexedTensorDataset
 from lightning_unlearn.inference import predict_logits
 from lightning_unlearn.metrics.rmia import Signal, compute_signal
-from lightning_unlearn.models.factory import build_model
 from lightning_unlearn.seeding import derive_seed
-from lightning_unlearn.training.fit import DEFAULT_LR, TRAINING_RECIPE_VERSION, default_epochs, train_classifier
-
-log = logging.getLogger(__name__)
-
-CACHE_VERSION = 2
 
 
 def membership_matrix(num_refs: int, num_samples: int, *, seed: int = 0) -> torch.Tensor:
@@ -83,14 +82,6 @@ def reference_pool(dm: UnlearningDataModule, *, include_test: bool = True) -> In
     return IndexedTensorDataset(
         torch.cat([p.train_x, p.test_x]), torch.cat([p.train_y, p.test_y]), torch.cat([p.train_index, p.test_index])
     )
-
-
-def _fingerprint(pool: IndexedTensorDataset) -> str:
-    h = hashlib.sha256()
-    h.update(pool.index.numpy().tobytes())
-    h.update(pool.y.numpy().tobytes())
-    h.update(str(tuple(pool.x.shape)).encode())
-    return h.hexdigest()[:16]
 
 
 @dataclass
@@ -154,38 +145,6 @@ class ReferenceModels:
         return dense, member
 
 
-def _membership_restore(expected: torch.Tensor, pool_index: torch.Tensor):
-    """Check a cached membership table: bool ``(R, P)``, the pool's indices, equal to the recomputed table."""
-
-    def restore(payload: dict[str, Any]) -> torch.Tensor:
-        m, idx = payload["membership"], payload["pool_index"]
-        if not isinstance(m, torch.Tensor) or m.dtype != torch.bool or m.shape != expected.shape:
-            raise ValueError(
-                f"membership must be a bool tensor of shape {tuple(expected.shape)}, got {getattr(m, 'dtype', type(m))} {tuple(getattr(m, 'shape', ()))}"
-            )
-        if not isinstance(idx, torch.Tensor) or not torch.equal(idx, pool_index):
-            raise ValueError("its pool indices are not this pool's")
-        if not torch.equal(m, expected):
-            raise ValueError("its membership differs from the one recomputed from the seed")
-        return m
-
-    return restore
-
-
-def _model_restore(dm: UnlearningDataModule, model: str, width: int | None = None):
-    def restore(payload: dict[str, Any]) -> nn.Module:
-        net = build_model(model, in_channels=dm.image_shape[0], num_classes=dm.num_classes, mean=dm.mean, std=dm.std, width=width)
-        net.load_state_dict(payload, strict=True)  # RuntimeError on a missing, extra or misshapen tensor
-        return net
-
-    return restore
-
-
-def _trainer_settings(trainer_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The Trainer arguments that can change trained weights (part of a reference's cache key)."""
-    return {k: trainer_kwargs[k] for k in ("accelerator", "devices", "strategy", "precision") if k in trainer_kwargs}
-
-
 def _train_or_load(
     dm: UnlearningDataModule,
     pool: IndexedTensorDataset,
@@ -199,89 +158,14 @@ def _train_or_load(
     trainer_kwargs: dict[str, Any],
 ) -> ReferenceModels:
     """Train model r on ``train_sets[r]`` (default ``pool.subset(membership[r])``) with seed ``seeds[r]``, or load it from the cache."""
-    root = Path(cache_dir or default_cache_dir())
-    models_cache = ArtefactCache(root, "models") if use_cache else None
-    if use_cache:
-        for kind in ("models", "membership"):
-            check_writable(root / kind)  # before any training
-        table = ArtefactCache(root, "membership")
-        table.get_or_build(
-            {k: config[k] for k in ("kind", "pool", "pool_size", "seed") if k in config} | {"shape": list(membership.shape)},
-            lambda: ({"membership": membership.clone(), "pool_index": pool.index.clone()}, {}),
-            _membership_restore(membership, pool.index),
-        )
-    model, width = config["model"], config.get("width")
-    restore = _model_restore(dm, model, width)
-    models: list[nn.Module] = []
-    loaded = 0
-    for r, seed_r in enumerate(seeds):
-        data = train_sets[r] if train_sets is not None else pool.subset(torch.nonzero(membership[r]).flatten())
-
-        def train(data=data, r=r, seed_r=seed_r) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-            log.info("training reference %d/%d on %d of %d pool samples", r + 1, len(seeds), len(data), len(pool))
-            rest = {k: v for k, v in trainer_kwargs.items() if k != "callbacks"}
-            module = train_classifier(
-                dm, on=data, model=model, width=width, epochs=config["epochs"], seed=int(seed_r), lr=config["lr"],
-                schedule=config["schedule"], callbacks=_fastclip_callbacks(config) + list(trainer_kwargs.get("callbacks") or []), **rest,
-            )
-            return state_dict_payload(module.model.state_dict()), {"n_train": len(data)}
-
-        if models_cache is None:
-            net = restore(train()[0])
-        else:
-            settings = {**config, "role": config["kind"], "reference": r, "seed": int(seed_r), "train_set": _fingerprint(data),
-                        **_trainer_settings(trainer_kwargs)}
-            entry = models_cache.get_or_build(settings, train, restore)
-            net, loaded = entry.value, loaded + int(entry.from_cache)
-        models.append(net.eval())
+    root, models_cache = open_model_cache(cache_dir, use_cache)
+    if models_cache is not None:
+        table_key = {k: config[k] for k in ("kind", "pool", "pool_size", "seed") if k in config}
+        cached_table(root, table_key, membership, pool.index)
+    if train_sets is None:
+        train_sets = [pool.subset(torch.nonzero(membership[r]).flatten()) for r in range(len(seeds))]
+    models, loaded = train_or_load_models(dm, config, train_sets, seeds, cache=models_cache, trainer_kwargs=trainer_kwargs)
     return ReferenceModels(models, membership, pool.index.clone(), config, models_cache.folder if models_cache else None, loaded)
-
-
-def _fastclip_callbacks(config: dict[str, Any]) -> list:
-    """A fresh FastClip callback for one fit when the recipe clips (``config["fastclip"]``), else none."""
-    if config.get("fastclip") is None:
-        return []
-    from lightning_unlearn.callbacks import FastClip
-
-    return [FastClip(max_norm=config["fastclip"], every_n_steps=config["fastclip_every"])]
-
-
-def _recipe(
-    dm: UnlearningDataModule,
-    model: str,
-    epochs: int | None,
-    lr: float | None,
-    schedule: str,
-    *,
-    width: int | None = None,
-    fastclip: float | None = None,
-    fastclip_every: int = 10,
-) -> dict[str, Any]:
-    """The training recipe of every reference model (part of each one's cache key).
-
-    ``width`` and the FastClip settings enter the recipe only when set, so models of the default
-    recipe keep the keys they had before these options existed.
-    """
-    if not isinstance(model, str):
-        raise ValueError(f"model must be a model name (so that cached weights can be rebuilt), got {type(model).__name__}")
-    if fastclip is not None and (fastclip <= 0 or fastclip_every <= 0):
-        raise ValueError(f"fastclip must be a positive max_norm and fastclip_every a positive number of steps, got {fastclip!r} and {fastclip_every!r}")
-    extra: dict[str, Any] = {}
-    if width is not None:
-        extra["width"] = int(width)
-    if fastclip is not None:
-        extra.update(fastclip=float(fastclip), fastclip_every=int(fastclip_every))
-    return extra | {
-        "version": CACHE_VERSION,
-        "recipe_version": TRAINING_RECIPE_VERSION,
-        "dataset": str(dm.dataset),
-        "model": model,
-        "epochs": int(epochs if epochs is not None else default_epochs(dm.dataset, model)),
-        "lr": float(lr if lr is not None else DEFAULT_LR.get(model, 0.05)),
-        "schedule": schedule,
-        "batch_size": dm.batch_size,
-        "augmentation": dm.augmentation,
-    }
 
 
 def train_reference_models(
@@ -320,10 +204,10 @@ def train_reference_models(
     Returns:
         :class:`ReferenceModels`.
     """
-    config = _recipe(dm, model, epochs, lr, schedule, width=width, fastclip=fastclip, fastclip_every=fastclip_every)
+    config = model_recipe(dm, model, epochs, lr, schedule, width=width, fastclip=fastclip, fastclip_every=fastclip_every)
     pool = reference_pool(dm, include_test=include_test)
     membership = membership_matrix(num_refs, len(pool), seed=seed)
-    config.update(kind="rmia-halves", pool=_fingerprint(pool), pool_size=len(pool), include_test=bool(include_test),
+    config.update(kind="rmia-halves", pool=pool_fingerprint(pool), pool_size=len(pool), include_test=bool(include_test),
                   num_refs=int(num_refs), seed=int(seed))
     seeds = [derive_seed(int(seed), "rmia-reference", r) for r in range(int(num_refs))]
     return _train_or_load(dm, pool, membership, config, seeds, cache_dir=cache_dir, use_cache=use_cache, trainer_kwargs=trainer_kwargs)
@@ -354,11 +238,11 @@ def train_retrained_references(
     """
     if int(num_models) < 1:
         raise ValueError(f"num_models must be >= 1, got {num_models!r}")
-    config = _recipe(dm, model, epochs, lr, schedule, width=width, fastclip=fastclip, fastclip_every=fastclip_every)
+    config = model_recipe(dm, model, epochs, lr, schedule, width=width, fastclip=fastclip, fastclip_every=fastclip_every)
     pool = reference_pool(dm, include_test=False)
     remain = dm.remain_set()
     membership = torch.isin(pool.index, remain.index)[None, :].expand(int(num_models), -1).clone()
-    config.update(kind="retrain", pool=_fingerprint(pool), remain=_fingerprint(remain), num_models=int(num_models), seed=int(seed))
+    config.update(kind="retrain", pool=pool_fingerprint(pool), remain=pool_fingerprint(remain), num_models=int(num_models), seed=int(seed))
     seeds = [int(seed) + r for r in range(int(num_models))]
     return _train_or_load(
         dm, pool, membership, config, seeds, train_sets=[remain] * int(num_models),
