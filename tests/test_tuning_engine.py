@@ -139,6 +139,25 @@ def test_the_value_is_the_mean_over_the_sets_with_each_set_stored(tmp_path):
     json.dumps(result.to_dict())  # plain JSON
 
 
+def test_a_point_proposed_again_is_not_evaluated_again(tmp_path):
+    # TPE over 7 categorical points with a budget of 6 proposes some point twice (seeded: always the same ones)
+    plan = plan_tuning("ft", budget=6, n_sets=2, seed=0, fixed={"step_size": 5}, startup_trials=1)
+    rec = Recorder(diverging)
+    result = run_tuning(plan, rec, tmp_path)
+    assert plan.sampler_kind == "tpe" and result.n_trials == 6
+    twins = [h for h in result.history if h["duplicate_of"] is not None]
+    assert twins, "the seeded TPE proposed no point twice: pick another seed for this test"
+    by_slot = {h["slot"]: h for h in result.history}
+    for h in twins:
+        first = by_slot[h["duplicate_of"]]
+        assert first["slot"] < h["slot"] and first["hparams"] == h["hparams"] and first["duplicate_of"] is None
+        assert (h["state"], h["value"], h["sets"]) == (first["state"], first["value"], first["sets"])
+    distinct = {json.dumps(h["hparams"], sort_keys=True) for h in result.history}
+    assert len(distinct) == 6 - len(twins)
+    assert {json.dumps(hp, sort_keys=True) for _, hp, _ in rec.calls} == distinct  # each point evaluated once ...
+    assert len(rec.calls) == sum(len(h["sets"]) + (h["state"] == "diverged") for h in result.history if h["duplicate_of"] is None)
+
+
 def test_ties_go_to_the_smallest_parameters_whatever_the_grid_order(tmp_path):
     flat = Recorder(lambda m, hp, k: {"avg_gap": 1.0})
     fixed = {"step_size": 5}

@@ -18,6 +18,11 @@ the budget and is never scored. Any other
 exception from ``evaluate`` fails the trial and stops the run; the next :func:`run_tuning` on
 the same folder re-queues it (see :mod:`lightning_unlearn.tuning.study`).
 
+``evaluate`` must be deterministic (the benchmark seeds every run): a point that TPE proposes
+again (it can, on categorical axes) is not re-evaluated; its trial copies the earlier trial's
+sets and outcome (the user attribute ``duplicate_of`` names that trial's slot) and still
+counts against the budget.
+
 Example (a synthetic objective)::
 
     plan = plan_tuning("ft", budget=21, n_sets=2, seed=0)
@@ -46,8 +51,9 @@ from lightning_unlearn.tuning.samplers import RETRY_OF_KEY, SLOT_KEY
 from lightning_unlearn.tuning.study import DEFAULT_FILE_NAME, DIVERGED_KEY, is_counted, is_diverged, open_study
 
 Evaluate = Callable[[str, dict[str, Any], int], Mapping[str, Any]]
-#: the trial user attribute holding the per-set values and figures
+#: the trial user attributes holding the per-set values and figures, and the slot a repeated point copies
 SETS_KEY = "sets"
+DUPLICATE_KEY = "duplicate_of"
 
 
 @dataclass(frozen=True)
@@ -107,7 +113,8 @@ def trial_record(trial: FrozenTrial, plan: TuningPlan) -> dict[str, Any]:
     ``hparams`` (constants + sampled values), ``value`` (mean objective or ``None``),
     ``sets`` (per tuning set evaluated: ``{"value", "metrics"}``), ``diverged``
     (``{"set", "reason"}`` or ``None``), ``retry_of`` (the trial number it repeats, or
-    ``None``), ``seconds``.
+    ``None``), ``duplicate_of`` (the slot whose outcome a repeated point copied, or ``None``),
+    ``seconds``.
     """
     return {
         "slot": trial.system_attrs.get(SLOT_KEY),
@@ -118,6 +125,7 @@ def trial_record(trial: FrozenTrial, plan: TuningPlan) -> dict[str, Any]:
         "sets": trial.user_attrs.get(SETS_KEY, []),
         "diverged": trial.user_attrs.get(DIVERGED_KEY),
         "retry_of": trial.system_attrs.get(RETRY_OF_KEY),
+        "duplicate_of": trial.user_attrs.get(DUPLICATE_KEY),
         "seconds": trial.user_attrs.get("seconds"),
     }
 
@@ -151,9 +159,34 @@ def tuning_result(study: optuna.Study, plan: TuningPlan) -> TuningResult:
     )
 
 
+def _earlier_twin(trial: optuna.Trial, params: Mapping[str, Any]) -> FrozenTrial | None:
+    """The first counted trial before ``trial`` with the same parameters, if any."""
+    for t in trial.study.get_trials(deepcopy=False):
+        if t.number != trial.number and is_counted(t) and t.params == params:
+            return t
+    return None
+
+
+def _copy_twin(trial: optuna.Trial, twin: FrozenTrial) -> float:
+    """Give ``trial`` the outcome of its earlier twin (no re-evaluation)."""
+    slot = int(twin.system_attrs.get(SLOT_KEY, twin.number))
+    trial.set_user_attr(DUPLICATE_KEY, slot)
+    trial.set_user_attr(SETS_KEY, twin.user_attrs.get(SETS_KEY, []))
+    if is_diverged(twin):
+        trial.set_user_attr(DIVERGED_KEY, twin.user_attrs[DIVERGED_KEY])
+        raise DivergedError(f"the same parameters diverged in slot {slot}: {twin.user_attrs[DIVERGED_KEY]['reason']}")
+    trial.set_user_attr("seconds", 0.0)
+    assert twin.value is not None
+    return twin.value
+
+
 def _objective(plan: TuningPlan, evaluate: Evaluate) -> Callable[[optuna.Trial], float]:
     def objective(trial: optuna.Trial) -> float:
-        hparams = plan.space.hyperparameters(plan.space.suggest(trial))
+        sampled = plan.space.suggest(trial)
+        twin = _earlier_twin(trial, sampled)
+        if twin is not None:
+            return _copy_twin(trial, twin)
+        hparams = plan.space.hyperparameters(sampled)
         sets: list[dict[str, Any]] = []
         start = time.perf_counter()
         for k in range(plan.n_sets):
