@@ -146,3 +146,9 @@ def test_objective_errors_name_the_missing_figure():
         OBJECTIVES["avg_gap+kl"].value({"avg_gap": 1.0, "sym_kl": None})
     with pytest.raises(ValueError, match=r"unknown tuning objective 'gap'.*avg_gap\+mia_nn"):
         get_objective("gap")
+
+
+def test_scrub_keeps_its_milestones_without_a_step_size():
+    out = get_method("scrub")(decay_epochs=(2, 4)).configure_optimizers(nn.Linear(3, 2))
+    sched = out["lr_scheduler"]["scheduler"]
+    assert isinstance(sched, torch.optim.lr_scheduler.MultiStepLR) and sorted(sched.milestones) == [2, 4]
