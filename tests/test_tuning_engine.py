@@ -192,7 +192,7 @@ def test_a_resumed_study_makes_the_choices_of_an_uninterrupted_one(tmp_path, met
     resumed = run_tuning(plan, resumer, tmp_path / "cut")
 
     assert sequence(resumed) == sequence(whole)
-    assert resumed.chosen == whole.chosen and resumed.best_value == whole.best_value and resumed.best_trial == whole.best_trial
+    assert resumed.chosen == whole.chosen and resumed.best_value == whole.best_value and resumed.best_slot == whole.best_slot
     # completed trials were not rerun: only the interrupted trial (from its first set) and the rest
     assert len(first) == 11 and len(resumer.calls) == 2 * budget - 10
     assert resumer.calls[0][1] == failing.calls[-1][1]  # the interrupted trial's parameters come first

@@ -112,6 +112,7 @@ def test_axes_must_match_the_method_constructor():
         (lambda: FloatRange(1.0, 1.0), "low < high"),
         (lambda: FloatRange(0.0, 1.0, log=True), "low > 0"),
         (lambda: IntRange(1.5, 3), "integer bounds"),
+        (lambda: IntRange(1, float("inf")), "integer bounds"),
         (lambda: SearchSpace({"lr": Categorical((0.1,))}, {"lr": 0.1}), "both axes and constants"),
     ],
 )

@@ -65,7 +65,7 @@ class TuningResult:
         chosen: the hyperparameters of the best trial, constants included (what to pass to the
             method); ``None`` when no trial was scored (every trial diverged).
         best_value: its mean objective (``None`` likewise).
-        best_trial: its slot (``None`` likewise).
+        best_slot: its slot (``None`` likewise).
         n_trials: trials counted against the budget (complete + diverged).
         n_complete, n_diverged: of which scored, of which diverged.
         history: one record per trial, by slot then trial number (see :func:`trial_record`).
@@ -76,7 +76,7 @@ class TuningResult:
     objective: str
     chosen: dict[str, Any] | None
     best_value: float | None
-    best_trial: int | None
+    best_slot: int | None
     n_trials: int
     n_complete: int
     n_diverged: int
@@ -93,7 +93,7 @@ def _json_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
     for k, v in metrics.items():
         if isinstance(v, bool) or v is None or isinstance(v, (str, int)):
             out[str(k)] = v
-        elif isinstance(v, float) or hasattr(v, "__float__") and getattr(v, "ndim", 0) == 0:
+        elif isinstance(v, float) or (hasattr(v, "__float__") and getattr(v, "ndim", 0) == 0):  # numpy scalars, 0-d tensors
             f = float(v)
             out[str(k)] = f if math.isfinite(f) else repr(f)
     return out
@@ -150,7 +150,7 @@ def tuning_result(study: optuna.Study, plan: TuningPlan) -> TuningResult:
         objective=plan.objective.name,
         chosen=None if best is None else plan.space.hyperparameters(best.params),
         best_value=None if best is None else best.value,
-        best_trial=None if best is None else int(best.system_attrs[SLOT_KEY]),
+        best_slot=None if best is None else int(best.system_attrs[SLOT_KEY]),
         n_trials=sum(is_counted(t) for t in trials),
         n_complete=sum(t.state == TrialState.COMPLETE for t in trials),
         n_diverged=sum(is_diverged(t) for t in trials),

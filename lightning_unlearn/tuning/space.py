@@ -24,7 +24,7 @@ import itertools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:  # annotations only
     import optuna
@@ -87,7 +87,7 @@ class _Range:
     log: bool = False
     excluded_by: tuple[str, ...] = field(default=(), kw_only=True)
 
-    kind = "range"
+    kind: ClassVar[str] = "range"
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.low) and math.isfinite(self.high)) or not self.low < self.high:
@@ -114,7 +114,7 @@ class FloatRange(_Range):
         {'type': 'float', 'low': 1.0, 'high': 100.0, 'log': True}
     """
 
-    kind = "float"
+    kind: ClassVar[str] = "float"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "low", float(self.low))
@@ -129,10 +129,10 @@ class FloatRange(_Range):
 class IntRange(_Range):
     """An integer in ``[low, high]`` (both included), on a log scale when ``log``."""
 
-    kind = "int"
+    kind: ClassVar[str] = "int"
 
     def __post_init__(self) -> None:
-        if isinstance(self.low, bool) or isinstance(self.high, bool) or int(self.low) != self.low or int(self.high) != self.high:
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or int(v) != v for v in (self.low, self.high)):
             raise ValueError(f"an IntRange needs integer bounds, got low={self.low!r}, high={self.high!r}")
         object.__setattr__(self, "low", int(self.low))
         object.__setattr__(self, "high", int(self.high))
