@@ -6,7 +6,8 @@ may import directly; a part may also import, transitively, whatever those may im
 itself. Nothing may import a part that is not reachable this way: that would be an upward import.
 
 Leaves import no part of the library: ``seeding``, ``fileio``, ``environment``, ``strategies``,
-``spectral``, ``models``, ``stats``. ``metrics`` is a leaf apart from the pure helpers ``seeding``
+``spectral``, ``models``, ``stats``, ``search_space`` (the typed tuning axes the method classes
+declare). ``metrics`` is a leaf apart from the pure helpers ``seeding``
 and ``stats``: it imports torch, torchmetrics, numpy and scikit-learn, never data, models,
 training, unlearning or the pipeline; the model-running side of the audits is ``audit``.
 
@@ -38,6 +39,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "spectral": frozenset(),
     "models": frozenset(),
     "stats": frozenset(),
+    "search_space": frozenset(),
     # the audit metrics: plain tensor functions, then the torchmetrics classes over them
     "metrics.functional": frozenset({"seeding", "stats"}),
     "metrics": frozenset({"metrics.functional"}),
@@ -49,7 +51,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "attacks": frozenset({"data"}),
     # training and unlearning
     "training": frozenset({"callbacks", "data", "environment", "models"}),
-    "unlearning": frozenset({"attacks", "inference", "metrics", "training"}),
+    "unlearning": frozenset({"attacks", "inference", "metrics", "search_space", "training"}),
     # models trained or run for an audit (references, U-LiRA shadows), tuning, the benchmark
     "audit": frozenset({"metrics", "unlearning"}),
     "tuning": frozenset({"audit"}),

@@ -164,11 +164,13 @@ class AMUN(UnlearningMethod):
     def diagnostics(self) -> dict[str, Any]:
         """The attack's statistics for the last request: ``n_forget``, ``n_adv`` (|D_A|), ``n_unresolved``,
         ``eps_init``, ``pgd50_passes`` (cost in 50-step PGD passes over D_F; the paper's bound is < 3),
-        ``attack_seconds``, ``mean_delta`` (mean ``||x_adv - x||_2``); ``{}`` before any setup."""
+        ``attack_seconds``, ``mean_delta`` (mean ``||x_adv - x||_2``); ``{}`` before any setup; and the
+        base class's (``nonfinite_loss_steps`` when a step's loss was not finite)."""
         a = self.adversarial
         if a is None:
-            return {}
+            return super().diagnostics()
         return {
+            **super().diagnostics(),
             "n_forget": int(a.n_forget), "n_adv": len(a), "n_unresolved": int(a.n_unresolved), "eps_init": float(a.eps_init),
             "pgd50_passes": float(a.cost_in_pgd50_passes), "attack_seconds": float(a.seconds),
             "mean_delta": float(a.delta.mean()) if len(a) else None,

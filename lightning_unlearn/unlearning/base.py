@@ -50,6 +50,7 @@ from torch.utils.data import DataLoader, Dataset
 from lightning_unlearn.data.forget import check_forget_classes
 from lightning_unlearn.data.sampler import ResumableDataLoader, ShardedEpochSampler, restore_loader_positions
 from lightning_unlearn.data.transforms import augment, batch_generator, normalize_augmentation, resolve_augmentation, to_pixels
+from lightning_unlearn.search_space import Axis
 from lightning_unlearn.seeding import derive_seed
 from lightning_unlearn.strategies import require_whole_weights
 from lightning_unlearn.training.fit import make_trainer
@@ -227,12 +228,18 @@ class UnlearningMethod:
     Class attributes:
         name: the registry name (``"ft"``, ``"amun"``, ...).
         supported: the ``(kind, has_remain)`` settings the method applies to.
-        tunable: hyperparameter grids for tuning, e.g. ``{"lr": (0.1, 0.01)}``.
+        tunable: the grids of the benchmark pipeline's tuning stage
+            (:func:`~lightning_unlearn.pipeline.stages.tuning_grid`), e.g. ``{"lr": (0.1, 0.01)}``.
+        search_axes: the method's **own** tuning axes for :mod:`lightning_unlearn.tuning`
+            (``{name: Categorical | FloatRange | IntRange}``, default none); every method is
+            also tuned over the shared schedule axes ``lr`` and ``step_size``
+            (:data:`~lightning_unlearn.tuning.SCHEDULE_SPACE`), which come from this base class.
     """
 
     name: ClassVar[str] = "base"
     supported: ClassVar[frozenset[tuple[str, bool]]] = frozenset()
     tunable: ClassVar[dict[str, tuple]] = {"lr": (0.1, 0.05, 0.01, 0.005, 0.001)}
+    search_axes: ClassVar[dict[str, Axis]] = {}
     #: the method reads whole weight tensors (snapshots, masks, attacks, similarities), so
     #: strategies that shard parameters (FSDP, DeepSpeed) are refused at fit start
     needs_whole_weights: ClassVar[bool] = True
@@ -259,6 +266,7 @@ class UnlearningMethod:
         self.momentum, self.weight_decay = momentum, weight_decay
         self.request: UnlearningRequest | None = None
         self._restored: dict[str, Any] | None = None
+        self._nonfinite_steps: torch.Tensor | None = None  # see record_loss
 
     # ------------------------------------------------------------------ description
     @classmethod
@@ -309,10 +317,27 @@ class UnlearningMethod:
     def diagnostics(self) -> dict[str, Any]:
         """Plain-JSON statistics of the last unlearning fit (recorded with results), e.g. AMUN's attack cost.
 
-        Default: none. Read it after the fit (:func:`unlearn` returns once the phase is over;
-        the method object keeps what it measured).
+        Default: ``{"nonfinite_loss_steps": n}`` when ``n > 0`` steps of the fit had a non-finite
+        loss (a diverged run, see :mod:`lightning_unlearn.tuning.divergence`), else nothing.
+        Overrides extend it (``{**super().diagnostics(), ...}``). Read it after the fit
+        (:func:`unlearn` returns once the phase is over; the method object keeps what it measured).
         """
-        return {}
+        n = self.nonfinite_loss_steps
+        return {"nonfinite_loss_steps": n} if n else {}
+
+    def record_loss(self, loss: torch.Tensor) -> None:
+        """Count the step if ``loss`` is not finite (called by the mixin's ``training_step``).
+
+        The count stays a tensor on the loss's device, so recording costs no host sync per step.
+        """
+        bad = (~torch.isfinite(loss.detach())).any().to(torch.int64)
+        self._nonfinite_steps = bad if self._nonfinite_steps is None else self._nonfinite_steps + bad
+
+    @property
+    def nonfinite_loss_steps(self) -> int:
+        """Steps of the current (or last) unlearning fit whose loss was ``nan`` or ``inf``, on this
+        process (reset when a fit starts)."""
+        return 0 if self._nonfinite_steps is None else int(self._nonfinite_steps)
 
     # ------------------------------------------------------------------ helpers for subclasses
     def inputs(self, module: pl.LightningModule, x: torch.Tensor, batch_idx: int, *, train: bool = True, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -531,6 +556,7 @@ class UnlearningMixin:
                 state.method.restore(self, state.request, restored)  # type: ignore[arg-type]
             else:
                 state.method.setup(self, state.request)  # type: ignore[arg-type]
+            state.method._nonfinite_steps = None  # count the non-finite loss steps of this fit only
             state.started = True
 
     def on_train_start(self) -> None:
@@ -565,6 +591,7 @@ class UnlearningMixin:
         if self._unlearning is None:
             return super().training_step(batch, batch_idx)  # type: ignore[misc]
         loss = self.unlearning_loss(batch, batch_idx)
+        self._unlearning.method.record_loss(loss)
         self.log("unlearn/loss", loss.detach(), prog_bar=True)  # type: ignore[attr-defined]
         return loss
 

@@ -18,6 +18,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from lightning_unlearn.search_space import FloatRange
 from lightning_unlearn.unlearning.base import UnlearningMethod, UnlearningRequest
 from lightning_unlearn.unlearning.batch import UnlearningBatch
 from lightning_unlearn.unlearning.registry import register_method
@@ -57,6 +58,9 @@ class L1Sparse(UnlearningMethod):
     needs_whole_weights = False  # a plain loss on the model's own parameters: reads no whole weight tensor
     supported = frozenset({("random", True), ("class", True)})
     tunable = {"lr": (0.1, 0.05, 0.01, 0.005, 0.001), "alpha": (1e-5, 1e-4, 5e-4, 1e-3)}
+    # alpha0 on a log scale over the span of the earlier grid {1e-5, 1e-4, 5e-4, 1e-3}, around the
+    # AMUN reference default 5e-4
+    search_axes = {"alpha": FloatRange(1e-5, 1e-3, log=True)}
 
     def __init__(self, *, alpha: float = 5e-4, l1_schedule: L1Schedule = "linear", no_l1_epochs: int = 0, **kwargs) -> None:
         super().__init__(**kwargs)

@@ -31,6 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_unlearn.data.transforms import to_pixels
+from lightning_unlearn.search_space import FloatRange
 
 MaskMode = Literal["freeze", "grad_only"]
 
@@ -180,6 +181,9 @@ class SaliencyMasked:
     """
 
     saliency: SaliencyFreeze
+    #: the mask ratio r is tuned in [0.1, 0.9]: the range of SalUn's own mask ratios and of the
+    #: library's earlier grid {0.1, 0.3, ..., 0.9}; the AMUN reference code fixes r = 0.5
+    search_axes = {"mask_ratio": FloatRange(0.1, 0.9)}
 
     def setup(self, module, request) -> None:
         super().setup(module, request)  # type: ignore[misc]

@@ -12,7 +12,8 @@ Teacher T: a frozen copy of θ_o (eval mode); student S: the module (train mode)
 
 Defaults: the "large-scale CIFAR-10" recipe (SGD momentum 0.9, lr 5e-4, wd 5e-4, tau 4,
 msteps 2, 3 epochs, gamma 0.99, alpha 0.001, forget batch 32, lr x0.1 at epochs 5, 8, 9);
-uncertain, treat as grid starting points. Needs D_R.
+uncertain, treat as grid starting points. With ``step_size`` given, the lr follows StepLR
+instead, like every other method's. Needs D_R.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from lightning_unlearn.search_space import Categorical
 from lightning_unlearn.training.module import build_optimizer
 from lightning_unlearn.unlearning.base import UnlearningMethod, UnlearningRequest, frozen_snapshot, snapshot_with_weights, weights_of
 from lightning_unlearn.unlearning.batch import UnlearningBatch
@@ -47,7 +49,9 @@ class SCRUB(UnlearningMethod):
         tau: temperature (default 4).
         msteps: number of epochs with a max-step (default 2).
         forget_batch_size: batch size of the max-step (default 32).
-        decay_epochs: epochs at which the lr is multiplied by ``gamma`` (default (5, 8, 9)).
+        decay_epochs: epochs at which the lr is multiplied by ``gamma`` (default (5, 8, 9)); not
+            used when ``step_size`` is given (then StepLR(``step_size``, ``gamma``), the schedule
+            every method is tuned over).
         **kwargs: lr (default 5e-4), epochs (default 3), ... of
             :class:`~lightning_unlearn.unlearning.UnlearningMethod`.
     """
@@ -55,6 +59,8 @@ class SCRUB(UnlearningMethod):
     name = "scrub"
     supported = frozenset({("random", True), ("class", True)})
     tunable = {"lr": (0.01, 0.005, 0.001, 5e-4, 1e-4), "msteps": (1, 2, 3)}
+    # the max-steps: the authors' recipes use 2 (large scale) and 3 (small scale)
+    search_axes = {"msteps": Categorical((1, 2, 3))}
 
     def __init__(
         self,
@@ -99,6 +105,8 @@ class SCRUB(UnlearningMethod):
         return module_loader(module, phases)
 
     def configure_optimizers(self, module):
+        if self.step_size is not None:  # the shared tuning schedule: StepLR(step_size, gamma) replaces the milestones
+            return super().configure_optimizers(module)
         opt = build_optimizer(self.parameters_to_optimize(module), lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(self.decay_epochs), gamma=self.gamma)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

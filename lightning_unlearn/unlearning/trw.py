@@ -33,6 +33,7 @@ from torch.utils.data import ConcatDataset, Dataset
 
 from lightning_unlearn.data.datasets import IndexedTensorDataset
 from lightning_unlearn.inference import predict_logits
+from lightning_unlearn.search_space import Axis, FloatRange
 from lightning_unlearn.unlearning.base import UnlearningMethod, UnlearningMixin, UnlearningRequest, frozen_snapshot, snapshot_with_weights, weights_of
 from lightning_unlearn.unlearning.class_similarity import (
     SIMILARITY_ESTIMATORS,
@@ -116,6 +117,16 @@ class TRW(UnlearningMethod):
     # Tuned like FT/RL/GA/BS: the learning rate only. beta = 10 and tau = 0.1 stay at the
     # values reviewers report; tau and pca_dim are studied as a sensitivity sweep instead.
     tunable: ClassVar[dict[str, tuple]] = {"lr": (0.1, 0.05, 0.01, 0.005, 0.001)}
+    # lightning_unlearn.tuning tunes beta and tau as well (docs/methods/trw.md, section 5):
+    # s sums to 1 over the kept classes, so the tilt beta*s moves logits by at most beta nats:
+    # beta in [1, 100] on a log scale (1 barely tilts; 100 sends the mass to the most similar
+    # classes), the reported 10 its geometric midpoint; not tuned when expected_similarity is
+    # given. tau in [0.05, 0.5] on a log scale: the span of the benchmark's sensitivity sweep
+    # {0.05, 0.1, 0.5} around the default 0.1; not tuned when s is given (then unused).
+    search_axes: ClassVar[dict[str, Axis]] = {
+        "beta": FloatRange(1.0, 100.0, log=True, excluded_by=("expected_similarity",)),
+        "tau": FloatRange(0.05, 0.5, log=True, excluded_by=("s",)),
+    }
 
     def __init__(
         self,

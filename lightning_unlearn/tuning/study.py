@@ -1,0 +1,161 @@
+"""Storage of tuning studies: one SQLite file per folder, one study per (method, objective).
+
+:func:`open_study` creates the study ``"<method>/<objective>"`` in ``folder/tuning.sqlite3``
+(or opens it), with the plan's declaration and seed in the study's user attributes. Opening
+an existing study under another declaration (other space, budget, objective formula, sets,
+seed, context, ...) raises :class:`StudyMismatchError` instead of mixing trials of two plans.
+
+**Resume.** Opening also repairs what an interrupted run left (:func:`requeue_unfinished`):
+
+* a ``RUNNING`` trial (its process was killed) is marked ``FAIL`` and re-queued;
+* a ``FAIL`` trial that did not diverge (its ``evaluate`` raised, or it was interrupted by
+  ``KeyboardInterrupt``) is re-queued, once.
+
+A re-queued trial is a new ``WAITING`` trial with the same parameters and slot, marked as
+optuna marks retries (system attributes ``failed_trial`` and ``retry_history``); the engine
+runs waiting trials first. The failed original stays in the study, so no trial is ever
+counted twice: only ``COMPLETE`` and diverged trials count against the budget.
+
+This assumes one process works on a study at a time (the present benchmark): a second
+process's running trial would be taken for an abandoned one. Processes sharing a study need
+optuna's heartbeat instead (``RDBStorage(heartbeat_interval=..., failed_trial_callback=...)``),
+which fails only trials whose process stopped beating.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from lightning_unlearn.tuning.plan import TuningPlan
+from lightning_unlearn.tuning.samplers import RETRY_HISTORY_KEY, RETRY_OF_KEY, SLOT_KEY
+
+#: the storage file in the folder the caller gives
+DEFAULT_FILE_NAME = "tuning.sqlite3"
+#: the study user attributes holding the plan's declaration and seed
+DECLARATION_KEY = "declaration"
+SEED_KEY = "seed"
+#: the trial user attribute marking a diverged trial (``{"set": k, "reason": ...}``)
+DIVERGED_KEY = "diverged"
+#: seconds an SQLite connection waits for a lock held by another connection
+SQLITE_TIMEOUT_S = 60
+
+
+class StudyMismatchError(ValueError):
+    """An existing study was declared differently from the plan it is opened with."""
+
+
+def storage_path(folder: str | Path, file_name: str = DEFAULT_FILE_NAME) -> Path:
+    """``folder/file_name``, absolute (the folder is created when missing)."""
+    folder = Path(folder).expanduser().resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / file_name
+
+
+def open_storage(folder: str | Path, file_name: str = DEFAULT_FILE_NAME) -> optuna.storages.RDBStorage:
+    """The optuna storage of ``folder/file_name`` (SQLite; created when missing)."""
+    url = f"sqlite:///{storage_path(folder, file_name)}"
+    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": SQLITE_TIMEOUT_S}})
+
+
+def _differences(stored: Any, declared: Any, prefix: str = "") -> list[str]:
+    """``"key: stored -> declared"`` for every leaf that differs (dicts recursed, other values compared whole)."""
+    if isinstance(stored, dict) and isinstance(declared, dict):
+        out = []
+        for k in sorted(set(stored) | set(declared)):
+            out += _differences(stored.get(k, "<absent>"), declared.get(k, "<absent>"), f"{prefix}{k}.")
+        return out
+    if stored == declared:
+        return []
+    return [f"{prefix[:-1]}: {json.dumps(stored)[:120]} in the study, {json.dumps(declared)[:120]} now"]
+
+
+def check_declaration(study: optuna.Study, plan: TuningPlan, where: str = "") -> None:
+    """Raise :class:`StudyMismatchError` if ``study`` was declared otherwise than ``plan``.
+
+    The error names every differing field (dotted path, stored and new value) and says how to
+    proceed (another folder, or deleting the study's file to start over).
+    """
+    stored = study.user_attrs.get(DECLARATION_KEY)
+    declared = plan.declaration()
+    if stored is None:
+        raise StudyMismatchError(f"the study {study.study_name!r}{where} holds no tuning declaration: it was not created by lightning_unlearn.tuning")
+    diffs = _differences(stored, declared)
+    if diffs:
+        raise StudyMismatchError(
+            f"the study {study.study_name!r}{where} was declared with another plan; resuming it would mix trials of two plans. "
+            f"Differences: {'; '.join(diffs)}. Use another folder, or delete the file to start over."
+        )
+
+
+def open_study(plan: TuningPlan, folder: str | Path, *, file_name: str = DEFAULT_FILE_NAME) -> optuna.Study:
+    """Create or reopen the study of ``plan`` in ``folder/file_name``, check its declaration and
+    re-queue what an interrupted run left (see the module docstring).
+
+    Raises:
+        StudyMismatchError: the study exists with another declaration.
+        ValueError: the plan has nothing to tune (every hyperparameter fixed).
+    """
+    storage = open_storage(folder, file_name)
+    where = f" in {storage_path(folder, file_name)}"
+    study = optuna.create_study(
+        storage=storage, study_name=plan.study_name, sampler=plan.make_sampler(), direction="minimize", load_if_exists=True
+    )
+    if DECLARATION_KEY not in study.user_attrs and not study.get_trials(deepcopy=False):
+        study.set_user_attr(DECLARATION_KEY, plan.declaration())
+        study.set_user_attr(SEED_KEY, plan.seed)
+    check_declaration(study, plan, where)
+    requeue_unfinished(study)
+    return study
+
+
+def is_diverged(trial: FrozenTrial) -> bool:
+    """A failed trial that diverged (counted against the budget, never scored)."""
+    return trial.state == TrialState.FAIL and DIVERGED_KEY in trial.user_attrs
+
+
+def is_counted(trial: FrozenTrial) -> bool:
+    """A trial that used up a slot of the budget: complete or diverged."""
+    return trial.state == TrialState.COMPLETE or is_diverged(trial)
+
+
+def requeue_unfinished(study: optuna.Study) -> list[int]:
+    """Fail the ``RUNNING`` trials and re-queue them and every unretried, non-diverged failed trial.
+
+    Returns:
+        The numbers of the trials re-queued (their retries are new ``WAITING`` trials with the
+        same parameters, slot and grid point).
+    """
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in t.system_attrs.get(RETRY_HISTORY_KEY, [])}
+    requeued = []
+    for t in trials:
+        if t.state == TrialState.RUNNING:
+            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        elif not (t.state == TrialState.FAIL and not is_diverged(t) and t.number not in retried):
+            continue
+        kept = {k: v for k, v in t.system_attrs.items() if k in (SLOT_KEY, "grid_id", "search_space")}
+        kept[RETRY_OF_KEY] = t.system_attrs.get(RETRY_OF_KEY, t.number)
+        kept[RETRY_HISTORY_KEY] = [*t.system_attrs.get(RETRY_HISTORY_KEY, []), t.number]
+        study.add_trial(
+            optuna.trial.create_trial(state=TrialState.WAITING, params=t.params, distributions=t.distributions, system_attrs=kept)
+        )
+        requeued.append(t.number)
+    return requeued
+
+
+__all__ = [
+    "DEFAULT_FILE_NAME",
+    "StudyMismatchError",
+    "check_declaration",
+    "is_counted",
+    "is_diverged",
+    "open_storage",
+    "open_study",
+    "requeue_unfinished",
+    "storage_path",
+]
