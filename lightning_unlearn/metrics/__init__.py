@@ -6,7 +6,7 @@ gives the same value on one device or many (see :mod:`lightning_unlearn.metrics.
 """
 
 from lightning_unlearn.metrics import functional
-from lightning_unlearn.metrics._base import SPLITS
+from lightning_unlearn.metrics._base import SPLITS, IncompleteSplitsWarning
 from lightning_unlearn.metrics.accuracy import UnlearningAccuracy
 from lightning_unlearn.metrics.fade import FADE, SymmetricKL
 from lightning_unlearn.metrics.mia_nn import MIANN, MIANNRetrain
@@ -23,6 +23,7 @@ from lightning_unlearn.metrics.transfer import adversarial_transfer
 
 __all__ = [
     "FADE",
+    "IncompleteSplitsWarning",
     "MIANN",
     "MIANNRetrain",
     "RMIA",
