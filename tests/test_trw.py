@@ -10,8 +10,8 @@ from __future__ import annotations
 import copy
 import threading
 
-import numpy as np
 import lightning.pytorch as pl
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
