@@ -1,4 +1,4 @@
-"""Your own module and data (issue 23): each trap a new user met is a test here.
+"""Your own module and data: each trap a new user met (following only the README, docs/ and examples/) is a test here.
 
 The user's module is a plain ``LightningModule`` (its own ``training_step`` on ``(x, y)`` batches
 and ``configure_optimizers``); the data are plain ``TensorDataset``\\ s of ``(x, y)`` built from the
