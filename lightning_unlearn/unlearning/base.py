@@ -248,8 +248,9 @@ class UnlearningMethod:
         return cls(**hyperparameters)
 
     def hparams(self) -> dict[str, Any]:
-        """The method's hyperparameters (recorded with results)."""
-        return {k: v for k, v in vars(self).items() if not k.startswith("_") and k != "request" and isinstance(v, (int, float, str, bool, type(None), tuple))}
+        """The method's hyperparameters (recorded with results); ``normalizer`` is the model's input contract, not one."""
+        skip = ("request", "normalizer")
+        return {k: v for k, v in vars(self).items() if not k.startswith("_") and k not in skip and isinstance(v, (int, float, str, bool, type(None), tuple))}
 
     def diagnostics(self) -> dict[str, Any]:
         """Plain-JSON statistics of the last unlearning fit (recorded with results), e.g. AMUN's attack cost.
