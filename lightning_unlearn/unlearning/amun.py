@@ -1,7 +1,8 @@
 """AMUN: Adversarial Machine UNlearning (Ebrahimpour-Boroojeny et al., ICML 2025, arXiv 2503.00917).
 
-[P] is the paper, [R] the authors' code (repository ``Ali-E/AMUN``). At the start of the unlearning fit (``on_fit_start``: the model is on its
-device and, under DDP, the process group exists) the adversarial set D_A is built **once**
+[P] is the paper, [R] the authors' code (repository ``Ali-E/AMUN``). At the start of the
+unlearning fit (when Lightning first asks for its data: the model is on its device and, under
+DDP, the process group exists) the adversarial set D_A is built **once**
 on the current model with the minimal-ε PGD-L2 search
 (:func:`~lightning_unlearn.unlearning.adversarial.build_adversarial_set`, sharded across
 ranks and gathered). The model is then fine-tuned with mean cross-entropy on **one
@@ -211,7 +212,7 @@ class AMUNMixin(UnlearningMixin):
         class Model(AMUNMixin, MyClassifier): ...
 
         model.start_amun(request, lr=0.01)        # AMUN on the request
-        trainer.fit(model)                         # builds D_A at fit start, then fine-tunes
+        trainer.fit(model)                         # builds D_A at the start of the fit, then fine-tunes
         model.stop_unlearning()
 
     ``start_amun(request, method="amun-salun", mask_ratio=0.5)`` and ``method="adv-only"``

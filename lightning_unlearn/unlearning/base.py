@@ -313,7 +313,7 @@ class UnlearningMethod:
         return {}
 
     def restore(self, module: pl.LightningModule, request: UnlearningRequest, state: dict[str, Any]) -> None:
-        """Called at ``on_fit_start`` *instead of* :meth:`setup` when the fit resumes from a
+        """Called at the start of the fit *instead of* :meth:`setup` when the fit resumes from a
         checkpoint holding ``state`` (:meth:`fit_state`); must not rebuild what ``state`` holds.
 
         A method that does not override it is set up afresh by :meth:`setup` on resume (right
@@ -367,7 +367,8 @@ class UnlearningMethod:
 
     # ------------------------------------------------------------------ hooks
     def setup(self, module: pl.LightningModule, request: UnlearningRequest) -> None:
-        """Called at ``on_fit_start`` of the unlearning fit (model on device, process group up)."""
+        """Build what the method needs from the model as it is (θ_o): called once per fit, when Lightning first
+        asks for the phase's training data (after ``on_fit_start``: model on device, process group up)."""
 
     def train_dataloader(self, module: pl.LightningModule, request: UnlearningRequest) -> Any:
         """Default: one shuffled stream over D_R ∪ D_F (D_F alone without D_R)."""
