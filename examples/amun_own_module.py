@@ -134,7 +134,7 @@ def main(tiny: bool = False) -> dict:
 
     # 2. the unlearning phase: a request (what to forget, which data may be used), then fit
     request = UnlearningRequest.from_datamodule(dm, use_remain=True)
-    method = model.start_amun(request, lr=UNLEARN_LR)
+    method = model.start_amun(request, lr=UNLEARN_LR, epochs=unlearn_epochs)
     make_trainer(unlearn_epochs).fit(model)  # builds D_A at fit start, then fine-tunes
     model.stop_unlearning()
     after = accuracies(model, dm)

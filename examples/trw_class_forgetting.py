@@ -144,7 +144,7 @@ def main(tiny: bool = False) -> dict:
 
     # 2. the unlearning phase: the request carries D_f (class 3) and D_r (every other class)
     request = UnlearningRequest.from_datamodule(dm, use_remain=True)
-    method = model.start_trw(request, beta=BETA, lr=UNLEARN_LR)
+    method = model.start_trw(request, beta=BETA, lr=UNLEARN_LR, epochs=unlearn_epochs)
     make_trainer(unlearn_epochs).fit(model)  # snapshot + class similarity at fit start, then fine-tune
     similarity = method.s[0].tolist()  # (K,): s_k, 0 on the forgotten class, sums to 1 over the others
     model.stop_unlearning()

@@ -3,8 +3,8 @@
 Public names (imported lazily, so ``import lightning_unlearn`` stays light and has no side
 effects: nothing is printed, downloaded or configured):
 
-- data and training: :class:`UnlearningDataModule`, :func:`build_model`,
-  :class:`ClassifierModule`, :func:`train_classifier`;
+- data and training: :class:`UnlearningDataModule`, :class:`IndexedSplits` (your own data),
+  :func:`build_model`, :class:`Normalize`, :class:`ClassifierModule`, :func:`train_classifier`;
 - FastClip: :class:`FastClip` (callback), its event record :class:`ClipRecord`, the solver
   settings :class:`ClipSettings`, :func:`singular_values`, :func:`clip_`;
 - unlearning: :class:`UnlearningMixin`, :class:`AMUNMixin`, :class:`TRWMixin`,
@@ -12,7 +12,7 @@ effects: nothing is printed, downloaded or configured):
   :class:`UnlearningBatch`, :func:`pgd_l2_search`;
 - audits: :class:`RMIA`, :class:`ULiRA`, :class:`MIAEfficacy`, :class:`MIANN`, :class:`MIANNRetrain`,
   :class:`SymmetricKL` (``FADE``), :class:`UnlearningAccuracy`; their models: :func:`train_reference_models`,
-  :func:`train_shadow_pairs`;
+  :func:`train_shadow_pairs`, :func:`reference_signals` (your own reference models);
 - the main job: :class:`BenchmarkConfig`, :func:`run_experiment`;
 - seeds: :func:`derive_seed` (every derived seed of the library).
 """
@@ -26,6 +26,8 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "UnlearningDataModule": "lightning_unlearn.data",
+    "IndexedSplits": "lightning_unlearn.data",
+    "Normalize": "lightning_unlearn.models",
     "build_model": "lightning_unlearn.models",
     "ClassifierModule": "lightning_unlearn.training",
     "train_classifier": "lightning_unlearn.training",
@@ -53,6 +55,7 @@ _EXPORTS = {
     "UnlearningAccuracy": "lightning_unlearn.metrics",
     "train_reference_models": "lightning_unlearn.audit",
     "train_shadow_pairs": "lightning_unlearn.audit",
+    "reference_signals": "lightning_unlearn.inference",
     "BenchmarkConfig": "lightning_unlearn.pipeline",
     "run_experiment": "lightning_unlearn.pipeline",
     "derive_seed": "lightning_unlearn.seeding",

@@ -65,7 +65,7 @@ def test_adversarial_set_rows(adv_set, digits_dm):
 def test_data_composition(variant, has_remain, adv_set, digits_dm, digits_original):
     req = UnlearningRequest.from_datamodule(digits_dm, use_remain=has_remain)
     m = fresh(digits_original, Spy)
-    meth = m.start_amun(req, method=variant, adversarial_set=adv_set)
+    meth = m.start_amun(req, method=variant, adversarial_set=adv_set, epochs=1)
     make_trainer(max_epochs=1).fit(m)
     m.stop_unlearning()
     idx = torch.cat([s[0] for s in m.seen])

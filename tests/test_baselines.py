@@ -216,7 +216,7 @@ def test_bs_copy_is_made_once_from_the_original(digits_dm, digits_original):
     for refresh in (False, True):
         m = fresh(digits_original)
         before = {k: v.clone() for k, v in m.state_dict().items()}
-        bs = BoundaryShrink(refresh_copy_each_epoch=refresh, lr=0.05)
+        bs = BoundaryShrink(refresh_copy_each_epoch=refresh, lr=0.05, epochs=2)
         m.start_unlearning(bs, UnlearningRequest.from_datamodule(digits_dm, use_remain=False))
         make_trainer(max_epochs=2).fit(m)
         same = all(torch.equal(bs._copy.state_dict()[k], before[k]) for k in before)

@@ -31,7 +31,7 @@ def example_cache(tmp_path, monkeypatch) -> Path:
 
 
 def test_every_example_has_a_test():
-    tested = {"amun_own_module", "trw_class_forgetting", "audit_in_validation_step", "ddp_main_job", "fastclip_trainer"}
+    tested = {"amun_own_module", "trw_class_forgetting", "audit_in_validation_step", "ddp_main_job", "fastclip_trainer", "own_module_and_data"}
     assert {p.stem for p in EXAMPLES.glob("*.py")} <= tested
 
 
@@ -102,6 +102,44 @@ def test_audit_logged_from_validation_step_equals_a_direct_computation(example_c
     )
     assert last["mia_efficacy"] == pytest.approx(expected, abs=1e-4)
     assert 0.0 <= res["retrained"]["rmia/ft_auc"] <= 100.0
+
+
+def test_own_module_and_own_xy_data(example_cache):
+    """A plain LightningModule with (x, y) loaders: FastClip, AMUN by mixin, RL by unlearn(), TRW, and the
+    audits logged from validation_step equal the functional core on the model's outputs."""
+    from lightning_unlearn.metrics import functional as MF
+
+    ex = load_example("own_module_and_data")
+    res = ex.main(tiny=True)
+    splits = res["splits"]
+    # the index rule: forget first, then remain, then test, by position (30 + 270 + 100 of 400 images)
+    assert splits.positional == {"forget": 0, "remain": 30, "test": 300} and splits.size == 400
+    assert res["request"].positional == {"forget": 0, "remain": 30}
+    # FastClip clipped during the ordinary training, every layer within 1% of the bound after each event
+    clip = res["fastclip"]
+    assert clip.num_events >= 3 and all(r.norm_after <= 1.01 * ex.MAX_NORM for r in clip.records)
+    # AMUN's adversarial set comes from the forget set's pool indices
+    d_a = res["method"].adversarial
+    assert len(d_a) + d_a.n_unresolved == 30 and set(d_a.index.tolist()) <= set(range(30))
+    amun = res["models"]["amun"]
+    assert isinstance(amun, ex.DigitsNet) and not amun.is_unlearning
+    # the audit logged through self.log("mia/svc", metric) equals the functional SVC efficacy
+    amun.eval()
+    with torch.no_grad():
+        logits = {n: amun(ex.standardise(splits.part(n).x)) for n in ("forget", "remain", "test")}
+    labels = {n: splits.part(n).y for n in ("forget", "remain", "test")}
+    probs = {n: torch.softmax(v.double(), 1) for n, v in logits.items()}
+    members = MF.select_shadow_members(splits.index_of("remain"), 100, seed=0)
+    want = MF.mia_efficacy(probs["remain"][members], labels["remain"][members], probs["test"], labels["test"], probs["forget"], labels["forget"])
+    assert res["amun"]["mia/svc"] == pytest.approx(want, abs=1e-4)
+    acc = {n: 100.0 * float((logits[n].argmax(1) == labels[n]).double().mean()) for n in logits}
+    assert res["amun"]["acc/ta"] == pytest.approx(acc["test"], abs=1e-4) and res["amun"]["acc/ua"] == pytest.approx(acc["forget"], abs=1e-4)
+    for audit in (res["original"], res["amun"], res["rl"], res["retrained"]):
+        assert 0.0 <= audit["rmia/ft_auc"] <= 100.0 and 0.0 <= audit["mia/svc"] <= 100.0
+    # the original learned the task; TRW removed class 3 and kept the others
+    assert res["original"]["acc/ta"] > 80.0
+    (before_3, before_rest), (after_3, after_rest) = res["trw"]["original"], res["trw"]["trw"]
+    assert before_3 > 80.0 and after_3 == 0.0 and after_rest >= before_rest - 10.0
 
 
 @pytest.mark.slow

@@ -47,8 +47,8 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "cache": frozenset({"fileio"}),
     "callbacks": frozenset({"spectral", "strategies"}),
     "data": frozenset({"cache", "seeding"}),
-    "inference": frozenset({"data"}),
-    "attacks": frozenset({"data"}),
+    "inference": frozenset({"data", "metrics", "models"}),
+    "attacks": frozenset({"data", "models"}),
     # training and unlearning
     "training": frozenset({"callbacks", "data", "environment", "models"}),
     "unlearning": frozenset({"attacks", "inference", "metrics", "search_space", "training"}),

@@ -206,7 +206,7 @@ def check(got, want):
 def test_metric_over_batches_with_padding_equals_functional():
     disc, logits, split, index = metric_setup()
     ref = {"acc_test": 80.0}
-    m = MIANNRetrain(disc, retrain_reference=ref)
+    m = MIANNRetrain(disc, retrain_reference=ref).set_dtype(torch.float64)  # float64 results: compared exactly
     positions = torch.cat([shard_with_padding(len(index), 0, 1), torch.arange(9)])  # duplicates, like padding
     feed(m, logits, split, index, positions)
     check(m.compute(), expected_metric(disc, logits, split, ref))
@@ -225,7 +225,7 @@ def test_metric_rejects_other_splits_and_bad_arguments():
 
 def _ddp_worker(rank: int, world: int, out_dir: str) -> None:
     disc, logits, split, index = metric_setup()
-    m = MIANNRetrain(disc, retrain_reference={"acc_test": 80.0}, check_ranks_agree=True)
+    m = MIANNRetrain(disc, retrain_reference={"acc_test": 80.0}, check_ranks_agree=True).set_dtype(torch.float64)
     feed(m, logits, split, index, shard_with_padding(len(index), rank, world), batch=17 + 6 * rank)
     torch.save({k: float(v) for k, v in m.compute().items()}, os.path.join(out_dir, f"rank{rank}.pt"))
 

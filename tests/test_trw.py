@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import threading
 
+import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
@@ -320,25 +321,25 @@ def test_model_without_final_linear_names_the_alternatives(class_dm):
     request = UnlearningRequest.from_datamodule(class_dm)
     module.start_trw(request)
     with pytest.raises(ValueError, match=r"similarity='feature_centroids'.*or pass s="):
-        module.on_fit_start()
+        module.train_dataloader()  # the method's setup runs when Lightning asks for the phase's data
     # the alternatives work: a named penultimate module, or s given directly
     module.start_trw(request, similarity="feature_centroids", feature_module="model.body")
-    module.on_fit_start()
+    module.train_dataloader()
     s = module.unlearning_method.s
     assert s.shape == (1, 10) and s[0, 3] == 0 and abs(float(s.sum()) - 1) < 1e-5
     given = torch.rand(10)
     module.start_trw(request, s=given)
-    module.on_fit_start()
+    module.train_dataloader()
     assert torch.equal(module.unlearning_method.s[0], given.masked_fill(torch.arange(10) == 3, 0))
 
 
 def test_trw_refuses_random_forgetting_and_centroids_without_remain(digits_dm, class_dm):
     module = _Module(_ConvHeadNet(), num_classes=10)
-    with pytest.raises(ValueError, match="does not apply to random forgetting"):
+    with pytest.raises(ValueError, match=r"does not apply to random forgetting with the remain set \(the request has no forget_classes"):
         module.start_trw(UnlearningRequest.from_datamodule(digits_dm))
     module.start_trw(UnlearningRequest.from_datamodule(class_dm, use_remain=False), similarity="feature_centroids", feature_module="model.body")
     with pytest.raises(ValueError, match="no remain set; use similarity='logit_weights' or pass s"):
-        module.on_fit_start()
+        module.train_dataloader()
 
 
 # ---------------------------------------------------------------------------- the mixin on digits
@@ -381,8 +382,7 @@ def test_forget_set_only_loss_is_the_tilted_kl_and_forgets(digits_original, clas
     request = UnlearningRequest.from_datamodule(class_dm, use_remain=False, batch_size=32)
     module = _copy(digits_original)
     method = module.start_trw(request, epochs=3, lr=0.01)
-    module.on_fit_start()
-    batch, _, _ = next(iter(method.train_dataloader(module, request)))  # a CombinedLoader
+    batch, _, _ = next(iter(module.train_dataloader()))  # sets the method up; a CombinedLoader
     x, y = batch["forget"].x, batch["forget"].y
     with torch.no_grad():
         got = module.unlearning_loss({"forget": (x, y, None)})
@@ -474,6 +474,11 @@ def test_two_forget_classes_and_global_beta_from_expected_similarity(digits_orig
     assert accuracy(logits, y) < 5
 
 
+class _StopAfterFirstEpoch(pl.Callback):
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        trainer.should_stop = True
+
+
 def test_checkpoint_keeps_s_beta_and_the_snapshot_and_resumes_identically(digits_original, class_dm, tmp_path):
     remain = class_dm.remain_set()
     request = UnlearningRequest(forget=class_dm.forget_set(), remain=remain.subset(torch.arange(256)), num_classes=10, forget_classes=(3,))
@@ -485,8 +490,9 @@ def test_checkpoint_keeps_s_beta_and_the_snapshot_and_resumes_identically(digits
 
     first = _copy(digits_original)
     method = first.start_trw(request, **hp)
-    trainer = make_trainer(max_epochs=1)
+    trainer = make_trainer(max_epochs=2, callbacks=[_StopAfterFirstEpoch()])  # an interrupted phase
     trainer.fit(first)
+    assert trainer.current_epoch == 1
     path = tmp_path / "trw.ckpt"
     trainer.save_checkpoint(path)
     blob = torch.load(path, weights_only=False)

@@ -35,14 +35,17 @@ unit of the paper's cost bound ("< 3 PGD-50 passes" = ``150 |D_F|``).
 Choosing ε_init. Three readings exist, and the sources disagree:
 
 * ``0.04``, hard-coded in [R] and the first bin of [P] Fig. 4 (CIFAR-10, ResNet-18, inputs in
-  [0, 1], where about a quarter of the samples finish at 0.04 and most by 0.32). AMUN's default
-  (:class:`~lightning_unlearn.unlearning.AMUN`) for [0, 1] pixels of CIFAR-like images.
+  [0, 1], where about a quarter of the samples finish at 0.04 and most by 0.32).
+  :data:`DEFAULT_EPS_INIT`: the default of the whole path, :func:`pgd_l2_search`,
+  :func:`~lightning_unlearn.unlearning.build_adversarial_set` and
+  :class:`~lightning_unlearn.unlearning.AMUN` alike.
 * ``"auto"`` with ``q=0.95``, the text of [P] App. E.1 ("choose ε_init so that at least 95% of
   about 100 forget samples find an adversarial example within it"): attacks ``n_calib=100``
   seeded-random samples from ``eps_calib=0.01`` and takes the ``q``-quantile of their ε_final.
   ``q=0.5`` reproduces [R+]'s median, ``q=0.05`` the "start where examples begin to appear"
   reading that fits [P] Fig. 4.
-* The default of *this function* is ``"auto"`` (scale-free, for any input range).
+* A number of your own, for inputs on another scale (the search is in ``[0, 1]`` pixels, so
+  that is rarely needed; ``"auto"`` is scale-free).
 
 Consequence of ``q=0.95``, measured in ``benchmarks/results/amun_attack_cost.json`` (small CNN on
 CIFAR-10): ``"auto"`` chose an ε_init above most samples' final radius, so nearly all samples
@@ -66,10 +69,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_unlearn.data.transforms import to_pixels
+from lightning_unlearn.models.normalize import apply_normalizer
 
 log = logging.getLogger(__name__)
 
 EpsInit = float | Literal["auto"]
+#: The first attack radius of the whole AMUN path (attack, adversarial set, method), in pixel
+#: units of ``[0, 1]`` inputs: [R]'s hard-coded value and the first bin of [P] Fig. 4 (CIFAR-10).
+DEFAULT_EPS_INIT: float = 0.04
 
 
 @dataclass
@@ -225,7 +232,7 @@ def pgd_l2_search(
     x: torch.Tensor,
     y: torch.Tensor,
     *,
-    eps_init: EpsInit = "auto",
+    eps_init: EpsInit = DEFAULT_EPS_INIT,
     steps: int = 50,
     step_ratio: float = 0.1,
     max_rounds: int = 12,
@@ -245,12 +252,14 @@ def pgd_l2_search(
             ``torch.autograd.grad``).
         x: ``(B, C, H, W)`` pixels, ``uint8`` or float in ``[0, 1]``; moved to the model's device.
         y: ``(B,)`` true labels.
-        eps_init: the first radius, or ``"auto"`` (quantile rule on ``n_calib`` samples of
-            this batch; :func:`calibrate_eps_init` calibrates on a whole forget set).
+        eps_init: the first radius (default :data:`DEFAULT_EPS_INIT`, 0.04), or ``"auto"``
+            (quantile rule on ``n_calib`` samples of this batch; :func:`calibrate_eps_init`
+            calibrates on a whole forget set).
         steps: PGD steps per round (50); step_ratio: α / ε (0.1).
         max_rounds: at most this many ε values ``eps_init * 2^k`` (12).
         restart_each_round: restart each round from ``x`` (default: continue, as [R]).
-        normalizer: optional callable applied to the pixels before ``model``.
+        normalizer: optional transform of the pixels before ``model`` (a module is moved to
+            the model's device); ε, the projection and the clamp stay in pixel space.
 
     Returns:
         An :class:`AttackResult` on the model's device, computed in float32 with autocast off.
@@ -277,7 +286,7 @@ def pgd_l2_search(
         )
     modes = {m: m.training for m in model.modules()}
     model.eval()
-    forward = model if normalizer is None else (lambda t: model(normalizer(t)))
+    forward = model if normalizer is None else (lambda t: model(apply_normalizer(normalizer, t)))
     try:
         with torch.inference_mode(False), torch.enable_grad(), torch.autocast(dev.type, enabled=False):
             res = _search(

@@ -12,7 +12,7 @@ in :mod:`lightning_unlearn.audit`; ``tests/test_layers.py`` holds the whole impo
 """
 
 from lightning_unlearn.metrics import functional
-from lightning_unlearn.metrics._base import SPLITS
+from lightning_unlearn.metrics._base import SPLITS, IncompleteSplitsWarning
 from lightning_unlearn.metrics.accuracy import UnlearningAccuracy
 from lightning_unlearn.metrics.fade import FADE, SymmetricKL
 from lightning_unlearn.metrics.mia_nn import MIANN, MIANNRetrain
@@ -22,6 +22,7 @@ from lightning_unlearn.metrics.ulira import ULiRA
 
 __all__ = [
     "FADE",
+    "IncompleteSplitsWarning",
     "MIANN",
     "MIANNRetrain",
     "RMIA",

@@ -7,11 +7,19 @@ sync (torchmetrics gathers the states of all ranks, rank-major), **de-duplicate 
 the first indices), **sort by index** (gather order is not data order), then the functional form.
 Every rank therefore runs the same deterministic computation on the same sorted data, and sklearn
 fits agree across ranks (docs/metrics.md, section 9).
+
+torchmetrics habits (docs/metrics.md, section 10): ``metric(...)`` (``forward``) records the batch
+as ``update`` does and returns ``None`` (an audit has no per-batch value); ``compute()`` returns
+tensors in the metric's dtype (``float32`` unless ``metric.set_dtype(torch.float64)``); a
+warning raised while computing (a low-FPR variance warning, floored signals, ...) is shown once
+per metric object, not at every epoch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -76,6 +84,10 @@ def assert_same_on_all_ranks(values: torch.Tensor, what: str) -> None:
         raise RuntimeError(f"{what} differs across ranks: min {lo.tolist()} vs max {hi.tolist()}")
 
 
+class IncompleteSplitsWarning(UserWarning):
+    """A metric was computed before every split it needs was recorded; its value is ``nan``."""
+
+
 def split_name(code: int) -> str:
     """The name of a split code of :data:`SPLITS` (or ``"split <code>"`` for a custom code)."""
     names = {v: k for k, v in SPLITS.items()}
@@ -106,8 +118,40 @@ class IndexedRecords(Metric):
         super().__init__(**kwargs)
         self.check_ranks_agree = bool(check_ranks_agree)
         self._value_states: tuple[str, ...] = ()
+        self._warned: set[type[Warning]] = set()
         self.add_state("index", default=[], dist_reduce_fx="cat")
         self.add_state("split", default=[], dist_reduce_fx="cat")
+
+    def forward(self, *args: Any, **kwargs: Any) -> None:
+        """``metric(...)``: record the batch exactly as :meth:`update` does, and return ``None``.
+
+        An audit is a statistic of the whole population of recorded samples (an SVC fitted on
+        members and non-members, RMIA scores against every other sample), so one batch has no
+        value of its own; ``compute()`` gives the value over everything recorded. Logging the
+        metric object (``self.log(name, metric)``) logs that value at the epoch's end.
+        """
+        self.update(*args, **kwargs)
+        self._forward_cache = None
+
+    @contextlib.contextmanager
+    def _warnings_once(self) -> Iterator[None]:
+        """Show each category of warning raised inside the block once per metric object (not at every compute)."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        for w in caught:
+            if w.category in self._warned:
+                continue
+            self._warned.add(w.category)
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+    def _as_tensor(self, value: float) -> torch.Tensor:
+        """``value`` as a 0-dim tensor in the metric's dtype (``float32`` unless ``set_dtype``), on its device."""
+        return torch.tensor(float(value), dtype=self.dtype, device=self.device)
+
+    def _as_tensors(self, values: Mapping[str, float]) -> dict[str, torch.Tensor]:
+        """Each value of ``values`` as :meth:`_as_tensor`."""
+        return {k: self._as_tensor(v) for k, v in values.items()}
 
     def _add_record_states(self, names: Sequence[str]) -> None:
         for name in names:

@@ -37,5 +37,5 @@ class UnlearningAccuracy(IndexedRecords):
         out = {}
         for key, name in KEYS.items():
             sel = rec["split"] == SPLITS[name]
-            out[key] = (rec["correct"][sel].double().mean() * 100.0) if bool(sel.any()) else torch.tensor(float("nan"), dtype=torch.float64)
-        return out
+            out[key] = float(rec["correct"][sel].double().mean() * 100.0) if bool(sel.any()) else float("nan")
+        return self._as_tensors(out)

@@ -47,7 +47,7 @@ class SymmetricKL(IndexedRecords):
 
     def compute(self) -> torch.Tensor:
         rec = self._records()
-        result = (rec["kl_ab"].double() + rec["kl_ba"].double()).mean()
+        result = self._as_tensor(float((rec["kl_ab"].double() + rec["kl_ba"].double()).mean()))
         self._check_ranks(result)
         return result
 

@@ -79,15 +79,16 @@ class MIANN(IndexedRecords):
         self._append(index, member, logits=logits.float())
 
     def compute(self) -> dict[str, torch.Tensor]:
-        rec = self._records()
-        feats = mia_nn_features(rec["logits"], self.neighbors, self.forget_class, feature=self.feature)
-        out = mia_nn(
-            feats, rec["split"], classifier=self.classifier, n_splits=self.n_splits, n_repeats=self.n_repeats, seed=self.seed
-        )
+        with self._warnings_once():
+            rec = self._records()
+            feats = mia_nn_features(rec["logits"], self.neighbors, self.forget_class, feature=self.feature)
+            out = mia_nn(
+                feats, rec["split"], classifier=self.classifier, n_splits=self.n_splits, n_repeats=self.n_repeats, seed=self.seed
+            )
         ref = self.retrain_reference
         out["auc_gap"] = abs(out["auc"] - ref["auc"]) if ref else float("nan")
         out["acc_gap"] = abs(out["acc"] - ref["acc"]) if ref else float("nan")
-        result = {k: torch.tensor(out[k], dtype=torch.float64) for k in KEYS}
+        result = self._as_tensors({k: out[k] for k in KEYS})
         self._check_ranks(torch.stack(list(result.values())))
         return result
 
@@ -170,10 +171,11 @@ class MIANNRetrain(IndexedRecords):
         rec = self._records()
         z, split = rec["logits"].cpu(), rec["split"].cpu()
         d = self.discriminator
-        out = {"acc_test": d.detection_rate(z[split == _FORGET_TEST]), "acc_train": d.detection_rate(z[split == _FORGET])}
+        with self._warnings_once():
+            out = {"acc_test": d.detection_rate(z[split == _FORGET_TEST]), "acc_train": d.detection_rate(z[split == _FORGET])}
         for key in ("acc_test", "acc_train"):
             ref = self.retrain_reference.get(key, float("nan"))
             out[f"{key}_gap"] = abs(out[key] - ref)
-        result = {k: torch.tensor(out[k], dtype=torch.float64) for k in RETRAIN_METRIC_KEYS}
+        result = self._as_tensors({k: out[k] for k in RETRAIN_METRIC_KEYS})
         self._check_ranks(torch.stack(list(result.values())))
         return result

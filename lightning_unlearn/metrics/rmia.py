@@ -63,8 +63,11 @@ class RMIA(IndexedRecords):
     - ``fr_auc``: D_R = 1 vs D_F = 0, ``rt_auc``: D_R = 1 vs D_T = 0,
     - ``ft_tpr@<fpr>`` for each of ``tpr_fprs``: TPR at that FPR on the FT pair,
 
-    with ``nan`` for pairs whose sets were not recorded. Per-sample scores of the last compute are
-    kept in ``self.last_scores`` (``index``, ``split``, ``score``).
+    with ``nan`` for pairs whose sets were not recorded, as tensors in the metric's dtype
+    (``float32``; ``set_dtype`` for another). Per-sample scores of the last compute are kept in
+    ``self.last_scores`` (``index``, ``split``, ``score``). The values are a dict, so log them with
+    ``self.log_dict(rmia.compute())`` (and ``rmia.reset()``) in ``on_validation_epoch_end``, as for
+    any dict-valued torchmetrics metric; ``metric(...)`` records like ``update`` and returns ``None``.
 
     Each pool index must be recorded under one split, and records repeated for one sample (as
     ``DistributedSampler`` padding repeats samples) must carry the same logits (compared through
@@ -165,6 +168,10 @@ class RMIA(IndexedRecords):
         self._append(index, split_code(split, sig.shape[0], sig.device), target_signal=sig, labels=labels.long())
 
     def compute(self) -> dict[str, torch.Tensor]:
+        with self._warnings_once():
+            return self._compute()
+
+    def _compute(self) -> dict[str, torch.Tensor]:
         rec = self._records()
         idx_cpu = rec["index"].cpu()
         split = rec["split"].cpu()
@@ -201,6 +208,6 @@ class RMIA(IndexedRecords):
         out = {f"{k}_auc": _pair_auc(scores, split, a, b, self.subsample_seeds, roc_auc) for k, a, b in PAIRS}
         for f in self.tpr_fprs:
             out[tpr_key(f)] = _pair_auc(scores, split, "forget", "test", self.subsample_seeds, lambda s, y, f=f: tpr_at_fpr(s, y, fpr=f))
-        result = {k: torch.tensor(v, dtype=torch.float64) for k, v in out.items()}
+        result = self._as_tensors(out)
         self._check_ranks(torch.stack(list(result.values())))
         return result

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
 
-from lightning_unlearn.metrics._base import SPLITS, IndexedRecords, check_index, split_code
+from lightning_unlearn.metrics._base import SPLITS, IncompleteSplitsWarning, IndexedRecords, check_index, split_code
 from lightning_unlearn.metrics.functional.svc import FEATURES, Feature, ShadowStrategy, mia_efficacy, select_shadow_members
 
 
@@ -22,6 +23,14 @@ class MIAEfficacy(IndexedRecords):
     in fp64, so that features tied in fp32 do not flip the SVC's decisions).
     The papers' "MIA"/"MIS" is ``feature="confidence"`` (the default); its target is the
     retrained model's value, so ``higher_is_better = None``.
+
+    ``compute()`` returns a 0-dim tensor in the metric's dtype (``float32``; ``set_dtype`` for
+    another), ``nan`` with an :class:`~lightning_unlearn.metrics.IncompleteSplitsWarning` (once per
+    object) while one of the three splits has no records: with several validation loaders
+    Lightning computes a metric logged in ``validation_step`` at the end of each loader, and only
+    the last one holds every split (log it in ``on_validation_epoch_end`` instead, or use one
+    loader whose batches carry the split, :meth:`~lightning_unlearn.data.IndexedSplits.audit_dataloader`).
+    ``metric(...)`` records like ``update`` and returns ``None``.
 
     Args:
         feature: ``"correctness" | "confidence" | "entropy" | "m_entropy" | "prob"``.
@@ -70,22 +79,29 @@ class MIAEfficacy(IndexedRecords):
         self._append(index, split_code(split, logits.shape[0], logits.device), logits=logits.float(), labels=labels.long())
 
     def compute(self) -> torch.Tensor:
-        rec = self._records()
-        probs = torch.softmax(rec["logits"].double(), 1)
-        split, labels = rec["split"], rec["labels"]
-        parts = {}
-        for name in ("forget", "remain", "test"):
-            parts[name] = torch.nonzero(split == SPLITS[name]).flatten()
-            if parts[name].numel() == 0:
-                raise ValueError(f"MIAEfficacy needs records of the {name!r} split; none were recorded")
-        remain = parts["remain"]
-        members = remain[
-            select_shadow_members(rec["index"][remain], parts["test"].numel(), shadow_member_strategy=self.shadow_member_strategy, seed=self.seed)
-        ]
-        value = mia_efficacy(
-            probs[members], labels[members], probs[parts["test"]], labels[parts["test"]],
-            probs[parts["forget"]], labels[parts["forget"]], feature=self.feature, legacy_m_entropy=self.legacy_m_entropy,
-        )
-        result = torch.tensor(value, dtype=torch.float64)
+        with self._warnings_once():
+            rec = self._records()
+            probs = torch.softmax(rec["logits"].double(), 1)
+            split, labels = rec["split"], rec["labels"]
+            parts = {name: torch.nonzero(split == SPLITS[name]).flatten() for name in ("forget", "remain", "test")}
+            missing = [name for name, pos in parts.items() if pos.numel() == 0]
+            if missing:
+                warnings.warn(
+                    f"MIAEfficacy needs records of the 'forget', 'remain' and 'test' splits; none of {missing} yet, so its value is nan "
+                    "(with several validation loaders Lightning computes a metric logged in validation_step after each loader: "
+                    "log it in on_validation_epoch_end, or use one loader that carries the split)",
+                    IncompleteSplitsWarning,
+                    stacklevel=2,
+                )
+                return self._as_tensor(float("nan"))
+            remain = parts["remain"]
+            members = remain[
+                select_shadow_members(rec["index"][remain], parts["test"].numel(), shadow_member_strategy=self.shadow_member_strategy, seed=self.seed)
+            ]
+            value = mia_efficacy(
+                probs[members], labels[members], probs[parts["test"]], labels[parts["test"]],
+                probs[parts["forget"]], labels[parts["forget"]], feature=self.feature, legacy_m_entropy=self.legacy_m_entropy,
+            )
+        result = self._as_tensor(value)
         self._check_ranks(result)
         return result

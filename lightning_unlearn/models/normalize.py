@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -37,3 +37,24 @@ class NormalizedClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self.normalize(x))
+
+
+#: A model's input transform of ``[0, 1]`` pixels (a ``Normalize`` module or any callable), or ``None``.
+Normalizer = Callable[[torch.Tensor], torch.Tensor] | None
+
+
+def apply_normalizer(normalizer: Normalizer, x: torch.Tensor) -> torch.Tensor:
+    """``normalizer(x)``, or ``x`` when ``normalizer`` is ``None``; a module is moved to ``x``'s device first.
+
+    The one place where the unlearning phase turns pixels into the inputs a model expects, so
+    the attacks, the fine-tuning and every other forward a method makes see the same transform.
+
+    Example:
+        >>> apply_normalizer(Normalize([0.5], [0.25]), torch.full((1, 1, 2, 2), 0.75)).flatten().tolist()
+        [1.0, 1.0, 1.0, 1.0]
+    """
+    if normalizer is None:
+        return x
+    if isinstance(normalizer, nn.Module):
+        normalizer.to(x.device)
+    return normalizer(x)

@@ -193,7 +193,7 @@ def svc_mia(out: Outputs, sets: Sets) -> float | None:
     if len(members) < len(non_members):
         keep = F.select_shadow_members(sets.pool_index[non_members], len(members), seed=derive_seed(MIA_SHADOW_SEED, "svc-non-members"))
         non_members = non_members[keep]
-    metric = MIAEfficacy(feature="confidence", seed=MIA_SHADOW_SEED, sync_on_compute=False)
+    metric = MIAEfficacy(feature="confidence", seed=MIA_SHADOW_SEED, sync_on_compute=False).set_dtype(torch.float64)  # results keep fp64
     _record(metric, out, sets, {"remain": members, "test": non_members, "forget": sets.forget})
     return float(metric.compute())
 
@@ -218,7 +218,7 @@ def rmia(
     rest = torch.ones(n_pool, dtype=torch.bool)
     rest[pos] = rest[neg] = False
     others = torch.nonzero(rest).flatten()
-    metric = RMIAMetric(refs.signals, signal=signal_kind, gamma=gamma, tpr_fprs=(0.01,), sync_on_compute=False)
+    metric = RMIAMetric(refs.signals, signal=signal_kind, gamma=gamma, tpr_fprs=(0.01,), sync_on_compute=False).set_dtype(torch.float64)
     _record(metric, out, sets, {"forget": pos, "test": neg, "remain": others[others < sets.n_train], "remain_class_test": others[others >= sets.n_train]})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -38,32 +38,32 @@ def seed_everything(seed: int) -> None:
     pl.seed_everything(seed, **kwargs)
 
 
-def make_trainer(
-    *,
-    max_epochs: int,
-    accelerator: str = "auto",
-    devices: Any = "auto",
-    strategy: Any = "auto",
-    callbacks: list | None = None,
-    logger: Any = False,
-    enable_progress_bar: bool = False,
-    enable_checkpointing: bool = False,
-    **kwargs: Any,
-) -> pl.Trainer:
-    """A quiet ``Trainer`` with the library's defaults (no logger or checkpoints unless asked)."""
-    return pl.Trainer(
-        max_epochs=max_epochs,
-        accelerator=accelerator,
-        devices=devices,
-        strategy=strategy,
-        callbacks=callbacks or [],
-        logger=logger,
-        enable_progress_bar=enable_progress_bar,
-        enable_checkpointing=enable_checkpointing,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        **kwargs,
-    )
+#: the library's defaults for every ``Trainer`` it makes (quiet, no logger, no checkpoints); any of them
+#: can be overridden by the caller's keyword arguments
+TRAINER_DEFAULTS: dict[str, Any] = {
+    "accelerator": "auto",
+    "devices": "auto",
+    "strategy": "auto",
+    "logger": False,
+    "enable_progress_bar": False,
+    "enable_checkpointing": False,
+    "enable_model_summary": False,
+    "num_sanity_val_steps": 0,
+}
+
+
+def make_trainer(*, max_epochs: int, callbacks: list | None = None, **kwargs: Any) -> pl.Trainer:
+    """A quiet ``Trainer``: :data:`TRAINER_DEFAULTS`, overridden by any ``Trainer`` argument given.
+
+    Every keyword argument goes to ``lightning.pytorch.Trainer``; where it names a default
+    (``enable_model_summary=True``, ``num_sanity_val_steps=2``, ``logger=CSVLogger(...)``, ...)
+    the caller's value wins.
+
+    Example:
+        >>> make_trainer(max_epochs=1, enable_model_summary=True, accelerator="cpu").max_epochs
+        1
+    """
+    return pl.Trainer(max_epochs=max_epochs, callbacks=callbacks or [], **{**TRAINER_DEFAULTS, **kwargs})
 
 
 def data_order_seed(seed: int) -> int:

@@ -104,8 +104,7 @@ class ClassifierModule(pl.LightningModule):
     # ------------------------------------------------------------------ inputs
     def augmentation_generator(self, batch_idx: int, device: torch.device) -> torch.Generator:
         """A generator keyed by ``(aug_seed, epoch, batch_idx, rank)`` on ``device``."""
-        rank = self.trainer.global_rank if self._trainer is not None else 0
-        return batch_generator(self.aug_seed, self.current_epoch, batch_idx, rank, device)
+        return batch_generator(self.aug_seed, self.current_epoch, batch_idx, self.global_rank, device)
 
     def prepare_inputs(self, x: torch.Tensor, *, train: bool, batch_idx: int = 0, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``uint8``/float pixels -> float ``[0, 1]``; augmented when ``train`` (only where ``mask``)."""

@@ -9,11 +9,10 @@ the benchmark's rows): ``ft, rl, ga, bs, l1, salun, scrub, amun, amun-salun, adv
 # isort: off
 from lightning_unlearn.unlearning.registry import METHODS, get_method, methods_for, register_method
 from lightning_unlearn.unlearning.batch import UnlearningBatch, as_unlearning_batch, collate_unlearning_batch
+from lightning_unlearn.unlearning.request import SETTINGS, UnlearningRequest
 from lightning_unlearn.unlearning.base import (
-    SETTINGS,
     UnlearningMethod,
     UnlearningMixin,
-    UnlearningRequest,
     frozen_snapshot,
     unlearn,
 )

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from lightning_unlearn.attacks.pgd_l2 import EpsInit, calibration_search, eps_from_calibration, pgd_l2_search
+from lightning_unlearn.attacks.pgd_l2 import DEFAULT_EPS_INIT, EpsInit, calibration_search, eps_from_calibration, pgd_l2_search
 from lightning_unlearn.data.datasets import IndexedTensorDataset
 from lightning_unlearn.data.transforms import to_pixels
 
@@ -105,8 +105,13 @@ def _load_all(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
         return dataset.x, dataset.y, dataset.index
     xs, ys, idx = [], [], []
     for b in DataLoader(dataset, batch_size=1024, shuffle=False):
+        if not isinstance(b, (list, tuple)) or len(b) < 3:
+            raise TypeError(
+                "the forget set's items must be (x, y, index); build an UnlearningRequest or IndexedSplits from (x, y) or dict "
+                "items: they number the samples and check them"
+            )
         xs.append(b[0]), ys.append(b[1]), idx.append(b[2])
-    return torch.cat(xs), torch.cat(ys), torch.cat(idx)
+    return torch.cat(xs), torch.cat(ys).long(), torch.cat(idx).long()
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -117,7 +122,7 @@ def build_adversarial_set(
     model: nn.Module,
     forget: Dataset,
     *,
-    eps_init: EpsInit = "auto",
+    eps_init: EpsInit = DEFAULT_EPS_INIT,
     batch_size: int = 128,
     strategy: Any = None,
     seed: int = 0,
@@ -131,8 +136,9 @@ def build_adversarial_set(
     Args:
         model: the current model (θ_o), pixels in ``[0, 1]`` -> logits.
         forget: the forget set D_F.
-        eps_init: a number, or ``"auto"`` (calibrated once on ``n_calib`` samples of the
-            whole forget set, drawn with ``seed``).
+        eps_init: a number (default :data:`~lightning_unlearn.attacks.DEFAULT_EPS_INIT`, 0.04),
+            or ``"auto"`` (calibrated once on ``n_calib`` samples of the whole forget set, drawn
+            with ``seed``).
         batch_size: attack batch size (128, as [R]); fixes the sharding unit under DDP.
         strategy: a Lightning strategy (``trainer.strategy``) when ``world_size > 1``:
             shards the attack and gathers the result (``all_gather``, ``broadcast``).

@@ -1,7 +1,8 @@
 """AMUN: Adversarial Machine UNlearning (Ebrahimpour-Boroojeny et al., ICML 2025, arXiv 2503.00917).
 
-[P] is the paper, [R] the authors' code (repository ``Ali-E/AMUN``). At the start of the unlearning fit (``on_fit_start``: the model is on its
-device and, under DDP, the process group exists) the adversarial set D_A is built **once**
+[P] is the paper, [R] the authors' code (repository ``Ali-E/AMUN``). At the start of the
+unlearning fit (when Lightning first asks for its data: the model is on its device and, under
+DDP, the process group exists) the adversarial set D_A is built **once**
 on the current model with the minimal-ε PGD-L2 search
 (:func:`~lightning_unlearn.unlearning.adversarial.build_adversarial_set`, sharded across
 ranks and gathered). The model is then fine-tuned with mean cross-entropy on **one
@@ -29,26 +30,23 @@ StepLR(step_size=1, γ=0.1) (the [R] README example); both are tuned on a grid.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 
-from lightning_unlearn.attacks.pgd_l2 import EpsInit
+from lightning_unlearn.attacks.pgd_l2 import DEFAULT_EPS_INIT, EpsInit
 from lightning_unlearn.unlearning.adversarial import AdversarialSet, build_adversarial_set
-from lightning_unlearn.unlearning.base import UnlearningMethod, UnlearningMixin, UnlearningRequest
+from lightning_unlearn.unlearning.base import UnlearningMethod, UnlearningMixin, UnlearningRequest, world_of
 from lightning_unlearn.unlearning.batch import UnlearningBatch
 from lightning_unlearn.unlearning.phases import ADVERSARIAL, FORGET, REMAIN, Phase, module_loader, tagged_concat
-from lightning_unlearn.unlearning.registry import METHODS, get_method, register_method
+from lightning_unlearn.unlearning.registry import register_method
 from lightning_unlearn.unlearning.saliency import MaskMode, SaliencyFreeze, SaliencyMasked
 
 log = logging.getLogger(__name__)
 
 Variant = Literal["amun", "adv-only"]
 RANDOM_SETTINGS = frozenset({("random", True), ("random", False)})
-#: AMUN's first attack radius for [0, 1] pixels: [R]'s value and the first bin of [P] Fig. 4 (CIFAR-10).
-DEFAULT_EPS_INIT = 0.04
 
 
 @register_method
@@ -57,19 +55,20 @@ class AMUN(UnlearningMethod):
 
     Args:
         variant: ``"amun"`` (D_F ∪ D_A [∪ D_R]) or ``"adv-only"`` (D_A [∪ D_R]).
-        eps_init: first attack radius in pixel units of ``[0, 1]`` inputs (default ``0.04``: [R]'s
-            hard-coded value and the first bin of [P] Fig. 4 on CIFAR-10), or ``"auto"``: the
+        eps_init: first attack radius in pixel units of ``[0, 1]`` inputs (default
+            :data:`~lightning_unlearn.attacks.DEFAULT_EPS_INIT`, ``0.04``: [R]'s hard-coded value
+            and the first bin of [P] Fig. 4 on CIFAR-10, the default of the whole attack path), or ``"auto"``: the
             quantile rule of [P] App. E.1's text with ``n_calib``, ``eps_calib``, ``q`` (see
             :mod:`lightning_unlearn.attacks.pgd_l2`; with ``q=0.95`` it starts the search above
             most samples' minimal radius). Set a number or ``"auto"`` for other input scales.
         steps, max_rounds, restart_each_round: see :func:`~lightning_unlearn.attacks.pgd_l2_search`.
         attack_batch_size: attack batch (128).
         augment_adv: also augment D_A (default ``False``).
-        normalizer: optional callable applied to pixels before the model in the attack.
         adversarial_set: a precomputed D_A to reuse (rows selected by the request's forget
             indices); default ``None``: built on the current model at the start of the fit.
-        lr, epochs, step_size, ...: see :class:`~lightning_unlearn.unlearning.UnlearningMethod`
-            (defaults lr 0.01, 10 epochs, step_size 1).
+        lr, epochs, step_size, normalizer, ...: see :class:`~lightning_unlearn.unlearning.UnlearningMethod`
+            (defaults lr 0.01, 10 epochs, step_size 1). ``normalizer`` is applied in the attack
+            (which searches in pixel space) and in the fine-tuning alike.
 
     Attributes:
         adversarial: the :class:`AdversarialSet` of the current request (after ``setup``; kept
@@ -93,7 +92,6 @@ class AMUN(UnlearningMethod):
         n_calib: int = 100,
         eps_calib: float = 0.01,
         q: float = 0.95,
-        normalizer: Callable[[torch.Tensor], torch.Tensor] | None = None,
         adversarial_set: AdversarialSet | None = None,
         lr: float = 0.01,
         step_size: int | None = 1,
@@ -107,13 +105,13 @@ class AMUN(UnlearningMethod):
         self.variant, self.eps_init, self.steps, self.max_rounds = variant, eps_init, steps, max_rounds
         self.restart_each_round, self.attack_batch_size, self.augment_adv = restart_each_round, attack_batch_size, augment_adv
         self.n_calib, self.eps_calib, self.q = n_calib, eps_calib, q
-        self.normalizer, self.precomputed = normalizer, adversarial_set
+        self.precomputed = adversarial_set
         self.adversarial: AdversarialSet | None = None
 
     def attack_kwargs(self) -> dict[str, Any]:
         return dict(
             eps_init=self.eps_init, steps=self.steps, max_rounds=self.max_rounds, restart_each_round=self.restart_each_round,
-            normalizer=self.normalizer, n_calib=self.n_calib, eps_calib=self.eps_calib, q=self.q,
+            normalizer=None if self.normalizer is None else self.normalize, n_calib=self.n_calib, eps_calib=self.eps_calib, q=self.q,
         )
 
     def setup(self, module, request: UnlearningRequest) -> None:
@@ -122,8 +120,7 @@ class AMUN(UnlearningMethod):
             idx = torch.cat([b[2] for b in torch.utils.data.DataLoader(request.forget, batch_size=4096)])
             self.adversarial = self.precomputed.select(idx)
             return
-        trainer = module._trainer
-        strategy = trainer.strategy if trainer is not None and trainer.world_size > 1 else None
+        strategy = module.trainer.strategy if world_of(module)[1] > 1 else None
         self.adversarial = build_adversarial_set(
             module, request.forget, batch_size=self.attack_batch_size, strategy=strategy, seed=request.seed, **self.attack_kwargs()
         )
@@ -176,10 +173,6 @@ class AMUN(UnlearningMethod):
             "mean_delta": float(a.delta.mean()) if len(a) else None,
         }
 
-    def teardown(self, module) -> None:
-        # D_A stays available on the method object for inspection; it is not module state.
-        pass
-
 
 @register_method
 class AMUNSalUn(SaliencyMasked, AMUN):
@@ -221,7 +214,7 @@ class AMUNMixin(UnlearningMixin):
         class Model(AMUNMixin, MyClassifier): ...
 
         model.start_amun(request, lr=0.01)        # AMUN on the request
-        trainer.fit(model)                         # builds D_A at fit start, then fine-tunes
+        trainer.fit(model)                         # builds D_A at the start of the fit, then fine-tunes
         model.stop_unlearning()
 
     ``start_amun(request, method="amun-salun", mask_ratio=0.5)`` and ``method="adv-only"``
@@ -231,13 +224,12 @@ class AMUNMixin(UnlearningMixin):
     computed once on θ_o (plain AMUN).
     """
 
-    def start_amun(self, request: UnlearningRequest, *, method: Literal["amun", "amun-salun", "adv-only"] = "amun", **hparams: Any) -> AMUN:
-        """Enter the AMUN unlearning phase for ``request`` (``hparams`` go to the method)."""
-        variants = [n for n, cls in METHODS.items() if issubclass(cls, AMUN)]
-        if method not in variants:
-            raise ValueError(f"unknown AMUN method {method!r}: expected one of {', '.join(variants)}")
-        return self.start_unlearning(get_method(method).from_hyperparameters(**hparams), request)  # type: ignore[return-value]
+    def start_amun(self, request: UnlearningRequest, *, method: str = "amun", **hyperparameters: Any) -> AMUN:
+        """``start_unlearning(method, request, **hyperparameters)`` for a registered AMUN variant
+        (``"amun"``, ``"amun-salun"``, ``"adv-only"``, or one of your own subclasses of :class:`AMUN`)."""
+        return self._start_variant(AMUN, method, request, hyperparameters)
 
     def precompute_adversarial_set(self, forget, **attack_kwargs: Any) -> AdversarialSet:
-        """D_A for ``forget`` on the current weights, outside a fit (single process); ``eps_init`` defaults to AMUN's (0.04)."""
-        return build_adversarial_set(self, forget, **{"eps_init": DEFAULT_EPS_INIT, **attack_kwargs})  # type: ignore[arg-type]
+        """D_A for ``forget`` (items ``(x, y, index)``) on the current weights, outside a fit (single process);
+        ``eps_init`` defaults to :data:`~lightning_unlearn.attacks.DEFAULT_EPS_INIT`, as AMUN's."""
+        return build_adversarial_set(self, forget, **attack_kwargs)

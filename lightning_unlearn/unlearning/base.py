@@ -13,9 +13,15 @@ user's class.
 
 What a method needs that depends on the fitted model (a frozen snapshot of the original
 model, AMUN's adversarial set, SalUn's mask) is built in :meth:`UnlearningMethod.setup`,
-called from ``on_fit_start``: the model is then on its device and, under DDP, the process
-group exists. Lightning requests the train dataloader after ``on_fit_start``, so method data
-built there is ready in time. ``configure_optimizers`` runs *before* ``on_fit_start``.
+called when Lightning first asks the module for its train dataloader (after ``on_fit_start``:
+the model is then on its device and, under DDP, the process group exists), right before the
+method's loader is made. ``configure_optimizers`` runs *before* ``on_fit_start``.
+
+The phase trains on its request only. ``trainer.fit(model, train_dataloaders=...)`` (or with
+a datamodule) would replace the method's data, so it raises at ``on_train_start``, before any
+step and before the method built anything; validation loaders are fine. The phase lasts the
+method's ``epochs`` on every path: a ``Trainer`` with fewer ``max_epochs`` raises at
+``on_fit_start``, one with more (or Lightning's default) stops after ``epochs``.
 
 Exact resume. That state is part of every checkpoint of the unlearning fit: the mixin's
 ``on_save_checkpoint`` stores :meth:`UnlearningMethod.state_dict` under the key
@@ -27,7 +33,7 @@ same phase on a fresh module and fit from the checkpoint::
     model.start_unlearning(method, request)   # same method, hyperparameters and request
     trainer.fit(model, ckpt_path="last.ckpt")
 
-``on_load_checkpoint`` hands the state to the method and ``on_fit_start`` then calls
+``on_load_checkpoint`` hands the state to the method, which then gets
 :meth:`UnlearningMethod.restore` instead of :meth:`UnlearningMethod.setup`: nothing is rebuilt
 from the partly unlearned weights, so on CPU the resumed phase ends with the same weights as an
 uninterrupted one, from an epoch checkpoint or from one taken inside an epoch (the method
@@ -40,121 +46,51 @@ import copy
 import inspect
 import logging
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import lightning.pytorch as pl
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from lightning_unlearn.data.forget import check_forget_classes
 from lightning_unlearn.data.sampler import ResumableDataLoader, ShardedEpochSampler, restore_loader_positions
-from lightning_unlearn.data.transforms import augment, batch_generator, normalize_augmentation, resolve_augmentation, to_pixels
+from lightning_unlearn.data.transforms import augment, batch_generator, to_pixels
+from lightning_unlearn.models.normalize import Normalizer, apply_normalizer
 from lightning_unlearn.search_space import Axis
 from lightning_unlearn.seeding import derive_seed
 from lightning_unlearn.strategies import require_whole_weights
 from lightning_unlearn.training.fit import make_trainer
 from lightning_unlearn.training.module import build_optimizer
 from lightning_unlearn.unlearning.batch import UnlearningBatch, as_unlearning_batch, collate_unlearning_batch
-from lightning_unlearn.unlearning.registry import get_method
+from lightning_unlearn.unlearning.registry import METHODS, get_method
+from lightning_unlearn.unlearning.request import SETTINGS, Kind, UnlearningRequest, describe_setting, request_summary
 
 log = logging.getLogger(__name__)
 
 #: the key of the unlearning method's state in a Lightning checkpoint
 CHECKPOINT_KEY = "unlearning"
 
-Kind = Literal["random", "class"]
-SETTINGS: tuple[tuple[Kind, bool], ...] = (("random", True), ("random", False), ("class", True), ("class", False))
+M = TypeVar("M", bound="UnlearningMethod")
 
 
-def describe_setting(kind: str, has_remain: bool) -> str:
-    return f"{kind} forgetting {'with the remain set' if has_remain else 'with the forget set only'}"
+def attached_trainer(module: nn.Module) -> pl.Trainer | None:
+    """The ``Trainer`` a ``LightningModule`` is attached to, or ``None`` (outside a fit, or a plain ``nn.Module``).
 
-
-@dataclass(frozen=True)
-class UnlearningRequest:
-    """What to forget, and which data the method may touch.
-
-    Attributes:
-        forget: the forget set D_F, items ``(x, y, index)``.
-        remain: the remain set D_R, or ``None`` when only D_F is available (the "D_F only"
-            setting: the method then never touches remain data).
-        num_classes: number of classes K.
-        forget_classes: the forgotten classes for class forgetting; empty for random forgetting.
-        augmentation: the unlearning phase's augmentation of D_F and D_R (``"crop_flip"``, or
-            ``"none"`` / ``None`` for none; stored as ``"crop_flip"`` or ``None``); see
-            :meth:`from_datamodule` for the reference recipe (``"auto"``).
-        batch_size: the unlearning phase's batch size (default 128, as in the papers).
-        seed: seeds every random choice of the method (label draws, shuffling), identically
-            on every rank.
+    Reads Lightning's public ``trainer`` property, which raises ``RuntimeError`` when the module
+    is not attached.
     """
+    if not isinstance(module, pl.LightningModule):
+        return None
+    try:
+        return module.trainer
+    except RuntimeError:
+        return None
 
-    forget: Dataset
-    remain: Dataset | None
-    num_classes: int
-    forget_classes: tuple[int, ...] = ()
-    augmentation: str | None = None
-    batch_size: int = 128
-    seed: int = 0
 
-    def __post_init__(self) -> None:
-        if len(self.forget) == 0:
-            raise ValueError("the forget set is empty: an unlearning request needs at least one sample to forget")
-        if self.num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
-        if self.forget_classes:
-            object.__setattr__(self, "forget_classes", check_forget_classes(self.forget_classes, self.num_classes))
-        object.__setattr__(self, "augmentation", normalize_augmentation(self.augmentation))
-        if self.batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
-
-    @property
-    def kind(self) -> Kind:
-        return "class" if self.forget_classes else "random"
-
-    @property
-    def has_remain(self) -> bool:
-        return self.remain is not None
-
-    @classmethod
-    def from_datamodule(
-        cls,
-        dm,
-        *,
-        use_remain: bool = True,
-        batch_size: int | None = None,
-        seed: int | None = None,
-        augmentation: str | None = "auto",
-    ) -> "UnlearningRequest":
-        """The request of an :class:`~lightning_unlearn.data.UnlearningDataModule`'s forget spec.
-
-        Args:
-            dm: the data module (set up here if it is not yet).
-            use_remain: give the method D_R (``False``: the "D_F only" setting).
-            batch_size: the unlearning phase's batch size (default ``dm.batch_size``).
-            seed: the request's seed (default ``dm.seed``).
-            augmentation: the unlearning phase's augmentation of D_R and D_F, chosen
-                independently of how the original model was trained (``dm.augmentation``):
-                ``"auto"`` (default) is the reference recipe of the papers' code, crop+flip
-                (random 32x32 crop of the 4-pixel zero-padded image, horizontal flip with
-                probability 1/2) for RGB images of 32x32 or more and none otherwise (e.g.
-                digits); ``"crop_flip"``; ``"none"`` / ``None``. Pass ``dm.augmentation`` to reuse
-                the originals' recipe. Methods that add generated inputs (AMUN's adversarial
-                set) leave those unaugmented unless they say otherwise.
-
-        Raises:
-            ValueError: an unknown ``augmentation``, naming it and the allowed ones.
-        """
-        dm.setup()
-        return cls(
-            forget=dm.forget_set(),
-            remain=dm.remain_set() if use_remain else None,
-            num_classes=dm.num_classes,
-            forget_classes=dm.forget_spec.classes if dm.is_class_forgetting else (),
-            augmentation=resolve_augmentation(augmentation, dm.image_shape),
-            batch_size=batch_size or dm.batch_size,
-            seed=dm.seed if seed is None else seed,
-        )
+def world_of(module: nn.Module) -> tuple[int, int]:
+    """``(global rank, world size)`` of ``module``'s trainer; ``(0, 1)`` outside a fit."""
+    trainer = attached_trainer(module)
+    return (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
 
 
 def frozen_snapshot(module: nn.Module) -> nn.Module:
@@ -165,33 +101,23 @@ def frozen_snapshot(module: nn.Module) -> nn.Module:
     registration (e.g. on the method object) so it is in neither ``parameters()`` nor
     ``state_dict()``.
     """
-    saved = {}
-    for attr in ("_trainer", "_unlearning"):
-        if attr in module.__dict__:
-            saved[attr] = module.__dict__[attr]
-            module.__dict__[attr] = None
+    trainer = attached_trainer(module)
+    phase = module._unlearning if isinstance(module, UnlearningMixin) else None
+    if trainer is not None:
+        module.trainer = None  # Lightning's public setter (also detaches LightningModule children)
+    if phase is not None:
+        module._unlearning = None
     try:
         snap = copy.deepcopy(module)
     finally:
-        module.__dict__.update(saved)
+        if trainer is not None:
+            module.trainer = trainer
+        if phase is not None:
+            module._unlearning = phase
     snap.eval()
     for p in snap.parameters():
         p.requires_grad_(False)
     return snap
-
-
-def request_summary(request: UnlearningRequest) -> dict[str, Any]:
-    """What identifies a request in a checkpoint: kind, set sizes, classes, seed, batch size and augmentation."""
-    return {
-        "kind": request.kind,
-        "n_forget": len(request.forget),
-        "n_remain": None if request.remain is None else len(request.remain),
-        "num_classes": request.num_classes,
-        "forget_classes": list(request.forget_classes),
-        "seed": request.seed,
-        "batch_size": request.batch_size,
-        "augmentation": request.augmentation,
-    }
 
 
 def weights_of(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -220,10 +146,17 @@ class UnlearningMethod:
 
     Args:
         lr: learning rate of SGD (momentum 0.9, weight decay 5e-4), default 0.01.
-        epochs: length of the unlearning phase (default 10); used by :func:`unlearn` for
-            ``max_epochs`` and by the default StepLR.
+        epochs: length of the unlearning phase (default 10), on every path: :func:`unlearn`
+            makes its ``Trainer`` with ``max_epochs=epochs``; with a ``Trainer`` of your own, the
+            mixin stops the phase after ``epochs`` (fewer ``max_epochs`` raise).
         step_size: StepLR period in epochs (default ``None``: no decay); ``gamma`` its factor.
         momentum, weight_decay: SGD settings.
+        normalizer: the transform your model's ``forward`` expects on ``[0, 1]`` pixels (e.g.
+            :class:`~lightning_unlearn.models.Normalize` with your mean and std), or ``None``
+            (default: the model takes pixels, normalising inside). Applied in every forward the
+            method makes, identically: fine-tuning (:meth:`inputs`, after augmentation), attacks
+            (AMUN's search, BS's FGSM: the perturbation stays in pixel space), saliency, class
+            similarities and frozen copies.
 
     Class attributes:
         name: the registry name (``"ft"``, ``"amun"``, ...).
@@ -255,6 +188,7 @@ class UnlearningMethod:
         gamma: float = 0.1,
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
+        normalizer: Normalizer = None,
     ) -> None:
         if lr <= 0:
             raise ValueError(f"{self.name}: lr must be positive, got {lr}")
@@ -264,6 +198,9 @@ class UnlearningMethod:
             raise ValueError(f"{self.name}: step_size must be a positive number of epochs or None, got {step_size}")
         self.lr, self.epochs, self.step_size, self.gamma = lr, epochs, step_size, gamma
         self.momentum, self.weight_decay = momentum, weight_decay
+        if normalizer is not None and not callable(normalizer):
+            raise TypeError(f"{self.name}: normalizer must be callable (e.g. lightning_unlearn.models.Normalize(mean, std)) or None, got {normalizer!r}")
+        self.normalizer = normalizer
         self.request: UnlearningRequest | None = None
         self._restored: dict[str, Any] | None = None
         self._nonfinite_steps: torch.Tensor | None = None  # see record_loss
@@ -275,11 +212,19 @@ class UnlearningMethod:
 
     @classmethod
     def check_request(cls, request: UnlearningRequest) -> None:
-        """Raise ``ValueError`` if the method does not apply to the request's setting."""
+        """Raise ``ValueError`` if the method does not apply to the request's setting, naming the field that decides it."""
         if not cls.supports(request.kind, request.has_remain):
             allowed = [describe_setting(k, r) for k, r in SETTINGS if (k, r) in cls.supported]
+            kinds = {k for k, _ in cls.supported}
+            hint = ""
+            if request.kind == "random" and kinds == {"class"}:
+                hint = " (the request has no forget_classes; class forgetting needs UnlearningRequest(..., forget_classes=(k,)))"
+            elif request.kind == "class" and kinds == {"random"}:
+                hint = f" (the request has forget_classes={request.forget_classes}; random forgetting needs none)"
+            elif not request.has_remain and (request.kind, True) in cls.supported:
+                hint = " (the request has no remain set; give remain=...)"
             raise ValueError(
-                f"method {cls.name!r} does not apply to {describe_setting(request.kind, request.has_remain)}; "
+                f"method {cls.name!r} does not apply to {describe_setting(request.kind, request.has_remain)}{hint}; "
                 f"it supports: {'; '.join(allowed) or 'nothing'}"
             )
 
@@ -311,8 +256,9 @@ class UnlearningMethod:
         return cls(**hyperparameters)
 
     def hparams(self) -> dict[str, Any]:
-        """The method's hyperparameters (recorded with results)."""
-        return {k: v for k, v in vars(self).items() if not k.startswith("_") and k != "request" and isinstance(v, (int, float, str, bool, type(None), tuple))}
+        """The method's hyperparameters (recorded with results); ``normalizer`` is the model's input contract, not one."""
+        skip = ("request", "normalizer")
+        return {k: v for k, v in vars(self).items() if not k.startswith("_") and k not in skip and isinstance(v, (int, float, str, bool, type(None), tuple))}
 
     def diagnostics(self) -> dict[str, Any]:
         """Plain-JSON statistics of the last unlearning fit (recorded with results), e.g. AMUN's attack cost.
@@ -340,14 +286,21 @@ class UnlearningMethod:
         return 0 if self._nonfinite_steps is None else int(self._nonfinite_steps)
 
     # ------------------------------------------------------------------ helpers for subclasses
-    def inputs(self, module: pl.LightningModule, x: torch.Tensor, batch_idx: int, *, train: bool = True, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def pixels(self, module: pl.LightningModule, x: torch.Tensor, batch_idx: int, *, train: bool = True, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Pixels in ``[0, 1]``; augmented with the request's augmentation when ``train`` (only where ``mask``)."""
         x = to_pixels(x)
         if train and self.request is not None and self.request.augmentation is not None:
-            rank = module.trainer.global_rank if module._trainer is not None else 0
-            gen = batch_generator(self.augmentation_seed(), module.current_epoch, batch_idx, rank, x.device)
+            gen = batch_generator(self.augmentation_seed(), module.current_epoch, batch_idx, module.global_rank, x.device)
             x = augment(x, self.request.augmentation, generator=gen, mask=mask)
         return x
+
+    def inputs(self, module: pl.LightningModule, x: torch.Tensor, batch_idx: int, *, train: bool = True, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """What the model's ``forward`` takes: :meth:`pixels`, then the method's ``normalizer`` (if any)."""
+        return self.normalize(self.pixels(module, x, batch_idx, train=train, mask=mask))
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """``normalizer(x)`` for pixels ``x`` (``x`` itself without a normalizer): the model's inputs."""
+        return apply_normalizer(self.normalizer, x)
 
     def augmentation_seed(self) -> int:
         """Seed of the unlearning phase's augmentation: a stream of the request's seed, apart from the training's."""
@@ -385,7 +338,7 @@ class UnlearningMethod:
         return {}
 
     def restore(self, module: pl.LightningModule, request: UnlearningRequest, state: dict[str, Any]) -> None:
-        """Called at ``on_fit_start`` *instead of* :meth:`setup` when the fit resumes from a
+        """Called at the start of the fit *instead of* :meth:`setup` when the fit resumes from a
         checkpoint holding ``state`` (:meth:`fit_state`); must not rebuild what ``state`` holds.
 
         A method that does not override it is set up afresh by :meth:`setup` on resume (right
@@ -439,7 +392,8 @@ class UnlearningMethod:
 
     # ------------------------------------------------------------------ hooks
     def setup(self, module: pl.LightningModule, request: UnlearningRequest) -> None:
-        """Called at ``on_fit_start`` of the unlearning fit (model on device, process group up)."""
+        """Build what the method needs from the model as it is (θ_o): called once per fit, when Lightning first
+        asks for the phase's training data (after ``on_fit_start``: model on device, process group up)."""
 
     def train_dataloader(self, module: pl.LightningModule, request: UnlearningRequest) -> Any:
         """Default: one shuffled stream over D_R ∪ D_F (D_F alone without D_R)."""
@@ -477,14 +431,42 @@ class UnlearningMethod:
         """Called by :meth:`UnlearningMixin.stop_unlearning`; drop snapshots and large state."""
 
 
+def check_phase_length(max_epochs: int | None, method: UnlearningMethod) -> None:
+    """Raise ``ValueError`` when a ``Trainer``'s ``max_epochs`` is shorter than the method's ``epochs``.
+
+    ``None`` and ``-1`` (no epoch limit) pass, as does any value of at least ``method.epochs``:
+    the phase then stops after ``method.epochs``.
+    """
+    if max_epochs is not None and max_epochs != -1 and max_epochs < method.epochs:
+        raise ValueError(
+            f"the Trainer's max_epochs={max_epochs} is shorter than the unlearning phase of method {method.name!r} "
+            f"(epochs={method.epochs}): the method's epochs set the phase length; pass epochs={max_epochs} to the method "
+            f"(start_unlearning(..., epochs={max_epochs}) or unlearn(..., epochs={max_epochs})), or a Trainer with max_epochs >= {method.epochs}"
+        )
+
+
 @dataclass
 class _UnlearningState:
     method: UnlearningMethod
     request: UnlearningRequest
+    #: the method's setup (or restore) ran in this fit
     started: bool = field(default=False)
+    #: the method's loader was handed to Lightning in this fit
+    loader_served: bool = field(default=False)
+    #: the Trainer's max_epochs before the phase set it to the method's epochs (put back at fit end)
+    trainer_max_epochs: int | None = field(default=None)
 
 
-class UnlearningMixin:
+# Type checkers see the mixin as a LightningModule (the class it is always mixed into, after
+# it), so its hooks and ``self.trainer``/``self.log`` are typed; at run time it derives from
+# ``object`` and cooperates through ``super()``.
+if TYPE_CHECKING:
+    _MixinBase = pl.LightningModule
+else:
+    _MixinBase = object
+
+
+class UnlearningMixin(_MixinBase):
     """Adds an unlearning phase to a ``LightningModule`` classifier. Mix it in first.
 
     Example:
@@ -495,21 +477,30 @@ class UnlearningMixin:
     _unlearning: _UnlearningState | None = None
 
     # ------------------------------------------------------------------ phase switch
-    def start_unlearning(self, method: "UnlearningMethod | str", request: UnlearningRequest, **hparams: Any) -> UnlearningMethod:
+    def start_unlearning(self, method: "UnlearningMethod | str", request: UnlearningRequest, **hyperparameters: Any) -> UnlearningMethod:
         """Enter the unlearning phase; the next ``trainer.fit(self)`` runs ``method`` on ``request``.
 
+        The one way in: :meth:`~lightning_unlearn.unlearning.AMUNMixin.start_amun`,
+        :meth:`~lightning_unlearn.unlearning.TRWMixin.start_trw` and :func:`unlearn` all call it.
+
         Args:
-            method: a method object, or a registry name with its ``hparams``.
+            method: a registry name (:data:`~lightning_unlearn.unlearning.METHODS`) with its
+                ``hyperparameters``, or a method object (then no ``hyperparameters``).
             request: the data of the request (see :class:`UnlearningRequest`).
+            **hyperparameters: the method's constructor arguments (``lr``, ``epochs``, ...).
+
+        Returns:
+            The method object (it keeps what it builds and measures, e.g. ``diagnostics()``).
 
         Raises:
             ValueError: unknown method name, or a method that does not apply to the setting.
+            TypeError: unknown hyperparameter names, or hyperparameters with a method object.
         """
         if isinstance(method, str):
-            method = get_method(method).from_hyperparameters(**hparams)
-        elif hparams:
+            method = get_method(method).from_hyperparameters(**hyperparameters)
+        elif hyperparameters:
             raise TypeError(
-                f"hyperparameters {', '.join(map(repr, sorted(hparams)))} were given with a method object ({type(method).__name__}); "
+                f"hyperparameters {', '.join(map(repr, sorted(hyperparameters)))} were given with a method object ({type(method).__name__}); "
                 "pass them to its constructor, or give the method by name"
             )
         type(method).check_request(request)
@@ -518,13 +509,22 @@ class UnlearningMixin:
         # Lightning keeps each submodule's train/eval mode through fit: a model handed over
         # in eval mode (as train_classifier returns it) would fine-tune with frozen BN
         # statistics. The unlearning phase trains in train mode, like the papers.
-        self.train()  # type: ignore[attr-defined]
+        self.train()
         return method
+
+    def _start_variant(self, family: type[M], method: str, request: UnlearningRequest, hyperparameters: dict[str, Any]) -> M:
+        """:meth:`start_unlearning` with a registered variant of ``family`` (``start_amun``, ``start_trw``)."""
+        variants = [n for n, cls in METHODS.items() if issubclass(cls, family)]
+        if method not in variants:
+            raise ValueError(f"unknown {family.__name__} method {method!r}: expected one of {', '.join(variants)}")
+        started = self.start_unlearning(method, request, **hyperparameters)
+        assert isinstance(started, family)
+        return started
 
     def stop_unlearning(self) -> None:
         """Leave the unlearning phase: hooks delegate to the user's class again."""
         if self._unlearning is not None:
-            self._unlearning.method.teardown(self)  # type: ignore[arg-type]
+            self._unlearning.method.teardown(self)
         self._unlearning = None
 
     @property
@@ -542,38 +542,84 @@ class UnlearningMixin:
         plain ``(x, y, index, ...)`` sequences are converted first.
         """
         assert self._unlearning is not None, "unlearning_loss() is only defined in the unlearning phase"
-        return self._unlearning.method.loss(self, as_unlearning_batch(batch), batch_idx)  # type: ignore[arg-type]
+        return self._unlearning.method.loss(self, as_unlearning_batch(batch), batch_idx)
+
+    # ------------------------------------------------------------------ the phase inside a fit
+    def _check_fit(self, state: _UnlearningState) -> None:
+        """The cheap checks of a fit in the phase: whole weights, phase length (sets ``max_epochs`` to the method's ``epochs``)."""
+        trainer = attached_trainer(self)
+        if trainer is None:
+            return
+        if state.method.needs_whole_weights:
+            require_whole_weights(trainer.strategy, f"unlearning method {state.method.name!r}")
+        check_phase_length(trainer.max_epochs, state.method)
+        if trainer.max_epochs != state.method.epochs:
+            # the documented way to change a fit's length: the fit loop's max_epochs
+            state.trainer_max_epochs = trainer.max_epochs
+            trainer.fit_loop.max_epochs = state.method.epochs
+
+    def _begin_phase(self, state: _UnlearningState) -> None:
+        """Build (or restore from a checkpoint) the method's state, once per fit."""
+        if state.started:
+            return
+        restored = state.method.take_restored()
+        if restored is not None and type(state.method).restore is not UnlearningMethod.restore:
+            state.method.restore(self, state.request, restored)
+        else:
+            state.method.setup(self, state.request)
+        state.method._nonfinite_steps = None  # count the non-finite loss steps of this fit only
+        state.started = True
 
     # ------------------------------------------------------------------ Lightning hooks
     def on_fit_start(self) -> None:
-        super().on_fit_start()  # type: ignore[misc]
+        super().on_fit_start()
         state = self._unlearning
         if state is not None:
-            if state.method.needs_whole_weights and self._trainer is not None:  # type: ignore[attr-defined]
-                require_whole_weights(self.trainer.strategy, f"unlearning method {state.method.name!r}")  # type: ignore[attr-defined]
-            restored = state.method.take_restored()
-            if restored is not None and type(state.method).restore is not UnlearningMethod.restore:
-                state.method.restore(self, state.request, restored)  # type: ignore[arg-type]
-            else:
-                state.method.setup(self, state.request)  # type: ignore[arg-type]
-            state.method._nonfinite_steps = None  # count the non-finite loss steps of this fit only
-            state.started = True
+            state.started = state.loader_served = False
+            self._check_fit(state)
+
+    def train_dataloader(self):
+        state = self._unlearning
+        if state is None:
+            return super().train_dataloader()
+        self._begin_phase(state)
+        state.loader_served = True
+        return state.method.train_dataloader(self, state.request)
 
     def on_train_start(self) -> None:
-        super().on_train_start()  # type: ignore[misc]
-        if self._unlearning is not None and self._trainer is not None:  # type: ignore[attr-defined]
-            restore_loader_positions(self.trainer)  # type: ignore[attr-defined]
+        super().on_train_start()
+        state = self._unlearning
+        if state is None:
+            return
+        if not state.loader_served:
+            raise RuntimeError(
+                f"trainer.fit(model, train_dataloaders=...) (or with a datamodule) during the unlearning phase of method "
+                f"{state.method.name!r} would train on your loader instead of the request ({state.request.describe()}, plus what the "
+                "method builds from it, e.g. AMUN's adversarial set): call trainer.fit(model) without training data (validation "
+                "loaders are fine: trainer.fit(model, val_dataloaders=...)), or model.stop_unlearning() first to train on your loader"
+            )
+        trainer = attached_trainer(self)
+        if trainer is not None:
+            restore_loader_positions(trainer)
+
+    def on_fit_end(self) -> None:
+        super().on_fit_end()
+        state = self._unlearning
+        trainer = attached_trainer(self)
+        if state is not None and state.trainer_max_epochs is not None and trainer is not None:
+            trainer.fit_loop.max_epochs = state.trainer_max_epochs  # the user's Trainer as it was given
+            state.trainer_max_epochs = None
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the method's state (built at fit start) under ``checkpoint["unlearning"]``."""
-        super().on_save_checkpoint(checkpoint)  # type: ignore[misc]
+        """Store the method's state (built at the start of the fit) under ``checkpoint["unlearning"]``."""
+        super().on_save_checkpoint(checkpoint)
         state = self._unlearning
         if state is not None and state.started:
             checkpoint[CHECKPOINT_KEY] = state.method.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Hand ``checkpoint["unlearning"]`` to the method of the current phase (see :meth:`UnlearningMethod.load_state_dict`)."""
-        super().on_load_checkpoint(checkpoint)  # type: ignore[misc]
+        super().on_load_checkpoint(checkpoint)
         saved = checkpoint.get(CHECKPOINT_KEY)
         if saved is None:
             return
@@ -582,45 +628,40 @@ class UnlearningMixin:
             return
         self._unlearning.method.load_state_dict(saved)
 
-    def train_dataloader(self):
-        if self._unlearning is None:
-            return super().train_dataloader()  # type: ignore[misc]
-        return self._unlearning.method.train_dataloader(self, self._unlearning.request)  # type: ignore[arg-type]
-
     def training_step(self, batch, batch_idx: int):
         if self._unlearning is None:
-            return super().training_step(batch, batch_idx)  # type: ignore[misc]
+            return super().training_step(batch, batch_idx)
         loss = self.unlearning_loss(batch, batch_idx)
         self._unlearning.method.record_loss(loss)
-        self.log("unlearn/loss", loss.detach(), prog_bar=True)  # type: ignore[attr-defined]
+        self.log("unlearn/loss", loss.detach(), prog_bar=True)
         return loss
 
     def configure_optimizers(self):
         if self._unlearning is None:
-            return super().configure_optimizers()  # type: ignore[misc]
-        return self._unlearning.method.configure_optimizers(self)  # type: ignore[arg-type]
+            return super().configure_optimizers()
+        return self._unlearning.method.configure_optimizers(self)
 
     def on_before_optimizer_step(self, optimizer) -> None:
-        super().on_before_optimizer_step(optimizer)  # type: ignore[misc]
+        super().on_before_optimizer_step(optimizer)
         if self._unlearning is not None:
-            self._unlearning.method.on_before_optimizer_step(self, optimizer)  # type: ignore[arg-type]
+            self._unlearning.method.on_before_optimizer_step(self, optimizer)
 
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:
-        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)  # type: ignore[misc]
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
         # Lightning has no after-step hook; checkpoint callbacks run at on_train_batch_end before
         # the module's own hook, so state changed after the step must change here to be saved
         if self._unlearning is not None:
-            self._unlearning.method.on_after_optimizer_step(self, optimizer)  # type: ignore[arg-type]
+            self._unlearning.method.on_after_optimizer_step(self, optimizer)
 
     def on_train_epoch_start(self) -> None:
-        super().on_train_epoch_start()  # type: ignore[misc]
+        super().on_train_epoch_start()
         if self._unlearning is not None:
-            self._unlearning.method.on_train_epoch_start(self)  # type: ignore[arg-type]
+            self._unlearning.method.on_train_epoch_start(self)
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        super().on_train_batch_end(outputs, batch, batch_idx)  # type: ignore[misc]
+        super().on_train_batch_end(outputs, batch, batch_idx)
         if self._unlearning is not None:
-            self._unlearning.method.on_train_batch_end(self, outputs, batch, batch_idx)  # type: ignore[arg-type]
+            self._unlearning.method.on_train_batch_end(self, outputs, batch, batch_idx)
 
 
 def unlearn(
@@ -632,7 +673,7 @@ def unlearn(
     trainer_kwargs: dict[str, Any] | None = None,
     **hyperparameters: Any,
 ) -> pl.LightningModule:
-    """Run one unlearning phase end to end: ``start_unlearning``, ``trainer.fit``, ``stop_unlearning``.
+    """Run one unlearning phase end to end: :meth:`~UnlearningMixin.start_unlearning`, ``trainer.fit``, ``stop_unlearning``.
 
     Args:
         model: a ``LightningModule`` that mixes in :class:`UnlearningMixin`.
@@ -643,8 +684,11 @@ def unlearn(
         trainer: a ready ``Trainer``; default: one made by
             :func:`~lightning_unlearn.training.make_trainer` with ``max_epochs=method.epochs``
             and ``trainer_kwargs``.
-        trainer_kwargs: ``Trainer`` arguments (``accelerator``, ``devices``, ``strategy``,
-            ``precision``, ``callbacks``, ...) for the default trainer.
+        trainer_kwargs: any ``Trainer`` arguments (``accelerator``, ``devices``, ``strategy``,
+            ``precision``, ``callbacks``, ``enable_model_summary``, ``logger``, ...) for the
+            default trainer; each wins over the library's default
+            (:data:`~lightning_unlearn.training.fit.TRAINER_DEFAULTS`). ``max_epochs`` may be
+            given but the phase lasts the method's ``epochs`` (a smaller value raises).
         **hyperparameters: the method's hyperparameters (``lr``, ``epochs``, ``mask_ratio``, ...).
 
     Returns:
@@ -653,10 +697,10 @@ def unlearn(
 
     Raises:
         TypeError: ``model`` lacks the mixin; hyperparameters given with a method object;
-            ``trainer`` together with ``trainer_kwargs``; ``max_epochs`` in ``trainer_kwargs``
-            (the length of the phase is the method's ``epochs``); unknown hyperparameter names
-            (all named, with the accepted ones).
-        ValueError: an unknown method name, or a method that does not apply to the request.
+            ``trainer`` together with ``trainer_kwargs``; unknown hyperparameter names (all
+            named, with the accepted ones).
+        ValueError: an unknown method name, a method that does not apply to the request, or a
+            ``max_epochs`` shorter than the method's ``epochs``.
 
     Example:
         >>> unlearn(model, "amun", request, lr=0.01, trainer_kwargs={"accelerator": "cpu"})  # doctest: +SKIP
@@ -665,12 +709,32 @@ def unlearn(
         raise TypeError(f"{type(model).__name__} does not mix in UnlearningMixin; declare class M(UnlearningMixin, {type(model).__name__})")
     if trainer is not None and trainer_kwargs:
         raise TypeError(f"give either trainer or trainer_kwargs, not both (trainer_kwargs: {', '.join(sorted(trainer_kwargs))})")
-    if trainer_kwargs and "max_epochs" in trainer_kwargs:
-        raise TypeError("trainer_kwargs must not set max_epochs: the unlearning phase runs the method's epochs (pass epochs=... as a hyperparameter)")
     method = model.start_unlearning(method, request, **hyperparameters)  # resolves the name, checks the hyperparameters
     try:
-        trainer = trainer or make_trainer(max_epochs=method.epochs, **(trainer_kwargs or {}))
+        if trainer is None:
+            kwargs = {"max_epochs": method.epochs, **(trainer_kwargs or {})}
+            check_phase_length(kwargs["max_epochs"], method)
+            trainer = make_trainer(**kwargs)
         trainer.fit(model)
     finally:
         model.stop_unlearning()
     return model.eval()
+
+
+__all__ = [
+    "CHECKPOINT_KEY",
+    "SETTINGS",
+    "Kind",
+    "UnlearningMethod",
+    "UnlearningMixin",
+    "UnlearningRequest",
+    "attached_trainer",
+    "check_phase_length",
+    "describe_setting",
+    "frozen_snapshot",
+    "request_summary",
+    "snapshot_with_weights",
+    "unlearn",
+    "weights_of",
+    "world_of",
+]

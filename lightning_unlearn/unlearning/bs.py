@@ -19,6 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from lightning_unlearn.models.normalize import Normalizer, apply_normalizer
 from lightning_unlearn.unlearning.base import UnlearningMethod, UnlearningRequest, frozen_snapshot, snapshot_with_weights, weights_of
 from lightning_unlearn.unlearning.batch import UnlearningBatch
 from lightning_unlearn.unlearning.ga import remain_then_forget
@@ -26,20 +27,21 @@ from lightning_unlearn.unlearning.registry import register_method
 from lightning_unlearn.unlearning.rl import ALL_SETTINGS
 
 
-def fgsm_neighbour_labels(model, x: torch.Tensor, y: torch.Tensor, *, bound: float = 0.1) -> torch.Tensor:
+def fgsm_neighbour_labels(model, x: torch.Tensor, y: torch.Tensor, *, bound: float = 0.1, normalizer: Normalizer = None) -> torch.Tensor:
     """``argmax model(quantise(clamp(x + bound * sign(grad_x CE(model(x), y)), 0, 1)))``.
 
     ``model`` is used as is (callers pass a frozen eval-mode copy); only the input gradient
     is taken (``torch.autograd.grad``), so no parameter ``.grad`` is written. ``x``: ``(B, C,
-    H, W)`` float pixels. Returns ``(B,)`` ``int64`` labels.
+    H, W)`` float pixels; the step, clamp and quantisation are in pixel space, and the model
+    sees ``normalizer(pixels)`` when one is given. Returns ``(B,)`` ``int64`` labels.
     """
     with torch.enable_grad(), torch.autocast(x.device.type, enabled=False):
         xr = x.detach().float().requires_grad_(True)
-        g = torch.autograd.grad(F.cross_entropy(model(xr), y, reduction="sum"), xr)[0]
+        g = torch.autograd.grad(F.cross_entropy(model(apply_normalizer(normalizer, xr)), y, reduction="sum"), xr)[0]
     x_nb = torch.clamp(x.detach().float() + bound * g.sign(), 0.0, 1.0)
     x_nb = torch.round(x_nb * 255.0) / 255.0
     with torch.no_grad():
-        return model(x_nb).argmax(dim=1)
+        return model(apply_normalizer(normalizer, x_nb)).argmax(dim=1)
 
 
 @register_method
@@ -80,12 +82,12 @@ class BoundaryShrink(UnlearningMethod):
         return remain_then_forget(self, module, request, retain_shuffle=self.retain_shuffle)
 
     def loss(self, module, batch: UnlearningBatch, batch_idx: int):
-        x, y = self.inputs(module, batch.x, batch_idx), batch.y
+        x, y = self.pixels(module, batch.x, batch_idx), batch.y
         if batch.phase == "forget":
             if self.refresh_copy_each_epoch and self._copy_epoch != module.current_epoch:
                 self._copy, self._copy_epoch = frozen_snapshot(module), module.current_epoch
-            y = fgsm_neighbour_labels(self._copy, x, y, bound=self.bound)
-        return F.cross_entropy(module(x), y)
+            y = fgsm_neighbour_labels(self._copy, x, y, bound=self.bound, normalizer=self.normalizer)
+        return F.cross_entropy(module(self.normalize(x)), y)
 
     def teardown(self, module) -> None:
         self._copy = None

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lightning_unlearn.data.forget import check_forget_classes
 from lightning_unlearn.data.transforms import to_pixels
+from lightning_unlearn.models.normalize import Normalizer, apply_normalizer
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ def feature_centroids(
     max_per_class: int = 500,
     batch_size: int = 512,
     seed: int = 0,
+    normalizer: Normalizer = None,
 ) -> torch.Tensor:
     """Mean penultimate feature per class over up to ``max_per_class`` inputs of each class.
 
@@ -135,7 +137,7 @@ def feature_centroids(
     an ``nn.Linear``). The model runs in eval mode (no BatchNorm update); its mode is restored.
 
     Args:
-        model: takes ``[0, 1]`` pixels (``uint8`` inputs are converted).
+        model: takes ``[0, 1]`` pixels (``uint8`` inputs are converted), or ``normalizer(pixels)``.
         data: items ``(x, y, ...)``; a ``Dataset`` with a ``y`` tensor is subsampled per class
             with a seeded generator before any forward pass.
         num_classes: ``K``.
@@ -175,7 +177,7 @@ def feature_centroids(
             x, y = batch[0].to(device), batch[1].to(device)
             room = (max_per_class - counts[y]).clamp_min(0)  # for loaders that were not subsampled
             captured.clear()
-            model(to_pixels(x))
+            model(apply_normalizer(normalizer, to_pixels(x)))
             feats = captured[-1]
             if sums is None:
                 sums = torch.zeros(num_classes, feats.shape[1], dtype=torch.float64, device=device)

@@ -33,6 +33,7 @@ from torch.utils.data import ConcatDataset, Dataset
 
 from lightning_unlearn.data.sampler import ResumableDataLoader, ShardedEpochSampler
 from lightning_unlearn.data.transforms import to_pixels
+from lightning_unlearn.unlearning.base import world_of
 from lightning_unlearn.unlearning.batch import UnlearningBatch, collate_unlearning_batch
 
 STATE_VERSION = 1
@@ -173,7 +174,5 @@ class PhasedLoader:
 
 def module_loader(module, phases: Sequence[Phase]) -> PhasedLoader:
     """A :class:`PhasedLoader` for ``module``'s trainer (rank, world size, current epoch)."""
-    trainer = module._trainer
-    rank = trainer.global_rank if trainer is not None else 0
-    world = trainer.world_size if trainer is not None else 1
-    return PhasedLoader(phases, epoch_fn=lambda: module.current_epoch if module._trainer is not None else 0, rank=rank, world_size=world)
+    rank, world = world_of(module)
+    return PhasedLoader(phases, epoch_fn=lambda: module.current_epoch, rank=rank, world_size=world)

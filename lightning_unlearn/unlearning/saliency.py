@@ -31,7 +31,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_unlearn.data.transforms import to_pixels
+from lightning_unlearn.models.normalize import Normalizer, apply_normalizer
 from lightning_unlearn.search_space import FloatRange
+from lightning_unlearn.unlearning.base import world_of
 
 MaskMode = Literal["freeze", "grad_only"]
 
@@ -40,8 +42,10 @@ def _model_state(model: nn.Module) -> dict[nn.Module, bool]:
     return {m: m.training for m in model.modules()}
 
 
-def saliency_scores(model: nn.Module, forget: Dataset, *, batch_size: int = 128, device: torch.device | None = None) -> dict[str, torch.Tensor]:
-    """``|sum over D_F batches of grad_θ CE|`` per trainable parameter, in eval mode.
+def saliency_scores(
+    model: nn.Module, forget: Dataset, *, batch_size: int = 128, device: torch.device | None = None, normalizer: Normalizer = None
+) -> dict[str, torch.Tensor]:
+    """``|sum over D_F batches of grad_θ CE|`` per trainable parameter, in eval mode (the model sees ``normalizer(pixels)``).
 
     Returns a dict parameter name -> ``float32`` tensor of the parameter's shape. The model's
     parameters, their ``.grad`` and each submodule's train/eval mode are left as they were.
@@ -56,7 +60,7 @@ def saliency_scores(model: nn.Module, forget: Dataset, *, batch_size: int = 128,
     try:
         with torch.inference_mode(False), torch.enable_grad(), torch.autocast(device.type, enabled=False):
             for batch in DataLoader(forget, batch_size=batch_size, shuffle=False):
-                x, y = to_pixels(batch[0].to(device)), batch[1].to(device)
+                x, y = apply_normalizer(normalizer, to_pixels(batch[0].to(device))), batch[1].to(device)
                 grads = torch.autograd.grad(F.cross_entropy(model(x), y), [p for _, p in named])
                 for t, g in zip(total, grads):
                     t.add_(g.float())
@@ -86,9 +90,11 @@ def top_fraction_mask(scores: dict[str, torch.Tensor], ratio: float) -> dict[str
     return out
 
 
-def saliency_mask(model: nn.Module, forget: Dataset, *, ratio: float = 0.5, batch_size: int = 128) -> dict[str, torch.Tensor]:
+def saliency_mask(
+    model: nn.Module, forget: Dataset, *, ratio: float = 0.5, batch_size: int = 128, normalizer: Normalizer = None
+) -> dict[str, torch.Tensor]:
     """The SalUn mask of ``model`` for the forget set: parameter name -> ``bool`` tensor."""
-    return top_fraction_mask(saliency_scores(model, forget, batch_size=batch_size), ratio)
+    return top_fraction_mask(saliency_scores(model, forget, batch_size=batch_size, normalizer=normalizer), ratio)
 
 
 class SaliencyFreeze:
@@ -109,12 +115,11 @@ class SaliencyFreeze:
         self.mask: dict[str, torch.Tensor] | None = None
         self._orig: dict[str, torch.Tensor] = {}
 
-    def setup(self, module, forget: Dataset, *, batch_size: int = 128) -> None:
+    def setup(self, module, forget: Dataset, *, batch_size: int = 128, normalizer: Normalizer = None) -> None:
         """Compute the mask at the current weights (θ_o); rank 0's mask is broadcast under DDP."""
-        mask = saliency_mask(module, forget, ratio=self.ratio, batch_size=batch_size)
-        trainer = getattr(module, "_trainer", None)
-        if trainer is not None and trainer.world_size > 1:
-            mask = trainer.strategy.broadcast({k: v.cpu() for k, v in mask.items()}, src=0)
+        mask = saliency_mask(module, forget, ratio=self.ratio, batch_size=batch_size, normalizer=normalizer)
+        if world_of(module)[1] > 1:
+            mask = module.trainer.strategy.broadcast({k: v.cpu() for k, v in mask.items()}, src=0)
         params = dict(module.named_parameters())
         self.mask = {k: v.to(params[k].device) for k, v in mask.items()}
         self._orig = {k: params[k].detach().clone() for k in self.mask} if self.mask_mode == "freeze" else {}
@@ -184,10 +189,11 @@ class SaliencyMasked:
     #: the mask ratio r is tuned in [0.1, 0.9]: the range of SalUn's own mask ratios and of the
     #: library's earlier grid {0.1, 0.3, ..., 0.9}; the AMUN reference code fixes r = 0.5
     search_axes = {"mask_ratio": FloatRange(0.1, 0.9)}
+    normalizer: Normalizer  # the method's (UnlearningMethod)
 
     def setup(self, module, request) -> None:
         super().setup(module, request)  # type: ignore[misc]
-        self.saliency.setup(module, request.forget, batch_size=request.batch_size)
+        self.saliency.setup(module, request.forget, batch_size=request.batch_size, normalizer=self.normalizer)
 
     def fit_state(self) -> dict[str, Any]:
         return {**super().fit_state(), "saliency": self.saliency.state_dict()}  # type: ignore[misc]

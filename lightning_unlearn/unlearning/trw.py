@@ -34,7 +34,15 @@ from torch.utils.data import ConcatDataset, Dataset
 from lightning_unlearn.data.datasets import IndexedTensorDataset
 from lightning_unlearn.inference import predict_logits
 from lightning_unlearn.search_space import Axis, FloatRange
-from lightning_unlearn.unlearning.base import UnlearningMethod, UnlearningMixin, UnlearningRequest, frozen_snapshot, snapshot_with_weights, weights_of
+from lightning_unlearn.unlearning.base import (
+    UnlearningMethod,
+    UnlearningMixin,
+    UnlearningRequest,
+    frozen_snapshot,
+    snapshot_with_weights,
+    weights_of,
+    world_of,
+)
 from lightning_unlearn.unlearning.class_similarity import (
     SIMILARITY_ESTIMATORS,
     SimilarityEstimator,
@@ -272,26 +280,27 @@ class TRW(UnlearningMethod):
                 feature_module = named[self.feature_module]
             vectors = feature_centroids(
                 self._teacher, _labelled_union(request.forget, request.remain), k,
-                feature_module=feature_module, max_per_class=self.max_per_class, seed=request.seed,
+                feature_module=feature_module, max_per_class=self.max_per_class, seed=request.seed, normalizer=self.normalizer,
             )
         cos = cosine_similarity_matrix(vectors, center=self.center, pca_dim=self.pca_dim)
         return sharpen_similarity(cos, classes, tau=self.tau)
 
     def _solve_global_beta(self, module, request: UnlearningRequest) -> float:
         """One beta for the mean of ``E_t[s]`` over D_F under θ_o; D_F is sharded over ranks, sums all-reduced."""
-        trainer = module._trainer
-        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        rank, world = world_of(module)
         shard = torch.arange(rank, len(request.forget), world)
         data = torch.utils.data.Subset(request.forget, shard.tolist())
         device = self._device(module)
-        logits, labels, _ = predict_logits(self._teacher, data, device=device)
+        logits, labels, _ = predict_logits(self._teacher, data, device=device, normalizer=self.normalizer)
         if len(labels) == 0:  # more ranks than forget samples: this rank adds nothing to the sums
             logits = torch.empty(0, request.num_classes)
         rows = similarity_rows(self._s.cpu(), labels, self._forget_classes)
         reduce = None
-        if trainer is not None and world > 1:
+        if world > 1:
+            strategy = module.trainer.strategy
+
             def reduce(t: torch.Tensor) -> torch.Tensor:
-                return trainer.strategy.reduce(t.to(device), reduce_op="sum").to(t)
+                return strategy.reduce(t.to(device), reduce_op="sum").to(t)
         beta = solve_beta(
             logits, rows, self.expected_similarity, self._forget_classes, per_sample=False, all_reduce=reduce
         )
@@ -387,13 +396,15 @@ def _labelled_union(forget: Dataset, remain: Dataset) -> Dataset:
 class TRWMixin(UnlearningMixin):
     """:class:`~lightning_unlearn.unlearning.UnlearningMixin` with TRW as its objective. Mix it in first.
 
-    ``start_trw(request, **hparams)`` enters the unlearning phase with :class:`TRW`; the next
-    ``trainer.fit(model)`` fine-tunes toward the tilted target. :meth:`unlearning_loss` is the
-    single override point (it delegates to :func:`~lightning_unlearn.unlearning.tilted.trw_log_target`
-    and :func:`~lightning_unlearn.unlearning.tilted.trw_loss` through :meth:`TRW.loss`). The
-    similarity ``s``, ``beta`` and the snapshot θ_o are saved under the checkpoint key
-    ``"unlearning"`` (:meth:`TRW.fit_state`; never as model buffers: the model's ``state_dict``
-    keys stay unchanged), so a fit resumed with ``ckpt_path`` keeps the original targets.
+    ``start_trw(request, **hyperparameters)`` enters the unlearning phase with :class:`TRW`
+    (``method="trw-concat"``: :class:`TRWConcat`); the next ``trainer.fit(model)`` fine-tunes
+    toward the tilted target. :meth:`~lightning_unlearn.unlearning.UnlearningMixin.unlearning_loss`
+    is the single override point (it delegates to :meth:`TRW.loss`, which calls
+    :func:`~lightning_unlearn.unlearning.tilted.trw_log_target` and
+    :func:`~lightning_unlearn.unlearning.tilted.trw_loss`). The similarity ``s``, ``beta`` and the
+    snapshot θ_o are saved under the checkpoint key ``"unlearning"`` (:meth:`TRW.fit_state`; never
+    as model buffers: the model's ``state_dict`` keys stay unchanged), so a fit resumed with
+    ``ckpt_path`` keeps the original targets.
 
     Example:
         >>> from lightning_unlearn.training import ClassifierModule
@@ -401,12 +412,7 @@ class TRWMixin(UnlearningMixin):
         >>> # model.start_trw(UnlearningRequest.from_datamodule(dm)); trainer.fit(model); model.stop_unlearning()
     """
 
-    def start_trw(self, request: UnlearningRequest, **hparams: Any) -> TRW:
-        """Enter the unlearning phase with ``TRW(**hparams)`` on ``request`` (class forgetting)."""
-        method = TRW(**hparams)
-        self.start_unlearning(method, request)
-        return method
-
-    def unlearning_loss(self, batch: Any, batch_idx: int = 0) -> torch.Tensor:
-        """``L = L_r + lambda L_f`` of one batch (``{"forget", "remain"}`` dict or a concat batch)."""
-        return super().unlearning_loss(batch, batch_idx)
+    def start_trw(self, request: UnlearningRequest, *, method: str = "trw", **hyperparameters: Any) -> TRW:
+        """``start_unlearning(method, request, **hyperparameters)`` for a registered TRW variant
+        (``"trw"``, ``"trw-concat"``, or one of your own subclasses of :class:`TRW`); class forgetting."""
+        return self._start_variant(TRW, method, request, hyperparameters)
