@@ -26,8 +26,18 @@ changes (another method list, more seeds) reuse what is there.
 4. the payload restores (``restore``: e.g. the weights load into the model with
    ``strict=True``, a pool's tensors have consistent shapes and dtypes).
 
-A file that fails any check is named in a log warning, removed, and rebuilt by
-:meth:`ArtefactCache.get_or_build`; it is never half-used.
+A file that fails any check is named in a log warning, removed (unless another process has
+replaced it meanwhile), and rebuilt by :meth:`ArtefactCache.get_or_build`; it is never half-used.
+
+**Several workers, one folder.** Processes on one or many hosts (one per GPU, SLURM array
+tasks) may share one cache folder, also on a network file system: :meth:`ArtefactCache.get_or_build`
+builds a key only while holding its lock (:class:`lightning_unlearn.cache_lock.BuildLock`,
+``<key>.lock`` next to the entry), and looks in the cache again once it holds it, so a second
+worker waits for the model and loads it instead of training it again. The lock of a killed
+worker is taken over (same host: its pid has ended; another host: its heartbeat has stopped
+for ``stale_after`` seconds, 300 by default, ``$LIGHTNING_UNLEARN_LOCK_TIMEOUT``); see
+:mod:`lightning_unlearn.cache_lock` for the rule. Files stay whole whatever the lock does: they
+are written atomically and verified on load.
 
 **Unwritable folders** are detected before any work by :func:`check_writable` (a real probe:
 a temporary file is created and removed), which raises :class:`CacheNotWritableError` naming
@@ -256,7 +266,8 @@ class ArtefactCache:
         holder died is taken over by the rule of :mod:`lightning_unlearn.cache_lock`); the
         others wait for it and then load what it stored, because the cache is checked again
         once the lock is held. Temporary files that a killed writer of this key left behind are
-        removed then too.
+        removed then too. The ranks of one DDP job do not wait for each other: they build (or
+        load) together, as they train together, and the rank holding the lock stores the result.
 
         Raises:
             CacheNotWritableError: the folder cannot be created (checked before building).
@@ -270,13 +281,17 @@ class ArtefactCache:
         except OSError:
             check_writable(self.folder)  # raises the error that names the folder and the way out
             raise
-        with BuildLock(self.lock_path(key), self.lock_policy, what=f"{self.kind} {key}"):
+        with BuildLock(self.lock_path(key), self.lock_policy, what=f"{self.kind} {key}") as lock:
             hit = self.load(settings, restore)  # another process may have built it while we waited
             if hit is not None:
                 return hit
-            self._remove_leftovers(key)
+            # Building together with the holder, another rank of this DDP job, a rank neither
+            # removes leftovers (they may be the holder's file in progress) nor writes: the holder does.
+            if lock.held:
+                self._remove_leftovers(key)
             payload, meta = build()
-            self.save(settings, payload, meta)
+            if lock.held:
+                self.save(settings, payload, meta)
         self.built.append(key)
         meta = json.loads(json.dumps(meta, default=str))
         return Entry(key, settings, meta, restore(payload), from_cache=False)

@@ -41,6 +41,13 @@ anew (another waiter may win it; only one builds). A waiter logs once, at INFO, 
 A holder whose record was taken over (it was judged dead but was not) notices it at its next
 heartbeat and logs a warning; its build still finishes and is stored atomically.
 
+**Ranks of one DDP job** train each model together, so they must not wait for each other: a
+process that is a rank of a multi-process job (``RANK`` or ``LOCAL_RANK`` set, with ``MASTER_ADDR``
+and ``MASTER_PORT``, as Lightning's launcher and ``torchrun`` set them) and finds the lock held by
+another rank of the same job (same rendezvous, or its parent or child: Lightning starts ranks
+1, 2, ... from within rank 0's first fit) enters without the lock and builds or loads as that
+rank does. Workers meant to be independent must therefore not be ranks of one ``torchrun``.
+
 **What the lock is for.** It saves work; it is not what keeps files whole. Artefacts are written
 atomically and verified on every load, so even a wrong takeover (rule 2 with a holder frozen past
 ``stale_after``, or clocks far apart) costs a second training run, never a damaged or mixed file.
@@ -77,6 +84,7 @@ __all__ = [
     "LockView",
     "Verdict",
     "judge",
+    "ddp_job",
     "process_start",
     "runs",
 ]
@@ -148,6 +156,9 @@ class Holder:
         token: random, unique to this holding.
         lock_ino: the inode number of the lock file it holds; a record whose ``lock_ino`` is not the
             lock file's describes an earlier lock and is not used.
+        ppid: the parent's pid.
+        job: the rendezvous ``MASTER_ADDR:MASTER_PORT`` of the multi-process (DDP) job this process
+            is a rank of (:func:`ddp_job`), else ``None``.
     """
 
     host: str
@@ -157,15 +168,29 @@ class Holder:
     started: float
     token: str
     lock_ino: int
+    ppid: int = 0
+    job: str | None = None
 
     @classmethod
     def this_process(cls, lock_ino: int) -> Holder:
         pid = os.getpid()
-        return cls(socket.gethostname(), _pid_namespace(), pid, process_start(pid), time.time(), secrets.token_hex(8), lock_ino)
+        host, started, token = socket.gethostname(), time.time(), secrets.token_hex(8)
+        return cls(host, _pid_namespace(), pid, process_start(pid), started, token, lock_ino, os.getppid(), ddp_job())
 
     def same_host(self, other: Holder) -> bool:
         """Whether ``other``'s pid can be probed from here (same host name and PID namespace)."""
         return (self.host, self.pid_ns) == (other.host, other.pid_ns)
+
+    def same_job(self, other: Holder) -> bool:
+        """Whether ``other`` is another rank of the multi-process job this process (``self``) is a rank of.
+
+        True only inside such a job (``self.job`` set) and when ``other`` has the same rendezvous,
+        or is this process's parent or child on this host (Lightning's launcher starts ranks 1, 2,
+        ... as children of rank 0 during rank 0's first fit, before rank 0 knows its rendezvous).
+        """
+        if self.job is None or (self.same_host(other) and other.pid == self.pid):  # never itself (another thread)
+            return False
+        return other.job == self.job or (self.same_host(other) and (other.pid == self.ppid or other.ppid == self.pid))
 
     def describe(self) -> str:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started))
@@ -181,10 +206,29 @@ class Holder:
             raw: Any = json.loads(text)
         except ValueError:
             return None
-        types = {"host": str, "pid_ns": str, "pid": int, "pid_started": (int, type(None)), "started": (int, float), "token": str, "lock_ino": int}
+        types = {
+            "host": str, "pid_ns": str, "pid": int, "pid_started": (int, type(None)), "started": (int, float), "token": str, "lock_ino": int,
+            "ppid": int, "job": (str, type(None)),
+        }
         if not isinstance(raw, dict) or set(raw) != set(types) or not all(isinstance(raw[k], t) for k, t in types.items()):
             return None
         return cls(**raw)
+
+
+def ddp_job() -> str | None:
+    """``MASTER_ADDR:MASTER_PORT`` of the DDP job this process is a rank of, else ``None``.
+
+    A rank is a process with ``RANK`` or ``LOCAL_RANK`` set (``torchrun`` sets both; Lightning's
+    launcher sets ``LOCAL_RANK``, also in rank 0 from its first fit on, and keeps it and the
+    rendezvous after the fit, while it removes ``WORLD_SIZE``). A loopback address is
+    qualified with the host name: two hosts may each run a job on ``127.0.0.1`` and one port.
+    """
+    env = os.environ
+    addr, port = env.get("MASTER_ADDR"), env.get("MASTER_PORT")
+    if not (addr and port and ("RANK" in env or "LOCAL_RANK" in env)):
+        return None
+    loopback = addr in ("localhost", "::1") or addr.startswith("127.")
+    return f"{socket.gethostname()}/{addr}:{port}" if loopback else f"{addr}:{port}"
 
 
 def _pid_namespace() -> str:
@@ -285,6 +329,12 @@ class BuildLock:
     until the lock is free or its holder is judged dead (:func:`judge`), then holds it and keeps
     its record alive from a background thread until exit. Not reentrant.
 
+    The ranks of one multi-process (DDP) job build together: each trains its part of the same
+    model. A rank that finds the lock held by another rank of its own job
+    (:meth:`Holder.same_job`) does not wait (that would deadlock the job's collective fit): it
+    enters *without* holding the lock, ``held`` is ``False``, and it looks in the cache and
+    builds or loads exactly as the holder does.
+
     Args:
         path: the lock file, ``<key>.lock`` next to the entry; the record is ``<path>.json``.
         policy: timeouts and intervals (default :meth:`LockPolicy.from_env`).
@@ -306,13 +356,14 @@ class BuildLock:
         self.policy = policy or LockPolicy.from_env()
         self.what = what or self.path.stem
         self.holder: Holder | None = None
+        self.held = False  # True while this object holds the lock (False when it joined another rank of its job)
         self._lock = SoftFileLock(str(self.path))
         self._stop = threading.Event()
         self._heart: threading.Thread | None = None
 
     # ------------------------------------------------------------------ acquiring
     def acquire(self) -> BuildLock:
-        """Wait for the lock (taking over a dead holder's), then write this process's record."""
+        """Wait for the lock (taking over a dead holder's), then write this process's record; or join a rank of this job."""
         here = Holder.this_process(lock_ino=-1)  # host, PID namespace: what judge compares
         announced, since = False, time.monotonic()
         while True:
@@ -322,6 +373,9 @@ class BuildLock:
             except Timeout:
                 pass
             view = self._view()
+            if view is not None and view.holder is not None and view.holder.lock_ino == view.lock_ino and here.same_job(view.holder):
+                log.info("%s is being built by %s, a rank of this job: building it together", self.what, view.holder.describe())
+                return self
             if view is not None:
                 verdict = judge(view, here=here, now=time.time(), stale_after=self.policy.stale_after)
                 if verdict.stale:
@@ -341,6 +395,7 @@ class BuildLock:
         except BaseException:
             self._lock.release()
             raise
+        self.held = True
         self._stop.clear()
         self._heart = threading.Thread(target=self._beat, name=f"lock-heartbeat-{self.path.name}", daemon=True)
         self._heart.start()
@@ -408,7 +463,10 @@ class BuildLock:
             return
 
     def release(self) -> None:
-        """Stop the heartbeat, remove the record (if still ours) and then the lock file."""
+        """Stop the heartbeat, remove the record (if still ours) and then the lock file (nothing after joining another rank)."""
+        if not self.held:
+            return
+        self.held = False
         self._stop.set()
         if self._heart is not None:
             self._heart.join()
@@ -420,6 +478,9 @@ class BuildLock:
         except (OSError, UnicodeDecodeError):
             pass
         self.holder = None
+        # After a (wrong) takeover the lock file is the successor's. filelock 4 leaves a lock
+        # file it did not create alone; older releases remove it, which may let a third worker
+        # build too: more work, never a damaged file.
         self._lock.release()
 
     def __enter__(self) -> BuildLock:

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from lightning_unlearn.cache import ArtefactCache
-from lightning_unlearn.cache_lock import STALE_AFTER_ENV, BuildLock, Holder, LockPolicy, LockView, judge, process_start, runs
+from lightning_unlearn.cache_lock import STALE_AFTER_ENV, BuildLock, Holder, LockPolicy, LockView, ddp_job, judge, process_start, runs
 from lightning_unlearn.fileio import temporaries_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,6 +87,39 @@ def test_holder_records_round_trip_and_malformed_ones_are_none():
     good = json.loads(h.to_json())
     for bad in ("", "{", "[]", json.dumps({**good, "pid": "12"}), json.dumps({**good, "extra": 1}), h.to_json()[:-5]):
         assert Holder.from_json(bad) is None, bad
+
+
+def test_ddp_job_is_the_rendezvous_of_ranks_only(monkeypatch):
+    for name in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MASTER_ADDR", "10.0.0.7")
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    assert ddp_job() is None  # an exported rendezvous alone does not make a process a rank
+    monkeypatch.setenv("LOCAL_RANK", "0")  # Lightning's launcher, rank 0 after its first fit
+    assert ddp_job() == "10.0.0.7:29500"
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    assert ddp_job() == f"{socket.gethostname()}/127.0.0.1:29500"  # loopback: qualified by host
+
+
+RANK0 = Holder("node-a", "pid:[1]", 100, 1, 0.0, "r0", 5, ppid=50, job="10.0.0.7:29500")
+
+
+@pytest.mark.parametrize(
+    ("other", "same"),
+    [
+        (Holder("node-b", "pid:[9]", 7, 1, 0.0, "x", 5, ppid=3, job="10.0.0.7:29500"), True),  # same rendezvous, another node
+        (Holder("node-a", "pid:[1]", 101, 1, 0.0, "x", 5, ppid=100, job=None), True),  # its child (launched before it had a rendezvous)
+        (Holder("node-a", "pid:[1]", 50, 1, 0.0, "x", 5, ppid=1, job=None), True),  # its parent
+        (Holder("node-a", "pid:[1]", 102, 1, 0.0, "x", 5, ppid=50, job=None), False),  # a sibling without the rendezvous: independent
+        (Holder("node-b", "pid:[1]", 50, 1, 0.0, "x", 5, ppid=1, job=None), False),  # pid 50 on another host is not its parent
+        (Holder("node-a", "pid:[1]", 100, 1, 0.0, "x", 5, ppid=50, job="10.0.0.7:29500"), False),  # itself (another thread)
+        (Holder("node-a", "pid:[1]", 7, 1, 0.0, "x", 5, ppid=3, job="10.0.0.7:29501"), False),  # another job
+    ],
+)
+def test_same_job(other, same):
+    assert RANK0.same_job(other) is same
+    outside = Holder("node-a", "pid:[1]", 100, 1, 0.0, "r0", 5, ppid=50, job=None)
+    assert not outside.same_job(other)  # a process outside a DDP job never joins anyone
 
 
 def test_policy_defaults_validation_and_environment(monkeypatch):
@@ -167,8 +200,18 @@ def _plant_lock(cache: ArtefactCache, holder_of=None, age: float = 0.0) -> Path:
     return record
 
 
+def _within(seconds: float, fn):
+    """``fn()``, which must return within ``seconds``: a lock never taken over fails the test instead of hanging it."""
+    out: dict = {}
+    thread = threading.Thread(target=lambda: out.setdefault("value", fn()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert "value" in out, f"still waiting after {seconds} s: the lock was not taken over"
+    return out["value"]
+
+
 def _built_value(cache: ArtefactCache):
-    return cache.get_or_build(SETTINGS, lambda: ({"w": torch.full((2,), 7.0)}, {}))
+    return _within(60, lambda: cache.get_or_build(SETTINGS, lambda: ({"w": torch.full((2,), 7.0)}, {})))
 
 
 def test_a_record_of_a_dead_pid_on_this_host_is_taken_over(tmp_path, caplog):
@@ -198,6 +241,24 @@ def test_a_lock_without_a_record_is_taken_over_once_old(tmp_path, caplog):
     assert "without a holder record" in caplog.text
 
 
+def test_a_rank_of_the_holders_ddp_job_builds_with_it_without_lock_or_write(tmp_path, caplog, monkeypatch):
+    """Waiting would deadlock the job's collective fit: the rank builds too, and leaves lock, record and writing to the holder."""
+    monkeypatch.setenv("MASTER_ADDR", "10.0.0.7")
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    cache = ArtefactCache(tmp_path, "models", lock_policy=LockPolicy(**PATIENT))
+    holder_of = lambda ino: Holder("node-b", "pid:[9]", 4242, None, time.time(), "r0", ino, 1, "10.0.0.7:29500")  # noqa: E731
+    record = _plant_lock(cache, holder_of)
+    leftover = cache.folder / f".{cache.key(SETTINGS)}.pt.abcdefgh.tmp"  # as if the holder were writing right now
+    leftover.write_bytes(b"in progress")
+    with caplog.at_level(logging.INFO, logger="lightning_unlearn.cache_lock"):
+        entry = _built_value(cache)
+    assert not entry.from_cache and torch.equal(entry.value["w"], torch.full((2,), 7.0)) and cache.built == [entry.key]
+    assert "a rank of this job: building it together" in caplog.text
+    assert not cache.path(entry.key).exists() and leftover.exists()  # the holder writes, and its file is left alone
+    assert Holder.from_json(record.read_text()).token == "r0" and cache.lock_path(entry.key).exists()
+
+
 def test_a_live_foreign_holder_is_waited_for_until_its_heartbeat_stops(tmp_path, caplog):
     """Touched every 0.1 s, a foreign record holds its lock for 2 s (> 3x stale_after); once silent, it is taken over."""
     cache = ArtefactCache(tmp_path, "models", lock_policy=LockPolicy(**TINY))
@@ -219,7 +280,7 @@ def test_a_live_foreign_holder_is_waited_for_until_its_heartbeat_stops(tmp_path,
     beat = threading.Thread(target=heartbeat)
     beat.start()
     caplog.set_level(logging.INFO, logger="lightning_unlearn.cache_lock")
-    waiter = threading.Thread(target=lambda: out.setdefault("entry", cache.get_or_build(SETTINGS, build)))
+    waiter = threading.Thread(target=lambda: out.setdefault("entry", cache.get_or_build(SETTINGS, build)), daemon=True)
     waiter.start()
     time.sleep(2.0)
     beating.clear()
