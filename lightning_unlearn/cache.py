@@ -285,8 +285,8 @@ class ArtefactCache:
             hit = self.load(settings, restore)  # another process may have built it while we waited
             if hit is not None:
                 return hit
-            # Building together with the holder, another rank of this DDP job, a rank neither
-            # removes leftovers (they may be the holder's file in progress) nor writes: the holder does.
+            # A rank that joined the holder (another rank of its DDP job) neither removes leftovers
+            # (one may be the holder's file in progress) nor writes: the holder does.
             if lock.held:
                 self._remove_leftovers(key)
             payload, meta = build()
