@@ -364,6 +364,7 @@ def test_two_processes_build_a_key_once_and_get_the_same_value(tmp_path, start):
 
 
 def test_the_lock_of_a_killed_builder_is_taken_over_by_the_next_process(tmp_path, start):
+    """SIGKILL mid-build; the next process gets in at once (filelock 4 may reclaim the marker itself, older releases need the record)."""
     shared = tmp_path / "shared"
     victim = start(build="hang")
     _wait_for("building-*", shared, [victim])
