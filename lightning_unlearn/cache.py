@@ -26,8 +26,18 @@ changes (another method list, more seeds) reuse what is there.
 4. the payload restores (``restore``: e.g. the weights load into the model with
    ``strict=True``, a pool's tensors have consistent shapes and dtypes).
 
-A file that fails any check is named in a log warning, removed, and rebuilt by
-:meth:`ArtefactCache.get_or_build`; it is never half-used.
+A file that fails any check is named in a log warning, removed (unless another process has
+replaced it meanwhile), and rebuilt by :meth:`ArtefactCache.get_or_build`; it is never half-used.
+
+**Several workers, one folder.** Processes on one or many hosts (one per GPU, SLURM array
+tasks) may share one cache folder, also on a network file system: :meth:`ArtefactCache.get_or_build`
+builds a key only while holding its lock (:class:`lightning_unlearn.cache_lock.BuildLock`,
+``<key>.lock`` next to the entry), and looks in the cache again once it holds it, so a second
+worker waits for the model and loads it instead of training it again. The lock of a killed
+worker is taken over (same host: its pid has ended; another host: its heartbeat has stopped
+for ``stale_after`` seconds, 300 by default, ``$LIGHTNING_UNLEARN_LOCK_TIMEOUT``); see
+:mod:`lightning_unlearn.cache_lock` for the rule. Files stay whole whatever the lock does: they
+are written atomically and verified on load.
 
 **Unwritable folders** are detected before any work by :func:`check_writable` (a real probe:
 a temporary file is created and removed), which raises :class:`CacheNotWritableError` naming
@@ -46,7 +56,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from lightning_unlearn.fileio import DamagedFileError, atomic_save, load_checked
+from lightning_unlearn.cache_lock import BuildLock, LockPolicy
+from lightning_unlearn.fileio import DamagedFileError, atomic_save, load_checked, temporaries_of
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +145,9 @@ class ArtefactCache:
     Args:
         root: the cache folder (e.g. :func:`default_cache_dir`).
         kind: the artefact kind, one folder (``"models"``, ``"pools"``, ``"membership"``).
+        lock_policy: how builders of one key exclude each other and when a dead builder's lock
+            is taken over (:class:`lightning_unlearn.cache_lock.LockPolicy`; default
+            :meth:`~lightning_unlearn.cache_lock.LockPolicy.from_env`).
 
     Attributes:
         built: keys built (not loaded) through this object, in order.
@@ -150,6 +164,7 @@ class ArtefactCache:
 
     root: Path
     kind: str
+    lock_policy: LockPolicy = field(default_factory=LockPolicy.from_env, kw_only=True)
     built: list[str] = field(default_factory=list)
     loaded: list[str] = field(default_factory=list)
     damaged: list[Path] = field(default_factory=list)
@@ -168,6 +183,10 @@ class ArtefactCache:
 
     def path(self, key: str) -> Path:
         return self.folder / f"{key}.pt"
+
+    def lock_path(self, key: str) -> Path:
+        """The build lock of ``key`` (:class:`~lightning_unlearn.cache_lock.BuildLock`), next to its entry."""
+        return self.folder / f"{key}.lock"
 
     def check_writable(self) -> Path:
         """:func:`check_writable` on this kind's folder (call before any work)."""
@@ -202,13 +221,16 @@ class ArtefactCache:
         key = self.key(settings)
         path = self.path(key)
         try:
+            seen = path.stat()  # what a damaged file is, so that only that file is removed
             value, meta = self._verify(path, key, settings, restore)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
         except DamagedFileError as err:
-            log.warning("%s; removing it, it will be rebuilt", err)
             self.damaged.append(path)
-            path.unlink(missing_ok=True)
+            if _unlink_if_unchanged(path, seen):
+                log.warning("%s; removing it, it will be rebuilt", err)
+            else:  # another process has replaced it meanwhile: its file is not ours to remove
+                log.warning("%s; another process has replaced it meanwhile", err)
             return None
         self.loaded.append(key)
         log.info("%s %s loaded from the cache", self.kind, key)
@@ -238,15 +260,59 @@ class ArtefactCache:
 
         The value of a fresh build also goes through ``restore``, so loaded and built entries
         are alike (a build whose payload does not restore is a bug and raises).
+
+        Only one process builds a key at a time, also across hosts sharing the folder: the
+        builder holds the key's :class:`~lightning_unlearn.cache_lock.BuildLock` (a lock whose
+        holder died is taken over by the rule of :mod:`lightning_unlearn.cache_lock`); the
+        others wait for it and then load what it stored, because the cache is checked again
+        once the lock is held. Temporary files that a killed writer of this key left behind are
+        removed then too. The ranks of one DDP job do not wait for each other: they build (or
+        load) together, as they train together, and the rank holding the lock stores the result.
+
+        Raises:
+            CacheNotWritableError: the folder cannot be created (checked before building).
         """
         hit = self.load(settings, restore)
         if hit is not None:
             return hit
-        payload, meta = build()
-        self.save(settings, payload, meta)
-        self.built.append(self.key(settings))
+        key = self.key(settings)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            check_writable(self.folder)  # raises the error that names the folder and the way out
+            raise
+        with BuildLock(self.lock_path(key), self.lock_policy, what=f"{self.kind} {key}") as lock:
+            hit = self.load(settings, restore)  # another process may have built it while we waited
+            if hit is not None:
+                return hit
+            # A rank that joined the holder (another rank of its DDP job) neither removes leftovers
+            # (one may be the holder's file in progress) nor writes: the holder does.
+            if lock.held:
+                self._remove_leftovers(key)
+            payload, meta = build()
+            if lock.held:
+                self.save(settings, payload, meta)
+        self.built.append(key)
         meta = json.loads(json.dumps(meta, default=str))
-        return Entry(self.key(settings), settings, meta, restore(payload), from_cache=False)
+        return Entry(key, settings, meta, restore(payload), from_cache=False)
+
+    def _remove_leftovers(self, key: str) -> None:
+        """Remove the temporary files of ``key`` that a killed writer left (call only while holding its lock)."""
+        for tmp in temporaries_of(self.path(key)):
+            tmp.unlink(missing_ok=True)
+            log.info("%s %s: removed %s, left unfinished by a killed writer", self.kind, key, tmp.name)
+
+
+def _unlink_if_unchanged(path: Path, seen: os.stat_result) -> bool:
+    """Remove ``path`` if it is still the file ``seen`` (same inode, size and time); whether it did."""
+    try:
+        now = path.stat()
+    except FileNotFoundError:
+        return True
+    if (now.st_ino, now.st_size, now.st_mtime_ns) != (seen.st_ino, seen.st_size, seen.st_mtime_ns):
+        return False
+    path.unlink(missing_ok=True)
+    return True
 
 
 def state_dict_payload(state_dict: dict[str, Any]) -> dict[str, Any]:

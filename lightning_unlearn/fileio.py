@@ -14,6 +14,7 @@ remove and rebuild it.
 
 from __future__ import annotations
 
+import glob
 import io
 import os
 import tempfile
@@ -23,7 +24,9 @@ from typing import Any
 
 import torch
 
-__all__ = ["DamagedFileError", "atomic_save", "atomic_write", "atomic_write_text", "load_checked"]
+__all__ = ["DamagedFileError", "atomic_save", "atomic_write", "atomic_write_text", "load_checked", "temporaries_of"]
+
+_TMP_SUFFIX = ".tmp"
 
 
 class DamagedFileError(RuntimeError):
@@ -54,7 +57,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], N
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=_TMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -66,6 +69,21 @@ def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], N
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _tmp_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def temporaries_of(path: str | os.PathLike) -> list[Path]:
+    """The temporary files of :func:`atomic_write` calls on ``path``: in progress, or left by a killed writer.
+
+    They are hidden siblings ``.NAME.XXXXXXXX.tmp`` (``tempfile.mkstemp``'s 8 random characters),
+    never read as ``path``. Remove them only while no other writer of ``path`` can be running
+    (e.g. under its build lock).
+    """
+    path = Path(path)
+    return sorted(path.parent.glob(glob.escape(_tmp_prefix(path)) + "?" * 8 + _TMP_SUFFIX))
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:

@@ -95,7 +95,6 @@ def reference_signals(
         >>> reference_signals([torch.nn.Linear(4, 2), torch.nn.Linear(4, 2)], splits).shape
         torch.Size([2, 5])
     """
-    # imported here: lightning_unlearn.metrics imports this module (reference training)
 
     if not models:
         raise ValueError("reference_signals needs at least one reference model")

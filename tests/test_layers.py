@@ -40,11 +40,12 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "models": frozenset(),
     "stats": frozenset(),
     "search_space": frozenset(),
+    "cache_lock": frozenset({"fileio"}),
     # the audit metrics: plain tensor functions, then the torchmetrics classes over them
     "metrics.functional": frozenset({"seeding", "stats"}),
     "metrics": frozenset({"metrics.functional"}),
     # storage, data, Lipschitz control
-    "cache": frozenset({"fileio"}),
+    "cache": frozenset({"cache_lock", "fileio"}),
     "callbacks": frozenset({"spectral", "strategies"}),
     "data": frozenset({"cache", "seeding"}),
     "inference": frozenset({"data", "metrics", "models"}),
