@@ -123,14 +123,15 @@ def design_of(config: BenchmarkConfig, num_classes: int) -> Design:
         ConfigError: a held-out class out of range, or too few classes to hold out.
     """
     spec = str(config.forget_spec)
+    tuned = config.tuning.max_trials > 0 and bool(config.unlearning_methods())  # no tuning: no tuning sets to train
     if config.kind == "random":
         forget = tuple(ForgetSet(f"{spec}@{s}", spec, s, "forget", f, config.retrain_seeds(s)) for f, s in enumerate(config.resolved_forget_seeds))
-        tune = tuple(ForgetSet(f"{spec}@{s}", spec, s, "tune", k, config.retrain_seeds(s)) for k, s in enumerate(config.tuning_seeds()))
+        tune = tuple(ForgetSet(f"{spec}@{s}", spec, s, "tune", k, config.retrain_seeds(s)) for k, s in enumerate(config.tuning_seeds() if tuned else ()))
     else:
         seeds = config.retrain_seeds()
         forget = tuple(ForgetSet(str(sp), str(sp), 0, "forget", f, seeds) for f, sp in enumerate(config.forget_specs))
         forgotten = {c for sp in config.forget_specs for c in sp.classes}
-        classes = config.tuning.tune_class or held_out_classes(forgotten, num_classes, config.tuning.tune_sets)
+        classes = (config.tuning.tune_class or held_out_classes(forgotten, num_classes, config.tuning.tune_sets)) if tuned else ()
         bad = [c for c in classes if c >= num_classes]
         if bad:
             raise ConfigError(f"tune_class {bad[0]} is out of range; allowed classes are 0..{num_classes - 1}")

@@ -262,28 +262,30 @@ class Experiment:
                 record["fastclip_norms"] = m.meta["fastclip_norms"]
         return record
 
-    def measure_method(self, method: str, hparams: dict[str, Any], original: int, forget_set: ForgetSet) -> dict[str, Any]:
-        """Unlearn ``forget_set`` from a copy of original ``original`` with ``method`` and ``hparams``, and measure it.
+    def request(self, dm: UnlearningDataModule, seed: int) -> UnlearningRequest:
+        """The unlearning request of a run seeded ``seed``: the same unlearning-phase data recipe for every method
+        (``unlearn_augmentation`` on D_R and D_F, ``unlearn_batch_size``), whatever the originals' recipe."""
+        c = self.config
+        return UnlearningRequest.from_datamodule(
+            dm, use_remain=c.has_remain, batch_size=c.unlearning.unlearn_batch_size, seed=seed, augmentation=c.unlearning.unlearn_augmentation
+        )
+
+    def unlearned(self, method: str, hparams: dict[str, Any], original: int, forget_set: ForgetSet):
+        """Unlearn ``forget_set`` from a copy of original ``original`` with ``method`` and ``hparams``.
 
         The run is seeded with :func:`~lightning_unlearn.pipeline.design.run_seed` (global random
         state, augmentation and the request's data order), so its result depends on nothing that ran
-        before it. Returns the unit's record: ``figures``, ``cells`` (gaps to the set's retrained
-        models), ``unlearn_seconds``, the method's public ``hparams()`` and ``diagnostics()`` (for a
-        method with an adversarial set also its transfer to the retrained models,
-        :func:`adversarial_diagnostics`).
+        before it (on a CPU the same call gives the same weights). Returns ``(net, outputs, method
+        object, seconds)``.
 
         Raises:
             DivergedError: the loss, the weights or the outputs became non-finite.
         """
-        star = self.star(forget_set)
         dm = self.data(forget_set)
         seed = run_seed(original, forget_set)
         module = UnlearnableClassifier(copy.deepcopy(self.originals[original].net), num_classes=dm.num_classes, augmentation=dm.augmentation, aug_seed=seed)
         obj = get_method(method).from_hyperparameters(**hparams)
-        c = self.config
-        request = UnlearningRequest.from_datamodule(
-            dm, use_remain=c.has_remain, batch_size=c.unlearning.unlearn_batch_size, seed=seed, augmentation=c.unlearning.unlearn_augmentation
-        )
+        request = self.request(dm, seed)
         seed_everything(seed)
         start = time.perf_counter()
         unlearn(module, obj, request, trainer_kwargs=self.tkw)
@@ -291,9 +293,21 @@ class Experiment:
         net = module.model.eval()
         out = ev.model_outputs(net, dm)
         check_finite(net, [out.train, out.test], nonfinite_loss_steps=obj.nonfinite_loss_steps)
+        return net, out, obj, seconds
+
+    def measure_method(self, method: str, hparams: dict[str, Any], original: int, forget_set: ForgetSet) -> dict[str, Any]:
+        """The record of a method unit (:meth:`unlearned`, then measured): ``figures``, ``cells`` (gaps to the set's
+        retrained models), ``unlearn_seconds``, the method's public ``hparams()`` and ``diagnostics()`` (for a method
+        with an adversarial set also its transfer to the retrained models, :func:`adversarial_diagnostics`).
+
+        Raises:
+            DivergedError: the run diverged (:meth:`unlearned`).
+        """
+        star = self.star(forget_set)
+        _, out, obj, seconds = self.unlearned(method, hparams, original, forget_set)
         e = self.evaluate(out, forget_set, self.retrain_outputs(forget_set))
         diagnostics = {**obj.diagnostics(), **adversarial_diagnostics(obj, [m.net for m in self.retrains[forget_set.name]])}
-        record: dict[str, Any] = {"figures": e.values, "cells": ev.cell_gaps(e.values, star, self.mia_key, c.kind), "unlearn_seconds": seconds,
+        record: dict[str, Any] = {"figures": e.values, "cells": ev.cell_gaps(e.values, star, self.mia_key, self.config.kind), "unlearn_seconds": seconds,
                                   "hparams": obj.hparams(), "diagnostics": diagnostics}
         if forget_set.role == "forget" and self._is_first_cell(original, forget_set):
             record["roc"] = _roc(e)
