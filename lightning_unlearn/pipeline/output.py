@@ -146,13 +146,13 @@ def register_storage(folder: str | os.PathLike, name: str = STUDY_FILE) -> None:
 
 
 def manifest_digest(folder: str | os.PathLike) -> str | None:
-    """A fingerprint of the result files ``folder``'s manifest lists (``None`` without one): tells whether a run
+    """A fingerprint of the result files ``folder``'s manifest lists (``None`` without any): tells whether a run
     wrote its results there (the storage entry, added when a run starts, does not change it)."""
     path = Path(folder) / MANIFEST
     if not path.is_file():
         return None
-    blob = _manifest_blob(Path(folder))
-    return hashlib.sha256(json.dumps(blob.get("files", {}), sort_keys=True).encode()).hexdigest()
+    files = _manifest_blob(Path(folder)).get("files") or {}
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest() if files else None
 
 
 def _owned(folder: Path, name: str, owned: dict[str, list[str]] | None) -> bool:

@@ -38,6 +38,7 @@ from lightning_unlearn.pipeline.progress import NullProgress, Progress
 from lightning_unlearn.pipeline.store import Outcome, RunStore
 from lightning_unlearn.training import seed_everything
 from lightning_unlearn.tuning import DivergedError, StudyMismatchError, TuningPlan, check_finite, run_tuning
+from lightning_unlearn.tuning.divergence import MAX_ABS_LOGIT
 from lightning_unlearn.unlearning import UnlearningRequest, get_method, unlearn
 
 log = logging.getLogger(__name__)
@@ -279,7 +280,8 @@ class Experiment:
         object, seconds)``.
 
         Raises:
-            DivergedError: the loss, the weights or the outputs became non-finite.
+            DivergedError: the loss, the weights or the outputs became non-finite, or a logit exceeds
+                :data:`~lightning_unlearn.tuning.divergence.MAX_ABS_LOGIT` in magnitude (an exploded run).
         """
         dm = self.data(forget_set)
         seed = run_seed(original, forget_set)
@@ -292,7 +294,7 @@ class Experiment:
         seconds = time.perf_counter() - start
         net = module.model.eval()
         out = ev.model_outputs(net, dm)
-        check_finite(net, [out.train, out.test], nonfinite_loss_steps=obj.nonfinite_loss_steps)
+        check_finite(net, [out.train, out.test], nonfinite_loss_steps=obj.nonfinite_loss_steps, max_abs_output=MAX_ABS_LOGIT)
         return net, out, obj, seconds
 
     def measure_method(self, method: str, hparams: dict[str, Any], original: int, forget_set: ForgetSet) -> dict[str, Any]:

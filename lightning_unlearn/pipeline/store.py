@@ -128,6 +128,16 @@ def differences(stored: Any, declared: Any, prefix: str = "") -> list[str]:
     return [f"{prefix[:-1]} {json.dumps(stored)[:60]} in the study, {json.dumps(declared)[:60]} now"]
 
 
+def _unit(key: str, unit: Mapping[str, Any] | None) -> Any:
+    """The unit as a dict: ``unit``, else the key's JSON, else ``{"key": key}``."""
+    if unit is not None:
+        return jsonable(unit)
+    try:
+        return json.loads(key)
+    except ValueError:
+        return {"key": key}
+
+
 @dataclass(frozen=True)
 class Outcome:
     """The stored outcome of one unit: ``state`` ``"complete"`` or ``"diverged"`` and its user attributes."""
@@ -310,7 +320,7 @@ class RunStore:
         try:
             record = dict(jsonable(execute()))
         except DivergedError as err:
-            record = {"unit": jsonable(unit or json.loads(key)), DIVERGED_KEY: {"reason": str(err)}, "seconds": time.perf_counter() - start}
+            record = {"unit": _unit(key, unit), DIVERGED_KEY: {"reason": str(err)}, "seconds": time.perf_counter() - start}
             for k, v in record.items():
                 trial.set_user_attr(k, v)
             study.tell(trial, state=TrialState.FAIL)
@@ -320,7 +330,7 @@ class RunStore:
                 study.tell(trial, state=TrialState.FAIL)
             raise
         else:
-            record.setdefault("unit", jsonable(unit or json.loads(key)))
+            record.setdefault("unit", _unit(key, unit))
             record.setdefault("seconds", time.perf_counter() - start)
             for k, v in record.items():
                 trial.set_user_attr(k, v)
