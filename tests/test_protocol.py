@@ -342,7 +342,6 @@ def _wait_for(proc, prefix: str, timeout: float = 300) -> None:
     raise AssertionError(f"no {prefix!r} line: {''.join(seen)[-2000:]}")
 
 
-@pytest.mark.slow
 def test_a_killed_benchmark_resumes_with_the_same_choices_and_results(tmp_path):
     """SIGKILL in the middle of the tuning (nothing can clean up); the same command then resumes from the study in --out
     and writes what an uninterrupted run writes."""

@@ -265,8 +265,8 @@ class UnlearningConfig(_Section):
     """Batch size of every unlearning phase (the papers')."""
     hparams: dict[str, dict[str, Any]] | None = setting(None, parse_hparams, hash=False)
     """Fixed hyperparameters per method, ``{"trw": {"tau": 0.5}}`` or
-    ``"trw.tau=0.5,amun.lr=0.01"``: always passed to the method and left out of its tuning
-    grid (a method whose every tunable hyperparameter is fixed is not tuned)."""
+    ``"trw.tau=0.5,amun.lr=0.01"``: always passed to the method and left out of its search
+    space (a method whose every tuned hyperparameter is fixed is not tuned)."""
 
     def validate(self, config: BenchmarkConfig) -> None:
         from lightning_unlearn.unlearning import METHODS, get_method, methods_for
@@ -482,7 +482,7 @@ class BenchmarkConfig:
 
     @property
     def forget_spec(self):
-        """The spec of the first forget set (its kind is the run's)."""
+        """The forget spec of the first forget set (its kind is the run's)."""
         return self.forget_specs[0]
 
     @property
