@@ -33,7 +33,8 @@ model; torch 2.14 CPU, gloo, on a shared 2-core machine; the times in the table 
     | ft | 100.00 | 99.38 | 95.33 | 23.75 | 64.70 | 5.80 | 3.31 | 0.2 |
     | rl | 100.00 | 100.00 | 95.78 | 22.50 | 57.70 | 4.10 | 3.67 | 0.2 |
     | amun | 100.00 | 99.06 | 95.11 | 26.25 | 65.12 | 5.89 | 2.67 | 1.3 |
-    avg_gap: None of the paired differences excludes 0: no unlearning method is distinguishable from the best, rl, under avg_gap (95% CIs, n = 1 forget set).
+    avg_gap: None of the paired differences excludes 0: no unlearning method is distinguishable from the best, rl, under avg_gap
+        (95% CIs, n = 1 forget set). One unit has no interval: measure several forget sets (or declare another --stats-unit).
     report: runs/ddp_main_job/report.md  (12 s; 4 models trained, 0 from cache; 5 runs measured, 0 from the storage)
 
 A test of the machinery, not a result: one cell has no interval (the protocol's default crosses 2

@@ -214,6 +214,18 @@ def test_intervals_and_paired_differences_agree_with_scipy(random_run):
     assert (root / "out" / "paired_differences_avg_gap.png").stat().st_size > 1000
 
 
+def test_the_verdict_sentence_names_worse_and_indistinguishable_methods():
+    from lightning_unlearn.pipeline.results import verdict_statement
+
+    paired = [{"method": "ft", "verdict": "worse"}, {"method": "rl", "verdict": "worse"}, {"method": "ga", "verdict": "not distinguishable"}]
+    assert verdict_statement(paired, "amun", "avg_gap", "forget_set", 3) == (
+        "amun has the lowest avg_gap; ft, rl are worse (the 95% CI of the paired difference excludes 0, n = 3 forget sets); "
+        "ga is not distinguishable from it.")
+    none = verdict_statement(paired[2:], "amun", "avg_gap", "forget_set", 1)
+    assert none.startswith("None of the paired differences excludes 0") and "n = 1 forget set)" in none and "One unit has no interval" in none
+    assert verdict_statement([], "amun", "avg_gap", "forget_set", None) == "amun is the only unlearning method compared under avg_gap."
+
+
 # ---------------------------------------------------------------------------- resume
 def _comparable(res: dict) -> dict:
     """What must not depend on interruptions: every cell's figures (times aside), the tuning trials and choices, the verdicts."""

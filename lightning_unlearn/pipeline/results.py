@@ -238,10 +238,12 @@ def verdict_statement(paired: list[dict[str, Any]], best: str | None, quantity: 
         return f"{best} is the only unlearning method compared under {quantity}."
     worse = [d["method"] for d in paired if d["verdict"] == "worse"]
     same = [d["method"] for d in paired if d["verdict"] != "worse"]
-    size = f"n = {n} {unit.replace('_', ' ')}{'s' if n != 1 and unit in ('forget_set', 'original', 'cell') else ''}"
+    words = {"forget_set": "forget set", "original": "original", "cell": "cell", "two_way_bootstrap": "cells, two-way bootstrap"}.get(unit, unit)
+    size = f"n = {n} {words}{'s' if n != 1 and unit in ('forget_set', 'original', 'cell') else ''}"
     if not worse:
+        alone = " One unit has no interval: measure several forget sets (or declare another --stats-unit)." if n == 1 else ""
         return (f"None of the paired differences excludes 0: no unlearning method is distinguishable from the best, {best}, under {quantity} "
-                f"(95% CIs, {size}).")
+                f"(95% CIs, {size}).{alone}")
     are = "is" if len(worse) == 1 else "are"
     tail = f"; {', '.join(same)} {'is' if len(same) == 1 else 'are'} not distinguishable from it" if same else ""
     return f"{best} has the lowest {quantity}; {', '.join(worse)} {are} worse (the 95% CI of the paired difference excludes 0, {size}){tail}."
