@@ -20,7 +20,8 @@ from lightning_unlearn.pipeline.output import MANIFEST, REPORT_FILES, STUDY_FILE
 ROOT = Path(__file__).resolve().parents[1]
 #: one cell (one original, one forget set, one retrained model); each method tuned with 1 trial on 2 tuning sets
 ONE_CELL = ["--seeds", "0", "--forget-seeds", "0", "--retrain-models", "1", "--forget", "random:0.1"]
-TINY = ["--max-train", "300", "--max-test", "150", "--epochs", "1", "--unlearn-epochs", "1", "--rmia-references", "2", "--max-trials", "1", "--quiet", *ONE_CELL]
+TINY = ["--max-train", "300", "--max-test", "150", "--epochs", "1", "--unlearn-epochs", "1", "--rmia-references", "2", "--max-trials", "1", "--quiet",
+        *ONE_CELL]
 SCHEMA_KEYS = {"ua", "ra", "ta", "mia", "rmia_auc", "mia_nn_auc", "avg_gap", "avg_gap_mis", "seconds", "hparams", "per_seed"}
 
 

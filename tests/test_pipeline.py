@@ -553,7 +553,6 @@ def test_class_forgetting_reports_mia_nn_both_ways(class_run):
 def test_retrain_protocol_values_equal_a_direct_call_and_retrain_rows_are_left_out(class_run):
     """Every row's retrain-protocol figures are one call of ``mia_nn_retrain`` on the same logits; a retrained
     model's are the call with ``leave_out`` = its own index (fit, neighbours and reference from the others)."""
-    from lightning_unlearn.pipeline import evaluation as ev
 
     cfg, exp, res, _ = class_run
     fs = exp.design.forget_sets[0]

@@ -18,7 +18,6 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-
 #: the logit magnitude beyond which the benchmark counts a run as diverged (exp(1e4) overflows every float format;
 #: a trained classifier's logits stay within a few tens)
 MAX_ABS_LOGIT = 1e4
