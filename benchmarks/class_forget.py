@@ -1,54 +1,52 @@
-"""Class forgetting: TRW under both stream mixings against the class-forgetting baselines and retrain, on CPU.
+"""Class forgetting: TRW under both stream mixings against the class-unlearning baselines and retrain, on CPU.
 
-Run (digits, the smoke preset; a few CPU-minutes):
+Run (digits, the main job's regime: 3 forget classes, 400 images; about 6 CPU-minutes):
 
     PYTHONPATH=. OMP_NUM_THREADS=1 nice -n 10 python benchmarks/class_forget.py
 
-The decisive CIFAR-10 presets (the two regimes of the random-forget comparison; forget class 1,
-automobile; tuned on the pipeline's default held-out class, bird, or ``--tune-class``):
+The decisive CIFAR-10 presets (the two regimes of the random-forget comparison; forget classes
+1, 3 and 5, each on its own, tuned on the held-out classes 6 and 7):
 
     PYTHONPATH=. OMP_NUM_THREADS=1 nice -n 10 python benchmarks/class_forget.py --preset cifar1k-crop \\
-        --data-root $LIGHTNING_UNLEARN_DATA        # about 50 CPU-minutes on one thread
+        --data-root $LIGHTNING_UNLEARN_DATA        # about 7 CPU-hours on one thread
     PYTHONPATH=. OMP_NUM_THREADS=1 nice -n 10 python benchmarks/class_forget.py --preset cifar5k \\
-        --data-root $LIGHTNING_UNLEARN_DATA        # about 80 CPU-minutes on one thread
+        --data-root $LIGHTNING_UNLEARN_DATA        # about 16 CPU-hours on one thread
 
-Each preset's settings of table one are a YAML config file, ``benchmarks/configs/class_forget/<preset>.yaml``
-(its comments give the recipe and the expected CPU time); the options below override them, and
+Each preset is a YAML config file, ``benchmarks/configs/class_forget/<preset>.yaml`` (its comments
+give the recipe and the expected CPU time); the options below override it, and
 ``lightning-unlearn benchmark --config benchmarks/configs/class_forget/cifar1k-crop.yaml --out DIR``
-runs the same settings through the command line (one table, no sweep).
+runs the same settings through the command line (without the claims and the sweep).
 
 Protocol (a thin configuration of :func:`lightning_unlearn.pipeline.run_experiment` through its
 public options; no metric is computed and no pipeline stage is replaced here):
 
-* one forget class (table 1) and, for the digits and first CIFAR presets, two forget classes
-  (table 2); 3 seeds, each with its own original model; 3 models retrained without the
-  class(es), shared by the seeds; the RMIA reference models of the preset (4 for the CIFAR-10
-  presets);
+* 3 originals x 3 forget classes, each class forgotten on its own, with 3 models retrained
+  without it; the RMIA reference models of the preset (4);
 * rows: ``original``, ``retrain``, the baselines ``ft, rl, ga, bs, l1, salun, scrub``, and TRW
   twice: ``trw`` (Lightning's ``CombinedLoader`` in ``max_size_cycle`` mode: each forget input
-  is seen about |D_R| / |D_F| times per epoch, 8-9 times here) and ``trw-concat`` (one
-  shuffled stream over D_R ∪ D_F: each input once per epoch, as the baselines see D_F), each
-  tuned on its own;
-* hyperparameters are chosen on a **held-out class** (never one of the reported classes) by the
-  pipeline's tuning stage of table 1 (same number of trials for every method, smallest Avg.
-  Gap against a model retrained without the held-out class, original model of ``tune_seed``
-  0), then passed unchanged to every other table and to the sweep as fixed hyperparameters
-  (``hparams``); the grid, every trial and the winners are recorded in ``results.json``;
+  is seen about |D_R| / |D_F| times per epoch) and ``trw-concat`` (one shuffled stream over
+  D_R ∪ D_F: each input once per epoch, as the baselines see D_F);
+* three declared tuning objectives (Avg. Gap; Avg. Gap with the MIA-NN retrain-protocol gap; Avg.
+  Gap with the symmetric KL to retrain), each tuning every method on its own with the same budget
+  (21 trials) on 2 held-out classes that are never reported; the verdicts under each objective
+  (paired differences to the best method, 95% CIs over the forget classes);
 * figures: the pipeline's (UA, UA test, RA, TA, SVC MIA, RMIA AUC, symmetric KL, Avg. Gap) and
   MIA-NN **both ways**: the membership protocol (``mia_nn_auc``, ``mia_nn_acc``: a
   discriminator fitted on the audited model's outputs tells D_f from T_f) and the retrain
   protocol (``mia_nn_retrain_acc`` on T_f, ``mia_nn_retrain_acc_train`` on D_f: a
   discriminator fitted once on the retrained models' outputs, applied unchanged to each
   model), the latter with neighbour-probability features (default) and logits
-  (``mia_nn_retrain_logit_*``); each with its gap to retrain (per run, then mean ± std);
-* derived: per MIA-NN gap, the best prior method, whether each TRW row is closest to retrain,
-  its gap reduction ``1 - gap(TRW) / min_baseline gap`` (the paper reports 46% on CIFAR-10
-  with its own protocol), and the noise floor (the retrain row's own gap).
+  (``mia_nn_retrain_logit_*``); each with its gap to retrain (per cell, then mean ± SD);
+* derived, per objective and MIA-NN gap: the best prior method, whether each TRW row is closest
+  to retrain, its gap reduction ``1 - gap(TRW) / min_baseline gap`` (the paper reports 46% on
+  CIFAR-10 with its own protocol), and the noise floor (the retrain row's own gap);
+* optionally (``--sweep``) TRW's sensitivity to tau and pca_dim, the other hyperparameters as
+  chosen under the first objective.
 
 Everything lands in ``--out``: ``results.json`` and ``report.md`` (both with the command, the
 git commit and the settings that made them), ``README.md`` (each claim with the measured
 outcome, and a Reading section to write; ``README.generated.md`` if README.md was edited by
-hand), ``tuning.json`` and one pipeline output folder per table.
+hand), and the pipeline's output folder ``run/`` (with its study: an interrupted run resumes).
 """
 
 from __future__ import annotations
@@ -69,12 +67,12 @@ from typing import Any
 import torch
 
 from lightning_unlearn.data.transforms import AUGMENTATIONS
-from lightning_unlearn.environment import device_name, run_provenance
+from lightning_unlearn.environment import run_provenance
 from lightning_unlearn.pipeline import BenchmarkConfig, run_experiment, table_markdown
 from lightning_unlearn.pipeline.config import FLAT_FIELDS
 from lightning_unlearn.pipeline.config_file import load_config
 from lightning_unlearn.pipeline.progress import LineProgress
-from lightning_unlearn.pipeline.report import MIA_NN_COLUMNS, MIA_NN_LOGIT_COLUMNS
+from lightning_unlearn.pipeline.report import MIA_NN_COLUMNS, MIA_NN_LOGIT_COLUMNS, interval_table, paired_table
 
 # ----------------------------------------------------------------------------- settings
 BASELINES = ("ft", "rl", "ga", "bs", "l1", "salun", "scrub")
@@ -88,11 +86,9 @@ CONFIGS = Path(__file__).resolve().parent / "configs" / "class_forget"
 
 @dataclass(frozen=True)
 class Preset:
-    """One data scale: its YAML config (table one, read as ``lightning-unlearn benchmark --config`` reads it) and the script's tables."""
+    """One data scale: its YAML config (read as ``lightning-unlearn benchmark --config`` reads it)."""
 
     name: str
-    forget_two: tuple[int, int]  # table 2
-    tables: str = "one,two"  # the tables run by default
     cifar: bool = False  # reads the offline CIFAR-10 tree (``--data-root``)
 
     @property
@@ -100,37 +96,30 @@ class Preset:
         return CONFIGS / f"{self.name}.yaml"
 
     def config(self, **settings: Any) -> BenchmarkConfig:
-        """Table one's config: the preset's file, then ``settings`` (fields by flat name)."""
+        """The preset's file, then ``settings`` (fields by flat name)."""
         return load_config(self.file, **settings)
 
     @property
     def forget(self) -> tuple[int, ...]:
-        """Table one's forget classes (the file's ``data.forget``)."""
-        return self.config().forget_spec.classes
+        """The forget classes, each a forget set of its own (the file's ``data.forget``)."""
+        return tuple(c for spec in self.config().forget_specs for c in spec.classes)
 
     @property
-    def held_out(self) -> int | None:
-        """The tuning class, never reported (the file's ``tuning.tune_class``; ``None``: the pipeline's default,
-        the first class after the forgotten ones)."""
+    def held_out(self) -> tuple[int, ...] | None:
+        """The tuning classes, never reported (the file's ``tuning.tune_class``; ``None``: the pipeline's default,
+        the first classes after the forgotten ones)."""
         return self.config().tuning.tune_class
 
 
-PRESETS = {
-    p.name: p
-    for p in (
-        Preset("digits", forget_two=(3, 8)),
-        Preset("cifar1k-crop", forget_two=(1, 3), tables="one", cifar=True),
-        Preset("cifar5k", forget_two=(1, 3), tables="one", cifar=True),
-    )
-}
+PRESETS = {p.name: p for p in (Preset("digits"), Preset("cifar1k-crop", cifar=True), Preset("cifar5k", cifar=True))}
 
 
 def base_config(args: argparse.Namespace, preset: Preset) -> BenchmarkConfig:
-    """Table one's config: the preset's file, ``--data-root`` for the CIFAR presets, then the options given."""
+    """The run's config: the preset's file, ``--data-root`` for the CIFAR presets, then the options given."""
     settings: dict[str, Any] = {
         key: getattr(args, key)
         for key in ("epochs", "unlearn_epochs", "max_trials", "max_train", "max_test", "augmentation", "rmia_references", "tune_class", "cache_dir",
-                    "accelerator", "devices", "strategy", "precision")
+                    "accelerator", "devices", "strategy", "precision", "forget", "objectives")
         if getattr(args, key) is not None
     }
     settings.update({key: True for key in ("device_data", "channels_last") if getattr(args, key)})
@@ -149,35 +138,20 @@ def recorded_settings(config: BenchmarkConfig) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- stages
-def tuned_hparams(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The hyperparameters the pipeline's tuning chose, per method: the tuned keys of each method's ``hparams``."""
-    chosen = {}
-    for m, trials in results.get("tuning", {}).items():
-        keys = {k for t in trials for k in t["hparams"]}
-        chosen[m] = {k: results["methods"][m]["hparams"][k] for k in sorted(keys)}
-    return chosen
+def chosen_hparams(results: dict[str, Any], objective: str | None = None) -> dict[str, dict[str, Any]]:
+    """The hyperparameters the tuning chose under ``objective`` (default: the first declared), per tuned method."""
+    section = results["objectives"][objective or next(iter(results["objectives"]))]
+    return {m: rec["chosen"] for m, rec in section["tuning"].items() if rec.get("chosen") is not None}
 
 
-def run_table(base: BenchmarkConfig, classes: tuple[int, ...], out: Path, chosen: dict | None = None) -> dict[str, Any]:
-    """One table through :func:`run_experiment`: tuned on the held-out class, or with ``chosen`` fixed."""
-    cfg = base.replace(forget="class:" + ",".join(map(str, classes)))
-    if chosen is not None:
-        cfg = cfg.replace(hparams=chosen, tune_class=None)
-    start = time.perf_counter()
-    results = run_experiment(cfg.validate(), out, progress=LineProgress())
-    results["derived"] = derive(results)
-    results["seconds"] = time.perf_counter() - start
-    return results
-
-
-def sensitivity(base: BenchmarkConfig, classes: tuple[int, ...], chosen: dict, out: Path) -> list[dict[str, Any]]:
-    """TRW at every (tau, pca_dim) of the sweep, other settings as tuned (fixed through ``hparams``)."""
+def sensitivity(base: BenchmarkConfig, chosen: dict, out: Path, *, overwrite: bool = False) -> list[dict[str, Any]]:
+    """TRW at every (tau, pca_dim) of the sweep, other settings as tuned (fixed through ``hparams``, so nothing is tuned)."""
     rows = []
     for tau in (0.05, 0.1, 0.5):
         for pca_dim in (None, 4):
             hp = {**chosen.get("trw", {}), "tau": tau, "pca_dim": pca_dim}
-            cfg = base.replace(forget="class:" + ",".join(map(str, classes)), methods=("original", "retrain", "trw"), hparams={"trw": hp}, tune_class=None)
-            res = run_experiment(cfg.validate(), out / f"tau{tau}_pca{pca_dim}", progress=LineProgress())
+            cfg = base.replace(methods=("original", "retrain", "trw"), hparams={"trw": hp})
+            res = run_experiment(cfg.validate(), out / f"tau{tau}_pca{pca_dim}", progress=LineProgress(), overwrite=overwrite)
             trw = res["methods"]["trw"]
             rows.append({
                 "tau": tau, "pca_dim": pca_dim,
@@ -207,14 +181,20 @@ PAPER_REDUCTION = 0.46  # TRW's reduction of the MIA-NN gap to retrain against t
 
 
 def derive(results: dict[str, Any]) -> dict[str, Any]:
-    """Per MIA-NN gap: mean ± std per row, the noise floor, the best prior method, and each TRW row's standing.
+    """Per MIA-NN gap: mean ± SD per row, the noise floor, the best prior method, and each TRW row's standing.
 
-    The gaps are the pipeline's per-run gaps (``results.json``), averaged over seeds. The noise
-    floor is the ``retrain`` row's own gap: how far one retrained model lies from the others
-    (same data, other seeds); a method inside it cannot be told from retrain.
+    ``results``: the rows of one objective (``{"methods": ...}``, e.g. ``results.json``'s
+    ``objectives[NAME]``; with its ``verdicts`` and ``best`` when given, each TRW row's verdict
+    against the best method under that objective is recorded as ``verdict``). The gaps are the
+    pipeline's per-cell gaps, averaged over the cells. The noise floor is the ``retrain`` row's
+    own gap: how far one retrained model lies from the others of its class; a method inside it
+    cannot be told from retrain.
     """
     m = results["methods"]
     out: dict[str, Any] = {"gaps": {}, "noise_floor": {}, "best_prior": {}, "trw": {r: {} for r in TRW_ROWS if r in m}}
+    if "best" in results:
+        out["best"] = results["best"]
+        out["verdicts"] = {r: ("best" if results["best"] == r else results.get("verdicts", {}).get(r)) for r in out["trw"]}
     for g in GAPS:
         rows = {row: (e.get(g), e.get("std", {}).get(g)) for row, e in m.items() if e.get(g) is not None}
         if not rows:
@@ -275,25 +255,29 @@ def claims_table(d: dict[str, Any], gaps: tuple[str, ...] = HEADLINE) -> list[st
     return lines
 
 
-def report(tables: dict[str, dict], tuning: dict, preset: str, args_dict: dict, sweep: list[dict] | None = None, *, command: str | None = None,
-           device: str | None = None, commit: str | None = None) -> str:
-    device = device or device_name()
-    lines = [f"# Class forgetting on {preset}", "", f"Command: `{command or ' '.join(sys.argv)}`" + (f" (commit {commit})" if commit else ""), ""]
-    lines += [f"Device: {device}; torch {torch.__version__}; settings: `{json.dumps(args_dict)}`", ""]
-    lines += [f"Hyperparameters chosen on {tuning.get('tuned_on') or 'the held-out ' + tuning['protocol']['forget']}: " + json.dumps(tuning["chosen"]), ""]
-    for name, res in tables.items():
-        d = res["derived"]
-        lines += [f"## {name}: forget {res['config']['forget']} ({len(res['config']['seeds'])} seeds, {res['seconds']:.0f} s)", ""]
-        lines += [table_markdown(res), ""]
-        lines += ["### MIA-NN, both protocols (gaps to retrain, mean ± std over seeds)", "", table_markdown(res, MIA_NN_COLUMNS), ""]
-        lines += ["### MIA-NN, retrain protocol with logit features", "", table_markdown(res, MIA_NN_LOGIT_COLUMNS), ""]
+def report(blob: dict[str, Any]) -> str:
+    """``report.md``: per objective, its verdict, the tables, the MIA-NN tables and the claims; the sweep."""
+    res = blob["results"]
+    prov = blob["provenance"]
+    lines = [f"# Class forgetting on {blob['preset']}", "", f"Command: `{blob['command']}` (commit {prov.get('commit')})", ""]
+    lines += [f"Device: {blob['device']}; torch {torch.__version__}; settings: `{json.dumps(blob['settings'])}`", ""]
+    lines += [f"Forget classes {', '.join(s['name'] for s in res['design']['forget_sets'])}, each on its own; hyperparameters tuned on "
+              f"{res['tuned_on']}.", ""]
+    for name, section in res["objectives"].items():
+        d = blob["derived"][name]
+        view = {**res, "methods": section["methods"]}
+        lines += [f"## Objective `{name}` = {section['formula']}", "", f"Verdict: {section['statement']}", ""]
+        lines += [table_markdown(view), "", *interval_table(section, name), "", *paired_table(section, name), ""]
+        lines += ["### MIA-NN, both protocols (gaps to retrain, mean ± SD over the forget classes)", "", table_markdown(view, MIA_NN_COLUMNS), ""]
+        lines += ["### MIA-NN, retrain protocol with logit features", "", table_markdown(view, MIA_NN_LOGIT_COLUMNS), ""]
         if d.get("trw"):
             lines += ["### Claims: is TRW's MIA-NN closest to retrain?", ""] + claims_table(d) + [""]
             for r, checks in d.get("accuracy_checks", {}).items():
                 lines += [f"- {r}: " + "; ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in checks.items())]
         lines.append("")
+    sweep = blob.get("sensitivity")
     if sweep:
-        lines += ["## TRW sensitivity to tau and pca_dim (one forget class, 3 seeds, other settings as tuned)", ""]
+        lines += ["## TRW sensitivity to tau and pca_dim (other settings as tuned under the first objective)", ""]
         lines += ["| tau | pca_dim | UA | UA test | TA | MIA-NN AUC | its gap | retrain acc T_f | its gap | sym KL |",
                   "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in sweep:
@@ -323,9 +307,8 @@ def portable(text: str) -> str:
 
 def readme(blob: dict[str, Any]) -> str:
     """The results folder's README: each claim with its measured outcome, then a Reading section to fill in."""
-    tables = blob["tables"]
-    first = next(iter(tables.values()))
-    cfg = first["config"]
+    res = blob["results"]
+    cfg = res["config"]
     lines = [
         README_MARKER,
         f"# Class forgetting, preset `{blob['preset']}`: is TRW's MIA-NN closest to retrain?",
@@ -339,11 +322,10 @@ def readme(blob: dict[str, Any]) -> str:
         f"Data and models: {portable(str(cfg['dataset']))}, {_count(cfg.get('max_train'))} train / {_count(cfg.get('max_test'))} test images, {cfg['model']}"
         + (f" width {cfg['width']}" if cfg.get("width") else "")
         + f", {cfg['epochs']} epochs at batch {cfg['batch_size']}, lr {cfg['lr']}, originals' augmentation `{cfg['augmentation']}`; "
-        f"unlearning phase: {cfg['unlearn_epochs']} epochs"
-        + (f", augmentation `{cfg['unlearn_augmentation']}`" if "unlearn_augmentation" in cfg else "")
-        + (f", batch {cfg['unlearn_batch_size']}" if "unlearn_batch_size" in cfg else "")
-        + f"; seeds {cfg['seeds']}; {cfg['retrain_models']} retrained models; {cfg['rmia_references']} RMIA references; "
-        f"hyperparameters tuned on {first.get('tuned_on') or blob['tuning'].get('tuned_on')} ({cfg['max_trials']} trials per method).",
+        f"unlearning phase: {cfg['unlearn_epochs']} epochs, augmentation `{cfg['unlearn_augmentation']}`, batch {cfg['unlearn_batch_size']}; "
+        f"{len(cfg['seeds'])} originals x forget classes {', '.join(s['name'] for s in res['design']['forget_sets'])} (each on its own); "
+        f"{cfg['retrain_models']} retrained models per class; {cfg['rmia_references']} RMIA references; every method tuned with "
+        f"{cfg['max_trials']} trials per objective on {res['tuned_on']}.",
         "",
         "TRW runs under both stream mixings: `trw` = Lightning's CombinedLoader in `max_size_cycle` mode (each forget "
         "input seen about |D_R| / |D_F| times per epoch), `trw-concat` = one shuffled stream over D_R ∪ D_F (each input once).",
@@ -352,37 +334,42 @@ def readme(blob: dict[str, Any]) -> str:
         "",
         "The paper (arXiv 2506.20893; ICML 2026) claims that TRW brings MIA-NN closest to retrain of all class-unlearning "
         "methods and reduces the gap to retrain by 46% against the best prior method (CIFAR-10, its own protocol). "
-        "Measured here under both MIA-NN protocols (see report.md for every figure):",
+        "Measured here under both MIA-NN protocols, with the methods tuned under each declared objective (see report.md for every figure):",
         "",
     ]
-    for name, res in tables.items():
-        d = res["derived"]
-        lines += [f"### {name}: forget {res['config']['forget']}", ""] + claims_table(d, tuple(GAPS)) + [""]
+    for name, section in res["objectives"].items():
+        d = blob["derived"][name]
+        lines += [f"### Tuned under `{name}`", "", f"Verdict: {section['statement']}", ""] + claims_table(d, tuple(GAPS)) + [""]
         for r, checks in d.get("accuracy_checks", {}).items():
             lines += [f"- {r}: " + "; ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in checks.items())]
         lines.append("")
     lines += [
         "A claim holds in a row when TRW's gap is below every baseline's (`closest to retrain? yes`); a gap at or below the "
         "noise floor (the retrain row's own gap) cannot be told from retrain, and differences between methods inside it do "
-        "not rank them.",
+        "not rank them. The verdicts compare the methods under each objective by their paired differences to the best one "
+        "(95% CIs over the forget classes).",
         "",
         "## Reading",
         "",
-        "(To be written from the numbers above: which claims hold under which protocol and mixing, and why.)",
+        "(To be written from the numbers above: which claims hold under which protocol, objective and mixing, and why.)",
         "",
     ]
     return "\n".join(lines)
 
 
-def write_outputs(out: Path, blob: dict[str, Any], tables: dict, tuning: dict, preset: str, cfg: dict, sweep: list | None, provenance: dict) -> None:
+def write_outputs(out: Path, blob: dict[str, Any]) -> None:
     """results.json, report.md and the README (README.generated.md when README.md was written by hand)."""
     (out / "results.json").write_text(json.dumps(blob, indent=1, default=lambda o: None if isinstance(o, float) and math.isnan(o) else str(o)))
-    text = report(tables, tuning, preset, cfg, sweep, command=provenance["command"], device=provenance["device"], commit=provenance["commit"])
-    (out / "report.md").write_text(text)
+    (out / "report.md").write_text(report(blob))
     target = out / "README.md"
     if target.is_file() and README_MARKER not in target.read_text():
         target = out / "README.generated.md"
     target.write_text(readme(blob))
+
+
+def derive_all(results: dict[str, Any]) -> dict[str, Any]:
+    """:func:`derive` under every declared objective."""
+    return {name: derive(section) for name, section in results["objectives"].items()}
 
 
 # ----------------------------------------------------------------------------- main
@@ -392,17 +379,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=os.environ.get("LIGHTNING_UNLEARN_DATA"), help="folder holding cifar10/{train,test} (CIFAR presets)")
     p.add_argument("--out", default=None, help="output folder (default benchmarks/results/class_forget_<preset>)")
     p.add_argument("--cache-dir", default=None, help="trained models and pools (default the library cache)")
-    p.add_argument("--seeds", default=None, help="replicate seeds (default: the preset's, 0,1,2)")
-    p.add_argument("--tables", default=None, help="which tables: one, two or one,two (default: the preset's)")
+    p.add_argument("--seeds", default=None, help="the originals' model seeds (default: the preset's, 0,1,2)")
+    p.add_argument("--forget", default=None, help="the forget classes, e.g. classes:3,8 (default: the preset's)")
     p.add_argument("--methods", default=None, help="unlearning methods, the rows besides original and retrain (default: the preset's)")
-    p.add_argument("--tune-class", type=int, default=None, help="the held-out class the hyperparameters are tuned on (default: the preset's)")
+    p.add_argument("--objectives", default=None, help="the declared tuning objectives (default: the preset's, all three)")
+    p.add_argument("--tune-class", default=None, help="the held-out classes the hyperparameters are tuned on, e.g. 5,6 (default: the preset's)")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's training epochs")
     p.add_argument("--unlearn-epochs", type=int, default=None, help="override the preset's unlearning epochs")
-    p.add_argument("--max-trials", type=int, default=None, help="override the preset's tuning trials per method")
+    p.add_argument("--max-trials", type=int, default=None, help="override the preset's tuning budget per method (21)")
     p.add_argument("--rmia-references", type=int, default=None, help="override the preset's RMIA reference models")
-    p.add_argument("--sweep", action="store_true", help="also sweep TRW's tau and pca_dim on the one-class table")
+    p.add_argument("--sweep", action="store_true", help="also sweep TRW's tau and pca_dim")
     p.add_argument("--max-train", type=int, default=None)
     p.add_argument("--max-test", type=int, default=None)
+    p.add_argument("--overwrite", action="store_true", help="replace the results of a previous run in the pipeline's output folders")
     p.add_argument("--report-only", action="store_true", help="rebuild report.md and the README (and the derived figures) from --out's results.json")
     p.add_argument("--accelerator", default=None, help="passed to every Lightning Trainer (default auto)")
     p.add_argument("--devices", default=None, help="passed to every Lightning Trainer (default auto)")
@@ -421,75 +410,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
+    out = Path(args.out or Path(__file__).parent / "results" / f"class_forget_{args.preset}")
     if args.report_only:
-        out = Path(args.out or Path(__file__).parent / "results" / f"class_forget_{args.preset}")
         blob = json.loads((out / "results.json").read_text())
-        for res in blob["tables"].values():
-            res["derived"] = derive(res)
-        write_outputs(out, blob, blob["tables"], blob["tuning"], blob["preset"], blob["settings"], blob.get("sensitivity"), blob["provenance"])
+        blob["derived"] = derive_all(blob["results"])
+        write_outputs(out, blob)
         print((out / "report.md").read_text())
         return 0
 
+    import optuna
+
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     logging.basicConfig(level=logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*LeafSpec.*")
     preset = PRESETS[args.preset]
     if preset.cifar and (not args.data_root or not (Path(args.data_root) / "cifar10" / "train").is_dir()):
         p.error(f"the {args.preset} preset needs --data-root (or LIGHTNING_UNLEARN_DATA) holding cifar10/{{train,test}}")
     base = base_config(args, preset).validate()
-    cfg = recorded_settings(base)
-    held_out, methods = base.tuning.tune_class, base.unlearning_methods()
-    out = Path(args.out or Path(__file__).parent / "results" / f"class_forget_{args.preset}")
     out.mkdir(parents=True, exist_ok=True)
     provenance = run_provenance(accelerator=base.execution.accelerator)
-
     t0 = time.perf_counter()
-    wanted = {"one": ("one forget class", preset.forget), "two": ("two forget classes", preset.forget_two)}
-    # The tuning of table one (on the held-out class) is reused by the other table and the sweep;
-    # a previous invocation's tuning with the same settings is reused too.
-    tuning_key = json.dumps([cfg, held_out, list(base.unlearning.seeds), methods], sort_keys=True, default=str)
-    tuning_file = out / "tuning.json"
-    cached = json.loads(tuning_file.read_text()) if tuning_file.is_file() else None
-    tuning = cached["tuning"] if cached is not None and cached.get("key") == tuning_key else None
-    tables: dict[str, dict] = {}
-    previous = out / "results.json"
-    if tuning is not None and previous.is_file():
-        old = json.loads(previous.read_text())
-        if old.get("settings") == cfg and old.get("tuning", {}).get("chosen") == tuning["chosen"]:
-            tables = old["tables"]  # the other table of the same settings
-    keys = (args.tables or preset.tables).split(",")
-    if tuning is None and "one" not in keys:
-        keys = ["one"] + keys  # the tuning runs with table one
-    objective = f"avg_gap (ua, ra, ta, {'RMIA AUC' if base.audit.rmia_references > 0 else 'SVC mia'})"
-    blob: dict[str, Any] = {}
-    for key in keys:
-        name, classes = wanted[key]
-        folder = out / key.replace("one", "one_class").replace("two", "two_classes")
-        if tuning is None:
-            tables[name] = run_table(base, classes, folder)
-            chosen = tuned_hparams(tables[name])
-            tuning = {
-                "protocol": {
-                    "forget": tables[name]["tuned_on"].split(" ")[0], "retrain_models": 1, "original_seed": base.tuning.tune_seed, "objective": objective,
-                },
-                "grids": {m: [t["hparams"] for t in tables[name]["tuning"].get(m, [])] for m in methods},
-                "trials": tables[name]["tuning"], "chosen": chosen, "tuned_on": tables[name]["tuned_on"],
-            }
-            tuning_file.write_text(json.dumps({"key": tuning_key, "tuning": tuning}, indent=1, default=str))
-            print(f"tuned on {tuning['tuned_on']}: {chosen}", flush=True)
-        else:
-            tables[name] = run_table(base, classes, folder, chosen=tuning["chosen"])
-        tables[name]["config"]["max_trials"] = base.tuning.max_trials  # the tuning budget (spent on the held-out class)
-        print(f"{name} done ({tables[name]['seconds']:.0f} s): {json.dumps(tables[name]['derived']['trw'], default=str)}", flush=True)
-        # write after each table, so a long run leaves its finished part
-        blob = {"provenance": provenance, "command": provenance["command"], "device": provenance["device"], "preset": args.preset, "settings": cfg,
-                "tuning": tuning, "tables": tables, "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time()}
-        write_outputs(out, blob, tables, tuning, args.preset, cfg, None, provenance)
+    results = run_experiment(base, out / "run", progress=LineProgress(), overwrite=args.overwrite)
+    blob: dict[str, Any] = {"provenance": provenance, "command": provenance["command"], "device": provenance["device"], "preset": args.preset,
+                            "settings": recorded_settings(base), "results": results, "derived": derive_all(results)}
+    for name, section in results["objectives"].items():
+        print(f"{name}: {section['statement']}", flush=True)
     if args.sweep:
-        sweep = sensitivity(base, preset.forget, tuning["chosen"], out / "sweep")
-        blob = {**blob, "sensitivity": sweep, "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time()}
-        write_outputs(out, blob, tables, tuning, args.preset, cfg, sweep, provenance)
+        blob["sensitivity"] = sensitivity(base, chosen_hparams(results), out / "sweep", overwrite=args.overwrite)
+    blob.update(seconds=time.perf_counter() - t0, cpu_seconds=time.process_time())
+    write_outputs(out, blob)
     print((out / "report.md").read_text())
     return 0
 

@@ -3,12 +3,14 @@
 Reads the output folders of ``benchmarks/random_forget.py`` (``random_forget_<preset>/``, holding
 ``random_forget_<preset>.json``) or single pipeline output folders (holding ``results.json``), and
 writes one Markdown file: per setting (forget fraction, with D_R / D_F only) a table with one row
-per method and, per preset, the RMIA-based and the SVC-based Avg. Gap to retrain (mean ± std
-over seeds), then the paper's Avg. Gap ([P] Tables 1-2, CIFAR-10 ResNet-18, RMIA-based). Below
-it, per preset: both data recipes, the originals' fit (train / test accuracy, the original's
-RMIA AUC, retrain's forget vs test accuracy), AMUN's transfer rate to retrain and how many tuning
-trials each method ran (the distinct grid points recorded in ``results.json``, which can be fewer
-than ``max_trials``: diagonal points that coincide run once).
+per method and, per preset, the RMIA-based and the SVC-based Avg. Gap to retrain (mean ± SD as
+each folder records it: the population SD over seeds in folders made before the fair-comparison
+protocol, the sample SD over the forget sets after it), then the paper's Avg. Gap ([P] Tables
+1-2, CIFAR-10 ResNet-18, RMIA-based). Below it, per preset: both data recipes, the originals' fit
+(train / test accuracy, the original's RMIA AUC, retrain's forget vs test accuracy), AMUN's
+transfer rate to retrain and how many tuning trials each method ran (as recorded in
+``results.json``: under the protocol every method's budget; before it, the distinct points of a
+grid diagonal, which could be fewer than ``max_trials``).
 
     PYTHONPATH=. python benchmarks/compare_presets.py benchmarks/results/random_forget_cifar1k-crop \\
         benchmarks/results/random_forget_cifar1k-crop-fullgrid benchmarks/results/random_forget_cifar1k-crop-fullgrid-dfonly \\
@@ -98,7 +100,7 @@ def compare(folders: list[Path]) -> str:
     lines = [
         "# Random forgetting: presets side by side",
         "",
-        f"Device: {next(iter(devices), 'unknown')}. Avg. Gap to retrain, RMIA-based / SVC-based (mean ± std over seeds; lower is better); "
+        f"Device: {next(iter(devices), 'unknown')}. Avg. Gap to retrain, RMIA-based / SVC-based (mean ± SD as each folder records it; lower is better); "
         "paper: [P] Tables 1-2 (CIFAR-10, ResNet-18, 200 epochs, 27 runs), RMIA-based.",
         "",
         "Folders: " + ", ".join(f"`{p}`" for p in folders),
@@ -135,7 +137,7 @@ def compare(folders: list[Path]) -> str:
                 f"batch {o['batch_size']}, {o['epochs']} epochs, lr {o['lr']:g}{clip}",
                 f"- unlearning: {u['augmentation']} on D_R and D_F (`unlearn_augmentation={u['setting']}`), none on D_A, "
                 f"batch {u['batch_size']}, {u['epochs']} epochs; tuned on {first.get('tuned_on')}, at most "
-                f"{first['config'].get('max_trials')} trials per method (a diagonal through a larger grid; trials per method below)",
+                f"{first['config'].get('max_trials')} trials per method (trials per method below)",
             ]
         else:
             lines.append("- recipes not recorded (a run from before the unlearning recipe was separate: the unlearning phase used the originals' augmentation)")

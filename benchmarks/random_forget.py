@@ -1,13 +1,15 @@
 """Random forgetting, the structure of AMUN's Tables 1 and 2: every method vs retraining.
 
 A thin configuration over :func:`lightning_unlearn.pipeline.run_experiment`: for each forget
-fraction (10%, optionally 50%) and each setting (with D_R, D_F only) it runs original,
-retrain and every applicable method (tuned on a separate forget set drawn with
-``--tune-seed``, by the smallest Avg. Gap; the chosen hyperparameters are recorded), with
-UA, RA, TA, SVC MIA efficacy, RMIA AUC, Avg. Gap (RMIA- and SVC-based), wall times, and
-mean ± std over the seeds. It writes one pipeline output folder per (fraction, setting) and a
-combined ``random_forget_<preset>.{json,md}`` with the paper's published CIFAR-10 / ResNet-18
-numbers beside the measured ones, plus:
+fraction (the preset's, optionally others) and each setting (with D_R, D_F only) it runs
+original, retrain and every applicable method under the pipeline's protocol (docs/protocol.md):
+O originals x F forget sets with R retrained models each, every method tuned with the same
+budget on K tuning forget sets that are never reported, UA, RA, TA, SVC MIA efficacy, RMIA AUC,
+Avg. Gap (RMIA- and SVC-based), wall times, mean ± SD over the forget sets, 95% intervals, the
+noise floor and every method's paired difference to the best one with its verdict. It writes
+one pipeline output folder per (fraction, setting) (each with its study, so an interrupted run
+resumes) and a combined ``random_forget_<preset>.{json,md}`` with the paper's published
+CIFAR-10 / ResNet-18 numbers beside the measured ones, plus:
 
 * both data recipes, resolved (``recipes``): the originals' (original, retrained and reference
   models) and the unlearning phase's, the same for every method (by default the reference
@@ -17,16 +19,16 @@ numbers beside the measured ones, plus:
 * the attack's cost in PGD-50 passes over the forget set (per-sample forward/backward
   evaluations / (50 |D_F|); [P]'s bound: < 3), ε_init, D_A size and mean ‖δ‖, and what AMUN's
   theory predicts: the transfer of D_A to the retrained model of the same seed (mean
-  P_retrain(y_adv | x_adv) and top-1 agreement), for every AMUN, AMUN+SalUn and adv-only run and
-  tuning trial (``diagnostics`` in ``results.json``, ``adversarial_transfer`` per method).
+  P_retrain(y_adv | x_adv) and top-1 agreement), for every AMUN, AMUN+SalUn and adv-only
+  evaluation run (``diagnostics`` in ``results.json``, ``adversarial_transfer`` per method).
 
 Every output folder records the command, the git commit and the config (``provenance``).
 ``benchmarks/compare_presets.py`` puts several presets' folders side by side in one table.
 
 Presets are YAML config files in ``benchmarks/configs/random_forget/`` (``--preset NAME`` reads
 ``NAME.yaml``; each file's comments give its recipe, the reasoning behind it and the expected
-CPU time; ``lightning-unlearn benchmark --config`` reads the same files): ``digits`` (default, a
-smoke test: the original model is already close to retrain there), ``cifar5k`` (memorising: 5,000
+CPU time; ``lightning-unlearn benchmark --config`` reads the same files): ``digits`` (default, the
+main job's regime: 400 images, 20% forgotten), ``cifar5k`` (memorising: 5,000
 images without augmentation), ``cifar1k-crop`` (the papers' regime at CPU scale: originals
 trained with crop+flip that fit their 1,000 images), ``cifar1k-crop-clip`` (the same under
 FastClip; ``--fastclip C`` for a milder clip). The CIFAR presets read the offline tree at
@@ -34,7 +36,7 @@ FastClip; ``--fastclip C`` for a milder clip). The CIFAR presets read the offlin
 when given.
 
     PYTHONPATH=. python benchmarks/random_forget.py --preset digits
-    PYTHONPATH=. python benchmarks/random_forget.py --preset cifar1k-crop                 # 3 seeds, both settings
+    PYTHONPATH=. python benchmarks/random_forget.py --preset cifar1k-crop                 # both settings
     PYTHONPATH=. python benchmarks/random_forget.py --preset cifar1k-crop-clip --fastclip 2
     PYTHONPATH=. python benchmarks/compare_presets.py benchmarks/results/random_forget_cifar1k-crop benchmarks/results/random_forget_cifar5k
 """
@@ -85,7 +87,7 @@ PRESETS: dict[str, Path] = {path.stem: path for path in sorted(CONFIGS.glob("*.y
 #: the options of this script that override a preset's value when given (BenchmarkConfig fields)
 OVERRIDES = (
     "epochs", "max_train", "max_test", "augmentation", "unlearn_augmentation", "width", "batch_size", "lr", "unlearn_batch_size",
-    "fastclip", "fastclip_every", "tune_seed", "max_trials", "rmia_references", "unlearn_epochs", "seeds",
+    "fastclip", "fastclip_every", "tune_seed", "max_trials", "rmia_references", "unlearn_epochs", "seeds", "forget_seeds", "retrain_models", "tune_sets",
 )
 
 
@@ -111,9 +113,10 @@ def run_configs(args, config: BenchmarkConfig) -> dict[str, BenchmarkConfig]:
     execution.update({k: True for k in ("device_data", "channels_last") if getattr(args, k)})
     if args.methods:
         execution["methods"] = tuple(args.methods)
+    fractions = args.fractions or [f"{config.forget_spec.fraction:g}"]
     return {
         f"{frac}_{'with_remain' if has_remain else 'forget_only'}": config.replace(forget=f"random:{frac}", no_remain=not has_remain, **execution)
-        for frac in args.fractions
+        for frac in fractions
         for has_remain in args.settings
     }
 
@@ -127,12 +130,11 @@ def folder_name(args) -> str:
 
 
 def attack_records(results: dict) -> list[dict]:
-    """AMUN's attack statistics of every unlearning run and tuning trial, from ``results.json``."""
+    """AMUN's attack statistics of every evaluation run (one per cell), from ``results.json``."""
     records = []
-    for method, trials in results.get("tuning", {}).items():
-        records += [{"method": method, "stage": "tuning", "hparams": t["hparams"], **t["diagnostics"]} for t in trials if t.get("diagnostics")]
     for method, entry in results["methods"].items():
-        records += [{"method": method, "stage": "run", "seed": p["seed"], **p["diagnostics"]} for p in entry["per_seed"] if p.get("diagnostics")]
+        records += [{"method": method, "stage": "run", "seed": p["seed"], "forget_set": p.get("forget_set"), **p["diagnostics"]}
+                    for p in entry["per_seed"] if p.get("diagnostics", {}).get("pgd50_passes") is not None]
     return records
 
 
@@ -150,7 +152,7 @@ def recipe_lines(recipes: dict) -> list[str]:
 
 
 def transfer_lines(results: dict) -> list[str]:
-    """AMUN's theory check per AMUN-family method: transfer of D_A to the retrained models, mean ± std over seeds."""
+    """AMUN's theory check per AMUN-family method: transfer of D_A to the retrained models, mean ± SD over the runs."""
     summary = results.get("adversarial_transfer") or {}
     if not summary:
         return []
@@ -159,7 +161,7 @@ def transfer_lines(results: dict) -> list[str]:
             return "–"
         return f"{rec[k]:.{d}f}" + (f" ± {rec['std'].get(k) or 0:.{d}f}" if rec["runs"] > 1 else "")
 
-    out = ["Transfer of D_A to the retrained model (mean ± std over seeds): P_retrain(y_adv | x_adv), top-1 agreement, the attack's mean ‖δ‖", "",
+    out = ["Transfer of D_A to the retrained models (mean ± SD over the runs): P_retrain(y_adv | x_adv), top-1 agreement, the attack's mean ‖δ‖", "",
            "| method | P(y_adv \\| x_adv) | top-1 | P, ‖δ‖ > 0 | top-1, ‖δ‖ > 0 | mean ‖δ‖ | D_A |", "|---|---:|---:|---:|---:|---:|---:|"]
     for m, rec in summary.items():
         cells = [f(rec, "prob"), f(rec, "top1"), f(rec, "prob_perturbed"), f(rec, "top1_perturbed"), f(rec, "mean_delta", 3), f(rec, "n_adv", 0)]
@@ -171,6 +173,7 @@ def run(args) -> dict:
     from lightning_unlearn.environment import run_provenance
     from lightning_unlearn.pipeline import run_experiment, table_markdown
     from lightning_unlearn.pipeline.progress import LineProgress
+    from lightning_unlearn.pipeline.report import interval_table, paired_table
 
     config = preset_config(args)
     settings = {k: list(v) if isinstance(v, tuple) else v for k, v in config.changed().items()}
@@ -178,13 +181,13 @@ def run(args) -> dict:
     provenance = run_provenance(accelerator=args.accelerator or config.execution.accelerator)
     combined: dict = {"preset": args.preset, "folder": out_root.name, "settings": settings, "provenance": provenance, "runs": {}}
     seeds, epochs = list(config.unlearning.seeds), config.unlearning.unlearn_epochs
-    md = [f"# Random forgetting on {args.preset} (seeds {seeds}; {epochs} unlearning epochs)", "",
+    md = [f"# Random forgetting on {args.preset} (originals {seeds} x forget seeds {list(config.resolved_forget_seeds)}; {epochs} unlearning epochs)", "",
           f"Command: `{provenance['command']}` (commit {provenance['commit']}{' with uncommitted changes' if provenance.get('dirty') else ''})", "",
           f"Device: {provenance['device']}; torch {torch.__version__}; settings {json.dumps(settings, default=str)}", ""]
     for key, cfg in run_configs(args, config).items():
         frac, has_remain = key.split("_", 1)[0], cfg.has_remain
         t0, c0 = time.perf_counter(), time.process_time()
-        res = run_experiment(cfg, out_root / key, progress=LineProgress())
+        res = run_experiment(cfg, out_root / key, progress=LineProgress(), overwrite=args.overwrite)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         m = res["methods"]
         retrain_s = (m.get("retrain") or {}).get("seconds")
@@ -199,6 +202,8 @@ def run(args) -> dict:
                f"{wall:.0f} s wall, {cpu:.0f} CPU-s in this process ({res['run']['models_trained']} models trained, "
                f"{res['run']['models_loaded']} from the cache); tuned on {res.get('tuned_on')}.", "", "Data recipes:", "",
                *recipe_lines(res["recipes"]), "", table_markdown(res), ""]
+        for name, section in res["objectives"].items():
+            md += [f"Verdict ({name}): {section['statement']}", "", *interval_table(section, name), "", *paired_table(section, name), ""]
         paper = PAPER.get((frac, has_remain))
         if paper:
             md += ["Measured vs paper (CIFAR-10 ResNet-18, [P] Tables 1-2): UA / RA / TA / RMIA / Avg. Gap", "",
@@ -219,7 +224,7 @@ def run(args) -> dict:
         for a in summary["attacks"]:
             t = a.get("transfer_to_retrain") or {}
             md.append(
-                f"- {a['method']} attack ({a['stage']}{', seed ' + str(a['seed']) if 'seed' in a else ''}): |D_F| {a['n_forget']}, D_A {a['n_adv']} "
+                f"- {a['method']} attack (original {a['seed']}, {a.get('forget_set')}): |D_F| {a['n_forget']}, D_A {a['n_adv']} "
                 f"(unresolved {a['n_unresolved']}), eps_init {a['eps_init']:.3g}, mean ‖δ‖ {a['mean_delta'] or 0:.3f}, "
                 f"{a['pgd50_passes']:.2f} PGD-50 passes (bound < 3), {a['attack_seconds']:.1f} s"
                 + (f"; transfer to retrain P {t['prob']:.1f}%, top-1 {t['top1']:.1f}%" if t else "")
@@ -238,9 +243,14 @@ def _write(out_root: Path, combined: dict, md: list[str]) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--preset", choices=sorted(PRESETS), default="digits")
-    p.add_argument("--seeds", type=lambda s: tuple(int(v) for v in s.split(",")), default=None, help="default: the preset's (0,1,2)")
-    p.add_argument("--tune-seed", type=int, default=None, help="seed of the tuning forget set (default: the preset's, 100)")
-    p.add_argument("--fractions", type=lambda s: s.split(","), default=["0.1"])
+    p.add_argument("--seeds", type=lambda s: tuple(int(v) for v in s.split(",")), default=None,
+                   help="the originals' model seeds (default: the preset's, 0,1,2)")
+    p.add_argument("--forget-seeds", type=lambda s: tuple(int(v) for v in s.split(",")), default=None,
+                   help="the seeds of the forget sets (default: the preset's, 0,1,2)")
+    p.add_argument("--retrain-models", type=int, default=None, help="retrained models per forget set (default: the preset's, 2)")
+    p.add_argument("--tune-sets", type=int, default=None, help="tuning forget sets (default: the preset's, 2)")
+    p.add_argument("--tune-seed", type=int, default=None, help="seed of the first tuning forget set (default: the preset's, 100)")
+    p.add_argument("--fractions", type=lambda s: s.split(","), default=None, help="forget fractions (default: the preset's)")
     p.add_argument("--settings", type=lambda s: [v == "remain" for v in s.split(",")], default=[True, False],
                    help="comma list of 'remain' and 'forget-only' (default both)")
     p.add_argument("--methods", type=lambda s: s.split(","), default=None, help="default: every method that applies")
@@ -258,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--fastclip-every", type=int, default=None, metavar="N", help="FastClip every N optimizer steps")
     g.add_argument("--unlearn-augmentation", default=None, choices=AUGMENTATIONS, help="the unlearning phase's")
     g.add_argument("--unlearn-batch-size", type=int, default=None, help="batch size of the unlearning phase")
-    g.add_argument("--max-trials", type=int, default=None, help="grid points per method (default: the preset's)")
+    g.add_argument("--max-trials", type=int, default=None, help="the tuning budget of every method (default: the preset's, 21)")
     g.add_argument("--rmia-references", type=int, default=None, help="RMIA reference models")
     p.add_argument("--tag", default=None, help="suffix of the output folder (random_forget_<preset>[-c<C>]-<tag>)")
     p.add_argument("--precision", default=None, help="passed to every Lightning Trainer (default 32-true)")
@@ -266,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format (GPU speed)")
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--overwrite", action="store_true", help="replace the results of a previous run in the output folders")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--accelerator", default=None, help="passed to every Lightning Trainer (default auto)")
     p.add_argument("--devices", default=None, help="passed to every Lightning Trainer (default auto)")
@@ -278,8 +289,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> None:
+    import optuna
+
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     run(args)
 
 

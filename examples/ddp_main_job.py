@@ -11,30 +11,34 @@ What it shows
     The command this script runs is printed first; you can paste it into a shell::
 
         lightning-unlearn benchmark --strategy ddp --devices 2 --accelerator cpu \
-            --methods ft,rl,amun --rmia-references 2 --max-trials 0 --unlearn-epochs 3 --out runs/ddp_main_job
+            --methods ft,rl,amun --rmia-references 2 --max-trials 0 --unlearn-epochs 3 \
+            --seeds 0 --forget-seeds 0 --retrain-models 1 --out runs/ddp_main_job
 
 Run::
 
-    OMP_NUM_THREADS=1 python examples/ddp_main_job.py                         # about 40 s on 2 CPU cores
+    OMP_NUM_THREADS=1 python examples/ddp_main_job.py                         # about 30 s on 2 CPU cores
     OMP_NUM_THREADS=1 python examples/ddp_main_job.py --tiny --out runs/tiny  # a 300-image subset, about 25 s (used by the tests)
 
-Expected output (full run, nothing cached: 38 s wall on a shared 2-core machine; torch 2.14 CPU,
-gloo; the times in the table are those of rank 0)::
+Expected output (full run, nothing cached, one cell: one original, one forget set, one retrained
+model; torch 2.14 CPU, gloo, on a shared 2-core machine; the times in the table are those of rank 0)::
 
     $ lightning-unlearn benchmark --strategy ddp --devices 2 --accelerator cpu --methods ft,rl,amun \
-        --rmia-references 2 --max-trials 0 --unlearn-epochs 3 --quiet --out runs/ddp_main_job   (one line)
-    digits · small-cnn · random:0.1 · remain · seeds 0
+        --rmia-references 2 --max-trials 0 --unlearn-epochs 3 --seeds 0 --forget-seeds 0 --retrain-models 1 \
+        --quiet --out runs/ddp_main_job   (one line)
+    digits · small-cnn · random:0.2 · remain · 1 originals × 1 forget sets
     | method | UA | RA | TA | MIA (SVC) | RMIA AUC | Avg. Gap | Avg. Gap (SVC) | time (s) |
     |---|---:|---:|---:|---:|---:|---:|---:|---:|
-    | original | 100.00 | 100.00 | 99.11 | 1.48 | 53.86 | 1.83 | 2.28 | 11.0 |
-    | retrain | 97.78 | 100.00 | 98.89 | 8.15 | 48.98 | 0.00 | 0.00 | 2.5 |
-    | ft | 100.00 | 100.00 | 99.11 | 2.22 | 51.88 | 1.34 | 2.09 | 0.5 |
-    | rl | 95.56 | 99.83 | 95.56 | 27.41 | 37.55 | 4.29 | 6.24 | 0.7 |
-    | amun | 100.00 | 100.00 | 98.89 | 1.48 | 50.44 | 0.92 | 2.22 | 4.7 |
-    report: runs/ddp_main_job/report.md  (26 s; 4 models trained, 0 from cache)
+    | original | 100.00 | 98.75 | 94.67 | 25.00 | 64.01 | 5.80 | 3.17 | 5.8 |
+    | retrain | 95.00 | 99.06 | 95.78 | 31.25 | 47.25 | 0.00 | 0.00 | 0.9 |
+    | ft | 100.00 | 99.38 | 95.33 | 23.75 | 64.70 | 5.80 | 3.31 | 0.2 |
+    | rl | 100.00 | 100.00 | 95.78 | 22.50 | 57.70 | 4.10 | 3.67 | 0.2 |
+    | amun | 100.00 | 99.06 | 95.11 | 26.25 | 65.12 | 5.89 | 2.67 | 1.3 |
+    avg_gap: None of the paired differences excludes 0: no unlearning method is distinguishable from the best, rl, under avg_gap
+        (95% CIs, n = 1 forget set). One unit has no interval: measure several forget sets (or declare another --stats-unit).
+    report: runs/ddp_main_job/report.md  (12 s; 4 models trained, 0 from cache; 5 runs measured, 0 from the storage)
 
-A smoke test of the machinery, not a result: on digits the original is already within about two
-points of retrain, and two reference models make a coarse RMIA. The columns are explained in
+A test of the machinery, not a result: one cell has no interval (the protocol's default crosses 2
+originals with 3 forget sets), and two reference models make a coarse RMIA. The columns are explained in
 ``docs/protocol.md``.
 """
 
@@ -49,10 +53,11 @@ from pathlib import Path
 
 # ----------------------------------------------------------------------------- settings
 DDP = ["--strategy", "ddp", "--devices", "2", "--accelerator", "cpu"]  # two gloo processes on the CPU
-FULL = ["--methods", "ft,rl,amun", "--rmia-references", "2", "--max-trials", "0", "--unlearn-epochs", "3"]
+ONE_CELL = ["--seeds", "0", "--forget-seeds", "0", "--retrain-models", "1"]  # one original, one forget set, one retrained model
+FULL = ["--methods", "ft,rl,amun", "--rmia-references", "2", "--max-trials", "0", "--unlearn-epochs", "3", *ONE_CELL]
 TINY = [
     "--max-train", "300", "--max-test", "150", "--epochs", "5", "--batch-size", "32", "--unlearn-epochs", "1",
-    "--methods", "ft", "--rmia-references", "2", "--max-trials", "0",
+    "--methods", "ft", "--rmia-references", "2", "--max-trials", "0", *ONE_CELL,
 ]
 
 

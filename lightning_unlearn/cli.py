@@ -12,9 +12,11 @@ an option in its nested spelling (``--data.max_train 400``) and its flat one (``
 leaving the output directory untouched.
 
 Exit codes: 0 done, 1 failure, 2 bad input (also: ``--out`` holds a previous run's results and
-``--overwrite`` is not given), 130 / 143 interrupted by SIGINT (Ctrl-C) / SIGTERM. An
-interrupted run prints one line saying what was kept (the models trained so far stay in the
-cache and a rerun reuses them) and writes no results; ``--out`` is left as it was.
+``--overwrite`` is not given, or its storage holds a run with other settings), 130 / 143
+interrupted by SIGINT (Ctrl-C) / SIGTERM. An interrupted run prints one line saying what was
+kept and writes no results: the models trained so far stay in the cache, and every run measured
+so far stays in the run's storage (``--out/study.sqlite3`` unless ``--storage`` says otherwise),
+so the same command resumes where it stopped.
 
 A subcommand is a :class:`Command` in :data:`COMMANDS`: its options, how its arguments are
 rewritten before parsing, and the function that runs it.
@@ -106,6 +108,9 @@ def config_from_args(args: Namespace):
 def _quiet_lightning() -> None:
     for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial otherwise; the progress bar says it
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*LeafSpec.*")
     warnings.filterwarnings("ignore", ".*GPU available but not used.*")
@@ -127,7 +132,24 @@ def _model_files(cache_root) -> set:
     return {p for pattern in ("models/*.pt", "references/*/ref*.pt") for p in root.glob(pattern) if not p.name.startswith(".")}
 
 
-def _interrupted_message(err, out: str, cache_root, models_before: set, manifest_before) -> str:
+def _stored_words(storage: str | None) -> str:
+    """What the storage keeps after an interruption, or ``""`` when it holds nothing."""
+    from lightning_unlearn.pipeline.store import RunStore, sqlite_path
+
+    if storage is None:
+        return ""
+    store = RunStore(storage)
+    try:
+        n = sum(1 for _ in store.outcomes().values()) if store.exists() else 0
+    except Exception:  # a storage that cannot be read now: say nothing rather than fail the message
+        return ""
+    if n == 0:
+        return ""
+    where = sqlite_path(storage) or storage
+    return f"; the {n} run{'' if n == 1 else 's'} measured so far {'is' if n == 1 else 'are'} kept in {where} (the same command resumes)"
+
+
+def _interrupted_message(err, out: str, cache_root, models_before: set, manifest_before, storage: str | None = None) -> str:
     from lightning_unlearn.pipeline.output import manifest_digest
 
     if manifest_digest(out) not in (None, manifest_before):  # the signal came right after the report was put in place
@@ -141,7 +163,9 @@ def _interrupted_message(err, out: str, cache_root, models_before: set, manifest
         one = kept == 1
         models = (f"{kept} model{'' if one else 's'} trained before the interruption {'is' if one else 'are'} kept in the cache {cache_root} "
                   f"(a rerun reuses {'it' if one else 'them'})")
-    return f"{PROG}: interrupted by {err.signal_name}: no results were written ({out} is unchanged); {models}"
+    stored = _stored_words(storage)
+    unchanged = f"{out} holds no results" if stored else f"{out} is unchanged"
+    return f"{PROG}: interrupted by {err.signal_name}: no results were written ({unchanged}); {models}{stored}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -168,7 +192,7 @@ def _run_benchmark(args: Namespace) -> int:
     from lightning_unlearn.pipeline.output import manifest_digest
     from lightning_unlearn.pipeline.runner import is_rank_zero
 
-    state: dict = {"cache_root": None, "models_before": set(), "manifest_before": manifest_digest(args.out), "progress": None}
+    state: dict = {"cache_root": None, "models_before": set(), "manifest_before": manifest_digest(args.out), "progress": None, "storage": None}
     try:
         with handle_signals():
             return _benchmark(args, state)
@@ -176,7 +200,8 @@ def _run_benchmark(args: Namespace) -> int:
         if state["progress"] is not None:
             state["progress"].close()
         if is_rank_zero():
-            print(_interrupted_message(err, args.out, state["cache_root"], state["models_before"], state["manifest_before"]), file=sys.stderr)
+            message = _interrupted_message(err, args.out, state["cache_root"], state["models_before"], state["manifest_before"], state["storage"])
+            print(message, file=sys.stderr)
         return err.exit_code
 
 
@@ -195,8 +220,13 @@ def _benchmark(args: Namespace, state: dict) -> int:
         config = config_from_args(args).validate()
     except ConfigError as err:
         return _error(str(err))
+    from pathlib import Path
+
+    from lightning_unlearn.pipeline.runner import storage_url
+
     state["cache_root"] = config.cache_root
     state["models_before"] = _model_files(config.cache_root)
+    state["storage"] = storage_url(config, Path(args.out).expanduser().absolute())
     progress = state["progress"] = NullProgress() if not is_rank_zero() else make_progress(quiet=args.quiet)
     try:
         results = run_experiment(config, args.out, progress=progress, overwrite=args.overwrite)
@@ -210,9 +240,14 @@ def _benchmark(args: Namespace, state: dict) -> int:
         return 0
     cfg = results["config"]
     remain = "no remain" if cfg["no_remain"] else "remain"
-    print_table(table_markdown(results), title=f"{cfg['dataset']} · {cfg['model']} · {cfg['forget']} · {remain} · seeds {','.join(map(str, cfg['seeds']))}")
+    design = results["design"]
+    o, f = design["shape"]
+    print_table(table_markdown(results), title=f"{cfg['dataset']} · {cfg['model']} · {cfg['forget']} · {remain} · {o} originals × {f} forget sets")
+    for name, section in results["objectives"].items():
+        print(f"{name}: {section['statement']}")
     run = results["run"]
-    print(f"report: {args.out}/report.md  ({run['seconds']:.0f} s; {run['models_trained']} models trained, {run['models_loaded']} from cache)")
+    print(f"report: {args.out}/report.md  ({run['seconds']:.0f} s; {run['models_trained']} models trained, {run['models_loaded']} from cache; "
+          f"{run['units_run']} runs measured, {run['units_reused']} from the storage)")
     return 0
 
 

@@ -25,13 +25,14 @@ def test_presets_are_yaml_configs_with_the_decisive_settings(monkeypatch, tmp_pa
         assert cfg.unlearn_augmentation == "auto" and cfg.rmia_references == 4 and cfg.max_test == 1000
         assert cfg.data.dataset == str(tmp_path / "cifar10")  # ${LIGHTNING_UNLEARN_DATA}/cifar10
     for name in ("cifar1k-crop", "cifar5k"):
-        assert mod.PRESETS[name].forget == (1,) and mod.PRESETS[name].held_out is None and mod.PRESETS[name].cifar
-    assert mod.PRESETS["digits"].forget == (3,) and mod.PRESETS["digits"].held_out == 5
+        assert mod.PRESETS[name].forget == (1, 3, 5) and mod.PRESETS[name].held_out is None and mod.PRESETS[name].cifar
+    assert mod.PRESETS["digits"].forget == (3, 8, 1) and mod.PRESETS["digits"].held_out is None
     assert mod.METHODS[-2:] == ("trw", "trw-concat")
-    for preset in mod.PRESETS.values():  # the protocol: every method, 3 seeds, 3 shared retrained models, tuned with original seed 0
-        cfg = preset.config()
+    for preset in mod.PRESETS.values():  # the protocol: every method, 3 originals x 3 forget classes, 3 retrained models each,
+        cfg = preset.config()  # budget 21 on 2 held-out classes, all three objectives declared
         assert cfg.methods == ("original", "retrain") + mod.METHODS and cfg.seeds == (0, 1, 2), preset.name
-        assert cfg.retrain_models == 3 and cfg.tune_seed == 0 and cfg.kind == "class", preset.name
+        assert cfg.retrain_models == 3 and cfg.kind == "class" and len(cfg.forget_specs) == 3, preset.name
+        assert cfg.max_trials == 21 and cfg.tune_sets == 2 and cfg.objectives == ("avg_gap", "avg_gap+mia_nn", "avg_gap+kl"), preset.name
 
 
 def test_cifar_presets_validate(cifar_tree):
@@ -41,7 +42,7 @@ def test_cifar_presets_validate(cifar_tree):
 
 
 def test_each_preset_file_is_the_config_the_script_builds(tmp_path, monkeypatch):
-    """``lightning-unlearn benchmark --config <preset>.yaml`` gives table one's config of ``--preset <preset>``."""
+    """``lightning-unlearn benchmark --config <preset>.yaml`` gives the config of ``--preset <preset>``."""
     from lightning_unlearn.cli import build_parser, config_from_args
 
     mod = load_script()
@@ -52,9 +53,11 @@ def test_each_preset_file_is_the_config_the_script_builds(tmp_path, monkeypatch)
         cli = config_from_args(build_parser().parse_args(["benchmark", "--config", str(preset.file), "--out", "x"]))
         assert script == cli, name
     # the script's options override the file's settings
-    args = mod.parse_args(["--preset", "digits", "--seeds", "4", "--methods", "ft", "--epochs", "2", "--tune-class", "7", "--cache-dir", "c"])
+    args = mod.parse_args(["--preset", "digits", "--seeds", "4", "--methods", "ft", "--epochs", "2", "--tune-class", "7,9", "--cache-dir", "c",
+                           "--objectives", "avg_gap", "--forget", "classes:3,4"])
     changed = mod.base_config(args, mod.PRESETS["digits"])
-    assert changed == mod.PRESETS["digits"].config(seeds=(4,), methods=("original", "retrain", "ft"), epochs=2, tune_class=7, cache_dir="c")
+    assert changed == mod.PRESETS["digits"].config(seeds=(4,), methods=("original", "retrain", "ft"), epochs=2, tune_class=(7, 9), cache_dir="c",
+                                                   objectives=("avg_gap",), forget="classes:3,4")
 
 
 def _results(gaps: dict[str, dict[str, float]]) -> dict:
@@ -83,25 +86,30 @@ def test_derive_finds_the_best_prior_method_and_the_reduction_by_hand():
     assert "mia_nn_acc_gap" not in d["gaps"]  # a figure no row has is left out
     lines = mod.claims_table(d, ("mia_nn_auc_gap", "mia_nn_retrain_acc_gap"))
     assert len(lines) == 2 + 4 and any("| trw-concat (concat) | 2.00 ± 0.50 | rl (5.00 ± 0.50) | yes | 60% | 6.00 |" in line for line in lines)
+    # an objective's verdicts: TRW's standing against the best method under it
+    with_verdicts = {**_results({"mia_nn_auc_gap": auc}), "best": "rl", "verdicts": {"trw": "worse", "trw-concat": "not distinguishable"}}
+    assert mod.derive(with_verdicts)["verdicts"] == {"trw": "worse", "trw-concat": "not distinguishable"}
 
 
-def test_a_tiny_digits_run_writes_the_claims_with_both_protocols(tmp_path):
+def test_a_tiny_digits_run_writes_the_claims_under_each_objective(tmp_path):
     mod = load_script()
     out = tmp_path / "out"
-    argv = ["--preset", "digits", "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--seeds", "0", "--tables", "one", "--epochs", "3",
-            "--unlearn-epochs", "1", "--max-trials", "1", "--methods", "ft,trw,trw-concat", "--rmia-references", "0"]
+    argv = ["--preset", "digits", "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--seeds", "0", "--forget", "classes:3,8", "--epochs", "3",
+            "--unlearn-epochs", "1", "--max-trials", "1", "--methods", "ft,trw,trw-concat", "--rmia-references", "0", "--objectives", "avg_gap,avg_gap+kl"]
     assert mod.main(argv) == 0
     blob = json.loads((out / "results.json").read_text())
-    res = blob["tables"]["one forget class"]
+    res = blob["results"]
     assert list(res["methods"]) == ["original", "retrain", "ft", "trw", "trw-concat"]
-    assert res["methods"]["trw-concat"]["hparams"]["mixing"] == "concat" and set(blob["tuning"]["chosen"]) == {"ft", "trw", "trw-concat"}
-    assert blob["tuning"]["tuned_on"].startswith("class:5 (held out)")
+    assert res["methods"]["trw-concat"]["hparams"]["mixing"] == "concat" and set(mod.chosen_hparams(res)) == {"ft", "trw", "trw-concat"}
+    assert res["tuned_on"].startswith("2 held-out classes (class:9, class:0")
+    assert set(blob["derived"]) == {"avg_gap", "avg_gap+kl"}
     for g in mod.GAPS:
-        assert set(res["derived"]["gaps"][g]) == set(res["methods"]), g
+        assert set(blob["derived"]["avg_gap"]["gaps"][g]) == set(res["methods"]), g
     readme = (out / "README.md").read_text()
     assert readme.startswith(mod.README_MARKER) and "## Claims and measured outcome" in readme and "| trw-concat (concat) |" in readme
+    assert "### Tuned under `avg_gap+kl`" in readme
     report = (out / "report.md").read_text()
-    assert "### MIA-NN, both protocols" in report and "### MIA-NN, retrain protocol with logit features" in report
+    assert "### MIA-NN, both protocols" in report and "### MIA-NN, retrain protocol with logit features" in report and "Verdict:" in report
     # a README written by hand is never overwritten
     (out / "README.md").write_text("# my reading\n")
     assert mod.main(["--report-only", "--out", str(out)]) == 0

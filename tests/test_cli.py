@@ -15,10 +15,13 @@ import pytest
 import torch
 
 from lightning_unlearn.cli import main
-from lightning_unlearn.pipeline.output import MANIFEST, REPORT_FILES
+from lightning_unlearn.pipeline.output import MANIFEST, REPORT_FILES, STUDY_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--max-train", "300", "--max-test", "150", "--epochs", "1", "--unlearn-epochs", "1", "--rmia-references", "2", "--max-trials", "1", "--quiet"]
+#: one cell (one original, one forget set, one retrained model); each method tuned with 1 trial on 2 tuning sets
+ONE_CELL = ["--seeds", "0", "--forget-seeds", "0", "--retrain-models", "1", "--forget", "random:0.1"]
+TINY = ["--max-train", "300", "--max-test", "150", "--epochs", "1", "--unlearn-epochs", "1", "--rmia-references", "2", "--max-trials", "1", "--quiet",
+        *ONE_CELL]
 SCHEMA_KEYS = {"ua", "ra", "ta", "mia", "rmia_auc", "mia_nn_auc", "avg_gap", "avg_gap_mis", "seconds", "hparams", "per_seed"}
 
 
@@ -39,12 +42,13 @@ def test_benchmark_end_to_end(tmp_path, capsys):
         assert m["avg_gap"] == pytest.approx(np.mean([abs(m[k] - retrain[k]) for k in ("ua", "ra", "ta", "rmia_auc")])), name
         assert m["avg_gap_mis"] == pytest.approx(np.mean([abs(m[k] - retrain[k]) for k in ("ua", "ra", "ta", "mia")])), name
     assert retrain["avg_gap"] == 0.0
-    assert res["methods"]["ft"]["hparams"]["lr"] == 0.01 and res["tuning"]["ft"][0]["hparams"] == {"lr": 0.01}
-    assert {"report.md", "results.json", "rmia_roc.png", "avg_gap.png"} <= {p.name for p in out.iterdir()}
+    assert res["methods"]["ft"]["hparams"]["lr"] == 0.01 and len(res["tuning"]["ft"]) == 1 and res["tuning"]["ft"][0]["hparams"]["lr"] == 0.01
+    assert {"report.md", "results.json", "rmia_roc.png", "avg_gap.png", "study.sqlite3"} <= {p.name for p in out.iterdir()}
     report = (out / "report.md").read_text()
     assert "![RMIA ROC curves (log FPR)](rmia_roc.png)" in report and "| ft |" in report
-    assert {p.name for p in out.iterdir()} - {MANIFEST} <= set(REPORT_FILES)  # the manifest lists every file written
-    assert set(json.loads((out / MANIFEST).read_text())["files"]) == {p.name for p in out.iterdir()} - {MANIFEST}
+    assert {p.name for p in out.iterdir()} - {MANIFEST, STUDY_FILE} <= set(REPORT_FILES)  # the manifest lists every file written
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert set(manifest["files"]) == {p.name for p in out.iterdir()} - {MANIFEST, STUDY_FILE} and manifest["storage"] == STUDY_FILE
     assert res["run"]["threads"] == 1  # --threads default
     printed = capsys.readouterr().out
     assert "original" in printed and "ft" in printed and "report:" in printed
@@ -58,10 +62,11 @@ def test_benchmark_end_to_end(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--overwrite" in err and str(out) in err
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
-    # with --overwrite: the library's files are replaced, the user's stay; the rerun trains nothing
+    # with --overwrite: the library's files are replaced, the user's stay; the rerun trains nothing and finds every run in the study
     assert main([*rerun, "--overwrite"]) == 0
     again = json.loads((out / "results.json").read_text())
     assert again["run"]["models_trained"] == 0 and again["run"]["models_loaded"] == res["run"]["models_trained"]
+    assert again["run"]["units_run"] == 0 and again["run"]["units_reused"] > 0
     assert again["methods"]["original"]["ua"] == res["methods"]["original"]["ua"]
     assert (out / "notes.txt").read_text() == "my notes" and (out / "mine" / "a.txt").read_text() == "a"
 
@@ -83,7 +88,10 @@ BAD_INPUTS = [
     (["--hparams", "ft.bogus=1"], ["'ft'", "bogus", "lr"]),
     (["--forget", "class:3", "--tune-class", "3"], ["tune_class", "3"]),
     (["--tune-class", "4"], ["tune_class", "class forgetting"]),
-    (["--forget", "class:3", "--tune-class", "12"], ["tune_class 12", "0..9"]),
+    (["--forget", "class:3", "--tune-class", "12,13"], ["tune_class 12", "0..9"]),
+    (["--forget", "classes:3,11"], ["11", "0..9"]),
+    (["--objectives", "avg_gap+kl"], ["'avg_gap+kl'", "class forgetting", "avg_gap"]),
+    (["--stats-unit", "seed"], ["'seed'", "forget_set", "two_way_bootstrap"]),
 ]
 
 
@@ -287,7 +295,7 @@ def test_module_entry_point_as_subprocess(tmp_path):
     """``python -m lightning_unlearn.cli``: a real (tiny) run, then a bad input's exit code 2."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "lightning_unlearn.cli", "benchmark", "--cache-dir", str(tmp_path / "cache")]
-    tiny = ["--max-train", "200", "--max-test", "100", "--epochs", "1", "--rmia-references", "0", "--max-trials", "0", "--quiet"]
+    tiny = ["--max-train", "200", "--max-test", "100", "--epochs", "1", "--rmia-references", "0", "--max-trials", "0", "--quiet", *ONE_CELL]
     ok = subprocess.run([*cmd, *tiny, "--methods", "retrain", "--out", str(tmp_path / "ok")], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert ok.returncode == 0, ok.stderr
     res = json.loads((tmp_path / "ok" / "results.json").read_text())
@@ -313,7 +321,7 @@ def test_trainer_arguments_reach_every_trainer(tmp_path, monkeypatch):
     monkeypatch.setattr(pl.Trainer, "__init__", spy)
     rc = main([
         "benchmark", "--max-train", "200", "--max-test", "100", "--epochs", "1", "--unlearn-epochs", "1", "--methods", "ft",
-        "--rmia-references", "2", "--max-trials", "0", "--quiet", "--accelerator", "cpu", "--devices", "1", "--strategy", "auto",
+        "--rmia-references", "2", "--max-trials", "0", "--quiet", "--accelerator", "cpu", "--devices", "1", "--strategy", "auto", *ONE_CELL,
         "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out"),
     ])
     assert rc == 0
@@ -328,7 +336,7 @@ def test_benchmark_under_ddp_two_cpu_processes(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [
         sys.executable, "-m", "lightning_unlearn.cli", "benchmark", "--max-train", "200", "--max-test", "100", "--epochs", "1",
-        "--unlearn-epochs", "1", "--methods", "ft", "--rmia-references", "2", "--max-trials", "0", "--quiet",
+        "--unlearn-epochs", "1", "--methods", "ft", "--rmia-references", "2", "--max-trials", "0", "--quiet", *ONE_CELL,
         "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out"),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)

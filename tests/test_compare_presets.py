@@ -106,10 +106,11 @@ def test_random_forget_presets_resolve_to_valid_configs(cifar_root):
     def config(*argv):
         return rf.preset_config(rf.parse_args(list(argv)))
 
-    for preset in rf.PRESETS:
+    for preset in rf.PRESETS:  # the protocol: 3 originals x 3 forget sets, R = 2, budget 21 on 2 tuning sets that are not forget sets
         cfg = config("--preset", preset)
         assert cfg.unlearn_augmentation == "auto" and cfg.unlearn_batch_size == 128 and cfg.seeds == (0, 1, 2)
-        assert cfg.rmia_references >= 4 and cfg.max_trials >= 3 and cfg.tune_seed not in cfg.seeds
+        assert cfg.resolved_forget_seeds == (0, 1, 2) and cfg.resolved_retrain_models == 2 and cfg.tune_sets == 2
+        assert cfg.rmia_references >= 4 and cfg.max_trials == 21 and not set(cfg.tuning_seeds()) & set(cfg.resolved_forget_seeds)
     crop = config("--preset", "cifar1k-crop")
     assert (crop.width, crop.max_train, crop.epochs, crop.batch_size, crop.lr, crop.augmentation) == (24, 1000, 80, 32, 0.05, "crop_flip")
     assert crop.dataset == str(cifar_root / "cifar10") and crop.fastclip is None
@@ -135,14 +136,15 @@ def test_a_cifar_preset_without_its_data_says_how_to_point_at_it(monkeypatch):
 
 def test_each_preset_file_is_the_config_the_script_builds(cifar_root):
     """``lightning-unlearn benchmark --config <preset>.yaml`` gives the first run of ``random_forget.py --preset <preset>``
-    (forget 10% with D_R), and with ``--no-remain`` its D_F-only run."""
+    (the preset's forget fraction with D_R), and with ``--no-remain`` its D_F-only run."""
     from lightning_unlearn.cli import build_parser, config_from_args
 
     rf = load("random_forget")
     for name, path in rf.PRESETS.items():
         args = rf.parse_args(["--preset", name, "--cache-dir", "c"])
         runs = rf.run_configs(args, rf.preset_config(args))
-        assert list(runs) == ["0.1_with_remain", "0.1_forget_only"]
-        for key, extra in (("0.1_with_remain", []), ("0.1_forget_only", ["--no-remain"])):
+        frac = "0.2" if name == "digits" else "0.1"  # the preset's own forget fraction
+        assert list(runs) == [f"{frac}_with_remain", f"{frac}_forget_only"]
+        for key, extra in ((f"{frac}_with_remain", []), (f"{frac}_forget_only", ["--no-remain"])):
             cli = config_from_args(build_parser().parse_args(["benchmark", "--config", str(path), "--cache-dir", "c", *extra, "--out", "x"]))
             assert runs[key] == cli, (name, key)

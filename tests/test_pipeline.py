@@ -1,4 +1,8 @@
-"""The benchmark engine: config validation, the model cache, seeds, results schema, output atomicity."""
+"""The benchmark engine: config validation, the model cache, seeds, results schema, output atomicity.
+
+Most runs here use one cell (one original, one forget set, one retrained model, nothing tuned):
+the protocol's design, tuning and statistics are tested in tests/test_protocol.py.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +17,18 @@ from lightning_unlearn.cache import ArtefactCache, settings_key
 from lightning_unlearn.fileio import load_checked
 from lightning_unlearn.pipeline import BenchmarkConfig, ConfigError, run_experiment
 from lightning_unlearn.pipeline.output import check_output_dir, publish
-from lightning_unlearn.pipeline.stages import tuning_grid
 
 SCHEMA_KEYS = {"ua", "ra", "ta", "mia", "rmia_auc", "mia_nn_auc", "avg_gap", "avg_gap_mis", "seconds", "hparams", "per_seed"}
 
 
 def tiny(cache_dir, **kw) -> BenchmarkConfig:
+    """One cell: original seed 0 x the forget set of seed 0, one retrained model, nothing tuned."""
     base = dict(
-        max_train=300, max_test=150, epochs=1, methods=("ft",), rmia_references=2, unlearn_epochs=1, max_trials=0, cache_dir=str(cache_dir)
+        max_train=300, max_test=150, epochs=1, methods=("ft",), rmia_references=2, unlearn_epochs=1, max_trials=0, cache_dir=str(cache_dir),
+        forget="random:0.1", seeds=(0,), forget_seeds=(0,), retrain_models=1,
     )
+    if str(kw.get("forget", "")).startswith("class"):  # class forgetting: no forget seeds, 3 retrained models (MIA-NN leave-one-out)
+        base.update(forget_seeds=None, retrain_models=None)
     base.update(kw)
     return BenchmarkConfig(**base)
 
@@ -47,7 +54,7 @@ def test_results_schema_and_files(tiny_run):
         assert not any(k.startswith("mia_nn_retrain") or k == "mia_nn_acc" for k in m)  # class forgetting only
         for k in ("ua", "ra", "ta"):
             assert 0.0 <= m[k] <= 100.0
-        assert len(m["per_seed"]) == 1 and m["per_seed"][0]["seed"] == 0
+        assert len(m["per_seed"]) == 1 and m["per_seed"][0]["seed"] == 0 and m["status"] == "ok"
         assert m["seconds"] > 0
     assert res["methods"]["ft"]["hparams"]["epochs"] == 1
     on_disk = json.loads((root / "out" / "results.json").read_text())
@@ -113,36 +120,37 @@ def test_cache_key_covers_every_training_setting():
         assert cache_key(training_settings(cfg.replace(**change), data_fingerprint="x")) == base
 
 
-#: model cache keys and run digests as the flat BenchmarkConfig (before the sections) computed them for the same settings
+#: model cache keys (and run digests, before the protocol's fields) as the flat BenchmarkConfig computed them for the same settings
 PREVIOUS_KEYS = {
-    "default": ({}, "d351ef8f7f1b1f6fdbd9b204", "cfd70c6ba705f8d8"),
+    "default": (dict(max_train=None), "d351ef8f7f1b1f6fdbd9b204", "cfd70c6ba705f8d8"),  # the digits default before max_train 400
     "cifar1k-crop": (
         dict(dataset="cifar10", data_dir="/tmp", max_train=1000, max_test=1000, width=24, epochs=80, batch_size=32, lr=0.05, augmentation="crop_flip",
              max_trials=25, seeds=(0, 1, 2), tune_seed=100, rmia_references=4, unlearn_epochs=10),
         "ab3dfb07c70727aad8333821", "d3216f5975a39f7f",
     ),
     "clip-class": (
-        dict(forget="class:3", fastclip=1.0, fastclip_every=10, seeds="0,1,2", methods="ft,trw", hparams="trw.tau=0.5", devices="2",
+        dict(max_train=None, forget="class:3", fastclip=1.0, fastclip_every=10, seeds="0,1,2", methods="ft,trw", hparams="trw.tau=0.5", devices="2",
              precision="bf16-mixed", channels_last=True, retrain_models=3, tune_class=5),
         "004c3f33ac690223393573ef", "afde633d546a5008",
     ),
     "resnet": (
-        dict(model="resnet18", augmentation=None, unlearn_augmentation="none", epochs=3, accelerator="cpu", strategy="ddp", no_remain=True),
+        dict(max_train=None, model="resnet18", augmentation=None, unlearn_augmentation="none", epochs=3, accelerator="cpu", strategy="ddp", no_remain=True),
         "9e5fbbd3254ac7951490c846", "f00e97d48bef9b22",
     ),
 }
 
 
 @pytest.mark.parametrize("name", list(PREVIOUS_KEYS))
-def test_cache_keys_and_digests_are_those_of_the_flat_config(name, monkeypatch):
-    """The sections changed no trained model's cache key (no cached model is retrained) and no run's digest."""
+def test_cache_keys_are_those_of_the_flat_config(name, monkeypatch):
+    """Neither the sections nor the protocol's fields changed a trained model's cache key (no cached model is retrained);
+    the run's digest covers the new fields."""
     from lightning_unlearn.pipeline.config import training_settings
 
     monkeypatch.setenv("LIGHTNING_UNLEARN_CACHE", "/c")
     settings, key, digest = PREVIOUS_KEYS[name]
     cfg = BenchmarkConfig(**settings)
     assert settings_key("models", training_settings(cfg, data_fingerprint=f"fp-{name}")) == key
-    assert BenchmarkConfig(**settings, cache_dir="/c").digest() == digest
+    assert BenchmarkConfig(**settings, cache_dir="/c").digest() != digest
 
 
 def test_fastclip_norms_are_recorded_and_plotted(tmp_path):
@@ -159,40 +167,44 @@ def test_fastclip_norms_are_recorded_and_plotted(tmp_path):
 
 
 # ---------------------------------------------------------------------------- class forgetting
-def test_class_forgetting_uses_three_shared_retrained_models(tmp_path):
+def test_class_forgetting_uses_three_retrained_models_per_forget_set(tmp_path):
     cfg = tiny(tmp_path / "cache", forget="class:3", rmia_references=0)
-    assert cfg.retrain_seeds() == (0, 1, 2) and cfg.replace(seeds=(4, 7)).retrain_seeds() == (4, 7, 8)
+    assert cfg.retrain_seeds() == (0, 1, 2) and cfg.replace(seeds=(4, 7)).retrain_seeds() == (0, 1, 2)
+    assert cfg.replace(retrain_models=2).retrain_seeds() == (0, 1)
     res = run_experiment(cfg)
     rt = res["methods"]["retrain"]
-    assert [p.get("model_seed", p["seed"]) for p in rt["per_seed"]] == [0, 1, 2]
+    assert [p["model_seed"] for p in rt["per_seed"]] == [0, 1, 2]
     assert len(res["methods"]["original"]["per_seed"]) == 1 and len(res["methods"]["ft"]["per_seed"]) == 1
     for m in res["methods"].values():
         assert "ua_test" in m and "sym_kl" in m and "mia_nn_auc" in m
 
 
-def test_held_out_class_for_tuning():
-    from lightning_unlearn.pipeline.stages import held_out_class
+def test_held_out_classes_for_tuning():
+    from lightning_unlearn.pipeline.design import held_out_classes
 
-    assert held_out_class((3,), 10) == 4
-    assert held_out_class((9,), 10) == 0
-    assert held_out_class((3, 4), 10) == 5
-    assert held_out_class((8, 9, 0), 10) == 1
-    assert held_out_class((0,), 3) is None  # only two classes would remain
+    assert held_out_classes((3,), 10, 2) == (4, 5)
+    assert held_out_classes((9,), 10, 1) == (0,)
+    assert held_out_classes((3, 4), 10, 2) == (5, 6)
+    assert held_out_classes((8, 9, 0), 10, 3) == (1, 2, 3)
+    with pytest.raises(ConfigError, match="holds out 2 tuning classes, but only 1 of the 3"):
+        held_out_classes((0, 1), 3, 2)
 
 
-def test_class_forgetting_tunes_on_a_held_out_class(tmp_path):
-    cfg = tiny(tmp_path / "cache", forget="class:3", rmia_references=0, max_trials=1, tune_seed=5)
+def test_class_forgetting_tunes_on_held_out_classes(tmp_path):
+    cfg = tiny(tmp_path / "cache", forget="class:3", rmia_references=0, max_trials=1, retrain_models=2)
     res = run_experiment(cfg)
-    assert res["tuned_on"].startswith("class:4 (held out), original seed 5")
+    assert res["tuned_on"].startswith("2 held-out classes (class:4, class:5; originals 0, 0)")
+    assert [s["name"] for s in res["design"]["tuning_sets"]] == ["class:4", "class:5"]
     assert len(res["tuning"]["ft"]) == 1 and res["tuning"]["ft"][0]["avg_gap"] is not None
 
 
 def test_random_forgetting_seed_mapping():
-    cfg = BenchmarkConfig(seeds=(0, 1, 2))
-    assert cfg.retrain_seeds(1) == (1,)
     from lightning_unlearn.seeding import derive_seed
 
-    assert BenchmarkConfig(retrain_models=2).retrain_seeds(5) == (5, derive_seed(5, "retrain", 1))
+    cfg = BenchmarkConfig(seeds=(0, 1, 2))
+    assert cfg.retrain_seeds(1) == (1, derive_seed(1, "retrain", 1))  # R = 2 by default
+    assert BenchmarkConfig(retrain_models=1).retrain_seeds(5) == (5,)
+    assert cfg.resolved_forget_seeds == (0, 1, 2) and cfg.tuning_seeds() == (100, 101)
 
 
 # ---------------------------------------------------------------------------- config
@@ -209,6 +221,17 @@ def test_random_forgetting_seed_mapping():
         (dict(rmia_signal="logit"), ["logit", "softmax"]),
         (dict(seeds=()), ["seed"]),
         (dict(augmentation="mixup"), ["mixup", "auto", "crop_flip", "none"]),
+        (dict(forget="class:3", forget_seeds=(0, 1)), ["forget_seeds", "random forgetting", "classes:K1,K2"]),
+        (dict(forget_seeds=(0, 0)), ["forget_seeds", "distinct", "[0, 0]"]),
+        (dict(forget="classes:3,3"), ["classes:3,3", "listed twice"]),
+        (dict(forget="classes:x"), ["classes:x", "class indices"]),
+        (dict(tune_sets=1), ["tune_sets", "at least 2", "1"]),
+        (dict(tune_seed=1, forget_seeds=(0, 2)), ["tuning forget sets", "forget seed 2", "tune_seed"]),
+        (dict(objectives=("avg_gap+kl",)), ["avg_gap+kl", "class forgetting", "not to random", "avg_gap"]),
+        (dict(objectives=("gap",)), ["'gap'", "avg_gap", "avg_gap+mia_nn", "avg_gap+kl"]),
+        (dict(forget="class:3", tune_class=(4,)), ["tune_class", "at least 2", "[4]"]),
+        (dict(forget="class:3", retrain_models=1), ["retrain_models", "at least 2", "class forgetting"]),
+        (dict(stats_unit="seed"), ["'seed'", "forget_set", "original", "two_way_bootstrap", "cell"]),
     ],
 )
 def test_config_errors_name_value_and_allowed(change, words):
@@ -218,17 +241,6 @@ def test_config_errors_name_value_and_allowed(change, words):
     assert "\n" not in msg
     for w in words:
         assert w in msg
-
-
-def test_tuning_grid_is_thinned_and_uses_the_lr_grid():
-    cfg = BenchmarkConfig(tune_lrs=(0.1, 0.05, 0.01, 0.005, 0.001), max_trials=3)
-    grid = tuning_grid("ft", cfg)
-    assert grid == [{"lr": 0.1}, {"lr": 0.01}, {"lr": 0.001}]
-    assert tuning_grid("ft", cfg.replace(max_trials=0)) == [{}]
-    assert tuning_grid("ft", cfg.replace(tune_lrs=(0.1, 0.01), max_trials=3)) == [{"lr": 0.1}, {"lr": 0.01}]
-    # several grids: a diagonal from the first to the last value of each
-    salun = tuning_grid("salun", BenchmarkConfig(max_trials=3))
-    assert [t["lr"] for t in salun] == [0.1, 0.01, 0.001] and [t["mask_ratio"] for t in salun] == [0.1, 0.5, 0.9]
 
 
 # ---------------------------------------------------------------------------- output
@@ -270,30 +282,32 @@ def test_publish_is_all_or_nothing(tmp_path):
 
 # ---------------------------------------------------------------------------- fuller run
 @pytest.mark.slow
-def test_class_forgetting_every_method_two_seeds(tmp_path):
-    """Every method that applies to class forgetting, tuned, two seeds, RMIA and MIA-NN."""
+def test_class_forgetting_every_method_two_originals_two_classes(tmp_path):
+    """Every method that applies to class forgetting, tuned, 2 originals x 2 forget classes, RMIA and MIA-NN."""
     from lightning_unlearn.unlearning import methods_for
 
     cfg = BenchmarkConfig(
-        forget="class:3", max_train=600, max_test=300, epochs=3, unlearn_epochs=1, max_trials=2, rmia_references=2,
+        forget="classes:3,7", max_train=600, max_test=300, epochs=3, unlearn_epochs=1, max_trials=2, rmia_references=2,
         seeds=(0, 1), cache_dir=str(tmp_path / "cache"),
     )
     res = run_experiment(cfg, tmp_path / "out")
     assert list(res["methods"]) == ["original", "retrain", *methods_for("class", True)]
-    assert len(res["methods"]["retrain"]["per_seed"]) == 3
+    assert res["design"]["shape"] == [2, 2] and [s["name"] for s in res["design"]["forget_sets"]] == ["class:3", "class:7"]
     for name, m in res["methods"].items():
-        assert len(m["per_seed"]) == (3 if name == "retrain" else 2)
+        assert len(m["per_seed"]) == (6 if name == "retrain" else 4) and m["status"] == "ok", name  # (F, R) = (2, 3) or (O, F) = (2, 2)
         for k in ("ua", "ua_test", "ra", "ta", "mia", "rmia_auc", "mia_nn_auc", "sym_kl", "avg_gap", "avg_gap_mis"):
-            per_seed = [p[k] for p in m["per_seed"]]  # mean and population std over the runs, recomputed
-            assert m[k] == pytest.approx(np.mean(per_seed)) and m["std"][k] == pytest.approx(np.std(per_seed)), (name, k)
-    star = {k: np.mean([p[k] for p in res["methods"]["retrain"]["per_seed"]]) for k in ("ua", "ra", "ta", "rmia_auc")}
-    for name in methods_for("class", True):  # Avg. Gap of each run against the mean of the 3 shared retrained models
-        for p in res["methods"][name]["per_seed"]:
-            assert p["avg_gap"] == pytest.approx(np.mean([abs(p[k] - star[k]) for k in star])), (name, p["seed"])
+            cells = np.asarray(m["cells"][k])  # mean over the cells, sample SD of the forget-set means, recomputed
+            means = cells.mean(axis=1) if name == "retrain" else cells.mean(axis=0)
+            assert m[k] == pytest.approx(cells.mean()) and m["std"][k] == pytest.approx(np.std(means, ddof=1)), (name, k)
+    for fs in ("class:3", "class:7"):  # Avg. Gap of each run against the mean of its forget class's 3 retrained models
+        star = {k: np.mean([p[k] for p in res["methods"]["retrain"]["per_seed"] if p["forget_set"] == fs]) for k in ("ua", "ra", "ta", "rmia_auc")}
+        for name in methods_for("class", True):
+            for p in (p for p in res["methods"][name]["per_seed"] if p["forget_set"] == fs):
+                assert p["avg_gap"] == pytest.approx(np.mean([abs(p[k] - star[k]) for k in star])), (name, p["seed"])
     for name in methods_for("class", True):
-        assert len(res["tuning"][name]) <= 2 and all(t["avg_gap"] is not None for t in res["tuning"][name])
-    assert res["methods"]["retrain"]["ua"] < 5.0  # retrained models never saw class 3
-    assert res["tuned_on"].startswith("class:4 (held out)")  # never the evaluated class
+        assert len(res["tuning"][name]) == 2 and all(t["avg_gap"] is not None for t in res["tuning"][name])
+    assert res["methods"]["retrain"]["ua"] < 5.0  # retrained models never saw their class
+    assert res["tuned_on"].startswith("2 held-out classes (class:8, class:9")  # never an evaluated class
     assert (tmp_path / "out" / "rmia_roc.png").stat().st_size > 1000
 
 
@@ -486,14 +500,30 @@ def test_an_unwritable_cache_is_a_config_error_before_any_work(tmp_path):
 # ---------------------------------------------------------------------------- MIA-NN both ways
 @pytest.fixture(scope="module")
 def class_run(tmp_path_factory):
-    """Class 3 of digits forgotten by FT and by TRW under both stream mixings; 3 retrained models, tiny models."""
+    """Class 3 of digits forgotten by FT and by TRW under both stream mixings; 3 retrained models, tiny models.
+
+    Returns ``(cfg, experiment, results, store)``: the experiment keeps the models, so the tests can
+    recompute the outputs a unit measured (``experiment.unlearned`` repeats a run exactly on a CPU)."""
     from lightning_unlearn.pipeline.results import build_results
     from lightning_unlearn.pipeline.stages import Experiment
+    from lightning_unlearn.pipeline.store import RunStore
 
     root = tmp_path_factory.mktemp("class-mia-nn")
     cfg = tiny(root / "cache", forget="class:3", max_train=400, max_test=200, epochs=4, methods=("ft", "trw", "trw-concat"), rmia_references=0).validate()
-    result = Experiment(cfg).run()
-    return cfg, result, build_results(result, cfg), root
+    store = RunStore(None)
+    exp = Experiment(cfg, store)
+    store.start(exp.declaration())
+    exp.run()
+    return cfg, exp, build_results(store), store
+
+
+def _outputs(exp, row):
+    """The pool logits of ``row`` in the run's one cell (an unlearning method: its run repeated, with the untuned hyperparameters)."""
+    from lightning_unlearn.pipeline import protocol
+
+    if row == "original":
+        return exp.original_outputs(0)
+    return exp.unlearned(row, protocol.fixed_hparams(exp.config, row), 0, exp.design.forget_sets[0])[1]
 
 
 def _retrain_protocol_by_hand(logits, refs, sets, *, feature, leave_out=None):
@@ -506,7 +536,7 @@ def _retrain_protocol_by_hand(logits, refs, sets, *, feature, leave_out=None):
 def test_class_forgetting_reports_mia_nn_both_ways(class_run):
     from lightning_unlearn.pipeline.evaluation import MIA_NN_RETRAIN_KEYS
 
-    cfg, result, res, _ = class_run
+    cfg, exp, res, _ = class_run
     assert list(res["methods"]) == ["original", "retrain", "ft", "trw", "trw-concat"]
     assert res["methods"]["trw"]["hparams"]["mixing"] == "combined" and res["methods"]["trw-concat"]["hparams"]["mixing"] == "concat"
     names = ("mia_nn_auc", "mia_nn_acc", "mia_nn_auc_gap", "mia_nn_acc_gap", "mia_nn_retrain_acc_gap_loo", "mia_nn_retrain_logit_acc_gap_loo")
@@ -523,25 +553,22 @@ def test_class_forgetting_reports_mia_nn_both_ways(class_run):
 def test_retrain_protocol_values_equal_a_direct_call_and_retrain_rows_are_left_out(class_run):
     """Every row's retrain-protocol figures are one call of ``mia_nn_retrain`` on the same logits; a retrained
     model's are the call with ``leave_out`` = its own index (fit, neighbours and reference from the others)."""
-    from lightning_unlearn.pipeline import evaluation as ev
 
-    cfg, result, res, _ = class_run
-    from lightning_unlearn.pipeline.stages import open_data
-
-    sets = ev.Sets.of(open_data(cfg, 0))
-    retrain_runs = [r for r in result.runs if r.row == "retrain"]
-    refs = torch.stack([r.outputs.pool for r in retrain_runs])
+    cfg, exp, res, _ = class_run
+    fs = exp.design.forget_sets[0]
+    sets = exp.sets(fs)
+    retrain_outputs = exp.retrain_outputs(fs)
+    refs = torch.stack([o.pool for o in retrain_outputs])
     names = {"acc_test": "acc", "acc_train": "acc_train", "retrain_acc_test": "acc_star", "retrain_acc_train": "acc_train_star",
              "acc_test_gap": "acc_gap", "acc_train_gap": "acc_train_gap"}
     for prefix, feature in (("mia_nn_retrain", "neighbor_prob"), ("mia_nn_retrain_logit", "logit")):
         for row in ("original", "ft", "trw", "trw-concat"):
-            run = next(r for r in result.runs if r.row == row)
-            want = _retrain_protocol_by_hand(run.outputs.pool, refs, sets, feature=feature)
+            want = _retrain_protocol_by_hand(_outputs(exp, row).pool, refs, sets, feature=feature)
             got = res["methods"][row]["per_seed"][0]
             for key, suffix in names.items():
                 assert got[f"{prefix}_{suffix}"] == pytest.approx(want[key], abs=1e-9), (row, key)
-        for j, run in enumerate(retrain_runs):
-            want = _retrain_protocol_by_hand(run.outputs.pool, refs, sets, feature=feature, leave_out=j)
+        for j, out in enumerate(retrain_outputs):
+            want = _retrain_protocol_by_hand(out.pool, refs, sets, feature=feature, leave_out=j)
             got = res["methods"]["retrain"]["per_seed"][j]
             for key, suffix in names.items():
                 assert got[f"{prefix}_{suffix}"] == pytest.approx(want[key], abs=1e-9), (j, key)
@@ -552,15 +579,13 @@ def test_membership_mia_nn_accuracy_and_gaps(class_run):
     """``mia_nn_acc`` is the functional's accuracy; the gaps are per run, leave-one-out for the retrained rows."""
     from lightning_unlearn.metrics import functional as F
     from lightning_unlearn.pipeline import evaluation as ev
-    from lightning_unlearn.pipeline.stages import open_data
 
-    cfg, result, res, _ = class_run
-    sets = ev.Sets.of(open_data(cfg, 0))
-    retrain_runs = [r for r in result.runs if r.row == "retrain"]
+    cfg, exp, res, _ = class_run
+    fs = exp.design.forget_sets[0]
+    sets = exp.sets(fs)
     pos, neg = sets.forget[sets.train_y[sets.forget] == 3], sets.n_train + sets.test_forget
-    original = next(r for r in result.runs if r.row == "original")
-    nb = F.mia_nn_neighbors(torch.stack([torch.softmax(r.outputs.pool[pos].double(), 1) for r in retrain_runs]), 3, 1)
-    feats = F.mia_nn_features(original.outputs.pool[torch.cat([pos, neg])], nb, 3)
+    nb = F.mia_nn_neighbors(torch.stack([torch.softmax(o.pool[pos].double(), 1) for o in exp.retrain_outputs(fs)]), 3, 1)
+    feats = F.mia_nn_features(exp.original_outputs(0).pool[torch.cat([pos, neg])], nb, 3)
     want = F.mia_nn(feats, torch.cat([torch.ones(len(pos)), torch.zeros(len(neg))]).long(), n_splits=ev.MIA_NN_FOLDS)
     got = res["methods"]["original"]["per_seed"][0]
     assert got["mia_nn_auc"] == pytest.approx(want["auc"]) and got["mia_nn_acc"] == pytest.approx(want["acc"])
@@ -578,9 +603,10 @@ def test_membership_mia_nn_accuracy_and_gaps(class_run):
 
 def test_report_shows_mia_nn_both_ways_and_the_logit_variant(class_run, tmp_path):
     from lightning_unlearn.pipeline.report import write_report
+    from lightning_unlearn.pipeline.results import figure_data
 
-    cfg, result, res, _ = class_run
-    write_report(tmp_path, res, result)
+    cfg, exp, res, store = class_run
+    write_report(tmp_path, res, figure_data(store))
     md = (tmp_path / "report.md").read_text()
     main = md.split("## MIA-NN, both protocols")[0]
     assert "| MIA-NN AUC | MIA-NN acc | MIA-NN retrain acc |" in main

@@ -429,7 +429,7 @@ def test_trw_concat_is_trw_with_the_other_mixing_registered_on_its_own():
     assert get_method("trw-concat") is TRWConcat and issubclass(TRWConcat, TRW)
     assert TRW().mixing == "combined" and TRWConcat().mixing == "concat" and TRWConcat().hparams()["mixing"] == "concat"
     assert TRWConcat(mixing="combined").mixing == "combined"  # still a plain hyperparameter
-    assert TRWConcat.tunable == TRW.tunable
+    assert TRWConcat.search_axes == TRW.search_axes
     assert methods_for("class", True)[-2:] == ["trw", "trw-concat"]
     assert "trw" in methods_for("class", False) and "trw-concat" not in methods_for("class", False)  # the same pass over D_F there
 

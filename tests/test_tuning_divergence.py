@@ -55,3 +55,16 @@ def test_methods_count_non_finite_losses_into_their_diagnostics():
     amun = get_method("amun")()
     amun.record_loss(torch.tensor(float("nan")))
     assert amun.diagnostics() == {"nonfinite_loss_steps": 1}  # AMUN's own diagnostics extend the base's
+
+
+def test_exploded_outputs_diverge_only_beyond_the_declared_bound():
+    """Logits of 1e14 (GA at lr 50 on digits) are finite but meaningless: with ``max_abs_output`` they are a diverged run."""
+    from lightning_unlearn.tuning.divergence import MAX_ABS_LOGIT
+
+    exploded = torch.tensor([[9.7e13, -3.0], [1.0, 2.0]])
+    check_finite(None, [exploded])  # no bound: finite is enough
+    check_finite(None, [torch.tensor([[50.0, -40.0]])], max_abs_output=MAX_ABS_LOGIT)  # a confident trained classifier
+    with pytest.raises(DivergedError, match=r"outputs\[0\] has 1 entries beyond ±10000 \(largest 9\.7e\+13\)"):
+        check_finite(None, [exploded], max_abs_output=MAX_ABS_LOGIT)
+    with pytest.raises(DivergedError, match="non-finite"):  # a non-finite entry is named as such, not as beyond the bound
+        check_finite(None, [torch.tensor([float("inf")])], max_abs_output=MAX_ABS_LOGIT)

@@ -131,7 +131,7 @@ def test_the_description_is_json_and_sorted():
 
 # ---------------------------------------------------------------------------- objectives
 def test_objectives_by_hand():
-    m = {"avg_gap": 2.0, "mia_nn_auc_gap": 7.0, "sym_kl": math.log(2.0)}
+    m = {"avg_gap": 2.0, "mia_nn_retrain_acc_gap_loo": 7.0, "sym_kl": math.log(2.0)}
     assert OBJECTIVES["avg_gap"].value(m) == 2.0
     assert OBJECTIVES["avg_gap+mia_nn"].value(m) == pytest.approx((4 * 2.0 + 7.0) / 5)
     # 100 (1 - exp(-ln 2)) = 50 percentage points

@@ -23,6 +23,7 @@ from lightning_unlearn.pipeline import BenchmarkConfig, ConfigError, run_experim
 from lightning_unlearn.pipeline.config import training_settings
 from lightning_unlearn.pipeline.models import TrainedModel
 from lightning_unlearn.pipeline.stages import Experiment
+from lightning_unlearn.pipeline.store import RunStore
 from lightning_unlearn.unlearning import UnlearningRequest, methods_for
 from lightning_unlearn.unlearning.phases import ADVERSARIAL
 
@@ -133,17 +134,26 @@ def test_recipes_resolve_both_recipes():
 # ---------------------------------------------------------------------------- the recipe reaches every method
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """Tiny digits originals and retrained models (no augmentation), per forget kind."""
+    """Tiny digits originals and retrained models (no augmentation), per forget kind: ``(cfg, experiment)``, one original."""
     out = {}
     for kind, forget in (("random", "random:0.1"), ("class", "class:3")):
+        one = {"forget_seeds": (0,), "retrain_models": 1} if kind == "random" else {"retrain_models": 2}
         cfg = BenchmarkConfig(
-            forget=forget, max_train=300, max_test=150, epochs=1, augmentation="none", rmia_references=0, max_trials=0, retrain_models=1,
-            cache_dir=str(tmp_path_factory.mktemp(f"cache-{kind}")),
+            forget=forget, max_train=300, max_test=150, epochs=1, augmentation="none", rmia_references=0, max_trials=0, seeds=(0,),
+            cache_dir=str(tmp_path_factory.mktemp(f"cache-{kind}")), **one,
         )
-        exp = Experiment(cfg.validate())
-        originals, retrains = exp.train_models(exp.settings())
-        out[kind] = (cfg, originals[0], retrains[0])
+        exp = Experiment(cfg.validate(), RunStore(None))
+        exp.train_models()
+        out[kind] = (cfg, exp)
     return out
+
+
+def with_models(cfg: BenchmarkConfig, trained_exp: Experiment) -> Experiment:
+    """An experiment of ``cfg`` (another unlearning recipe) that reuses ``trained_exp``'s models."""
+    exp = Experiment(cfg.validate(), RunStore(None))
+    exp.open()
+    exp.originals, exp.retrains = trained_exp.originals, trained_exp.retrains
+    return exp
 
 
 CASES = [("random", m, r) for r in (True, False) for m in methods_for("random", r)] + [("class", m, r) for r in (True, False) for m in ("trw",)]
@@ -156,7 +166,7 @@ def test_recipe_reaches_every_method(kind, method, has_remain, trained, monkeypa
     import lightning_unlearn.pipeline.stages as stages
     import lightning_unlearn.unlearning.base as base
 
-    cfg, original, retrained = trained[kind]
+    cfg, trained_exp = trained[kind]
     cfg = cfg.replace(unlearn_augmentation="crop_flip", unlearn_batch_size=32, unlearn_epochs=1, no_remain=not has_remain)
     requests, calls = [], []
     real_unlearn, real_augment = stages.unlearn, base.augment
@@ -171,12 +181,13 @@ def test_recipe_reaches_every_method(kind, method, has_remain, trained, monkeypa
 
     monkeypatch.setattr(stages, "unlearn", spy_unlearn)
     monkeypatch.setattr(base, "augment", spy_augment)
-    exp = Experiment(cfg.validate())
+    exp = with_models(cfg, trained_exp)
     hp = {"eps_init": 0.1} if method in ("amun", "amun-salun", "adv-only") else {}
-    exp.unlearn_one(method, hp, original, exp.data(0), 0, retrained)
+    fs = exp.design.forget_sets[0]
+    exp.unlearned(method, {"epochs": 1, **hp}, 0, fs)
     (request,) = requests
     assert request.augmentation == "crop_flip" and request.batch_size == 32 and request.has_remain == has_remain
-    assert exp.data(0).augmentation is None  # the originals' recipe is untouched
+    assert exp.data(fs).augmentation is None  # the originals' recipe is untouched
     assert calls and all(k == "crop_flip" for k, _, _ in calls)
 
 
@@ -185,7 +196,7 @@ def test_amun_adversarial_rows_are_never_augmented_in_the_pipeline(trained, monk
     import lightning_unlearn.unlearning.amun as amun_mod
     import lightning_unlearn.unlearning.base as base
 
-    cfg, original, retrained = trained["random"]
+    cfg, trained_exp = trained["random"]
     cfg = cfg.replace(unlearn_augmentation="crop_flip", unlearn_epochs=1)
     seen = []
     real_loss, real_augment = amun_mod.AMUN.loss, base.augment
@@ -200,8 +211,8 @@ def test_amun_adversarial_rows_are_never_augmented_in_the_pipeline(trained, monk
 
     monkeypatch.setattr(amun_mod.AMUN, "loss", spy_loss)
     monkeypatch.setattr(base, "augment", spy_augment)
-    exp = Experiment(cfg.validate())
-    exp.unlearn_one("amun", {"eps_init": 0.1}, original, exp.data(0), 0, retrained)
+    exp = with_models(cfg, trained_exp)
+    exp.unlearned("amun", {"eps_init": 0.1, "epochs": 1}, 0, exp.design.forget_sets[0])
     assert seen and any(bool((s["source"] == ADVERSARIAL).any()) for s in seen)
     for s in seen:
         assert torch.equal(s["mask"], s["source"] != ADVERSARIAL)
@@ -251,8 +262,9 @@ def test_trw_teacher_sees_the_students_augmented_input(cache_dir):
 # ---------------------------------------------------------------------------- results and report
 def test_results_and_report_record_both_recipes_and_the_transfer(tmp_path):
     cfg = BenchmarkConfig(
-        max_train=300, max_test=150, epochs=4, methods=("ft", "amun"), rmia_references=0, unlearn_epochs=1, max_trials=0,
-        augmentation="none", unlearn_augmentation="crop_flip", unlearn_batch_size=64, hparams="amun.eps_init=0.1", cache_dir=str(tmp_path / "cache"),
+        max_train=300, max_test=150, epochs=4, methods=("ft", "amun"), rmia_references=0, unlearn_epochs=1, max_trials=0, seeds=(0,), forget_seeds=(0,),
+        retrain_models=1, augmentation="none", unlearn_augmentation="crop_flip", unlearn_batch_size=64, hparams="amun.eps_init=0.1",
+        cache_dir=str(tmp_path / "cache"),
     )
     res = run_experiment(cfg, tmp_path / "out")
     assert res["config"]["unlearn_augmentation"] == "crop_flip" and res["config"]["augmentation"] == "none"
@@ -282,12 +294,12 @@ def test_transfer_diagnostics_match_a_hand_computation(trained):
     from lightning_unlearn.pipeline.stages import adversarial_diagnostics
     from lightning_unlearn.unlearning import AMUN, unlearn
 
-    cfg, original, retrained = trained["random"]
-    exp = Experiment(cfg.replace(unlearn_epochs=1).validate())
+    cfg, exp = trained["random"]
+    original, retrained = exp.originals[0], exp.retrains[exp.design.forget_sets[0].name]
     method = AMUN(eps_init=0.1, epochs=1)
 
     module = UnlearnableClassifier(copy.deepcopy(original.net), num_classes=10)
-    unlearn(module, method, exp.request(exp.data(0), 0), trainer_kwargs=exp.tkw)
+    unlearn(module, method, exp.request(exp.data(exp.design.forget_sets[0]), 0), trainer_kwargs=exp.tkw)
     adv = method.adversarial
     nets = [m.net for m in retrained]
     out = adversarial_diagnostics(method, nets)
@@ -312,7 +324,8 @@ def test_width_reaches_every_trained_model(tmp_path, monkeypatch):
 
     for module in ("lightning_unlearn.training.fit", "lightning_unlearn.pipeline.models", "lightning_unlearn.audit.model_cache"):
         monkeypatch.setattr(f"{module}.build_model", spy)
-    cfg = BenchmarkConfig(max_train=200, max_test=100, epochs=1, width=8, methods=("retrain",), rmia_references=2, max_trials=0, cache_dir=str(tmp_path))
+    cfg = BenchmarkConfig(max_train=200, max_test=100, epochs=1, width=8, methods=("retrain",), rmia_references=2, max_trials=0, cache_dir=str(tmp_path),
+                          seeds=(0,), forget_seeds=(0,), retrain_models=1)
     res = run_experiment(cfg)
     assert res["run"]["models_trained"] == 4 and widths and set(widths) == {8}  # original, retrain, 2 references
     assert res["recipes"]["original"]["width"] == 8

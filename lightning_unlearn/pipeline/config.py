@@ -23,32 +23,37 @@ the command line's text as well as the Python value (``seeds="0,1,2"`` or ``(0, 
 section: the field, its docstring, its parser (when it has a text form) and its rule in the
 section's ``validate``; the command line, the YAML format and ``results.json`` follow.
 
-Seeds (documented contract):
+The replicate design and its seeds (documented contract; docs/protocol.md, section 3):
 
-* **random forgetting** -- seed ``s`` is one full replicate: the forget set is drawn with
-  ``s``, the original model is trained with model seed ``s``, the retrained model on that
-  remain set with model seed ``s``; Avg. Gap of seed ``s`` is against retrain ``s``
-  (``retrain_models`` retrained models per seed when it is larger than 1: model seeds ``s``,
-  then ``derive_seed(s, "retrain", j)`` for ``j = 1, 2, ...``).
-* **class forgetting** -- the forget set is the class, the same for every seed. Seed ``s``
-  trains its own original model; the retrained models are shared by all seeds: ``R =
-  max(retrain_models, len(seeds))`` models with model seeds ``seeds`` extended by
-  ``max(seeds) + 1, + 2, ...`` (three by default, so MIA-NN can take its neighbour classes
-  leave-one-out). Starred (retrain) values are the mean over those models; the ``retrain``
-  row itself is scored leave-one-out against the other retrained models.
-* **tuning** -- random forgetting: the forget set drawn with ``tune_seed``, its original model
-  and its retrained model; class forgetting: a *held-out* class (``tune_class``, default the
-  first class after the forgotten ones that is not forgotten), the original model of
-  ``tune_seed`` and one model retrained without that class, so the evaluated class never
-  chooses its own hyperparameters. Each method's grid is run once there and the
-  hyperparameters with the smallest ``avg_gap`` are reused for every seed; ``results.json``
-  records ``tuned_on``. Hyperparameters fixed in ``hparams`` are used as given and are not
-  tuned.
+* **originals** -- ``seeds`` lists the model seeds of the O original models, each trained on
+  the whole training set. An original does not depend on the forget set (its cache key has no
+  forget spec), so every original is crossed with every forget set.
+* **forget sets** -- F of them. Random forgetting (``forget: random:FRACTION``): forget set
+  ``f`` is drawn with forget seed ``forget_seeds[f]`` (default :data:`DEFAULT_FORGET_SEEDS`).
+  Class forgetting: ``forget: class:K[,K]`` is one forget set (those classes together);
+  ``forget: classes:K1,K2,...`` is one forget set per class, each forgotten on its own.
+* **retrained models** -- R per forget set (``retrain_models``; default 2 for random and 3 for
+  class forgetting), trained on that forget set's remain set. Random forgetting: model seeds
+  ``s, derive_seed(s, "retrain", 1), ...`` with ``s`` the forget seed; class forgetting: model
+  seeds ``0, 1, ..., R - 1`` (a retrained model's cache key holds its forget spec). Starred
+  (retrain) values of a forget set are the mean over its R models; each retrained model is scored
+  leave-one-out against the other R - 1 (the noise floor).
+* **cells** -- every method runs once per (original, forget set): O x F cells, each measured
+  against the mean of that forget set's retrained models. Models: O + F·R (+ K·R for the tuning
+  sets, + the RMIA references).
+* **tuning sets** -- K = ``tune_sets`` sets that are never reported. Random forgetting: forget
+  sets drawn with ``tune_seed, tune_seed + 1, ...`` (disjoint from ``forget_seeds``); class
+  forgetting: the held-out classes ``tune_class`` (default: the first K classes after the
+  forgotten ones that are not forgotten). Each has R retrained models; tuning set ``k`` is
+  unlearned from the original ``seeds[k mod O]``. ``tune_seed`` also seeds the tuning studies
+  (grid order, TPE draws). Hyperparameters fixed in ``hparams`` are used as given and not tuned.
+* **runs** -- every unlearning run (tuning or evaluation) on original ``o`` and forget set
+  ``f`` is seeded with ``derive_seed(o, "unlearning-run", f)`` (the global random state and
+  the request's data order), whatever ran before it and whichever process runs it.
 * **model seed** -- a model with model seed ``m`` is initialised by ``seed_everything(m)``
   and sees its training data in the order of ``derive_seed(m, "data-order")``
   (:func:`lightning_unlearn.training.train_classifier`; every derived seed of the library
-  comes from :func:`lightning_unlearn.seeding.derive_seed`). Each unlearning run of replicate
-  ``s`` uses request seed ``s``.
+  comes from :func:`lightning_unlearn.seeding.derive_seed`).
 """
 
 from __future__ import annotations
@@ -84,8 +89,14 @@ from lightning_unlearn.pipeline.config_values import (
     setting,
     unset_variable,
 )
+from lightning_unlearn.stats.design import CELL_UNITS, DEFAULT_UNIT
+from lightning_unlearn.tuning.objectives import DEFAULT_OBJECTIVE, OBJECTIVES
 
 BASELINE_ROWS = ("original", "retrain")
+#: the forget seeds of random forgetting when ``forget_seeds`` is not given (F = 3 forget sets)
+DEFAULT_FORGET_SEEDS = (0, 1, 2)
+#: the prefix of ``forget`` for several class forget sets, one class each (``classes:3,8``)
+CLASSES_PREFIX = "classes:"
 #: the ``precision`` values passed to Lightning's ``Trainer``
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
 
@@ -133,12 +144,18 @@ class DataConfig(_Section):
     """Where the torchvision data sets live (needed by every torchvision name)."""
     download: bool = False
     """Let torchvision download a missing data set into ``data_dir``."""
-    max_train: int | None = None
-    """Stratified subset of the training set (``None``: everything)."""
+    max_train: int | None = 400
+    """Stratified subset of the training set (``None``: everything; default 400, the main job's
+    regime, see docs/protocol.md section 4)."""
     max_test: int | None = None
     """Stratified subset of the test set (``None``: everything)."""
-    forget: str = "random:0.1"
-    """``random:FRACTION`` or ``class:K[,K]``."""
+    forget: str = "random:0.2"
+    """What is forgotten: ``random:FRACTION`` (F forget sets of that size, one per forget seed),
+    ``class:K[,K]`` (one forget set: those classes together) or ``classes:K1,K2,...`` (one forget
+    set per class, each forgotten on its own)."""
+    forget_seeds: tuple[int, ...] | None = setting(None, list_of(int))
+    """Random forgetting: the seeds of the F forget sets, one set drawn with each (``None``:
+    ``0, 1, 2``). Not used by class forgetting, whose forget sets are classes."""
     no_remain: bool = False
     """The methods see only the forget set (the "D_F only" setting)."""
 
@@ -163,9 +180,14 @@ class DataConfig(_Section):
         if self.dataset in SOURCE_NAMES and self.dataset != "digits" and self.data_dir is None:
             raise ConfigError(f"data set {self.dataset!r} needs --data-dir DIR (add --download to fetch it there)")
         try:
-            _ = config.forget_spec
+            specs = config.forget_specs
         except ValueError as err:
             raise ConfigError(str(err)) from None
+        if specs[0].kind == "class" and self.forget_seeds is not None:
+            raise ConfigError(f"forget_seeds applies to random forgetting; the forget sets of {self.forget} are classes (several: forget classes:K1,K2)")
+        if self.forget_seeds is not None:
+            if not self.forget_seeds or any(s < 0 for s in self.forget_seeds) or len(set(self.forget_seeds)) != len(self.forget_seeds):
+                raise ConfigError(f"forget_seeds must be distinct non-negative integers, got {list(self.forget_seeds)}")
         check_positive(self, "max_train", "max_test")
 
 
@@ -186,8 +208,9 @@ class ModelsConfig(_Section):
     batch_size: int = 128
     """Training batch size of original, retrained and reference models."""
     retrain_models: int | None = None
-    """Retrained models (``None``: 1 per seed for random forgetting, 3 shared by the seeds for
-    class forgetting; the seeds contract of :mod:`lightning_unlearn.pipeline.config`)."""
+    """R, the retrained models of every forget set and tuning set (``None``: 2 for random and 3 for
+    class forgetting; at least 2 for class forgetting, whose MIA-NN audits a retrained model
+    leave-one-out). Each is scored against the other R - 1: the noise floor (none with R = 1)."""
     augmentation: str = setting("auto", none_as_text, choices=AUGMENTATIONS)
     """The originals' recipe: ``auto`` (crop+flip on RGB images of 32x32 or more, none
     otherwise), ``crop_flip`` or ``none`` (also ``None``), for the fits of original, retrained and
@@ -201,6 +224,8 @@ class ModelsConfig(_Section):
     def validate(self, config: BenchmarkConfig) -> None:
         super().validate(config)
         check_positive(self, "epochs", "retrain_models", "batch_size", "width")
+        if self.retrain_models == 1 and config.kind == "class":
+            raise ConfigError("retrain_models must be at least 2 for class forgetting (MIA-NN audits each retrained model against the others), got 1")
         if self.width is not None and self.model != "small-cnn":
             raise ConfigError(f"width is an option of the small CNN only, got width={self.width} with model {self.model!r} (allowed: small-cnn)")
         check_positive(self, "lr", integer=False)
@@ -216,18 +241,18 @@ class ModelsConfig(_Section):
 
 @dataclass(frozen=True)
 class UnlearningConfig(_Section):
-    """The rows of the table, the replicates, and the recipe of every unlearning phase.
+    """The rows of the table, the original models, and the recipe of every unlearning phase.
 
-    ``seeds`` lives here: a seed is one replicate of the unlearning experiment (its forget set,
-    original and retrained models and unlearning runs; see the module docstring).
+    ``seeds`` lives here: the model seeds of the O original models, each crossed with every
+    forget set (see the module docstring).
     """
 
     methods: tuple[str, ...] | None = setting(None, list_of(str))
     """The rows of the table (``None``: ``original``, ``retrain`` and every registered method
     that applies to the setting). ``original`` and ``retrain`` are always evaluated (every gap
     is measured against ``retrain``)."""
-    seeds: tuple[int, ...] = setting((0,), list_of(int))
-    """Replicate seeds."""
+    seeds: tuple[int, ...] = setting((0, 1), list_of(int))
+    """The model seeds of the O original models (each crossed with every forget set)."""
     unlearn_epochs: int = 5
     """Epochs of every unlearning phase (recorded)."""
     unlearn_augmentation: str = setting("auto", none_as_text, choices=AUGMENTATIONS)
@@ -240,8 +265,8 @@ class UnlearningConfig(_Section):
     """Batch size of every unlearning phase (the papers')."""
     hparams: dict[str, dict[str, Any]] | None = setting(None, parse_hparams, hash=False)
     """Fixed hyperparameters per method, ``{"trw": {"tau": 0.5}}`` or
-    ``"trw.tau=0.5,amun.lr=0.01"``: always passed to the method and left out of its tuning
-    grid (a method whose every tunable hyperparameter is fixed is not tuned)."""
+    ``"trw.tau=0.5,amun.lr=0.01"``: always passed to the method and left out of its search
+    space (a method whose every tuned hyperparameter is fixed is not tuned)."""
 
     def validate(self, config: BenchmarkConfig) -> None:
         from lightning_unlearn.unlearning import METHODS, get_method, methods_for
@@ -278,34 +303,63 @@ class UnlearningConfig(_Section):
 
 @dataclass(frozen=True)
 class TuningConfig(_Section):
-    """How each method's hyperparameters are chosen (on a separate forget set or a held-out class)."""
+    """How each method's hyperparameters are chosen: the declared protocol of :mod:`lightning_unlearn.tuning`."""
 
+    max_trials: int = 4
+    """N, the trial budget of every method (per objective): its whole grid when the space has at
+    most N points, otherwise N seeded TPE trials; ``0`` disables tuning (each method runs with
+    its defaults and ``hparams``). The shared schedule space alone has 21 points."""
+    tune_sets: int = 2
+    """K >= 2, the tuning sets each trial is scored on (the objective is the mean over them):
+    random forgetting draws them with ``tune_seed``, ``tune_seed + 1``, ...; class forgetting
+    holds out K classes (``tune_class``)."""
     tune_seed: int = 100
-    """Seed of the forget set the hyperparameters are tuned on (random forgetting) or of the
-    original model they are tuned with (class forgetting)."""
+    """Seed of the tuning studies (grid order, TPE draws) and, for random forgetting, of the first
+    tuning forget set (the k-th is drawn with ``tune_seed + k``; none may be a forget seed)."""
+    tune_class: tuple[int, ...] | None = setting(None, list_of(int))
+    """Class forgetting: the held-out classes the hyperparameters are tuned on, each forgotten on
+    its own (``None``: the first ``tune_sets`` classes after the forgotten ones that are not
+    forgotten; given, K is their number, at least 2)."""
+    objectives: tuple[str, ...] = setting((DEFAULT_OBJECTIVE,), list_of(str))
+    """The declared tuning objectives (each tunes every method on its own and gets its own
+    verdicts): ``avg_gap`` (both settings), ``avg_gap+mia_nn`` and ``avg_gap+kl`` (class
+    forgetting; :mod:`lightning_unlearn.tuning.objectives`)."""
     tune_lrs: tuple[float, ...] | None = setting(None, list_of(float))
-    """The learning-rate grid of every method (replaces the method's own ``lr`` grid; ``None``
-    keeps it); other tunable hyperparameters keep their grids."""
-    max_trials: int = 3
-    """At most this many grid points per method (a diagonal through the grids, see
-    :func:`~lightning_unlearn.pipeline.stages.tuning_grid`); ``0`` disables tuning (the
-    methods' defaults are used)."""
-    tune_class: int | None = None
-    """Class forgetting only: the held-out class the hyperparameters are tuned on (``None``: the
-    first class after the forgotten ones that is not forgotten)."""
+    """The learning rates of the shared schedule space, for every method alike (``None``: the
+    schedule's seven, 0.1 ... 1e-5)."""
 
     def validate(self, config: BenchmarkConfig) -> None:
         super().validate(config)
         if self.tune_seed < 0:
             raise ConfigError(f"tune_seed must be a non-negative integer, got {self.tune_seed}")
-        if self.tune_class is not None:
-            spec = config.forget_spec
-            if spec.kind != "class":
-                raise ConfigError(f"tune_class applies to class forgetting only, not to {spec}")
-            if self.tune_class < 0 or self.tune_class in spec.classes:
-                raise ConfigError(f"tune_class must be a class that is not forgotten ({spec}), got {self.tune_class}")
         if self.max_trials < 0:
             raise ConfigError(f"max_trials must be 0 or more, got {self.max_trials}")
+        if self.tune_sets < 2:
+            raise ConfigError(f"tune_sets must be at least 2 (the objective is a mean over K >= 2 tuning sets), got {self.tune_sets}")
+        kind = config.kind
+        if self.tune_class is not None:
+            if kind != "class":
+                raise ConfigError(f"tune_class applies to class forgetting only, not to {config.data.forget}")
+            forgotten = {k for spec in config.forget_specs for k in spec.classes}
+            bad = [k for k in self.tune_class if k < 0 or k in forgotten]
+            if bad:
+                raise ConfigError(f"tune_class must be classes that are not forgotten ({config.data.forget}), got {bad[0]}")
+            if len(set(self.tune_class)) != len(self.tune_class) or len(self.tune_class) < 2:
+                raise ConfigError(f"tune_class must list at least 2 distinct held-out classes (K >= 2 tuning sets), got {list(self.tune_class)}")
+        if kind == "random":
+            clash = sorted(set(config.tuning_seeds()) & set(config.resolved_forget_seeds))
+            if clash:
+                raise ConfigError(f"the tuning forget sets (tune_seed {self.tune_seed} and the next {self.tune_sets - 1}) must not be forget sets: "
+                                  f"forget seed {clash[0]} is both; choose another tune_seed or forget_seeds")
+        if not self.objectives or len(set(self.objectives)) != len(self.objectives):
+            raise ConfigError(f"objectives must list distinct objectives, got {list(self.objectives)}")
+        for name in self.objectives:
+            if name not in OBJECTIVES:
+                raise ConfigError(f"unknown tuning objective {name!r}: expected one of {', '.join(OBJECTIVES)}")
+            if kind not in OBJECTIVES[name].kinds:
+                ok = [n for n, o in OBJECTIVES.items() if kind in o.kinds]
+                applies = " and ".join(OBJECTIVES[name].kinds)
+                raise ConfigError(f"objective {name!r} applies to {applies} forgetting, not to {kind} forgetting: allowed are {', '.join(ok)}")
         if self.tune_lrs is not None and (not self.tune_lrs or any(lr <= 0 for lr in self.tune_lrs)):
             raise ConfigError(f"tune_lrs must be positive learning rates, got {self.tune_lrs}")
 
@@ -321,6 +375,10 @@ class AuditConfig(_Section):
     """The signal Pr(x | θ) RMIA compares: the softmax probability of the label, or its Taylor-softmax variant."""
     rmia_gamma: float = 2.0
     """RMIA's likelihood-ratio threshold γ."""
+    stats_unit: str = setting(DEFAULT_UNIT, choices=CELL_UNITS)
+    """The unit of every interval and paired difference (:func:`lightning_unlearn.stats.summarize_cells`):
+    ``forget_set`` (the mean of each forget set's cells over the originals; t interval over the F
+    forget sets), ``original``, ``two_way_bootstrap`` or ``cell``."""
 
     def validate(self, config: BenchmarkConfig) -> None:
         super().validate(config)
@@ -351,6 +409,10 @@ class ExecutionConfig(_Section):
     cache_dir: str | None = setting(None, expand_path)
     """Trained models and decoded pools (``None``: the user's cache folder,
     ``$LIGHTNING_UNLEARN_CACHE`` or ``~/.cache/lightning_unlearn``)."""
+    storage: str | None = None
+    """The optuna storage URL that holds the run's studies: every tuning trial and every measured
+    run (``None``: ``sqlite:///OUT/study.sqlite3`` inside the output folder, in memory without
+    one). A rerun with the same settings resumes it."""
 
     def validate(self, config: BenchmarkConfig) -> None:
         super().validate(config)
@@ -407,10 +469,21 @@ class BenchmarkConfig:
 
     # ------------------------------------------------------------------ derived settings
     @property
-    def forget_spec(self):
-        from lightning_unlearn.data import ForgetSpec
+    def forget_specs(self) -> tuple:
+        """The :class:`~lightning_unlearn.data.ForgetSpec` of each class forget set, or the one spec of random forgetting.
 
-        return ForgetSpec.parse(self.data.forget)
+        ``classes:3,8`` gives ``(class:3, class:8)``; ``class:3,8`` gives ``(class:3,8,)``;
+        ``random:0.2`` gives ``(random:0.2,)`` (its F forget sets differ by their forget seeds).
+
+        Raises:
+            ValueError: a bad spec, naming it and the allowed forms.
+        """
+        return parse_forget(self.data.forget)
+
+    @property
+    def forget_spec(self):
+        """The forget spec of the first forget set (its kind is the run's)."""
+        return self.forget_specs[0]
 
     @property
     def kind(self) -> str:
@@ -438,23 +511,37 @@ class BenchmarkConfig:
 
     @property
     def resolved_retrain_models(self) -> int:
+        """R: ``retrain_models``, or 2 (random forgetting) / 3 (class forgetting)."""
         if self.models.retrain_models is not None:
             return self.models.retrain_models
-        return 3 if self.kind == "class" else 1
+        return 3 if self.kind == "class" else 2
 
-    def retrain_seeds(self, seed: int | None = None) -> tuple[int, ...]:
-        """Model seeds of the retrained models (of replicate ``seed`` for random forgetting)."""
-        r, seeds = self.resolved_retrain_models, self.unlearning.seeds
+    @property
+    def resolved_forget_seeds(self) -> tuple[int, ...]:
+        """Random forgetting: the seeds of the F forget sets (``forget_seeds`` or :data:`DEFAULT_FORGET_SEEDS`); ``()`` for class forgetting."""
+        if self.kind != "random":
+            return ()
+        return self.data.forget_seeds if self.data.forget_seeds is not None else DEFAULT_FORGET_SEEDS
+
+    def forget_set_names(self) -> tuple[str, ...]:
+        """The names of the F forget sets: ``random:0.2@SEED`` (random forgetting) or the class spec (``class:3``)."""
         if self.kind == "class":
-            out = list(seeds)
-            nxt = max(seeds) + 1
-            while len(out) < r:
-                out.append(nxt)
-                nxt += 1
-            return tuple(out)
+            return tuple(str(spec) for spec in self.forget_specs)
+        return tuple(f"{self.forget_spec}@{s}" for s in self.resolved_forget_seeds)
+
+    def tuning_seeds(self) -> tuple[int, ...]:
+        """Random forgetting: the seeds of the K tuning forget sets, ``tune_seed, tune_seed + 1, ...``."""
+        return tuple(self.tuning.tune_seed + k for k in range(self.tuning.tune_sets))
+
+    def retrain_seeds(self, forget_seed: int | None = None) -> tuple[int, ...]:
+        """Model seeds of the R retrained models of a forget set: random forgetting, that of ``forget_seed``
+        (``s, derive_seed(s, "retrain", 1), ...``); class forgetting, ``0, 1, ..., R - 1``."""
+        r = self.resolved_retrain_models
+        if self.kind == "class":
+            return tuple(range(r))
         from lightning_unlearn.seeding import derive_seed
 
-        base = seeds[0] if seed is None else seed
+        base = self.resolved_forget_seeds[0] if forget_seed is None else forget_seed
         return (base,) + tuple(derive_seed(base, "retrain", j) for j in range(1, r))
 
     def unlearning_methods(self) -> tuple[str, ...]:
@@ -536,13 +623,17 @@ class BenchmarkConfig:
         d = self.flat_dict()
         d["methods"] = list(self.rows())
         d["seeds"] = list(self.unlearning.seeds)
+        d["forget_seeds"] = list(self.resolved_forget_seeds) if self.kind == "random" else None
+        d["forget_sets"] = list(self.forget_set_names())
+        d["tune_class"] = None if self.tuning.tune_class is None else list(self.tuning.tune_class)
+        d["objectives"] = list(self.tuning.objectives)
         d["tune_lrs"] = None if self.tuning.tune_lrs is None else list(self.tuning.tune_lrs)
         d["hparams"] = None if self.unlearning.hparams is None else {m: dict(hp) for m, hp in self.unlearning.hparams.items()}
         d["epochs"] = self.resolved_epochs
         d["lr"] = self.resolved_lr
         d["retrain_models"] = self.resolved_retrain_models
         d["cache_dir"] = str(self.cache_root)
-        d["forget"] = str(self.forget_spec)
+        d["forget"] = self.data.forget if self.data.forget.startswith(CLASSES_PREFIX) else str(self.forget_spec)
         d["forget_kind"] = self.kind
         d["avg_gap_mia"] = "rmia_auc" if self.audit.rmia_references > 0 else "mia"
         return d
@@ -554,6 +645,33 @@ class BenchmarkConfig:
     def replace(self, **changes: Any) -> BenchmarkConfig:
         """A copy with ``changes``: sections and/or fields by flat name (``replace(seeds=(1,), data=...)``)."""
         return BenchmarkConfig(**{**self.sections(), **changes})
+
+
+def parse_forget(text: str) -> tuple:
+    """The forget sets' specs of a ``forget`` setting (see :attr:`BenchmarkConfig.forget_specs`).
+
+    Example:
+        >>> [str(s) for s in parse_forget("classes:3,8")], [str(s) for s in parse_forget("class:3,8")]
+        (['class:3', 'class:8'], ['class:3,8'])
+
+    Raises:
+        ValueError: a bad spec (naming it and the allowed forms), or a class listed twice in ``classes:``.
+    """
+    from lightning_unlearn.data import ForgetSpec
+
+    if text.startswith(CLASSES_PREFIX):
+        items = [t.strip() for t in text[len(CLASSES_PREFIX):].split(",")]
+        try:
+            classes = [int(t) for t in items]
+        except ValueError:
+            raise ValueError(f"bad forget spec {text!r}: classes:K1,K2,... takes class indices (one forget set per class)") from None
+        if len(set(classes)) != len(classes):
+            raise ValueError(f"bad forget spec {text!r}: a class is listed twice; each forget set is one class")
+        return tuple(ForgetSpec("class", classes=(k,)) for k in classes)
+    try:
+        return (ForgetSpec.parse(text),)
+    except ValueError as err:
+        raise ValueError(f"{err}; or 'classes:K1,K2' (one forget set per class)") from None
 
 
 def _as_section(kind: type, name: str, value: Any) -> Any:
@@ -665,5 +783,6 @@ def training_settings(config: BenchmarkConfig, *, data_fingerprint: str) -> dict
 
 __all__ = [
     "BASELINE_ROWS", "FLAT_FIELDS", "PRECISIONS", "SECTIONS", "AuditConfig", "BenchmarkConfig", "ConfigError", "DataConfig", "ExecutionConfig",
-    "ModelsConfig", "TuningConfig", "UnlearningConfig", "field_docs", "parse_hparams", "parse_list", "split_flat", "training_settings",
+    "ModelsConfig", "TuningConfig", "UnlearningConfig", "DEFAULT_FORGET_SEEDS", "field_docs", "parse_forget", "parse_hparams", "parse_list", "split_flat",
+    "training_settings",
 ]

@@ -379,3 +379,29 @@ def gap(values: dict[str, float | None], star: dict[str, float | None], mia_key:
     mine = {"ua": values["ua"], "ra": values["ra"], "ta": values["ta"], "mia": values[mia_key]}
     ref = {"ua": star["ua"], "ra": star["ra"], "ta": star["ta"], "mia": star[mia_key]}
     return float(F.avg_gap(mine, ref))
+
+
+#: class forgetting: figure -> the name of its gap to the starred value (the retrained models' mean,
+#: leave-one-out for a retrained model), as for Avg. Gap
+STAR_GAPS = {
+    "mia_nn_auc": "mia_nn_auc_gap",
+    "mia_nn_acc": "mia_nn_acc_gap",
+    "mia_nn_retrain_acc": "mia_nn_retrain_acc_gap_loo",
+    "mia_nn_retrain_logit_acc": "mia_nn_retrain_logit_acc_gap_loo",
+}
+
+
+def cell_gaps(values: dict[str, float | None], star: dict[str, float | None], mia_key: str, kind: str) -> dict[str, float | None]:
+    """The gaps of one run to the retrained models of its forget set (``star``: their mean figures).
+
+    ``avg_gap`` (MIA term ``mia_key``: ``rmia_auc``, or ``mia`` without references) and
+    ``avg_gap_mis`` (SVC term) by :func:`gap`; for class forgetting also every gap of
+    :data:`STAR_GAPS`, ``|x - x*|``. ``None`` where a figure is missing. The retrain protocol's own
+    gaps (``mia_nn_retrain_acc_gap``, ...) are figures of the run (:func:`mia_nn_retrain`).
+    """
+    out = {"avg_gap": gap(values, star, mia_key), "avg_gap_mis": gap(values, star, "mia")}
+    if kind == "class":
+        for k, name in STAR_GAPS.items():
+            mine, ref = values.get(k), star.get(k)
+            out[name] = None if mine is None or ref is None else abs(mine - ref)
+    return out

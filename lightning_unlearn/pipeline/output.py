@@ -3,8 +3,14 @@
 **Before the run** :func:`check_output_dir` raises :class:`ConfigError` (the command line's
 exit code 2) when the folder cannot receive the report: a file in its place, no write
 permission, the results of a previous run without ``overwrite``, or a file of the user's own
-where the report would go (e.g. a ``report.md`` the library did not write). Nothing is left
-behind by its write probe.
+where the report would go (e.g. a ``report.md`` the library did not write, or a
+``study.sqlite3`` it did not create). Nothing is left behind by its write probe.
+
+**During the run** the run's storage, ``study.sqlite3``, lives in the folder (unless
+``--storage`` puts it elsewhere): :func:`register_storage` creates the folder and records the
+file in the manifest just before the first measured run is stored. A folder that holds such a
+study but no results (an interrupted run) is not a previous run's results: a rerun with the same
+settings resumes the study (:mod:`lightning_unlearn.pipeline.store`).
 
 **At the end** :func:`publish` fills a staging folder and puts the files in place:
 
@@ -22,9 +28,10 @@ the library wrote with their SHA-256. A rerun with ``overwrite`` replaces only t
 still what the library wrote: a file the user added (a ``notes.txt``, a sub-folder) or
 changed is never deleted or overwritten. While files are being replaced the manifest also
 lists the previous ones, so an interrupted replacement never leaves a file of the library
-unlisted. A folder of results written before manifests existed (a ``results.json`` and no
-manifest) counts as a previous run whose report files (:data:`REPORT_FILES`) are the
-library's.
+unlisted. The storage file is listed apart (``"storage"``, without a digest: it changes as the
+run goes on); ``overwrite`` never deletes it (the run empties its studies when it starts fresh).
+A folder of results written before manifests existed (a ``results.json`` and no manifest)
+counts as a previous run whose report files (:data:`REPORT_FILES`) are the library's.
 """
 
 from __future__ import annotations
@@ -44,8 +51,13 @@ from lightning_unlearn.pipeline.interrupt import deferred_signals
 
 MANIFEST = ".lightning-unlearn-manifest.json"
 MARKER = "results.json"
+#: the run's storage inside the output folder (``--storage`` unset)
+STUDY_FILE = "study.sqlite3"
 #: every file :func:`lightning_unlearn.pipeline.report.write_report` may write
-REPORT_FILES = ("results.json", "report.md", "rmia_roc.png", "avg_gap.png", "spectral_norms.png")
+REPORT_FILES = (
+    "results.json", "report.md", "rmia_roc.png", "avg_gap.png", "spectral_norms.png", "paired_differences.png",
+    "paired_differences_avg_gap-mia_nn.png", "paired_differences_avg_gap-kl.png",
+)
 _STAGING = ".lightning-unlearn-staging-"
 _FORMAT = 1
 
@@ -99,20 +111,48 @@ def read_manifest(folder: Path) -> dict[str, list[str]] | None:
     return files
 
 
-def _write_manifest(folder: Path, files: dict[str, str], previous: dict[str, list[str]] | None = None) -> None:
+def _manifest_blob(folder: Path) -> dict:
+    try:
+        return json.loads((Path(folder) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def manifest_storage(folder: str | os.PathLike) -> str | None:
+    """The storage file the manifest of ``folder`` lists (``study.sqlite3``), or ``None``."""
+    storage = _manifest_blob(Path(folder)).get("storage")
+    return storage if isinstance(storage, str) else None
+
+
+def _write_manifest(folder: Path, files: dict[str, str], previous: dict[str, list[str]] | None = None, *, storage: str | None = None) -> None:
     blob: dict = {"written_by": "lightning-unlearn", "format": _FORMAT, "files": dict(sorted(files.items()))}
+    storage = storage or manifest_storage(folder)
+    if storage:
+        blob["storage"] = storage
     if previous:
         blob["previous"] = {n: list(d) for n, d in sorted(previous.items())}
     atomic_write_text(folder / MANIFEST, json.dumps(blob, indent=1) + "\n")
 
 
+def register_storage(folder: str | os.PathLike, name: str = STUDY_FILE) -> None:
+    """Create ``folder`` (with its parents) and list ``name`` as the run's storage in its manifest
+    (called just before the storage file is created, so the file is never unlisted)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    blob = _manifest_blob(folder)
+    files = {str(n): str(d) for n, d in blob.get("files", {}).items()}
+    previous = {str(n): [str(x) for x in d] for n, d in blob.get("previous", {}).items()} or None
+    _write_manifest(folder, files, previous, storage=name)
+
+
 def manifest_digest(folder: str | os.PathLike) -> str | None:
-    """A fingerprint of ``folder``'s manifest (``None`` without one): tells whether a run wrote the folder."""
+    """A fingerprint of the result files ``folder``'s manifest lists (``None`` without any): tells whether a run
+    wrote its results there (the storage entry, added when a run starts, does not change it)."""
     path = Path(folder) / MANIFEST
-    try:
-        return sha256(path) if path.is_file() else None
-    except OSError:
+    if not path.is_file():
         return None
+    files = _manifest_blob(Path(folder)).get("files") or {}
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest() if files else None
 
 
 def _owned(folder: Path, name: str, owned: dict[str, list[str]] | None) -> bool:
@@ -122,8 +162,15 @@ def _owned(folder: Path, name: str, owned: dict[str, list[str]] | None) -> bool:
 
 
 def _foreign(folder: Path, names: Iterable[str], owned: dict[str, list[str]] | None) -> list[str]:
-    """The ``names`` that exist in ``folder`` but are not the library's (user files, changed files, folders)."""
-    return [n for n in names if os.path.lexists(folder / n) and not _owned(folder, n, owned)]
+    """The ``names`` that exist in ``folder`` but are not the library's (user files, changed files, folders;
+    the storage file counts as the library's when the manifest lists it as such)."""
+    storage = manifest_storage(folder)
+    return [n for n in names if os.path.lexists(folder / n) and not _owned(folder, n, owned) and not (n == storage and (folder / n).is_file())]
+
+
+def has_results(owned: dict[str, list[str]] | None) -> bool:
+    """Whether a manifest's files (:func:`read_manifest`) include a previous run's results."""
+    return owned is not None and MARKER in owned
 
 
 # ---------------------------------------------------------------------------- before the run
@@ -136,19 +183,20 @@ def _nearest_existing(path: Path) -> Path:
     return p
 
 
-def check_output_dir(out_dir: str | os.PathLike, *, overwrite: bool = False, names: Iterable[str] = REPORT_FILES) -> Path:
+def check_output_dir(out_dir: str | os.PathLike, *, overwrite: bool = False, names: Iterable[str] = REPORT_FILES + (STUDY_FILE,)) -> Path:
     """Raise :class:`ConfigError` unless ``out_dir`` can receive a report; returns its absolute path.
 
     Allowed: a path that does not exist yet under a writable folder, and any writable folder
-    (empty, a mount point, holding the user's own files) where none of ``names`` is a file the
-    library did not write. A folder holding a previous run's results needs ``overwrite``.
+    (empty, a mount point, holding the user's own files, holding the study of an interrupted
+    run) where none of ``names`` is a file the library did not write. A folder holding a
+    previous run's results needs ``overwrite``.
     """
     out = Path(out_dir).expanduser().absolute()
     if os.path.lexists(out) and not out.is_dir():
         raise ConfigError(f"output directory {str(out)!r} is a file, not a directory")
     if out.is_dir():
         owned = read_manifest(out)
-        if owned is not None and not overwrite:
+        if has_results(owned) and not overwrite:
             listed = ", ".join(sorted(owned)[:4]) + (", ..." if len(owned) > 4 else "")
             raise ConfigError(
                 f"output directory {str(out)!r} holds the results of a previous run ({listed}); pass --overwrite to replace "
@@ -194,7 +242,7 @@ def _place(src: Path, dst: Path) -> None:
 def _merge(stage: Path, out: Path, overwrite: bool) -> list[str]:
     """Put the files of ``stage`` into the existing folder ``out``, file by file (see the module docstring)."""
     owned = read_manifest(out)
-    if owned is not None and not overwrite:
+    if has_results(owned) and not overwrite:
         raise ConfigError(f"output directory {str(out)!r} received the results of another run meanwhile; pass --overwrite or choose another directory")
     names = _files(stage)
     foreign = _foreign(out, names, owned)
@@ -258,4 +306,7 @@ def publish(out_dir: str | os.PathLike, write: Callable[[Path], None], *, overwr
     return out
 
 
-__all__ = ["MANIFEST", "REPORT_FILES", "OutputInTheWayError", "check_output_dir", "manifest_digest", "publish", "read_manifest"]
+__all__ = [
+    "MANIFEST", "REPORT_FILES", "STUDY_FILE", "OutputInTheWayError", "check_output_dir", "has_results", "manifest_digest", "manifest_storage", "publish",
+    "read_manifest", "register_storage",
+]

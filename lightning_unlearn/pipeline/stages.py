@@ -1,19 +1,21 @@
-"""The stages of a benchmark run: data, models, references, tuning, unlearning, evaluation.
+"""The stages of a benchmark run: data, models, references, tuning and evaluation, as units of work in its storage.
 
-:class:`Experiment` holds what the stages share (data modules per seed, the model cache, the
-reference signals) and runs them in order from :meth:`Experiment.run`, which returns the
-raw per-model evaluations; :mod:`lightning_unlearn.pipeline.results` aggregates them.
-See :mod:`lightning_unlearn.pipeline.config` for how seeds map to models.
+:class:`Experiment` opens the data and resolves the replicate design
+(:mod:`lightning_unlearn.pipeline.design`), trains (or loads from the cache) the O originals, the
+R retrained models of every forget set and tuning set and the RMIA references, tunes every
+method under every declared objective (:mod:`lightning_unlearn.tuning`), then measures every
+cell. Every measurement is a unit of work in the run's storage
+(:class:`~lightning_unlearn.pipeline.store.RunStore`): a unit already stored is not run again, so
+an interrupted run resumes where it stopped and the same unlearning run needed twice runs once.
+Nothing is returned: :func:`lightning_unlearn.pipeline.results.build_results` reads the storage.
+See :mod:`lightning_unlearn.pipeline.config` for the seeds contract.
 """
 
 from __future__ import annotations
 
 import copy
-import itertools
 import logging
-import math
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,7 +23,9 @@ import numpy as np
 from lightning_unlearn.cache import ArtefactCache, CacheNotWritableError
 from lightning_unlearn.data import UnlearningDataModule, load_source
 from lightning_unlearn.pipeline import evaluation as ev
+from lightning_unlearn.pipeline import protocol
 from lightning_unlearn.pipeline.config import BenchmarkConfig, ConfigError, training_settings
+from lightning_unlearn.pipeline.design import Design, ForgetSet, design_of, run_seed
 from lightning_unlearn.pipeline.models import (
     TrainedModel,
     UnlearnableClassifier,
@@ -31,60 +35,21 @@ from lightning_unlearn.pipeline.models import (
     trainer_kwargs,
 )
 from lightning_unlearn.pipeline.progress import NullProgress, Progress
+from lightning_unlearn.pipeline.store import Outcome, RunStore
 from lightning_unlearn.training import seed_everything
+from lightning_unlearn.tuning import DivergedError, StudyMismatchError, TuningPlan, check_finite, run_tuning
+from lightning_unlearn.tuning.divergence import MAX_ABS_LOGIT
 from lightning_unlearn.unlearning import UnlearningRequest, get_method, unlearn
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class ModelRun:
-    """One evaluated model: a row name, its replicate seed, figures, time and hyperparameters."""
-
-    row: str
-    seed: int
-    evaluation: ev.Evaluation
-    seconds: float
-    hparams: dict[str, Any]
-    outputs: ev.Outputs | None = None
-    model_seed: int | None = None
-    from_cache: bool | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class ExperimentResult:
-    """Everything :mod:`~lightning_unlearn.pipeline.results` needs to write the report."""
-
-    runs: list[ModelRun]
-    tuning: dict[str, list[dict[str, Any]]]
-    chosen: dict[str, dict[str, Any]]
-    fastclip_norms: dict[str, dict[str, list[float]]]
-    trained: list[str]
-    loaded: list[str]
-    seconds: float
-    tuned_on: str = ""
-    sets: dict[str, int] = field(default_factory=dict)
-    recipes: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-def held_out_class(forget_classes: tuple[int, ...], num_classes: int) -> int | None:
-    """The class a class-forgetting run tunes on: the first class after the forgotten ones
-    (cyclically) that is not forgotten, or ``None`` when fewer than two classes would remain
-    besides it."""
-    if num_classes - len(forget_classes) < 3:
-        return None
-    k = (max(forget_classes) + 1) % num_classes
-    while k in forget_classes:
-        k = (k + 1) % num_classes
-    return k
-
-
-def open_data(config: BenchmarkConfig, seed: int) -> UnlearningDataModule:
-    """The data module of replicate ``seed``; bad data input becomes :class:`ConfigError`."""
+def open_data(config: BenchmarkConfig, seed: int = 0, *, spec: str | None = None) -> UnlearningDataModule:
+    """The data module of forget spec ``spec`` (default: the first forget set's) drawn with ``seed``;
+    bad data input becomes :class:`ConfigError`."""
     dm = UnlearningDataModule(
         config.data.dataset,
-        forget=config.data.forget,
+        forget=spec or str(config.forget_spec),
         seed=seed,
         data_dir=config.data.data_dir,
         download=config.data.download,
@@ -99,39 +64,6 @@ def open_data(config: BenchmarkConfig, seed: int) -> UnlearningDataModule:
     except (ValueError, FileNotFoundError, NotADirectoryError, CacheNotWritableError) as err:
         raise ConfigError(str(err).splitlines()[0]) from None
     return dm
-
-
-def tuning_grid(method: str, config: BenchmarkConfig) -> list[dict[str, Any]]:
-    """The hyperparameter trials of ``method``.
-
-    The grids are the method's ``tunable`` (``lr`` replaced by ``tune_lrs`` when given),
-    less the hyperparameters fixed in ``hparams`` (``[{}]``, no tuning, when none is left).
-    When their product has at most ``max_trials`` points, all are tried; otherwise a
-    diagonal of ``max_trials`` points: trial ``t`` takes, for every hyperparameter, the value at
-    ``round(t (n - 1) / (max_trials - 1))`` of its ``n``-value grid, so each grid is covered from
-    end to end (e.g. ``lr`` 0.1, 0.01, 0.001 with SalUn's mask ratio 0.1, 0.5, 0.9).
-    """
-    tuning = config.tuning
-    if tuning.max_trials == 0:
-        return [{}]
-    grids = {k: tuple(v) for k, v in get_method(method).tunable.items()}
-    if tuning.tune_lrs is not None:
-        grids["lr"] = tuple(tuning.tune_lrs)
-    for fixed in (config.unlearning.hparams or {}).get(method, {}):
-        grids.pop(fixed, None)
-    if not grids:
-        return [{}]
-    keys = sorted(grids)
-    size = int(np.prod([len(grids[k]) for k in keys])) if keys else 1
-    if size <= tuning.max_trials:
-        return [dict(zip(keys, vals)) for vals in itertools.product(*(grids[k] for k in keys))]
-    t_max = max(tuning.max_trials - 1, 1)
-    trials: list[dict[str, Any]] = []
-    for t in range(tuning.max_trials):
-        trial = {k: grids[k][int(round(t * (len(grids[k]) - 1) / t_max))] for k in keys}
-        if trial not in trials:
-            trials.append(trial)
-    return trials
 
 
 def adversarial_diagnostics(method: Any, retrained: list) -> dict[str, Any]:
@@ -168,73 +100,94 @@ def adversarial_diagnostics(method: Any, retrained: list) -> dict[str, Any]:
     return out
 
 
-class Experiment:
-    """Runs the stages of one benchmark configuration (already validated)."""
+def _roc(evaluation: ev.Evaluation) -> dict[str, list] | None:
+    """The RMIA scores and labels of one model (for the ROC figure), or ``None`` without RMIA."""
+    if evaluation.rmia_scores is None:
+        return None
+    return {"scores": evaluation.rmia_scores.tolist(), "labels": evaluation.rmia_labels.tolist()}
 
-    def __init__(self, config: BenchmarkConfig, *, progress: Progress | None = None) -> None:
+
+class Experiment:
+    """Runs the stages of one benchmark configuration (already validated) into ``store``.
+
+    Call :meth:`open` (data checks and the design; the declaration is then :meth:`declaration`)
+    before :meth:`run`.
+    """
+
+    def __init__(self, config: BenchmarkConfig, store: RunStore, *, progress: Progress | None = None) -> None:
         self.config = config
+        self.store = store
         self.progress = progress or NullProgress()
         self.cache = ArtefactCache(config.cache_root, "models")
-        self._dms: dict[int, UnlearningDataModule] = {}
-        self.refs: ev.References | None = None
         self.tkw = trainer_kwargs(config)
+        self.design: Design | None = None
+        self.refs: ev.References | None = None
         self.reference_counts = (0, 0)  # (trained, loaded from the cache)
-        self._tune_in_place = False  # set on the held-out sub-experiment of class forgetting
-        self.tuned_on = ""
+        self.originals: dict[int, TrainedModel] = {}
+        self.retrains: dict[str, list[TrainedModel]] = {}
+        self.mia_key = "rmia_auc" if config.audit.rmia_references > 0 else "mia"
+        self._dms: dict[str, UnlearningDataModule] = {}
+        self._sets: dict[str, ev.Sets] = {}
+        self._outputs: dict[tuple, ev.Outputs] = {}
+        self._first: UnlearningDataModule | None = None
 
-    # ------------------------------------------------------------------ data
-    def data(self, seed: int) -> UnlearningDataModule:
-        if seed not in self._dms:
-            self._dms[seed] = open_data(self.config, seed)
-        return self._dms[seed]
+    # ------------------------------------------------------------------ data and design
+    def open(self) -> Design:
+        """Open the data (bad data input fails here, before any training) and resolve the design."""
+        if self.design is None:
+            self._first = open_data(self.config, self.config.resolved_forget_seeds[0] if self.config.kind == "random" else 0)
+            self.design = design_of(self.config, self._first.num_classes)
+            for fs in self.design.all_sets():  # every forget spec and class is checked before any work
+                self.data(fs)
+        return self.design
+
+    def declaration(self) -> dict[str, Any]:
+        design = self.open()
+        assert self._first is not None
+        return protocol.declaration(self.config, design, self.config.recipes(self._first.image_shape))
+
+    def data(self, forget_set: ForgetSet) -> UnlearningDataModule:
+        if forget_set.name not in self._dms:
+            self._dms[forget_set.name] = open_data(self.config, forget_set.seed, spec=forget_set.spec)
+        return self._dms[forget_set.name]
+
+    def sets(self, forget_set: ForgetSet) -> ev.Sets:
+        if forget_set.name not in self._sets:
+            self._sets[forget_set.name] = ev.Sets.of(self.data(forget_set))
+        return self._sets[forget_set.name]
 
     def settings(self) -> dict[str, Any]:
         fp = load_source(self.config.data.dataset, root=self.config.data.data_dir, download=False).fingerprint
         return training_settings(self.config, data_fingerprint=fp)
 
     # ------------------------------------------------------------------ stage: models
-    def _plan_models(self) -> list[tuple[str, int, int]]:
-        """``(role, replicate seed, model seed)`` of every original and retrained model needed."""
-        c = self.config
-        tune = c.tuning.max_trials > 0 and bool(c.unlearning_methods())
-        reps = list(c.unlearning.seeds) + ([c.tuning.tune_seed] if tune and c.tuning.tune_seed not in c.unlearning.seeds else [])
-        if c.kind == "class":  # class forgetting tunes on a held-out class, in its own sub-experiment
-            reps = list(c.unlearning.seeds)
-        plan = [("original", s, s) for s in reps]
-        if c.kind == "class":
-            plan += [("retrain", c.unlearning.seeds[0], m) for m in c.retrain_seeds()]
-        else:
-            plan += [("retrain", s, m) for s in reps for m in c.retrain_seeds(s)]
-        return plan
-
-    def train_models(self, settings: dict) -> tuple[dict[int, TrainedModel], dict[int, list[TrainedModel]]]:
-        plan = self._plan_models()
-        k = self.config.audit.rmia_references
-        originals: dict[int, TrainedModel] = {}
-        retrains: dict[int, list[TrainedModel]] = {}
-        with self.progress.stage("train models", total=len(plan) + (1 if k > 0 else 0)):
-            for role, rep, mseed in plan:
-                dm = self.data(rep)
-                if role == "original":
-                    originals[rep] = original_model(self.config, dm, self.cache, settings, seed=mseed)
-                    m = originals[rep]
-                else:
-                    m = retrained_model(self.config, dm, self.cache, settings, seed=mseed)
-                    retrains.setdefault(rep, []).append(m)
-                self.progress.advance(f"{role} seed {mseed}{' (cached)' if m.from_cache else ''}")
+    def train_models(self) -> None:
+        """The O originals, the R retrained models of every forget set and tuning set, the RMIA references."""
+        design, c = self.open(), self.config
+        settings = self.settings()
+        k = c.audit.rmia_references
+        with self.progress.stage("train models", total=design.model_count() + (1 if k > 0 else 0)):
+            first = self.data(design.forget_sets[0])
+            for seed in design.originals:
+                m = self.originals[seed] = original_model(c, first, self.cache, settings, seed=seed)
+                self.progress.advance(f"original seed {seed}{' (cached)' if m.from_cache else ''}")
+            for fs in design.all_sets():
+                group = self.retrains[fs.name] = []
+                for seed in fs.retrain_seeds:
+                    m = retrained_model(c, self.data(fs), self.cache, settings, seed=seed)
+                    group.append(m)
+                    self.progress.advance(f"retrain {fs.name} seed {seed}{' (cached)' if m.from_cache else ''}")
             if k > 0:
-                self.refs = self._references(settings)
+                self.refs = self._references(first)
                 self.progress.advance(f"{k} reference models")
-        return originals, retrains
 
-    def _references(self, settings: dict) -> ev.References:
+    def _references(self, dm: UnlearningDataModule) -> ev.References:
         """RMIA reference models (:func:`lightning_unlearn.audit.train_reference_models`:
         each trained on a random half of the pool, train + test, cached under ``cache_dir/references``)
         and their signals on the pool, in pool order."""
         from lightning_unlearn.audit import train_reference_models
 
         c = self.config
-        dm = self.data(c.unlearning.seeds[0])
         refs = train_reference_models(
             dm, c.audit.rmia_references, model=c.models.model, width=c.models.width, epochs=c.resolved_epochs, lr=c.resolved_lr,
             fastclip=c.models.fastclip, fastclip_every=c.models.fastclip_every, cache_dir=c.cache_root, **self.tkw,
@@ -243,166 +196,193 @@ class Experiment:
         signals, membership = refs.signals_by_index(pool_dataset(dm), signal=c.audit.rmia_signal)
         return ev.References(signals=signals, membership=membership)
 
-    def retrain_group(self, rep: int, retrains: dict[int, list[TrainedModel]]) -> list[TrainedModel]:
-        return retrains[self.config.unlearning.seeds[0]] if self.config.kind == "class" else retrains[rep]
-
-    # ------------------------------------------------------------------ evaluation helpers
-    def evaluate(self, outputs: ev.Outputs, dm: UnlearningDataModule, retrain_outputs: list[ev.Outputs]) -> ev.Evaluation:
+    # ------------------------------------------------------------------ measuring
+    def evaluate(self, outputs: ev.Outputs, forget_set: ForgetSet, retrain_outputs: list[ev.Outputs]) -> ev.Evaluation:
         return ev.evaluate(
-            outputs, ev.Sets.of(dm), refs=self.refs, retrain_outputs=retrain_outputs, signal_kind=self.config.audit.rmia_signal,
+            outputs, self.sets(forget_set), refs=self.refs, retrain_outputs=retrain_outputs, signal_kind=self.config.audit.rmia_signal,
             gamma=self.config.audit.rmia_gamma,
         )
 
+    def retrain_outputs(self, forget_set: ForgetSet) -> list[ev.Outputs]:
+        key = ("retrain", forget_set.name)
+        if key not in self._outputs:
+            self._outputs[key] = [ev.model_outputs(m.net, self.data(forget_set)) for m in self.retrains[forget_set.name]]  # type: ignore[assignment]
+        return self._outputs[key]  # type: ignore[return-value]
+
+    def original_outputs(self, seed: int) -> ev.Outputs:
+        """The original's logits on the pool (the same for every forget set: one pool)."""
+        key = ("original", seed)
+        if key not in self._outputs:
+            self._outputs[key] = ev.model_outputs(self.originals[seed].net, self.data(self.open().forget_sets[0]))
+        return self._outputs[key]
+
+    def _is_first_cell(self, original: int | None, forget_set: ForgetSet) -> bool:
+        design = self.open()
+        return forget_set == design.forget_sets[0] and original in (None, design.originals[0])
+
+    def measure_retrain(self, forget_set: ForgetSet) -> dict[str, Any]:
+        """Each of the R retrained models of ``forget_set`` against the other R - 1 (leave-one-out; itself when
+        R = 1), and their mean figures ``star`` (the reference of every cell of the set)."""
+        outs = self.retrain_outputs(forget_set)
+        group = self.retrains[forget_set.name]
+        evals = [self.evaluate(o, forget_set, [p for i, p in enumerate(outs) if i != j] or [o]) for j, o in enumerate(outs)]
+        star = ev.star_values(evals)
+        models = []
+        for j, (e, m) in enumerate(zip(evals, group)):
+            others = ev.star_values([f for i, f in enumerate(evals) if i != j]) if len(evals) > 1 else star
+            cells = ev.cell_gaps(e.values, others, self.mia_key, self.config.kind)
+            models.append({"model_seed": forget_set.retrain_seeds[j], "figures": e.values, "cells": cells, "seconds": m.seconds, "from_cache": m.from_cache})
+        record: dict[str, Any] = {"figures": star, "star": star, "models": models, "sets": self.sets(forget_set).sizes()}
+        if self._is_first_cell(None, forget_set):
+            record["roc"] = _roc(evals[0])
+            if "fastclip_norms" in group[0].meta:
+                record["fastclip_norms"] = group[0].meta["fastclip_norms"]
+        return record
+
+    def star(self, forget_set: ForgetSet) -> dict[str, Any]:
+        """The mean figures of ``forget_set``'s retrained models (from its stored unit, measured first if needed)."""
+        unit = protocol.retrain_unit(forget_set)
+        found = self.store.lookup(protocol.key(unit))
+        outcome = found if found is not None else self.store.run(protocol.key(unit), lambda: self.measure_retrain(forget_set), unit)
+        return outcome.record["star"]
+
+    def measure_original(self, seed: int, forget_set: ForgetSet) -> dict[str, Any]:
+        """Original ``seed``, untouched, on ``forget_set``."""
+        star = self.star(forget_set)
+        e = self.evaluate(self.original_outputs(seed), forget_set, self.retrain_outputs(forget_set))
+        m = self.originals[seed]
+        c = self.config.models
+        record: dict[str, Any] = {
+            "figures": e.values, "cells": ev.cell_gaps(e.values, star, self.mia_key, self.config.kind), "train_seconds": m.seconds, "from_cache": m.from_cache,
+            "hparams": {"model": c.model, "epochs": self.config.resolved_epochs, "lr": self.config.resolved_lr, "batch_size": c.batch_size,
+                        "schedule": "onecycle", "fastclip": c.fastclip},
+        }
+        if self._is_first_cell(seed, forget_set):
+            record["roc"] = _roc(e)
+            if "fastclip_norms" in m.meta:
+                record["fastclip_norms"] = m.meta["fastclip_norms"]
+        return record
+
     def request(self, dm: UnlearningDataModule, seed: int) -> UnlearningRequest:
-        """The unlearning request of replicate ``seed``: the same unlearning-phase data recipe for every method
+        """The unlearning request of a run seeded ``seed``: the same unlearning-phase data recipe for every method
         (``unlearn_augmentation`` on D_R and D_F, ``unlearn_batch_size``), whatever the originals' recipe."""
         c = self.config
         return UnlearningRequest.from_datamodule(
             dm, use_remain=c.has_remain, batch_size=c.unlearning.unlearn_batch_size, seed=seed, augmentation=c.unlearning.unlearn_augmentation
         )
 
-    def unlearn_one(
-        self, method: str, hp: dict[str, Any], original: TrainedModel, dm: UnlearningDataModule, seed: int, retrained: list[TrainedModel] | None = None
-    ):
-        """Unlearn ``method`` with ``hp`` (and the config's fixed ``hparams``) from a copy of ``original``.
+    def unlearned(self, method: str, hparams: dict[str, Any], original: int, forget_set: ForgetSet):
+        """Unlearn ``forget_set`` from a copy of original ``original`` with ``method`` and ``hparams``.
 
-        Returns ``(net, seconds, hparams, diagnostics)``: the method's public ``hparams()`` and
-        ``diagnostics()`` (e.g. AMUN's attack statistics), recorded in ``results.json``. For a
-        method that trains on an adversarial set (its public ``adversarial`` attribute, AMUN and
-        its variants) the diagnostics also hold how that set transfers to the ``retrained``
-        models of the replicate (:func:`adversarial_diagnostics`).
+        The run is seeded with :func:`~lightning_unlearn.pipeline.design.run_seed` (global random
+        state, augmentation and the request's data order), so its result depends on nothing that ran
+        before it (on a CPU the same call gives the same weights). Returns ``(net, outputs, method
+        object, seconds)``.
+
+        Raises:
+            DivergedError: the loss, the weights or the outputs became non-finite, or a logit exceeds
+                :data:`~lightning_unlearn.tuning.divergence.MAX_ABS_LOGIT` in magnitude (an exploded run).
         """
-        module = UnlearnableClassifier(copy.deepcopy(original.net), num_classes=dm.num_classes, augmentation=dm.augmentation, aug_seed=seed)
-        fixed = (self.config.unlearning.hparams or {}).get(method, {})
-        obj = get_method(method).from_hyperparameters(**{"epochs": self.config.unlearning.unlearn_epochs, **fixed, **hp})
+        dm = self.data(forget_set)
+        seed = run_seed(original, forget_set)
+        module = UnlearnableClassifier(copy.deepcopy(self.originals[original].net), num_classes=dm.num_classes, augmentation=dm.augmentation, aug_seed=seed)
+        obj = get_method(method).from_hyperparameters(**hparams)
         request = self.request(dm, seed)
-        seed_everything(seed)  # a method's result must not depend on how many runs came before it
+        seed_everything(seed)
         start = time.perf_counter()
         unlearn(module, obj, request, trainer_kwargs=self.tkw)
         seconds = time.perf_counter() - start
-        diagnostics = {**obj.diagnostics(), **adversarial_diagnostics(obj, [m.net for m in retrained or []])}
-        return module.model.eval(), seconds, obj.hparams(), diagnostics
+        net = module.model.eval()
+        out = ev.model_outputs(net, dm)
+        check_finite(net, [out.train, out.test], nonfinite_loss_steps=obj.nonfinite_loss_steps, max_abs_output=MAX_ABS_LOGIT)
+        return net, out, obj, seconds
 
-    def _retrain_runs(self, rep: int, group: list[TrainedModel], dm: UnlearningDataModule) -> tuple[list[ModelRun], list[ev.Outputs]]:
-        outs = [ev.model_outputs(m.net, dm) for m in group]
-        runs = []
-        for j, m in enumerate(group):
-            others = [o for i, o in enumerate(outs) if i != j] or [outs[j]]
-            e = self.evaluate(outs[j], dm, others)
-            runs.append(
-                ModelRun("retrain", rep, e, m.seconds, self._train_hparams(), outs[j], model_seed=m.settings.get("seed"), from_cache=m.from_cache)
-            )
-        return runs, outs
+    def measure_method(self, method: str, hparams: dict[str, Any], original: int, forget_set: ForgetSet) -> dict[str, Any]:
+        """The record of a method unit (:meth:`unlearned`, then measured): ``figures``, ``cells`` (gaps to the set's
+        retrained models), ``unlearn_seconds``, the method's public ``hparams()`` and ``diagnostics()`` (for a method
+        with an adversarial set also its transfer to the retrained models, :func:`adversarial_diagnostics`).
 
-    def _train_hparams(self) -> dict[str, Any]:
-        c, m = self.config, self.config.models
-        return {"model": m.model, "epochs": c.resolved_epochs, "lr": c.resolved_lr, "batch_size": m.batch_size, "schedule": "onecycle", "fastclip": m.fastclip}
+        Raises:
+            DivergedError: the run diverged (:meth:`unlearned`).
+        """
+        star = self.star(forget_set)
+        _, out, obj, seconds = self.unlearned(method, hparams, original, forget_set)
+        e = self.evaluate(out, forget_set, self.retrain_outputs(forget_set))
+        diagnostics = {**obj.diagnostics(), **adversarial_diagnostics(obj, [m.net for m in self.retrains[forget_set.name]])}
+        record: dict[str, Any] = {"figures": e.values, "cells": ev.cell_gaps(e.values, star, self.mia_key, self.config.kind), "unlearn_seconds": seconds,
+                                  "hparams": obj.hparams(), "diagnostics": diagnostics}
+        if forget_set.role == "forget" and self._is_first_cell(original, forget_set):
+            record["roc"] = _roc(e)
+        return record
+
+    def run_method(self, method: str, hparams: dict[str, Any], original: int, forget_set: ForgetSet) -> Outcome:
+        """The stored outcome of a method unit (run when not stored yet)."""
+        unit = protocol.method_unit(method, hparams, original, forget_set)
+        return self.store.run(protocol.key(unit), lambda: self.measure_method(method, dict(hparams), original, forget_set), unit)
 
     # ------------------------------------------------------------------ stage: tuning
-    def tune(self, originals, retrains) -> tuple[dict[str, list[dict]], dict[str, dict]]:
-        """Choose each method's hyperparameters once, by the smallest Avg. Gap.
+    def tuning_evaluate(self, method: str, hparams: dict[str, Any], k: int) -> dict[str, Any]:
+        """The tuning engine's ``evaluate``: the unit of ``method`` with ``hparams`` on tuning set ``k`` (memoised)."""
+        design = self.open()
+        outcome = self.run_method(method, hparams, design.tuning_original(k), design.tuning_sets[k])
+        self.progress.advance(f"{method} {hparams} set {k}")
+        if outcome.diverged:
+            raise DivergedError(outcome.reason or "the run diverged")
+        return {**outcome.figures, **outcome.cells}
 
-        Random forgetting tunes on the forget set drawn with ``tune_seed``. Class forgetting
-        never tunes on the class it evaluates: it tunes on a held-out class
-        (:func:`held_out_class`) in a sub-experiment with the original model of ``tune_seed``
-        and one model retrained without that class; with too few classes to hold one out it
-        falls back to the forgotten class itself and warns.
+    def tune(self) -> dict[str, dict[str, dict[str, Any] | None]]:
+        """``{objective: {method: chosen hyperparameters}}`` (``None``: every trial diverged).
+
+        Every method gets its plan's trials (:func:`~lightning_unlearn.pipeline.protocol.tuning_plans`),
+        each scored on the K tuning sets; a method with nothing to tune (``max_trials == 0``, or
+        every hyperparameter fixed) runs with its fixed hyperparameters.
         """
-        c = self.config
-        methods = c.unlearning_methods()
-        if c.tuning.max_trials == 0 or not methods or all(tuning_grid(m, c) == [{}] for m in methods):
-            return {}, {m: {} for m in methods}
-        if c.kind == "class" and not self._tune_in_place:
-            held = c.tuning.tune_class
-            if held is None:
-                held = held_out_class(c.forget_spec.classes, self.data(c.unlearning.seeds[0]).num_classes)
-            if held is not None:
-                sub = Experiment(c.replace(forget=f"class:{held}", seeds=(c.tuning.tune_seed,), retrain_models=1, tune_class=None), progress=self.progress)
-                sub._tune_in_place = True
-                sub.cache = self.cache  # one cache object: its models count among this run's
-                sub_originals, sub_retrains = sub.train_models(sub.settings())
-                self.tuned_on = f"class:{held} (held out), original seed {c.tuning.tune_seed}, 1 retrained model"
-                return sub.tune(sub_originals, sub_retrains)
-            log.warning("too few classes to hold one out for tuning: tuning on the forgotten classes themselves")
-            self.tuned_on = f"{c.forget_spec} (the evaluated classes: too few classes to hold one out)"
-            return self._tune_on(c.unlearning.seeds[0], originals, retrains, methods)
-        self.tuned_on = self.tuned_on or (f"{c.forget_spec} drawn with tune seed {c.tuning.tune_seed}" if c.kind == "random" else f"{c.forget_spec}")
-        return self._tune_on(c.tuning.tune_seed if c.kind == "random" else c.unlearning.seeds[0], originals, retrains, methods)
+        c, design = self.config, self.open()
+        plans = protocol.tuning_plans(c, design)
+        chosen: dict[str, dict[str, dict[str, Any] | None]] = {}
+        tuned = {p: plan for p, plan in plans.items() if plan.sampler_kind != "none"}
+        with self.progress.stage("tune hyperparameters", total=sum(plan.n_trials * plan.n_sets for plan in tuned.values())):
+            for objective in c.tuning.objectives:
+                chosen[objective] = {}
+                for method in c.unlearning_methods():
+                    plan: TuningPlan | None = plans.get((objective, method))
+                    if plan is None:
+                        chosen[objective][method] = protocol.fixed_hparams(c, method)
+                    elif plan.sampler_kind == "none":
+                        chosen[objective][method] = dict(plan.space.constants)
+                    else:
+                        try:
+                            result = run_tuning(plan, self.tuning_evaluate, storage=self.store.storage)
+                        except StudyMismatchError as err:
+                            raise ConfigError(str(err).replace("\n", " ")) from None
+                        chosen[objective][method] = result.chosen
+        return chosen
 
-    def _tune_on(self, rep: int, originals, retrains, methods) -> tuple[dict[str, list[dict]], dict[str, dict]]:
-        c = self.config
-        trials = {m: tuning_grid(m, c) for m in methods}
-        trials = {m: t for m, t in trials.items() if t != [{}]}  # every tunable hyperparameter fixed: nothing to tune
-        history: dict[str, list[dict]] = {}
-        chosen: dict[str, dict] = {}
-        dm = self.data(rep)
-        retrain_runs, retrain_outs = self._retrain_runs(rep, self.retrain_group(rep, retrains), dm)
-        star = ev.star_values([r.evaluation for r in retrain_runs])
-        mia_key = "rmia_auc" if self.refs is not None else "mia"
-        with self.progress.stage("tune hyperparameters", total=sum(len(t) for t in trials.values())):
-            for m in trials:
-                history[m] = []
-                for hp in trials[m]:
-                    net, secs, _, diagnostics = self.unlearn_one(m, hp, originals[rep], dm, rep, self.retrain_group(rep, retrains))
-                    e = self.evaluate(ev.model_outputs(net, dm), dm, retrain_outs)
-                    g = ev.gap(e.values, star, mia_key)
-                    record = {"hparams": hp, "avg_gap": g, "seconds": secs, **{k: e.values.get(k) for k in ("ua", "ra", "ta", "mia", "rmia_auc")}}
-                    history[m].append({**record, "diagnostics": diagnostics} if diagnostics else record)
-                    self.progress.advance(f"{m} {hp}")
-                scored = [(t["avg_gap"], i) for i, t in enumerate(history[m]) if t["avg_gap"] is not None and math.isfinite(t["avg_gap"])]
-                chosen[m] = trials[m][min(scored)[1]] if scored else {}
-        return history, chosen
+    # ------------------------------------------------------------------ stage: evaluation
+    def run(self) -> None:
+        """Every stage, into the store (units already stored are not run again)."""
+        design = self.open()
+        self.train_models()
+        chosen = self.tune()
+        runs = {(m, protocol.key({"h": hp})): hp for per in chosen.values() for m, hp in per.items() if hp is not None}
+        cells = [(o, fs) for fs in design.forget_sets for o in design.originals]
+        with self.progress.stage("evaluate", total=len(design.forget_sets) + len(cells) * (1 + len(runs))):
+            for fs in design.forget_sets:
+                self.star(fs)
+                self.progress.advance(f"retrain {fs.name}")
+            for o, fs in cells:
+                unit = protocol.original_unit(o, fs)
+                self.store.run(protocol.key(unit), lambda o=o, fs=fs: self.measure_original(o, fs), unit)
+                self.progress.advance(f"original {o} on {fs.name}")
+                for (method, _), hp in runs.items():
+                    outcome = self.run_method(method, hp, o, fs)
+                    self.progress.advance(f"{method} original {o} on {fs.name}{' (diverged)' if outcome.diverged else ''}")
 
-    # ------------------------------------------------------------------ stage: unlearn + evaluate
-    def run(self) -> ExperimentResult:
-        c = self.config
-        t0 = time.perf_counter()
-        dm = self.data(c.unlearning.seeds[0])  # bad data input fails here, before any training
-        if c.tuning.tune_class is not None and c.tuning.tune_class >= dm.num_classes:
-            raise ConfigError(f"tune_class {c.tuning.tune_class} is out of range; allowed classes are 0..{dm.num_classes - 1}")
-        settings = self.settings()
-        originals, retrains = self.train_models(settings)
-        tuning, chosen = self.tune(originals, retrains)
-        methods = c.unlearning_methods()
-        runs: list[ModelRun] = []
-        norms: dict[str, dict[str, list[float]]] = {}
-        with self.progress.stage("unlearn & evaluate", total=len(c.unlearning.seeds) * (2 + len(methods))):
-            class_retrain: tuple[list[ModelRun], list[ev.Outputs]] | None = None
-            for rep in c.unlearning.seeds:
-                dm = self.data(rep)
-                if c.kind == "class":
-                    if class_retrain is None:
-                        class_retrain = self._retrain_runs(rep, self.retrain_group(rep, retrains), dm)
-                        runs += class_retrain[0]
-                    retrain_outs = class_retrain[1]
-                else:
-                    rr, retrain_outs = self._retrain_runs(rep, self.retrain_group(rep, retrains), dm)
-                    runs += rr
-                self.progress.advance(f"retrain seed {rep}")
-                orig = originals[rep]
-                out = ev.model_outputs(orig.net, dm)
-                runs.append(ModelRun("original", rep, self.evaluate(out, dm, retrain_outs), orig.seconds, self._train_hparams(), out,
-                                     model_seed=rep, from_cache=orig.from_cache))
-                if "fastclip_norms" in orig.meta and rep == c.unlearning.seeds[0]:
-                    norms["original"] = orig.meta["fastclip_norms"]
-                    first = self.retrain_group(rep, retrains)[0]
-                    if "fastclip_norms" in first.meta:
-                        norms["retrain"] = first.meta["fastclip_norms"]
-                self.progress.advance(f"original seed {rep}")
-                for m in methods:
-                    net, secs, hparams, diagnostics = self.unlearn_one(m, chosen.get(m, {}), orig, dm, rep, self.retrain_group(rep, retrains))
-                    out = ev.model_outputs(net, dm)
-                    meta = {"diagnostics": diagnostics} if diagnostics else {}
-                    runs.append(ModelRun(m, rep, self.evaluate(out, dm, retrain_outs), secs, hparams, out, model_seed=rep, meta=meta))
-                    self.progress.advance(f"{m} seed {rep}")
+    def counts(self) -> dict[str, int]:
+        """Models trained and loaded from the cache by this process (references included), units run and reused."""
         trained_refs, loaded_refs = self.reference_counts
-        trained = list(self.cache.built) + [f"reference-{i}" for i in range(trained_refs)]
-        loaded = list(self.cache.loaded) + [f"reference-{i}" for i in range(loaded_refs)]
-        first = self.data(c.unlearning.seeds[0])
-        sets = ev.Sets.of(first).sizes()
-        return ExperimentResult(
-            runs, tuning, chosen, norms, trained, loaded, time.perf_counter() - t0, tuned_on=self.tuned_on, sets=sets, recipes=c.recipes(first.image_shape)
-        )
+        return {"models_trained": len(self.cache.built) + trained_refs, "models_loaded": len(self.cache.loaded) + loaded_refs,
+                "units_run": self.store.ran, "units_reused": self.store.reused}
 
 
-__all__ = ["Experiment", "ExperimentResult", "ModelRun", "adversarial_diagnostics", "held_out_class", "open_data", "pool_dataset", "tuning_grid"]
+__all__ = ["Experiment", "adversarial_diagnostics", "open_data", "pool_dataset"]

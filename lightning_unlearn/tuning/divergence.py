@@ -12,10 +12,15 @@ objective is not finite). The caller's ``evaluate`` checks a finished unlearning
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
+
+#: the logit magnitude beyond which the benchmark counts a run as diverged (exp(1e4) overflows every float format;
+#: a trained classifier's logits stay within a few tens)
+MAX_ABS_LOGIT = 1e4
 
 
 class DivergedError(RuntimeError):
@@ -43,18 +48,23 @@ def check_finite(
     outputs: "torch.Tensor | Sequence[torch.Tensor] | Mapping[str, torch.Tensor] | None" = None,
     *,
     nonfinite_loss_steps: int = 0,
+    max_abs_output: float = math.inf,
 ) -> None:
     """Raise :class:`DivergedError` if a run diverged.
 
     A run diverged when any of: ``nonfinite_loss_steps > 0`` (optimizer steps whose loss was
     ``nan`` or ``inf``); a floating-point parameter or buffer of ``model`` holds a non-finite
-    entry; an output tensor holds one.
+    entry; an output tensor holds one, or an entry beyond ``max_abs_output`` in magnitude (an
+    exploded run whose values have not yet overflowed: logits of 1e4 make every floating-point
+    softmax a one-hot vector of rounding, so an audit of them measures nothing).
 
     Args:
         model: the unlearned model (``None``: not checked).
         outputs: its outputs, e.g. logits of shape ``(N, K)``: a tensor, a sequence or a mapping
             of tensors (``None``: not checked).
         nonfinite_loss_steps: the method's count of steps with a non-finite loss.
+        max_abs_output: the largest output magnitude of a run that did not diverge (default: no bound;
+            the benchmark passes :data:`MAX_ABS_LOGIT`).
 
     Raises:
         DivergedError: naming every non-finite part (loss steps, up to five tensors by name with
@@ -81,8 +91,10 @@ def check_finite(
     for name, t in _output_tensors(outputs):
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             problems.append(f"{name} has {int((~torch.isfinite(t)).sum())} non-finite entries")
+        elif t.is_floating_point() and math.isfinite(max_abs_output) and bool((t.abs() > max_abs_output).any()):
+            problems.append(f"{name} has {int((t.abs() > max_abs_output).sum())} entries beyond ±{max_abs_output:g} (largest {float(t.abs().max()):.3g})")
     if problems:
         raise DivergedError("the run diverged: " + "; ".join(problems))
 
 
-__all__ = ["DivergedError", "check_finite", "nonfinite_entries"]
+__all__ = ["MAX_ABS_LOGIT", "DivergedError", "check_finite", "nonfinite_entries"]

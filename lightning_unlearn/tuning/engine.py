@@ -209,8 +209,15 @@ def _objective(plan: TuningPlan, evaluate: Evaluate) -> Callable[[optuna.Trial],
     return objective
 
 
-def run_tuning(plan: TuningPlan, evaluate: Evaluate, folder: str | Path, *, file_name: str = DEFAULT_FILE_NAME) -> TuningResult:
-    """Run (or resume) the study of ``plan`` in ``folder/file_name`` until its budget is used.
+def run_tuning(
+    plan: TuningPlan,
+    evaluate: Evaluate,
+    folder: str | Path | None = None,
+    *,
+    file_name: str = DEFAULT_FILE_NAME,
+    storage: "str | optuna.storages.BaseStorage | None" = None,
+) -> TuningResult:
+    """Run (or resume) the study of ``plan`` in ``folder/file_name`` (or in ``storage``) until its budget is used.
 
     Completed and diverged trials are never rerun; trials an interrupted run left are rerun
     first with their parameters (:func:`~lightning_unlearn.tuning.study.open_study`). A plan
@@ -221,6 +228,8 @@ def run_tuning(plan: TuningPlan, evaluate: Evaluate, folder: str | Path, *, file
         evaluate: ``evaluate(method, hparams, set_index) -> figures`` (module docstring).
         folder: where the SQLite file lives (created when missing).
         file_name: the file's name (default ``tuning.sqlite3``; one file may hold every method's study).
+        storage: an optuna storage or its URL (e.g. ``sqlite:///out/study.sqlite3``), used instead
+            of ``folder/file_name`` (the benchmark keeps every study of a run in one storage).
 
     Returns:
         The :class:`TuningResult`.
@@ -232,7 +241,7 @@ def run_tuning(plan: TuningPlan, evaluate: Evaluate, folder: str | Path, *, file
     """
     if plan.sampler_kind == "none":
         return TuningResult(plan.method, plan.objective.name, dict(plan.space.constants), None, None, 0, 0, 0, [], plan.declaration())
-    study = open_study(plan, folder, file_name=file_name)
+    study = open_study(plan, folder, file_name=file_name, storage=storage)
     remaining = plan.n_trials - sum(is_counted(t) for t in study.get_trials(deepcopy=False))
     if remaining > 0:
         study.optimize(_objective(plan, evaluate), n_trials=remaining, catch=(DivergedError,))

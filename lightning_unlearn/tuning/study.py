@@ -1,7 +1,8 @@
-"""Storage of tuning studies: one SQLite file per folder, one study per (method, objective).
+"""Storage of tuning studies: one SQLite file per folder (or any optuna storage), one study per (method, objective).
 
 :func:`open_study` creates the study ``"<method>/<objective>"`` in ``folder/tuning.sqlite3``
-(or opens it), with the plan's declaration and seed in the study's user attributes. Opening
+(or in the optuna storage it is given: an RDB URL such as ``sqlite:///out/study.sqlite3``, or a
+storage object; or opens it), with the plan's declaration and seed in the study's user attributes. Opening
 an existing study under another declaration (other space, budget, objective formula, sets,
 seed, context, ...) raises :class:`StudyMismatchError` instead of mixing trials of two plans.
 
@@ -92,16 +93,40 @@ def check_declaration(study: optuna.Study, plan: TuningPlan, where: str = "") ->
         )
 
 
-def open_study(plan: TuningPlan, folder: str | Path, *, file_name: str = DEFAULT_FILE_NAME) -> optuna.Study:
-    """Create or reopen the study of ``plan`` in ``folder/file_name``, check its declaration and
-    re-queue what an interrupted run left (see the module docstring).
+def resolve_storage(
+    folder: str | Path | None, file_name: str = DEFAULT_FILE_NAME, storage: "str | optuna.storages.BaseStorage | None" = None
+) -> tuple[optuna.storages.BaseStorage, str]:
+    """``(storage, where)``: the storage object of ``storage`` (a URL or a storage) or else of
+    ``folder/file_name``, and the words naming it in errors.
+
+    Raises:
+        ValueError: neither ``folder`` nor ``storage`` given.
+    """
+    if storage is not None:
+        if isinstance(storage, str):
+            return optuna.storages.RDBStorage(storage, engine_kwargs={"connect_args": {"timeout": SQLITE_TIMEOUT_S}}), f" in {storage}"
+        return storage, ""
+    if folder is None:
+        raise ValueError("a tuning study needs a folder (for its SQLite file) or a storage")
+    return open_storage(folder, file_name), f" in {storage_path(folder, file_name)}"
+
+
+def open_study(
+    plan: TuningPlan,
+    folder: str | Path | None = None,
+    *,
+    file_name: str = DEFAULT_FILE_NAME,
+    storage: "str | optuna.storages.BaseStorage | None" = None,
+) -> optuna.Study:
+    """Create or reopen the study of ``plan`` in ``folder/file_name`` (or in ``storage``, an optuna
+    storage or its URL), check its declaration and re-queue what an interrupted run left (see the
+    module docstring).
 
     Raises:
         StudyMismatchError: the study exists with another declaration.
         ValueError: the plan has nothing to tune (every hyperparameter fixed).
     """
-    storage = open_storage(folder, file_name)
-    where = f" in {storage_path(folder, file_name)}"
+    storage, where = resolve_storage(folder, file_name, storage)
     study = optuna.create_study(
         storage=storage, study_name=plan.study_name, sampler=plan.make_sampler(), direction="minimize", load_if_exists=True
     )
@@ -157,5 +182,6 @@ __all__ = [
     "open_storage",
     "open_study",
     "requeue_unfinished",
+    "resolve_storage",
     "storage_path",
 ]

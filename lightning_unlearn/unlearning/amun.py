@@ -77,7 +77,6 @@ class AMUN(UnlearningMethod):
 
     name = "amun"
     supported = RANDOM_SETTINGS
-    tunable = {"lr": (0.1, 0.05, 0.01, 0.005, 0.001), "step_size": (1, 5, 10)}
 
     def __init__(
         self,
@@ -188,7 +187,6 @@ class AMUNSalUn(SaliencyMasked, AMUN):
     """
 
     name = "amun-salun"
-    tunable = {"lr": (0.1, 0.05, 0.01, 0.005, 0.001), "step_size": (1, 5, 10), "mask_ratio": (0.1, 0.3, 0.5, 0.7, 0.9)}
 
     def __init__(self, *, mask_ratio: float = 0.5, mask_mode: MaskMode = "freeze", **kwargs: Any) -> None:
         super().__init__(**kwargs)

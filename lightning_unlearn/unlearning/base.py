@@ -161,8 +161,6 @@ class UnlearningMethod:
     Class attributes:
         name: the registry name (``"ft"``, ``"amun"``, ...).
         supported: the ``(kind, has_remain)`` settings the method applies to.
-        tunable: the grids of the benchmark pipeline's tuning stage
-            (:func:`~lightning_unlearn.pipeline.stages.tuning_grid`), e.g. ``{"lr": (0.1, 0.01)}``.
         search_axes: the method's **own** tuning axes for :mod:`lightning_unlearn.tuning`
             (``{name: Categorical | FloatRange | IntRange}``, default none); every method is
             also tuned over the shared schedule axes ``lr`` and ``step_size``
@@ -171,7 +169,6 @@ class UnlearningMethod:
 
     name: ClassVar[str] = "base"
     supported: ClassVar[frozenset[tuple[str, bool]]] = frozenset()
-    tunable: ClassVar[dict[str, tuple]] = {"lr": (0.1, 0.05, 0.01, 0.005, 0.001)}
     search_axes: ClassVar[dict[str, Axis]] = {}
     #: the method reads whole weight tensors (snapshots, masks, attacks, similarities), so
     #: strategies that shard parameters (FSDP, DeepSpeed) are refused at fit start

@@ -57,7 +57,6 @@ class BoundaryShrink(UnlearningMethod):
 
     name = "bs"
     supported = ALL_SETTINGS
-    tunable = {"lr": (0.05, 0.01, 0.005, 0.001, 1e-4, 1e-5)}
 
     def __init__(self, *, bound: float = 0.1, refresh_copy_each_epoch: bool = False, retain_shuffle: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)

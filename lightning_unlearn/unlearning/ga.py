@@ -43,7 +43,6 @@ class GradientAscent(UnlearningMethod):
     name = "ga"
     needs_whole_weights = False  # a plain loss on the model's own parameters: reads no whole weight tensor
     supported = ALL_SETTINGS
-    tunable = {"lr": (0.05, 0.01, 0.005, 0.001, 1e-4, 1e-5)}
 
     def __init__(self, *, retain_shuffle: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)

@@ -57,7 +57,6 @@ class L1Sparse(UnlearningMethod):
     name = "l1"
     needs_whole_weights = False  # a plain loss on the model's own parameters: reads no whole weight tensor
     supported = frozenset({("random", True), ("class", True)})
-    tunable = {"lr": (0.1, 0.05, 0.01, 0.005, 0.001), "alpha": (1e-5, 1e-4, 5e-4, 1e-3)}
     # alpha0 on a log scale over the span of the earlier grid {1e-5, 1e-4, 5e-4, 1e-3}, around the
     # AMUN reference default 5e-4
     search_axes = {"alpha": FloatRange(1e-5, 1e-3, log=True)}

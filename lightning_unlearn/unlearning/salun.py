@@ -25,7 +25,6 @@ class SalUn(SaliencyMasked, RandomLabel):
 
     name = "salun"
     needs_whole_weights = True  # the saliency mask ranks every parameter entry globally
-    tunable = {"lr": (0.1, 0.05, 0.01, 0.005, 0.001), "mask_ratio": (0.1, 0.3, 0.5, 0.7, 0.9)}
 
     def __init__(self, *, mask_ratio: float = 0.5, mask_mode: MaskMode = "freeze", **kwargs) -> None:
         super().__init__(**kwargs)

@@ -58,7 +58,6 @@ class SCRUB(UnlearningMethod):
 
     name = "scrub"
     supported = frozenset({("random", True), ("class", True)})
-    tunable = {"lr": (0.01, 0.005, 0.001, 5e-4, 1e-4), "msteps": (1, 2, 3)}
     # the max-steps: the authors' recipes use 2 (large scale) and 3 (small scale)
     search_axes = {"msteps": Categorical((1, 2, 3))}
 

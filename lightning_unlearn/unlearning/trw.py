@@ -122,10 +122,7 @@ class TRW(UnlearningMethod):
 
     name: ClassVar[str] = "trw"
     supported: ClassVar[frozenset[tuple[str, bool]]] = frozenset({("class", True), ("class", False)})
-    # Tuned like FT/RL/GA/BS: the learning rate only. beta = 10 and tau = 0.1 stay at the
-    # values reviewers report; tau and pca_dim are studied as a sensitivity sweep instead.
-    tunable: ClassVar[dict[str, tuple]] = {"lr": (0.1, 0.05, 0.01, 0.005, 0.001)}
-    # lightning_unlearn.tuning tunes beta and tau as well (docs/methods/trw.md, section 5):
+    # lightning_unlearn.tuning tunes beta and tau beside the shared schedule axes (docs/methods/trw.md, section 5):
     # s sums to 1 over the kept classes, so the tilt beta*s moves logits by at most beta nats:
     # beta in [1, 100] on a log scale (1 barely tilts; 100 sends the mass to the most similar
     # classes), the reported 10 its geometric midpoint; not tuned when expected_similarity is
@@ -367,7 +364,7 @@ class TRW(UnlearningMethod):
 class TRWConcat(TRW):
     """TRW with ``mixing="concat"`` by default: one shuffled stream over D_R ∪ D_F, each input once per epoch.
 
-    The same method as :class:`TRW` (same objective, same tunable grid), registered under its
+    The same method as :class:`TRW` (same objective, same search space), registered under its
     own name so a comparison can run both mixings as two rows, each tuned on its own. See
     :class:`TRW`'s ``mixing`` for how often each forget input is seen per epoch under each.
     Registered for class forgetting with the remain set only: without it both mixings are the
