@@ -18,6 +18,7 @@ from lightning_unlearn.cli import main
 from lightning_unlearn.pipeline.output import MANIFEST, REPORT_FILES, STUDY_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
+PRESETS = ROOT / "benchmarks" / "configs"
 #: one cell (one original, one forget set, one retrained model); each method tuned with 1 trial on 2 tuning sets
 ONE_CELL = ["--seeds", "0", "--forget-seeds", "0", "--retrain-models", "1", "--forget", "random:0.1"]
 TINY = ["--max-train", "300", "--max-test", "150", "--epochs", "1", "--unlearn-epochs", "1", "--rmia-references", "2", "--max-trials", "1", "--quiet",
@@ -276,6 +277,25 @@ def test_bad_config_files_are_one_line(tmp_path, capsys, text, words):
     assert "\n" not in str(info.value) and all(w in str(info.value) for w in words)
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_a_config_file_with_a_key_twice_is_refused(tmp_path, capsys):
+    from lightning_unlearn.pipeline import ConfigError
+    from lightning_unlearn.pipeline.config_file import load_config
+
+    file = tmp_path / "twice.yaml"
+    file.write_text("data:\n  max_train: 300\nmodels:\n  epochs: 2\ndata:\n  forget: random:0.2\n")
+    with pytest.raises(ConfigError, match="gives data twice"):
+        load_config(file)
+    assert main(["benchmark", "--config", str(file), "--out", str(tmp_path / "out")]) == 2
+    assert "gives data twice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("preset", sorted(p.relative_to(PRESETS).as_posix() for p in PRESETS.glob("*/*.yaml")))
+def test_preset_files_give_every_key_once(preset):
+    from lightning_unlearn.pipeline.config_file import duplicate_keys
+
+    assert duplicate_keys((PRESETS / preset).read_text()) == []
 
 
 def test_unknown_python_keywords_name_the_allowed_ones():

@@ -150,8 +150,9 @@ def expand_flat_options(argv: Sequence[str]) -> list[str]:
         ['--data.max_train=400', '--data.no_remain=true', '--unlearning.seeds=[0, 1]', '--out', 'x']
 
     Raises:
-        ConfigError: a list or dict whose text does not parse, naming the option.
+        ConfigError: a list or dict whose text does not parse, naming the option; a ``--config`` file that gives a key twice.
     """
+    check_config_files(argv)
     fields = _fields()
     out: list[str] = []
     i = 0
@@ -209,6 +210,50 @@ def one_line(err: BaseException) -> str:
         close = difflib.get_close_matches("--" + name, known, n=3)
         return f"unknown option {option!r}" + (f": did you mean {' or '.join(close)}?" if close else "")
     return " ".join(text.split())
+
+
+def duplicate_keys(text: str) -> list[str]:
+    r"""The keys that a YAML mapping of ``text`` gives twice, as dotted paths (``["data"]``).
+
+    YAML loaders keep the last of two equal keys without a word, so a config file that says
+    ``data:`` twice would silently lose the first section; :func:`parse_config_args` refuses it.
+
+    >>> duplicate_keys("data:\n  max_train: 1\nmodels: {}\ndata:\n  forget: class:1\n")
+    ['data']
+    """
+    import yaml
+
+    found: list[str] = []
+
+    class _Loader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+        keys = [loader.construct_object(k, deep=True) for k, _ in node.value]
+        found.extend(str(k) for i, k in enumerate(keys) if k in keys[:i])
+        return loader.construct_mapping(node, deep=deep)
+
+    _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    return found
+
+
+def check_config_files(argv: Sequence[str]) -> None:
+    """Refuse a ``--config FILE`` of ``argv`` that gives a key twice (:func:`duplicate_keys`).
+
+    Raises:
+        ConfigError: naming the file and the keys.
+    """
+    import yaml
+
+    files = [argv[i + 1] for i, t in enumerate(argv[:-1]) if t == "--config"] + [t.partition("=")[2] for t in argv if t.startswith("--config=")]
+    for path in files:
+        try:
+            twice = duplicate_keys(Path(path).read_text())
+        except (OSError, yaml.YAMLError):
+            continue  # missing or unreadable: jsonargparse names it when it parses
+        if twice:
+            raise ConfigError(f"config file {path!r} gives {', '.join(sorted(set(twice)))} twice (YAML keeps only the last): merge them")
 
 
 def parse_config_args(parser: ArgumentParser, argv: Sequence[str]) -> Namespace:
