@@ -118,7 +118,7 @@ def test_the_lock_admits_one_process_at_a_time(tmp_path, kind):
     """Three processes, five rounds each, a read-sleep-write of one counter under the lock: no update is lost."""
     url = f"sqlite:///{tmp_path}/s.sqlite3" if kind == "sqlite" else f"journal://{tmp_path}/s.log"
     optuna.create_study(storage=open_storage_url(url), study_name="runs.lock")  # before the race (each creates it otherwise)
-    procs = [helper({"storage": url, "shared": str(tmp_path), "mode": "lock", "rounds": 5, "hold": 0.02}) for _ in range(3)]
+    procs = [helper({"storage": url, "signals": str(tmp_path), "mode": "lock", "rounds": 5, "hold": 0.02}) for _ in range(3)]
     finish(procs)
     assert (tmp_path / "counter").read_text() == "15"
     lock = optuna.load_study(study_name="runs.lock", storage=open_storage_url(url)).get_trials()
@@ -127,7 +127,7 @@ def test_the_lock_admits_one_process_at_a_time(tmp_path, kind):
 
 def test_the_lock_of_a_killed_holder_is_taken_over(tmp_path, caplog):
     url = f"sqlite:///{tmp_path}/s.sqlite3"
-    proc = helper({"storage": url, "shared": str(tmp_path), "mode": "die-holding"})
+    proc = helper({"storage": url, "signals": str(tmp_path), "mode": "die-holding"})
     proc.communicate(timeout=300)
     assert proc.returncode == -signal.SIGKILL and (tmp_path / "holding").is_file()
     claims = Claims(open_storage_url(url), lock_study="runs.lock", policy=LockPolicy(stale_after=300, heartbeat=30, poll=0.02))
@@ -180,7 +180,7 @@ def test_two_processes_sharing_a_study_make_the_choices_of_one(tmp_path, plan, k
     alone = run_tuning(plan_tuning(**plan), synthetic, tmp_path / "alone")
     url = f"sqlite:///{tmp_path}/shared.sqlite3" if kind == "sqlite" else f"journal://{tmp_path}/shared.log"
     open_storage_url(url)  # the storage exists before the workers start (the benchmark declares the run first)
-    procs = [helper({"storage": url, "shared": str(tmp_path), "mode": "tune", "plan": plan, "delay": 0.05}) for _ in range(2)]
+    procs = [helper({"storage": url, "signals": str(tmp_path), "mode": "tune", "plan": plan, "delay": 0.05}) for _ in range(2)]
     finish(procs)
     study = optuna.load_study(study_name=plan_tuning(**plan).study_name, storage=open_storage_url(url))
     from lightning_unlearn.tuning import tuning_result

@@ -146,7 +146,7 @@ def run_experiment(
         try:
             experiment.run()
         finally:
-            store.claims.close()
+            store.close()
         counts = experiment.counts()
         run = {"seconds": time.perf_counter() - start, **counts, "threads": torch.get_num_threads()}
         if store.url is not None and is_rank_zero():
@@ -178,7 +178,7 @@ def _with_workers(experiment: Experiment, store: RunStore, n: int, start: float)
         try:
             experiment.run()
         finally:
-            store.claims.close()
+            store.close()
         counts = experiment.counts()
         store.record_worker({**counts, "seconds": time.perf_counter() - start})
         pids.add(os.getpid())

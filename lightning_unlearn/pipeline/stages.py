@@ -47,7 +47,7 @@ from lightning_unlearn.pipeline.models import (
     trainer_kwargs,
 )
 from lightning_unlearn.pipeline.progress import NullProgress, Progress
-from lightning_unlearn.pipeline.store import Outcome, RunStore
+from lightning_unlearn.pipeline.store import Outcome, RunStore, Task, take_next, work_through
 from lightning_unlearn.training import seed_everything
 from lightning_unlearn.tuning import DivergedError, StudyMismatchError, TuningPlan, check_finite, open_study
 from lightning_unlearn.tuning.divergence import MAX_ABS_LOGIT
@@ -444,21 +444,19 @@ class Experiment:
                     ))
         return units
 
+    def _tasks(self, chosen: dict[str, dict[str, dict[str, Any] | None]]) -> list[Task]:
+        return [Task(protocol.key(unit), measure, unit) for unit, measure, _ in self._evaluation_units(chosen)]
+
+    def _advance(self, chosen: dict[str, dict[str, dict[str, Any] | None]]) -> Callable[[Task, Outcome], None]:
+        lines = {protocol.key(unit): line for unit, _, line in self._evaluation_units(chosen)}
+        return lambda task, outcome: self.progress.advance(lines[task.key](outcome))
+
     def _measure_next(self, chosen: dict[str, dict[str, dict[str, Any] | None]]) -> bool:
         """Measure the first evaluation unit that nobody has measured or is measuring; ``False`` when there is none."""
-        done, live = self.store.taken()
-        for unit, measure, line in self._evaluation_units(chosen):
-            key = protocol.key(unit)
-            if key in done:
-                self.store.mark_used(key)
-                continue
-            if key in live:
-                continue
-            outcome = self.store.try_run(key, measure, unit)
-            if outcome is not None:
-                self.progress.advance(line(outcome))
-                return True
-        return False
+        taken = take_next(self.store, self._tasks(chosen))
+        if taken is not None:
+            self._advance(chosen)(*taken)
+        return taken is not None
 
     def run(self) -> None:
         """Every stage, into the store (units already stored are not run again), as one worker of the run
@@ -466,16 +464,11 @@ class Experiment:
         design = self.open()
         self.train_models()
         chosen = self.tune()
-        keys = [protocol.key(unit) for unit, _, _ in self._evaluation_units(chosen)]
         runs = {(m, protocol.key({"h": hp})) for per in chosen.values() for m, hp in per.items() if hp is not None}
         with self.progress.stage("evaluate", total=len(design.forget_sets) + len(design.originals) * len(design.forget_sets) * (1 + len(runs))):
-            while True:
-                if self._measure_next(chosen):
-                    continue
-                done, _ = self.store.taken()
-                if all(k in done for k in keys):
-                    break
-                self.store.claims.wait()
+            left = work_through(self.store, self._tasks(chosen), on_done=self._advance(chosen))
+        if left:  # not expected: a failure raises, and a dead worker's unit is taken over
+            raise RuntimeError(f"{len(left)} evaluation units were left unmeasured with no worker on them: rerun to measure them")
 
     def complete(self) -> bool:
         """Whether every unit of the run is measured: every tuning study has used its budget and every

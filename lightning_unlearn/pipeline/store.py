@@ -249,6 +249,11 @@ class RunStore:
             self._storage = optuna.storages.InMemoryStorage() if self.url is None else open_storage_url(self.url)
         return self._storage
 
+    def close(self) -> None:
+        """Stop the heartbeat of this process's claims (when any were made; nothing is opened)."""
+        if self._claims is not None:
+            self._claims.close()
+
     def forget_storage(self) -> None:
         """Drop the open storage (the next use opens it again)."""
         self._storage, self._study, self._claims = None, None, None
@@ -492,7 +497,85 @@ class RunStore:
             log.warning("unit trial %d was failed by another worker meanwhile (this one was judged dead); the unit runs again there", trial.number)
 
 
+# ---------------------------------------------------------------------------- working through units
+@dataclass(frozen=True)
+class Task:
+    """A unit of work for :func:`work_through`: its key, what measures it, its unit dict, and the keys that must be measured first."""
+
+    key: str
+    execute: Callable[[], Mapping[str, Any]]
+    unit: Mapping[str, Any] | None = None
+    after: tuple[str, ...] = ()
+
+
+def take_next(store: RunStore, tasks: list[Task], *, failed: set[str] | None = None) -> tuple[Task, Outcome] | None:
+    """Measure the first task (in order) that nobody has measured or is measuring and whose ``after`` keys are measured;
+    ``(task, outcome)``, or ``None`` when there is none (every task done, taken by a live worker, or waiting).
+
+    Args:
+        store: the run's storage.
+        tasks: in the order they are taken.
+        failed: when given, a task whose ``execute`` raises is logged and added to it (and skipped
+            from then on) instead of raising; its trial is failed either way.
+    """
+    done, live = store.taken()
+    for task in tasks:
+        if task.key in done:
+            store.mark_used(task.key)
+            continue
+        if task.key in live or (failed is not None and task.key in failed) or not all(k in done for k in task.after):
+            continue
+        try:
+            outcome = store.try_run(task.key, task.execute, task.unit)
+        except Exception:
+            if failed is None:
+                raise
+            log.exception("unit %s failed; it is left for a rerun or another worker", task.key)
+            failed.add(task.key)
+            continue
+        if outcome is not None:
+            return task, outcome
+    return None
+
+
+def work_through(
+    store: RunStore, tasks: list[Task], *, on_done: Callable[[Task, Outcome], None] | None = None, deadline: float | None = None,
+    keep_going: bool = False,
+) -> list[str]:
+    """Measure ``tasks`` as one worker among any number sharing ``store`` (:func:`take_next` until none is left).
+
+    While the tasks left are being measured by other live workers (or wait for tasks they measure),
+    this waits for them; it returns once every task has an outcome, or when nothing is left that
+    this worker can take and nobody is working (a task failed here and waits for a rerun), or at
+    ``deadline`` (a ``time.monotonic()`` value; no task is started after it).
+
+    Args:
+        store: the run's storage.
+        tasks: in the order they are taken.
+        on_done: called with each task this worker measured (or found measured on taking it) and its outcome.
+        deadline: stop taking tasks then.
+        keep_going: a task whose ``execute`` raises is logged and left to a rerun (or another worker)
+            instead of ending the call (its trial is failed either way).
+
+    Returns:
+        The keys of the tasks left without an outcome (``[]``: all measured).
+    """
+    failed: set[str] = set()
+    while deadline is None or time.monotonic() < deadline:
+        taken = take_next(store, tasks, failed=failed if keep_going else None)
+        if taken is not None:
+            if on_done is not None:
+                on_done(*taken)
+            continue
+        done, live = store.taken()
+        if all(t.key in done for t in tasks) or not live:
+            break
+        store.claims.wait()
+    done, _ = store.taken()
+    return [t.key for t in tasks if t.key not in done]
+
+
 __all__ = [
-    "DECLARATION_KEY", "RUNS_STUDY", "STUDY_FILE", "UNIT_PARAM", "WORKER_PREFIX", "Outcome", "RunStore", "StoreMismatchError", "check_study_name",
-    "default_storage_url", "differences", "jsonable", "sqlite_path", "unit_id", "unit_key",
+    "DECLARATION_KEY", "RUNS_STUDY", "STUDY_FILE", "UNIT_PARAM", "WORKER_PREFIX", "Outcome", "RunStore", "StoreMismatchError", "Task", "check_study_name",
+    "default_storage_url", "differences", "jsonable", "sqlite_path", "take_next", "unit_id", "unit_key", "work_through",
 ]

@@ -136,7 +136,7 @@ def run_worker(
     try:
         experiment.run()
     finally:
-        store.claims.close()
+        store.close()
     summary = {**experiment.counts(), "seconds": time.perf_counter() - start}
     store.record_worker(summary)
     return summary
