@@ -271,22 +271,37 @@ def _wait_for_trial_of(url: str, pid: int, proc: subprocess.Popen, timeout: floa
     raise AssertionError("the worker never ran a tuning trial")
 
 
-def test_a_worker_killed_in_a_trial_loses_nothing_and_counts_nothing_twice(single, tmp_path):
-    """A journal file; `benchmark` declares and works, a `worker` joins; SIGKILL of the worker in the middle of a tuning
-    trial; the worker is started again; the run completes with the single process's numbers, every unit and every slot
-    counted once, and every file of the cache loads."""
-    url = f"journal://{tmp_path}/run.log"
-    cache = tmp_path / "cache"
-    bench = subprocess.Popen([sys.executable, "-m", "lightning_unlearn.cli", "benchmark", *FLAGS, "--cache-dir", str(cache), "--storage", url,
-                              "--out", str(tmp_path / "out")], env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    work = ["-m", "lightning_unlearn.cli", "worker", "--storage", url, "--cache-dir", str(cache)]
-    victim = subprocess.Popen([sys.executable, *work], env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _launcher(tmp_path: Path) -> dict[str, str]:
+    """The environment of the example scripts: ``lightning-unlearn`` on the PATH runs this repository's code."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "lightning-unlearn").write_text(f"#!/bin/sh\nexec {sys.executable} -m lightning_unlearn.cli \"$@\"\n")
+    (bin_dir / "lightning-unlearn").chmod(0o755)
+    return {**ENV, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+
+
+def test_a_slurm_worker_killed_in_a_trial_loses_nothing_and_counts_nothing_twice(single, tmp_path):
+    """examples/slurm_workers.sh as array tasks 0 (benchmark) and 1 (worker) on a journal file; SIGKILL of task 1 in the
+    middle of a tuning trial; task 1 started again; the run completes with the single process's numbers, every unit and
+    every slot counted once, and every file of the cache loads."""
+    env = {**_launcher(tmp_path), "SLURM_CPUS_PER_TASK": "1"}
+    config = tmp_path / "run.yaml"
+    config.write_text(_cli("benchmark", *FLAGS, "--print_config").stdout)
+    out = tmp_path / "run"
+    url = f"journal://{out}/run.log"
+
+    def task(i: int) -> subprocess.Popen:
+        return subprocess.Popen(["bash", str(ROOT / "examples" / "slurm_workers.sh"), str(config), str(out)], env={**env, "SLURM_ARRAY_TASK_ID": str(i)},
+                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    bench, victim = task(0), task(1)
     try:
         _wait_for_trial_of(url, victim.pid, victim)
         victim.send_signal(signal.SIGKILL)
         victim.communicate(timeout=60)
-        again = subprocess.run([sys.executable, *work], env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=900)
-        assert again.returncode == 0, again.stderr[-3000:]
+        again = task(1)
+        _, err = again.communicate(timeout=900)
+        assert again.returncode == 0, err[-3000:]
         _, err = bench.communicate(timeout=900)
         assert bench.returncode == 0, err[-3000:]
     finally:
@@ -294,7 +309,7 @@ def test_a_worker_killed_in_a_trial_loses_nothing_and_counts_nothing_twice(singl
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    res = json.loads((out / "results.json").read_text())
     assert comparable(res) == comparable(single[0])
     _counted_once(url)
     storage = open_storage_url(url)
@@ -305,9 +320,19 @@ def test_a_worker_killed_in_a_trial_loses_nothing_and_counts_nothing_twice(singl
     # every file of the shared cache loads: a fresh run trains nothing and finds no damaged file
     from lightning_unlearn.pipeline.stages import Experiment
 
-    exp = Experiment(tiny(cache).validate(), RunStore(None))
+    exp = Experiment(tiny(out / "cache").validate(), RunStore(None))
     exp.train_models()
     assert exp.counts()["models_trained"] == 0 and not exp.cache.damaged
+
+
+@pytest.mark.slow
+def test_the_multi_gpu_example_on_two_cpu_workers(single, tmp_path):
+    """examples/multi_gpu_workers.sh in its tiny mode: benchmark and one worker, the single process's numbers."""
+    proc = subprocess.run(["bash", str(ROOT / "examples" / "multi_gpu_workers.sh"), "", str(tmp_path / "run")], env={**_launcher(tmp_path), "TINY": "1"},
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert comparable(json.loads((tmp_path / "run" / "results.json").read_text())) == comparable(single[0])
+    assert len(RunStore(default_storage_url(tmp_path / "run")).workers()) == 2
 
 
 # ---------------------------------------------------------------------------- the release before workers

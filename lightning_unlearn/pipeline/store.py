@@ -212,13 +212,16 @@ class RunStore:
         policy: when a worker's holder counts as dead (default
             :meth:`~lightning_unlearn.cache_lock.LockPolicy.from_env`, as for the cache's locks).
         wait_s: seconds between two looks while waiting for another worker (default ``policy.poll``).
+        create: create an RDB's tables when missing (``False``: read only, see
+            :func:`~lightning_unlearn.tuning.sharing.open_storage_url`).
     """
 
     def __init__(
         self, url: str | None, *, study: str = RUNS_STUDY, on_create: Callable[[], None] | None = None, policy: LockPolicy | None = None,
-        wait_s: float | None = None,
+        wait_s: float | None = None, create: bool = True,
     ) -> None:
         self.url = url
+        self._create = create
         self.study_name = check_study_name(study)
         self._on_create = on_create
         self._policy = policy
@@ -246,7 +249,7 @@ class RunStore:
                 if self._on_create is not None:
                     self._on_create()
                 path.parent.mkdir(parents=True, exist_ok=True)
-            self._storage = optuna.storages.InMemoryStorage() if self.url is None else open_storage_url(self.url)
+            self._storage = optuna.storages.InMemoryStorage() if self.url is None else open_storage_url(self.url, create=self._create)
         return self._storage
 
     def close(self) -> None:

@@ -61,16 +61,20 @@ def check_one_device(config: BenchmarkConfig) -> None:
 def wait_for_declaration(store: RunStore, wait_s: float, poll_s: float = 2.0) -> dict[str, Any]:
     """The run's declaration, waiting up to ``wait_s`` seconds for ``lightning-unlearn benchmark`` to write it.
 
+    While waiting the storage is only read (an RDB's tables are never created from here: the
+    process declaring the run creates them, and two first writers of one SQLite file would race).
+
     Raises:
         ConfigError: none appeared (naming the storage and what to start first).
     """
     deadline = time.monotonic() + wait_s
+    probe = RunStore(store.url, study=store.study_name, create=False)
     while True:
         try:
-            declaration = store.existing_declaration()
-        except Exception as err:  # the file exists but its first writer is still creating its tables: look again
+            declaration = probe.existing_declaration()
+        except Exception as err:  # the file exists but its tables are still being created: look again
             log.info("the storage %s cannot be read yet (%s); retrying", store.url, type(err).__name__)
-            store.forget_storage()
+            probe.forget_storage()
             declaration = None
         if declaration is not None:
             return declaration

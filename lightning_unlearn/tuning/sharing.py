@@ -81,11 +81,18 @@ def storage_file(url: str | None) -> Path | None:
     return None
 
 
-def open_storage_url(url: str) -> optuna.storages.BaseStorage:
+def open_storage_url(url: str, *, create: bool = True) -> optuna.storages.BaseStorage:
     """The optuna storage of ``url``: ``journal://PATH`` a journal file (``JournalStorage`` with a
     ``JournalFileBackend``, for a file system shared by several hosts), anything else an RDB URL
     (``sqlite:///PATH``: SQLite, waiting up to 60 s for another process's write lock;
-    ``postgresql://...``, ``mysql://...``: a database server)."""
+    ``postgresql://...``, ``mysql://...``: a database server).
+
+    Args:
+        url: the URL.
+        create: create an RDB's tables when missing. ``False`` only reads (an error while the
+            tables do not exist yet): a worker waiting for a run uses it, so that it never races
+            the process creating the tables.
+    """
     if url.startswith(JOURNAL_SCHEME):
         from optuna.storages.journal import JournalFileBackend
 
@@ -94,6 +101,8 @@ def open_storage_url(url: str) -> optuna.storages.BaseStorage:
         path.parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite:") else {}
+    if not create:
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, skip_table_creation=True, skip_compatibility_check=True)
     return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
 
 
