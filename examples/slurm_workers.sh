@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One benchmark run on a SLURM cluster: an array of workers sharing a journal file and a model cache.
 #
-#   sbatch --array=0-15 examples/slurm_workers.sh run.yaml /shared/runs/my-run
+#   sbatch --array=0-15 examples/slurm_workers.sh run.yaml /nfs/runs/my-run
 #
 # Every array task is one worker on one GPU. Task 0 runs `lightning-unlearn benchmark`: it declares
 # the run in the storage, works on it, and writes the report into OUT once every unit is measured;

@@ -179,7 +179,9 @@ def _slot(trial: FrozenTrial) -> int:
 def _earlier_twin(study: optuna.Study, slot: int, params: Mapping[str, Any], claims: Claims) -> FrozenTrial | None:
     """The counted trial with ``params`` in the smallest slot before ``slot``, if any; while such a trial
     is still running in another live process, wait for it (so any number of workers records the
-    duplicates a single process records)."""
+    duplicates a single process records). An earlier twin whose process died is not waited for (its
+    retry may come after this trial): this trial is then evaluated (the same values, memoised units)
+    and records no ``duplicate_of``."""
     while True:
         same = [t for t in study.get_trials(deepcopy=False) if _slot(t) < slot and t.params == params]
         if not any(claims.live(t) for t in same):
@@ -302,7 +304,9 @@ def run_next_trial(plan: TuningPlan, evaluate: Evaluate, study: optuna.Study, cl
     if not (state.ready or state.repair):
         return False
     with claims.lock():
-        if state.repair:
+        # Under the lock every other process's trial carries its holder record (each marks its trial
+        # before releasing), so a RUNNING trial judged abandoned here is one whose process is gone.
+        if next_trial(study, plan, claims.abandoned).repair:
             requeue_unfinished(study, claims.abandoned)
         state = next_trial(study, plan, claims.abandoned)
         if not state.ready:
