@@ -78,7 +78,7 @@ def markdown(record: dict) -> str:
     lines = [
         "# Workers on one run: wall time against one worker",
         "",
-        f"Machine: {record['provenance']['device']}, {record['cpus']} CPU cores visible; torch {record['provenance']['torch']}; "
+        f"Machine: {record['provenance']['device']}; torch {record['provenance']['torch']}; "
         f"commit {record['provenance']['commit']}{' (with uncommitted changes)' if record['provenance'].get('dirty') else ''}.",
         "",
         f"Preset: `lightning-unlearn benchmark {' '.join(FLAGS)}` from an empty cache, each run once.",
