@@ -144,14 +144,14 @@ def chosen_hparams(results: dict[str, Any], objective: str | None = None) -> dic
     return {m: rec["chosen"] for m, rec in section["tuning"].items() if rec.get("chosen") is not None}
 
 
-def sensitivity(base: BenchmarkConfig, chosen: dict, out: Path, *, overwrite: bool = False) -> list[dict[str, Any]]:
+def sensitivity(base: BenchmarkConfig, chosen: dict, out: Path, *, overwrite: bool = False, workers: int = 1) -> list[dict[str, Any]]:
     """TRW at every (tau, pca_dim) of the sweep, other settings as tuned (fixed through ``hparams``, so nothing is tuned)."""
     rows = []
     for tau in (0.05, 0.1, 0.5):
         for pca_dim in (None, 4):
             hp = {**chosen.get("trw", {}), "tau": tau, "pca_dim": pca_dim}
             cfg = base.replace(methods=("original", "retrain", "trw"), hparams={"trw": hp})
-            res = run_experiment(cfg.validate(), out / f"tau{tau}_pca{pca_dim}", progress=LineProgress(), overwrite=overwrite)
+            res = run_experiment(cfg.validate(), out / f"tau{tau}_pca{pca_dim}", progress=LineProgress(), overwrite=overwrite, workers=workers)
             trw = res["methods"]["trw"]
             rows.append({
                 "tau": tau, "pca_dim": pca_dim,
@@ -400,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default=None, help="passed to every Lightning Trainer (default 32-true)")
     p.add_argument("--device-data", action="store_true", help="keep the training set on the accelerator (one device)")
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format (GPU speed)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes per run (one GPU each when there are GPUs). More may join from anywhere: "
+                   "lightning-unlearn worker --storage sqlite:///<out>/run/study.sqlite3 --cache-dir <the same cache>")
     return p
 
 
@@ -432,13 +435,13 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     provenance = run_provenance(accelerator=base.execution.accelerator)
     t0 = time.perf_counter()
-    results = run_experiment(base, out / "run", progress=LineProgress(), overwrite=args.overwrite)
+    results = run_experiment(base, out / "run", progress=LineProgress(), overwrite=args.overwrite, workers=args.workers)
     blob: dict[str, Any] = {"provenance": provenance, "command": provenance["command"], "device": provenance["device"], "preset": args.preset,
                             "settings": recorded_settings(base), "results": results, "derived": derive_all(results)}
     for name, section in results["objectives"].items():
         print(f"{name}: {section['statement']}", flush=True)
     if args.sweep:
-        blob["sensitivity"] = sensitivity(base, chosen_hparams(results), out / "sweep", overwrite=args.overwrite)
+        blob["sensitivity"] = sensitivity(base, chosen_hparams(results), out / "sweep", overwrite=args.overwrite, workers=args.workers)
     blob.update(seconds=time.perf_counter() - t0, cpu_seconds=time.process_time())
     write_outputs(out, blob)
     print((out / "report.md").read_text())

@@ -16,24 +16,29 @@ are trained with ``--augmentation`` (default ``auto``: crop+flip on CIFAR-10); e
 phase uses ``--unlearn-augmentation`` (default ``auto``, the reference recipe of the authors' code:
 crop+flip on D_R and D_F, none on AMUN's adversarial set D_A), chosen independently.
 
-**Stages** (each a set of processes sharing the one card; a process per job, ``--workers`` at a time):
+**Jobs**, taken by ``--workers`` worker processes (default 6) that share the card, or one GPU each
+when several are visible (``CUDA_VISIBLE_DEVICES``, round robin). The jobs are units of work in an
+optuna storage, ``<out>/jobs.sqlite3``: each worker takes the next job nobody has taken whose
+prerequisites are done (:func:`lightning_unlearn.pipeline.store.work_through`, the same claims as
+the benchmark's workers), so no job runs twice and a killed worker's job is taken again:
 
 1. train: the original (all 50,000 images, seed 0), the retrained model (D_R, seed 0) and
    ``--refs`` RMIA reference models (each on a random half of the 60,000-image pool, every sample
    IN for exactly half of them; model seeds ``derive_seed(0, "rmia-reference", r)``); ResNet-18,
    crop+flip, one-cycle SGD, bf16 autocast, channels-last, batch 512, the training set on the GPU
    as uint8.
-2. unlearn: D_A built once on the original (AMUN's minimal-ε PGD-L2 search, ε_init 0.04), FT
-   (with D_R), RL and SalUn with and without D_R; the methods' default hyperparameters (no
-   tuning fits a 15-minute lease), ``--unlearn-epochs`` epochs, batch 128, the unlearning recipe.
-3. unlearn: AMUN with and without D_R, both on the D_A of stage 2.
-4. evaluate (main process): UA, RA, TA, SVC MIA-efficacy (confidence), RMIA AUC (D_F vs D_T,
-   online, Taylor-softmax signal, γ = 2, population: every other pool point), Avg. Gap to the
-   retrained model (with RMIA and with MIA-efficacy), the transfer of D_A's labels to the
-   retrained model (mean P_retrain(y_adv | x_adv) and top-1 agreement), seconds per job.
+2. after the original: D_A built once on the original (AMUN's minimal-ε PGD-L2 search, ε_init
+   0.04), FT (with D_R), RL and SalUn with and without D_R; the methods' default hyperparameters
+   (no tuning fits a 15-minute lease), ``--unlearn-epochs`` epochs, batch 128, the unlearning recipe.
+3. after D_A: AMUN with and without D_R, both on the D_A of job 2.
+4. evaluate (main process, once the workers are done or the budget is spent): UA, RA, TA, SVC
+   MIA-efficacy (confidence), RMIA AUC (D_F vs D_T, online, Taylor-softmax signal, γ = 2,
+   population: every other pool point), Avg. Gap to the retrained model (with RMIA and with
+   MIA-efficacy), the transfer of D_A's labels to the retrained model (mean P_retrain(y_adv |
+   x_adv) and top-1 agreement), seconds per job.
 
-Results are written after every stage (``<out>/gpu_cifar10.json`` and ``.md``), so a run stopped
-by the lease keeps what it finished.
+Results are written at the end (``<out>/gpu_cifar10.json`` and ``.md``) with what is finished, so a
+run stopped by the lease keeps what it finished, and a rerun continues from the storage.
 
 **How to run on the device machine** (data travels as one packed file, written by ``--write-pack``
 from the ImageFolder tree: 54 MiB, in the git-ignored ``.device-data/``; one command may
@@ -48,6 +53,7 @@ second identical command on the still-warm machine resumes: finished jobs are sk
 
     # the same code on CPU in about two minutes (tests/test_gpu_benchmark.py runs it):
     python benchmarks/gpu_cifar10.py --tiny --out /tmp/gpu-tiny
+    python benchmarks/gpu_cifar10.py --tiny --workers 2 --out /tmp/gpu-tiny-2   # two worker processes
 
 **Expected timings on one H200** (estimates, not yet measured: no GPU was available when this
 was written). The repository's H200 measurement of ResNet-18 at batch 128, fp32, five processes
@@ -106,7 +112,7 @@ METHODS = {"with_remain": ("ft", "rl", "salun", "amun"), "forget_only": ("rl", "
 # ---------------------------------------------------------------------------- configuration
 @dataclass
 class Config:
-    """Everything a job needs; written to each job's spec file."""
+    """Everything a job needs; written to ``<out>/worker.json`` for the worker processes."""
 
     pack: str | None = None  # packed CIFAR-10 (.npz of JPEG bytes); unpacked once to <out>/data/cifar10
     data: str | None = None  # or an ImageFolder tree
@@ -132,7 +138,6 @@ class Config:
     precision: str = "bf16-mixed"
     channels_last: bool = True
     workers: int = 6
-    stage_timeout: int = 420
     budget: int = 560
     threads_per_job: int = 2
     cache_dir: str | None = None
@@ -166,17 +171,17 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     p.add_argument("--augmentation", default=None, choices=("auto", "crop_flip", "none"), help="the originals' augmentation (default auto)")
     p.add_argument("--unlearn-augmentation", default=None, choices=("auto", "crop_flip", "none"),
                    help="the unlearning phase's augmentation of D_R and D_F (default auto: the reference code's crop+flip on CIFAR)")
-    p.add_argument("--workers", type=int, default=None, help="jobs run at once, each its own process (default 6; --tiny: 1, in-process)")
-    p.add_argument("--stage-timeout", type=int, default=None, help="seconds before a stage's unfinished jobs are stopped (default 420)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes taking the jobs (default 6; one GPU each when several are visible; 1: this process, as --tiny)")
     p.add_argument("--budget", type=int, default=None, help="seconds for the whole run, start-up included; later stages wait for a rerun (560)")
     p.add_argument("--accelerator", default=None, help="Lightning accelerator (default auto; --tiny: cpu)")
     p.add_argument("--cache-dir", default=None, help="pool cache (default the library's)")
-    p.add_argument("--job", default=None, help=argparse.SUPPRESS)  # internal: run one job spec and exit
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: a worker process on the Config in this file
     args = p.parse_args(argv)
     if args.write_pack:  # packing only: main() writes the file and exits
         return Config(), args
-    if args.job:  # a child process: the whole configuration is in the job's spec file
-        return Config(**json.loads(Path(args.job).read_text())["config"]), args
+    if args.worker:  # a worker process: the whole configuration is in the file
+        return Config(**json.loads(Path(args.worker).read_text())), args
     if args.tiny:
         cfg = Config(
             tiny=True, model="small-cnn", width=16, max_train=400, max_test=150, epochs=3, lr=0.05, batch_size=64, unlearn_epochs=1,
@@ -199,7 +204,7 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
         out = tempfile.mkdtemp(prefix="gpu-cifar10-tiny-")
     overrides = dict(
         pack=pack, data=data, out=out, epochs=args.epochs, lr=args.lr, unlearn_epochs=args.unlearn_epochs, refs=args.refs,
-        workers=args.workers, stage_timeout=args.stage_timeout, budget=args.budget, accelerator=args.accelerator, cache_dir=args.cache_dir,
+        workers=args.workers, budget=args.budget, accelerator=args.accelerator, cache_dir=args.cache_dir,
         augmentation=args.augmentation, unlearn_augmentation=args.unlearn_augmentation,
     )
     for k, v in overrides.items():
@@ -390,7 +395,7 @@ JOBS = {"train": job_train, "attack": job_attack, "unlearn": job_unlearn}
 
 
 def run_job(cfg: Config, spec: dict) -> dict:
-    """Run one job in this process and write ``<name>.json`` (seconds and the job's facts)."""
+    """Run one job in this process and write ``<name>.json`` (seconds and the job's facts); returns them."""
     torch.set_num_threads(cfg.threads_per_job)
     torch.backends.cudnn.benchmark = True
     if torch.cuda.is_available():
@@ -403,48 +408,71 @@ def run_job(cfg: Config, spec: dict) -> dict:
     return meta
 
 
-def run_stage(cfg: Config, specs: list[dict], log, deadline: float) -> None:
-    """Run the stage's jobs, ``cfg.workers`` at a time: in this process (1 worker) or as child processes.
+def job_specs(cfg: Config) -> list[dict]:
+    """Every job, in the order workers take them, each with the jobs it needs first (``after``)."""
+    train = [{"kind": "train", "name": n, "role": n} for n in ("original", "retrain", *[f"ref{r}" for r in range(cfg.refs)])]
+    unlearn = [{**unlearn_job(m, s), "after": ["original"]} for s in SETTINGS for m in METHODS[s] if m != "amun"]
+    amun = [{**unlearn_job("amun", s), "after": ["original", "attack"]} for s in SETTINGS]
+    return [*train, {"kind": "attack", "name": "attack", "after": ["original"]}, *unlearn, *amun]
 
-    Child processes still running at ``deadline`` (a ``time.perf_counter()`` value) are stopped;
-    their jobs have no result file and run again on a rerun.
-    """
-    todo = [s for s in specs if not (cfg.jobs_dir / f"{s['name']}.json").is_file()]  # a rerun resumes
-    if cfg.workers <= 1:
-        for s in todo:
-            run_job(cfg, s)
-            log(f"  {s['name']}: done")
-        return
-    root = str(Path(__file__).resolve().parents[1])  # the repository: children import its lightning_unlearn
-    env = {**os.environ, "OMP_NUM_THREADS": str(cfg.threads_per_job), "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
-    running: list[tuple[dict, subprocess.Popen, float, Any]] = []
-    queue = list(todo)
-    while queue or running:
-        while queue and len(running) < cfg.workers:
-            s = queue.pop(0)
-            spec_path = cfg.jobs_dir / f"{s['name']}.spec.json"
-            spec_path.write_text(json.dumps({"config": asdict(cfg), "job": s}))
-            logf = open(cfg.jobs_dir / f"{s['name']}.log", "w")
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--job", str(spec_path)]
-            proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
-            running.append((s, proc, time.perf_counter(), logf))
-        time.sleep(1.0)
-        for item in list(running):
-            s, proc, t0, logf = item
-            if proc.poll() is not None:
-                logf.close()
-                running.remove(item)
-                log(f"  {s['name']}: rc={proc.returncode} after {time.perf_counter() - t0:.0f} s")
-            elif time.perf_counter() > deadline:
-                proc.kill()
-                proc.wait()
-                logf.close()
-                running.remove(item)
-                log(f"  {s['name']}: stopped at the stage's deadline (stage timeout or --budget)")
-        if time.perf_counter() > deadline and queue:
-            for s in queue:
-                log(f"  {s['name']}: not started (deadline)")
-            queue.clear()
+
+def job_store(cfg: Config):
+    """The optuna storage of the jobs, ``<out>/jobs.sqlite3`` (:class:`lightning_unlearn.pipeline.store.RunStore`), with
+    the run declared (created before any worker starts: concurrent first writers of an SQLite file would race)."""
+    from lightning_unlearn.pipeline.store import RunStore
+
+    store = RunStore(f"sqlite:///{(Path(cfg.out) / 'jobs.sqlite3').absolute()}")
+    store.start({"run": {k: v for k, v in asdict(cfg).items() if k not in RUN_KEYS_IGNORED}})
+    store.study  # noqa: B018 - creates the storage and its study
+    return store
+
+
+def job_tasks(cfg: Config) -> list:
+    """The jobs as :class:`lightning_unlearn.pipeline.store.Task` (key ``{"job": name}``, prerequisites as ``after``)."""
+    from lightning_unlearn.pipeline.store import Task, unit_key
+
+    return [Task(unit_key(job=j["name"]), lambda j=j: run_job(cfg, j), {"job": j["name"]}, tuple(unit_key(job=a) for a in j.get("after", [])))
+            for j in job_specs(cfg)]
+
+
+def unfinished(cfg: Config) -> list[str]:
+    """The jobs without an outcome in the storage."""
+    done = job_store(cfg).outcomes()
+    return [t.unit["job"] for t in job_tasks(cfg) if t.key not in done]
+
+
+def work(cfg: Config, log, deadline: float | None = None) -> list[str]:
+    """One worker: take the jobs nobody has taken whose prerequisites are done, until none is left (or
+    ``deadline``, a ``time.monotonic()`` value); returns the jobs left unfinished. A job that fails is
+    logged and left for a rerun (another worker may try it)."""
+    from lightning_unlearn.pipeline.store import work_through
+
+    store = job_store(cfg)
+    try:
+        left = work_through(store, job_tasks(cfg), on_done=lambda task, out: log(f"  {task.unit['job']}: done ({out.record['seconds']:.0f} s)"),
+                            deadline=deadline, keep_going=True)
+    finally:
+        store.close()
+    return [json.loads(k)["job"] for k in left]
+
+
+def run_workers(cfg: Config, log, deadline: float) -> None:
+    """``cfg.workers`` worker processes (this script with ``--worker``), one GPU each when several are visible; those still
+    running at ``deadline`` are stopped (their jobs fail and are taken again by a rerun)."""
+    from lightning_unlearn.pipeline.workers import wait_workers, worker_environments
+
+    spec = Path(cfg.out) / "worker.json"
+    spec.write_text(json.dumps(asdict(cfg)))
+    root = str(Path(__file__).resolve().parents[1])  # the repository: the workers import its lightning_unlearn
+    procs = []
+    for i, extra in enumerate(worker_environments(cfg.workers, cfg.accelerator, threads=cfg.threads_per_job)):
+        env = {**os.environ, **extra, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(spec)]
+        with open(cfg.jobs_dir / f"worker-{i}.log", "w") as out:
+            procs.append(subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env))
+        log(f"worker {i}: pid {procs[-1].pid}" + (f", GPU {extra['CUDA_VISIBLE_DEVICES']}" if "CUDA_VISIBLE_DEVICES" in extra else ""))
+    codes = wait_workers(procs, deadline=deadline)
+    log(f"workers done: exit codes {codes}")
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -608,7 +636,7 @@ def unlearn_job(method: str, setting: str) -> dict:
     return {"kind": "unlearn", "name": f"{method}_{setting}", "method": method, "use_remain": SETTINGS[setting]}
 
 
-RUN_KEYS_IGNORED = ("workers", "stage_timeout", "budget", "out", "cache_dir", "threads_per_job")
+RUN_KEYS_IGNORED = ("workers", "budget", "out", "cache_dir", "threads_per_job")
 
 
 def check_same_run(cfg: Config) -> None:
@@ -629,42 +657,37 @@ def main(argv=None) -> dict:
         written = pack(args.write_pack, args.pack or ".device-data/cifar10.npz")
         print(f"packed {args.write_pack} -> {written} ({written.stat().st_size / 2**20:.1f} MiB)")
         return {}
-    if args.job:  # a child process: one job
-        run_job(cfg, json.loads(Path(args.job).read_text())["job"])
-        return {}
     start = time.perf_counter()
-    cfg.jobs_dir.mkdir(parents=True, exist_ok=True)
-    check_same_run(cfg)
     progress = Path(cfg.out) / "progress.log"
+    who = f"worker {os.getpid()}: " if args.worker else ""
 
     def log(msg: str) -> None:
-        line = f"[{time.perf_counter() - start:7.1f} s] {msg}"
+        line = f"[{time.perf_counter() - start:7.1f} s] {who}{msg}"
         print(line, flush=True)
         with progress.open("a") as fh:
             fh.write(line + "\n")
 
-    dm = open_data(cfg)  # unpack + decode once, so the jobs load the cached pool
+    if args.worker:  # a worker process: take jobs until none is left (SIGTERM at the deadline fails its job, kept for a rerun)
+        from lightning_unlearn.pipeline.interrupt import handle_signals
+
+        with handle_signals():
+            work(cfg, log, deadline=None)
+        return {}
+    cfg.jobs_dir.mkdir(parents=True, exist_ok=True)
+    check_same_run(cfg)
+    dm = open_data(cfg)  # unpack + decode once, so the workers load the cached pool
     log(f"data ready: {cfg.data_source}, {len(dm.pool.train_index)} train / {len(dm.pool.test_index)} test images")
-    stages = [  # (title, jobs, files the jobs need)
-        ("train", [{"kind": "train", "name": n, "role": n} for n in ("original", "retrain", *[f"ref{r}" for r in range(cfg.refs)])], []),
-        ("unlearn", [{"kind": "attack", "name": "attack"}]
-         + [unlearn_job(m, s) for s in SETTINGS for m in METHODS[s] if m != "amun"], ["original.pt"]),
-        ("amun", [unlearn_job("amun", s) for s in SETTINGS], ["original.pt", "adversarial.pt"]),
-    ]
-    summary: dict = {}
-    for title, specs, needs in stages:
-        missing = [n for n in needs if not (cfg.jobs_dir / n).is_file()]
-        if missing:
-            log(f"stage {title}: not started, {', '.join(missing)} missing (see the jobs' logs in {cfg.jobs_dir})")
-            break
-        left = cfg.budget - (time.perf_counter() - start) - 30  # 30 s kept for the evaluation
-        if left <= 0:
-            log(f"stage {title}: not started, the budget of {cfg.budget} s is spent; rerun the same command to resume")
-            break
-        log(f"stage {title}: {', '.join(s['name'] for s in specs)}")
-        run_stage(cfg, specs, log, time.perf_counter() + min(cfg.stage_timeout, left))
-        summary = write_summary(cfg, dm, start, argv)
-        log(f"stage {title} written to {cfg.out}/gpu_cifar10.md")
+    deadline = time.monotonic() + cfg.budget - (time.perf_counter() - start) - 30  # 30 s kept for the evaluation
+    if cfg.workers <= 1:
+        left = work(cfg, log, deadline)
+    else:
+        job_store(cfg)  # the storage exists before the workers start
+        run_workers(cfg, log, deadline)
+        left = unfinished(cfg)
+    if left:
+        log(f"not finished: {', '.join(left)} (the budget of {cfg.budget} s is spent or a job failed: see {progress}; rerun the same command to resume)")
+    summary = write_summary(cfg, dm, start, argv)
+    log(f"written to {cfg.out}/gpu_cifar10.md")
     print(markdown(summary))
     return summary
 

@@ -187,7 +187,7 @@ def run(args) -> dict:
     for key, cfg in run_configs(args, config).items():
         frac, has_remain = key.split("_", 1)[0], cfg.has_remain
         t0, c0 = time.perf_counter(), time.process_time()
-        res = run_experiment(cfg, out_root / key, progress=LineProgress(), overwrite=args.overwrite)
+        res = run_experiment(cfg, out_root / key, progress=LineProgress(), overwrite=args.overwrite, workers=args.workers)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         m = res["methods"]
         retrain_s = (m.get("retrain") or {}).get("seconds")
@@ -278,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--overwrite", action="store_true", help="replace the results of a previous run in the output folders")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes per run (one GPU each when there are GPUs; each with --threads threads). More may join from "
+                   "anywhere: lightning-unlearn worker --storage sqlite:///<out>/<run>/study.sqlite3 --cache-dir <the same cache>")
     p.add_argument("--accelerator", default=None, help="passed to every Lightning Trainer (default auto)")
     p.add_argument("--devices", default=None, help="passed to every Lightning Trainer (default auto)")
     p.add_argument("--strategy", default=None, help="passed to every Lightning Trainer (e.g. ddp; default auto)")

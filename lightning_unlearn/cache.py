@@ -37,7 +37,9 @@ worker waits for the model and loads it instead of training it again. The lock o
 worker is taken over (same host: its pid has ended; another host: its heartbeat has stopped
 for ``stale_after`` seconds, 300 by default, ``$LIGHTNING_UNLEARN_LOCK_TIMEOUT``); see
 :mod:`lightning_unlearn.cache_lock` for the rule. Files stay whole whatever the lock does: they
-are written atomically and verified on load.
+are written atomically and verified on load. Inside :func:`no_waiting` a key that another live
+process is building raises :class:`~lightning_unlearn.cache_lock.BuildBusyError` instead of
+waiting, so that a worker trains another model meanwhile (the benchmark's workers do).
 
 **Unwritable folders** are detected before any work by :func:`check_writable` (a real probe:
 a temporary file is created and removed), which raises :class:`CacheNotWritableError` naming
@@ -51,12 +53,15 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from lightning_unlearn.cache_lock import BuildLock, LockPolicy
+from lightning_unlearn.cache_lock import BuildBusyError, BuildLock, LockPolicy
 from lightning_unlearn.fileio import DamagedFileError, atomic_save, load_checked, temporaries_of
 
 log = logging.getLogger(__name__)
@@ -72,6 +77,28 @@ T = TypeVar("T")
 
 class CacheNotWritableError(OSError):
     """The cache folder cannot be created or written (raised before any work starts)."""
+
+
+_WAIT_FOR_BUILDERS: ContextVar[bool] = ContextVar("lightning_unlearn_wait_for_builders", default=True)
+_BUILDS: Counter[str] = Counter()
+
+
+@contextmanager
+def no_waiting() -> Iterator[None]:
+    """Inside this block :meth:`ArtefactCache.get_or_build` does not wait for another live process
+    building the same key: it raises :class:`~lightning_unlearn.cache_lock.BuildBusyError` (the
+    caller builds something else and comes back; the entry is then loaded)."""
+    token = _WAIT_FOR_BUILDERS.set(False)
+    try:
+        yield
+    finally:
+        _WAIT_FOR_BUILDERS.reset(token)
+
+
+def build_count(kind: str) -> int:
+    """How many artefacts of ``kind`` this process has built (trained, for ``"models"``) through any
+    :class:`ArtefactCache` since it started: run statistics, e.g. "every model was trained once"."""
+    return _BUILDS[kind]
 
 
 def default_cache_dir() -> Path:
@@ -271,6 +298,7 @@ class ArtefactCache:
 
         Raises:
             CacheNotWritableError: the folder cannot be created (checked before building).
+            BuildBusyError: inside :func:`no_waiting`, another live process is building the key.
         """
         hit = self.load(settings, restore)
         if hit is not None:
@@ -281,7 +309,9 @@ class ArtefactCache:
         except OSError:
             check_writable(self.folder)  # raises the error that names the folder and the way out
             raise
-        with BuildLock(self.lock_path(key), self.lock_policy, what=f"{self.kind} {key}") as lock:
+        lock = BuildLock(self.lock_path(key), self.lock_policy, what=f"{self.kind} {key}")
+        lock.acquire(wait=_WAIT_FOR_BUILDERS.get())
+        try:
             hit = self.load(settings, restore)  # another process may have built it while we waited
             if hit is not None:
                 return hit
@@ -292,7 +322,10 @@ class ArtefactCache:
             payload, meta = build()
             if lock.held:
                 self.save(settings, payload, meta)
+        finally:
+            lock.release()
         self.built.append(key)
+        _BUILDS[self.kind] += 1
         meta = json.loads(json.dumps(meta, default=str))
         return Entry(key, settings, meta, restore(payload), from_cache=False)
 
@@ -324,11 +357,14 @@ __all__ = [
     "CACHE_FORMAT",
     "KINDS",
     "ArtefactCache",
+    "BuildBusyError",
     "CacheNotWritableError",
     "Entry",
     "canonical_json",
     "check_writable",
+    "build_count",
     "default_cache_dir",
+    "no_waiting",
     "settings_key",
     "state_dict_payload",
 ]

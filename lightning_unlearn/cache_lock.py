@@ -78,6 +78,7 @@ STALE_AFTER_ENV = "LIGHTNING_UNLEARN_LOCK_TIMEOUT"
 
 __all__ = [
     "STALE_AFTER_ENV",
+    "BuildBusyError",
     "BuildLock",
     "Holder",
     "LockPolicy",
@@ -322,12 +323,28 @@ def judge(view: LockView, *, here: Holder, now: float, stale_after: float, alive
 
 
 # ---------------------------------------------------------------------------- the lock
+class BuildBusyError(RuntimeError):
+    """A live process holds the lock that :meth:`BuildLock.acquire` was asked not to wait for (``wait=False``).
+
+    Attributes:
+        path: the lock file.
+        holder: the holder's record (``None`` when it has written none yet).
+    """
+
+    def __init__(self, what: str, path: Path, holder: Holder | None) -> None:
+        who = holder.describe() if holder is not None else "a process that wrote no holder record yet"
+        super().__init__(f"{what} is being built by {who}")
+        self.path, self.holder = path, holder
+
+
 class BuildLock:
     """The exclusive right to build one cache entry, for processes on any host sharing the folder.
 
     Use as a context manager; entering waits (indefinitely: a live holder may train for hours)
     until the lock is free or its holder is judged dead (:func:`judge`), then holds it and keeps
-    its record alive from a background thread until exit. Not reentrant.
+    its record alive from a background thread until exit. Not reentrant. ``acquire(wait=False)``
+    does not wait for a live holder: it raises :class:`BuildBusyError` instead (a worker then
+    builds something else first).
 
     The ranks of one multi-process (DDP) job build together: each trains its part of the same
     model. A rank that finds the lock held by another rank of its own job
@@ -362,8 +379,13 @@ class BuildLock:
         self._heart: threading.Thread | None = None
 
     # ------------------------------------------------------------------ acquiring
-    def acquire(self) -> BuildLock:
-        """Wait for the lock (taking over a dead holder's), then write this process's record; or join a rank of this job."""
+    def acquire(self, *, wait: bool = True) -> BuildLock:
+        """Wait for the lock (taking over a dead holder's), then write this process's record; or join a rank of this job.
+
+        Args:
+            wait: ``False``: raise :class:`BuildBusyError` instead of waiting for a live holder
+                (a dead holder's lock is still taken over, and a rank of this job still joins).
+        """
         here = Holder.this_process(lock_ino=-1)  # host, PID namespace: what judge compares
         announced, since = False, time.monotonic()
         while True:
@@ -381,6 +403,8 @@ class BuildLock:
                 if verdict.stale:
                     self._take_over(view, here)
                     continue
+                if not wait:
+                    raise BuildBusyError(self.what, self.path, view.holder)
                 # Once, and preferably with a name: a new holder writes its record just after the lock.
                 if not announced and (view.holder is not None or time.monotonic() - since > self.policy.heartbeat):
                     who = view.holder.describe() if view.holder is not None else "a process that wrote no holder record"

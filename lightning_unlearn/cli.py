@@ -18,6 +18,12 @@ kept and writes no results: the models trained so far stay in the cache, and eve
 so far stays in the run's storage (``--out/study.sqlite3`` unless ``--storage`` says otherwise),
 so the same command resumes where it stopped.
 
+Many workers (:mod:`lightning_unlearn.pipeline.workers`): ``benchmark --workers N`` starts N worker
+processes on this machine (one GPU each when there are GPUs); ``lightning-unlearn worker --storage
+URL`` joins the run declared in that storage from anywhere (one per GPU, one per SLURM array task),
+sharing the cache given by ``--cache-dir``, and exits when nothing is left; ``lightning-unlearn
+report --storage URL --out DIR`` writes the report from the storage alone.
+
 A subcommand is a :class:`Command` in :data:`COMMANDS`: its options, how its arguments are
 rewritten before parsing, and the function that runs it.
 """
@@ -132,24 +138,25 @@ def _model_files(cache_root) -> set:
     return {p for pattern in ("models/*.pt", "references/*/ref*.pt") for p in root.glob(pattern) if not p.name.startswith(".")}
 
 
-def _stored_words(storage: str | None) -> str:
+def _stored_words(storage: str | None, study: str = "runs") -> str:
     """What the storage keeps after an interruption, or ``""`` when it holds nothing."""
-    from lightning_unlearn.pipeline.store import RunStore, sqlite_path
+    from lightning_unlearn.pipeline.store import RunStore
+    from lightning_unlearn.tuning.sharing import storage_file
 
     if storage is None:
         return ""
-    store = RunStore(storage)
+    store = RunStore(storage, study=study)
     try:
         n = sum(1 for _ in store.outcomes().values()) if store.exists() else 0
     except Exception:  # a storage that cannot be read now: say nothing rather than fail the message
         return ""
     if n == 0:
         return ""
-    where = sqlite_path(storage) or storage
+    where = storage_file(storage) or storage
     return f"; the {n} run{'' if n == 1 else 's'} measured so far {'is' if n == 1 else 'are'} kept in {where} (the same command resumes)"
 
 
-def _interrupted_message(err, out: str, cache_root, models_before: set, manifest_before, storage: str | None = None) -> str:
+def _interrupted_message(err, out: str, cache_root, models_before: set, manifest_before, storage: str | None = None, study: str = "runs") -> str:
     from lightning_unlearn.pipeline.output import manifest_digest
 
     if manifest_digest(out) not in (None, manifest_before):  # the signal came right after the report was put in place
@@ -163,7 +170,7 @@ def _interrupted_message(err, out: str, cache_root, models_before: set, manifest
         one = kept == 1
         models = (f"{kept} model{'' if one else 's'} trained before the interruption {'is' if one else 'are'} kept in the cache {cache_root} "
                   f"(a rerun reuses {'it' if one else 'them'})")
-    stored = _stored_words(storage)
+    stored = _stored_words(storage, study)
     unchanged = f"{out} holds no results" if stored else f"{out} is unchanged"
     return f"{PROG}: interrupted by {err.signal_name}: no results were written ({unchanged}); {models}{stored}"
 
@@ -184,25 +191,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     return COMMANDS[args.command].run(args[args.command])
 
 
+def _interrupted(run: Callable[[Namespace, dict], int], args: Namespace, message: Callable[[Any, dict], str | None]) -> int:
+    """Run ``run(args, state)`` under the signal handlers; on SIGINT / SIGTERM close ``state["progress"]``, print
+    ``message(err, state)`` (when not ``None``) and return 130 / 143. ``run`` records in ``state`` what the message needs."""
+    from lightning_unlearn.pipeline.interrupt import Interrupted, handle_signals
+
+    state: dict = {"progress": None}
+    try:
+        with handle_signals():
+            return run(args, state)
+    except Interrupted as err:
+        if state["progress"] is not None:
+            state["progress"].close()
+        text = message(err, state)
+        if text:
+            print(text, file=sys.stderr)
+        return err.exit_code
+
+
 def _run_benchmark(args: Namespace) -> int:
     """The ``benchmark`` command: checks the run's options, then runs :func:`_benchmark` under the signal handlers."""
     if args.threads < 1:
         return _error(f"--threads must be a positive number of threads, got {args.threads}")
-    from lightning_unlearn.pipeline.interrupt import Interrupted, handle_signals
+    if args.workers < 1:
+        return _error(f"--workers must be a positive number of worker processes, got {args.workers}")
     from lightning_unlearn.pipeline.output import manifest_digest
     from lightning_unlearn.pipeline.runner import is_rank_zero
 
-    state: dict = {"cache_root": None, "models_before": set(), "manifest_before": manifest_digest(args.out), "progress": None, "storage": None}
-    try:
-        with handle_signals():
-            return _benchmark(args, state)
-    except Interrupted as err:
-        if state["progress"] is not None:
-            state["progress"].close()
-        if is_rank_zero():
-            message = _interrupted_message(err, args.out, state["cache_root"], state["models_before"], state["manifest_before"], state["storage"])
-            print(message, file=sys.stderr)
-        return err.exit_code
+    manifest_before = manifest_digest(args.out)
+
+    def message(err, state: dict) -> str | None:
+        if not is_rank_zero():
+            return None
+        return _interrupted_message(err, args.out, state.get("cache_root"), state.get("models_before", set()), manifest_before, state.get("storage"),
+                                    state.get("study", "runs"))
+
+    return _interrupted(_benchmark, args, message)
 
 
 def _benchmark(args: Namespace, state: dict) -> int:
@@ -227,9 +251,10 @@ def _benchmark(args: Namespace, state: dict) -> int:
     state["cache_root"] = config.cache_root
     state["models_before"] = _model_files(config.cache_root)
     state["storage"] = storage_url(config, Path(args.out).expanduser().absolute())
+    state["study"] = args.study
     progress = state["progress"] = NullProgress() if not is_rank_zero() else make_progress(quiet=args.quiet)
     try:
-        results = run_experiment(config, args.out, progress=progress, overwrite=args.overwrite)
+        results = run_experiment(config, args.out, progress=progress, overwrite=args.overwrite, workers=args.workers, study=args.study)
     except ConfigError as err:
         progress.close()
         state["progress"] = None
@@ -251,6 +276,90 @@ def _benchmark(args: Namespace, state: dict) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- worker
+def _worker_arguments(parser: ArgumentParser) -> None:
+    parser.add_argument("--storage", required=True, help="The run's storage URL: sqlite:///PATH, journal://PATH (a journal file on a shared "
+                        "file system), or a database URL (postgresql://...); the one lightning-unlearn benchmark declared the run in.")
+    parser.add_argument("--study", default="runs", help="The run's study name (the benchmark's --study; default runs).")
+    parser.add_argument("--cache-dir", default=None,
+                        help="This worker's cache folder (default: the declared one); workers sharing one train every model once.")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1).")
+    parser.add_argument("--wait", type=float, default=600.0,
+                        help="Seconds to wait for the run's declaration when the storage holds none yet (default 600).")
+    parser.add_argument("--name", default=None, help="Prefix of this worker's progress lines (default: worker <pid>).")
+    parser.add_argument("--quiet", action="store_true", help="No progress lines.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="Log every step.")
+
+
+def _run_worker(args: Namespace) -> int:
+    """The ``worker`` command: works on the run declared in ``--storage`` until nothing is left."""
+    if args.threads < 1:
+        return _error(f"--threads must be a positive number of threads, got {args.threads}")
+    if args.wait < 0:
+        return _error(f"--wait must be a number of seconds >= 0, got {args.wait}")
+
+    def message(err, state: dict) -> str:
+        return (f"{PROG} worker: interrupted by {err.signal_name}; every unit it finished stays in {args.storage}, the one it was running "
+                "is taken again by the next worker (rerun this command to continue)")
+
+    return _interrupted(_worker, args, message)
+
+
+def _worker(args: Namespace, state: dict) -> int:
+    import os
+
+    import torch
+
+    from lightning_unlearn.pipeline.progress import make_progress
+    from lightning_unlearn.pipeline.store import check_study_name
+    from lightning_unlearn.pipeline.workers import run_worker
+
+    torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _quiet_lightning()
+    name = args.name or f"worker {os.getpid()}"
+    progress = state["progress"] = make_progress(quiet=args.quiet, prefix=name)
+    try:
+        summary = run_worker(args.storage, study=check_study_name(args.study), cache_dir=args.cache_dir, progress=progress, wait_s=args.wait)
+    except ConfigError as err:
+        progress.close()
+        state["progress"] = None
+        return _error(str(err))
+    progress.close()
+    state["progress"] = None
+    print(f"{name}: done ({summary['seconds']:.0f} s; {summary['models_trained']} models trained, {summary['models_loaded']} from cache; "
+          f"{summary['units_run']} runs measured, {summary['units_reused']} measured by others or before)")
+    return 0
+
+
+# ---------------------------------------------------------------------------- report
+def _report_arguments(parser: ArgumentParser) -> None:
+    parser.add_argument("--storage", required=True, help="The run's storage URL (as given to benchmark and worker).")
+    parser.add_argument("--out", required=True, help="Output directory (results.json, report.md, figures); may exist and hold other files.")
+    parser.add_argument("--study", default="runs", help="The run's study name (the benchmark's --study; default runs).")
+    parser.add_argument("--overwrite", action="store_true", help="Replace the results of a previous run in --out (only files lightning-unlearn wrote).")
+
+
+def _run_report(args: Namespace) -> int:
+    """The ``report`` command: ``results.json``, ``report.md`` and the figures from the storage alone."""
+    from lightning_unlearn.pipeline.store import check_study_name
+    from lightning_unlearn.pipeline.workers import report_from_storage
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _quiet_lightning()
+    try:
+        results = report_from_storage(args.storage, args.out, study=check_study_name(args.study), overwrite=args.overwrite)
+    except ConfigError as err:
+        return _error(str(err))
+    incomplete = sorted(m for section in results["objectives"].values() for m, row in section["methods"].items() if row.get("status") == "incomplete")
+    for name, section in results["objectives"].items():
+        print(f"{name}: {section['statement']}")
+    run = results["run"]
+    tail = f"; incomplete rows: {', '.join(sorted(set(incomplete)))} (the run is not finished)" if incomplete else ""
+    print(f"report: {args.out}/report.md  ({run['workers']} worker records: {run['units_run']} runs measured, {run['models_trained']} models trained){tail}")
+    return 0
+
+
 #: the subcommands, by name
 COMMANDS: dict[str, Command] = {
     c.name: c
@@ -264,6 +373,23 @@ COMMANDS: dict[str, Command] = {
             add_arguments=_benchmark_arguments,
             run=_run_benchmark,
             expand=_expand_benchmark,
+        ),
+        Command(
+            "worker",
+            help="work on a benchmark run declared in a storage, beside any number of other workers",
+            description="Join the benchmark run declared in --storage (by lightning-unlearn benchmark ... --storage URL): train the models "
+            "nobody else trains, take tuning trials and evaluation runs nobody has taken, until none is left. Run one per GPU "
+            "(CUDA_VISIBLE_DEVICES) or one per SLURM array task; point them all at one cache (--cache-dir).",
+            add_arguments=_worker_arguments,
+            run=_run_worker,
+        ),
+        Command(
+            "report",
+            help="write results.json, report.md and the figures of a run from its storage",
+            description="Build the report of the run in --storage from the storage alone (the numbers of a single-process run, "
+            "whoever measured them) and write it to --out.",
+            add_arguments=_report_arguments,
+            run=_run_report,
         ),
     )
 }

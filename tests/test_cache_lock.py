@@ -408,3 +408,45 @@ def test_two_processes_training_the_digits_original_train_it_once(tmp_path, star
     assert results[loader]["loaded"] == results[trainer]["built"] and not results[loader]["built"] and results[loader]["waited"]
     a, b = (torch.load(shared / f"weights-{pid}.pt", weights_only=True) for pid in (trainer, loader))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_without_waiting_a_live_builders_key_is_left_and_a_dead_ones_taken_over(tmp_path, start):
+    """``no_waiting()``: a key another live process builds raises BuildBusyError at once (a worker trains another model
+    meanwhile); once that process is killed, the same call takes its lock over and builds."""
+    from lightning_unlearn.cache import BuildBusyError, build_count, no_waiting
+
+    shared = tmp_path / "shared"
+    victim = start(build="hang")
+    _wait_for("building-*", shared, [victim])
+    cache = ArtefactCache(tmp_path / "cache", "models", lock_policy=LockPolicy(**PATIENT))
+    with no_waiting(), pytest.raises(BuildBusyError, match=f"is being built by pid {victim.pid} on host") as err:
+        cache.get_or_build(SETTINGS, lambda: 1 / 0)
+    assert err.value.holder.pid == victim.pid and not cache.built
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    before = build_count("models")
+    with no_waiting():
+        entry = _built_value(cache)
+    assert not entry.from_cache and build_count("models") == before + 1 and cache.built == [entry.key]
+
+
+def test_reference_models_nobody_else_builds_are_built_before_busy_is_raised(digits_dm, tmp_path, monkeypatch):
+    """train_or_load_models in a no_waiting block: model 0 is busy elsewhere, model 1 is built, then BuildBusyError."""
+    from lightning_unlearn.audit.model_cache import train_or_load_models
+    from lightning_unlearn.cache import BuildBusyError, Entry
+
+    cache = ArtefactCache(tmp_path, "models", lock_policy=LockPolicy(**PATIENT))
+    asked = []
+
+    def get_or_build(settings, build, restore):
+        asked.append(settings["reference"])
+        if settings["reference"] == 0:
+            raise BuildBusyError("models k0", tmp_path / "k0.lock", None)
+        return Entry("k1", settings, {}, torch.nn.Linear(1, 1), from_cache=False)
+
+    monkeypatch.setattr(cache, "get_or_build", get_or_build)
+    sets = [digits_dm.train_set(), digits_dm.train_set()]
+    with pytest.raises(BuildBusyError, match="models k0 is being built by a process that wrote no holder record yet"):
+        train_or_load_models(digits_dm, {"kind": "rmia-reference", "model": "small-cnn", "epochs": 1, "lr": 0.1, "schedule": "onecycle"}, sets,
+                             [0, 1], cache=cache, trainer_kwargs={})
+    assert asked == [0, 1]

@@ -121,13 +121,20 @@ def test_diverged_units_are_outcomes_and_failed_ones_run_again(tmp_path):
 
 
 def test_a_unit_left_running_by_a_killed_process_runs_again(tmp_path):
+    """A RUNNING trial without a holder record (a killed process of a release before workers) is failed when its unit is
+    next claimed, and the unit runs again; the other outcomes stay (tests/test_workers.py: dead and live holders)."""
     store = RunStore(default_storage_url(tmp_path))
     store.start({"version": 1})
     store.run("a", Counter())
-    store.study.ask()  # a trial a killed process left RUNNING
+    left = store.study.ask()  # a trial a killed process left RUNNING, as the earlier release claimed units
+    store.study._storage.set_trial_param(left._trial_id, "unit", float(unit_id("c")), optuna.distributions.IntDistribution(0, 2**52 - 1))
+    left.set_user_attr("key", "c")
     reopened = RunStore(store.url)
-    assert reopened.study.get_trials(states=(optuna.trial.TrialState.RUNNING,)) == []  # failed when a run reopens the storage
     assert reopened.lookup("a") is not None and reopened.lookup("c") is None
+    again = Counter()
+    assert not reopened.run("c", again).diverged and again.calls == 1
+    states = sorted((t.user_attrs["key"], t.state.name) for t in reopened.study.get_trials())
+    assert states == [("a", "COMPLETE"), ("c", "COMPLETE"), ("c", "FAIL")]
 
 
 def test_a_storage_of_another_run_is_named_with_its_differences(tmp_path):

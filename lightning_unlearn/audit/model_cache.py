@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_unlearn.cache import ArtefactCache, check_writable, default_cache_dir, state_dict_payload
+from lightning_unlearn.cache import ArtefactCache, BuildBusyError, check_writable, default_cache_dir, state_dict_payload
 from lightning_unlearn.data.datamodule import UnlearningDataModule
 from lightning_unlearn.data.datasets import IndexedTensorDataset
 from lightning_unlearn.models.factory import build_model
@@ -175,11 +175,17 @@ def train_or_load_models(
 
     Returns:
         ``(models in eval mode, how many came from the cache)``.
+
+    Raises:
+        BuildBusyError: inside :func:`lightning_unlearn.cache.no_waiting`, another live process is
+            building one of the models; every model nobody else was building is built (and
+            stored) first, so that workers sharing the cache train different models at once.
     """
     model, width = config["model"], config.get("width")
     restore = model_restore(dm, model, width)
     models: list[nn.Module] = []
     loaded = 0
+    busy: BuildBusyError | None = None
     for r, (data, seed_r) in enumerate(zip(train_sets, seeds, strict=True)):
 
         def train(data=data, r=r, seed_r=seed_r) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -196,7 +202,13 @@ def train_or_load_models(
         else:
             settings = {**config, "role": config["kind"], "reference": r, "seed": int(seed_r), "train_set": pool_fingerprint(data),
                         **trainer_settings(trainer_kwargs)}
-            entry = cache.get_or_build(settings, train, restore)
+            try:
+                entry = cache.get_or_build(settings, train, restore)
+            except BuildBusyError as err:
+                busy = busy or err
+                continue
             net, loaded = entry.value, loaded + int(entry.from_cache)
         models.append(net.eval())
+    if busy is not None:
+        raise busy
     return models, loaded

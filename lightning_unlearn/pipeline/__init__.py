@@ -14,7 +14,9 @@ measured unit), :mod:`.models` (training original and retrained models through
 :mod:`lightning_unlearn.cache`), :mod:`.evaluation` (the figures of one model), :mod:`.stages`
 (the run, unit by unit), :mod:`.results` (``results.json`` from the storage: cells, intervals,
 paired differences, verdicts), :mod:`.report` (``report.md`` and the figures), :mod:`.output`
-(atomic output directory), :mod:`.runner` (:func:`run_experiment`), :mod:`.progress` (progress bars, table).
+(atomic output directory), :mod:`.runner` (:func:`run_experiment`), :mod:`.workers` (the ``worker`` and
+``report`` commands: many processes on one run, the report from a storage), :mod:`.progress` (progress
+bars, table).
 """
 
 from lightning_unlearn.pipeline.config import (

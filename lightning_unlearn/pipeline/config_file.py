@@ -108,11 +108,12 @@ def add_config_arguments(parser: ArgumentParser) -> None:
 
 
 #: the options of a ``benchmark`` run that are not config settings (``--print_config`` writes them too)
-RUN_OPTIONS = ("out", "overwrite", "threads", "quiet", "verbose")
+RUN_OPTIONS = ("out", "overwrite", "threads", "quiet", "verbose", "workers", "study")
 
 
 def add_run_arguments(parser: ArgumentParser, *, out_required: bool = True) -> None:
-    """Add the run's own options (:data:`RUN_OPTIONS`: ``--out``, ``--overwrite``, ``--threads``, ``--quiet``, ``-v``) to ``parser``."""
+    """Add the run's own options (:data:`RUN_OPTIONS`: ``--out``, ``--overwrite``, ``--threads``, ``--quiet``, ``-v``, ``--workers``,
+    ``--study``) to ``parser``."""
     run = parser.add_argument_group("the run (not part of the config)")
     run.add_argument("--out", required=out_required, help="Output directory (results.json, report.md, figures); may exist and hold other files.")
     run.add_argument("--overwrite", action="store_true",
@@ -121,6 +122,11 @@ def add_run_arguments(parser: ArgumentParser, *, out_required: bool = True) -> N
                      help="CPU threads per process for torch (1: reproducible, and fastest for small models and on a shared machine).")
     run.add_argument("--quiet", action="store_true", help="No progress bars.")
     run.add_argument("-v", "--verbose", action="store_true", help="Log every step.")
+    run.add_argument("--workers", type=int, default=1,
+                     help="Worker processes on this machine (one GPU each when there are GPUs); 1: this process works alone. "
+                     "More workers may join from anywhere: lightning-unlearn worker --storage URL.")
+    run.add_argument("--study", default="runs",
+                     help="The name of the run's study in the storage (default runs); another name lets one database hold several runs.")
 
 
 def config_parser(**kwargs: Any) -> ArgumentParser:

@@ -37,31 +37,33 @@ class NullProgress(Progress):
 class LineProgress(Progress):
     """One plain line per finished step on stderr (logs, CI, non-terminal output)."""
 
-    def __init__(self, stream=None) -> None:
+    def __init__(self, stream=None, *, prefix: str = "") -> None:
         self._stream = stream or sys.stderr
+        self._prefix = f"{prefix}: " if prefix else ""
         self._name, self._total, self._done, self._t0 = "", 0, 0, 0.0
 
     @contextmanager
     def stage(self, name: str, total: int) -> Iterator[None]:
         self._name, self._total, self._done, self._t0 = name, total, 0, time.perf_counter()
         yield
-        print(f"[{name}] done in {time.perf_counter() - self._t0:.1f} s", file=self._stream, flush=True)
+        print(f"{self._prefix}[{name}] done in {time.perf_counter() - self._t0:.1f} s", file=self._stream, flush=True)
 
     def advance(self, detail: str = "") -> None:
         self._done += 1
-        print(f"[{self._name} {self._done}/{self._total} {time.perf_counter() - self._t0:6.1f} s] {detail}", file=self._stream, flush=True)
+        print(f"{self._prefix}[{self._name} {self._done}/{self._total} {time.perf_counter() - self._t0:6.1f} s] {detail}", file=self._stream, flush=True)
 
     def message(self, text: str) -> None:
-        print(text, file=self._stream, flush=True)
+        print(f"{self._prefix}{text}", file=self._stream, flush=True)
 
 
-def make_progress(*, quiet: bool = False) -> Progress:
-    """Rich bars on a terminal, plain lines otherwise, nothing when ``quiet``."""
+def make_progress(*, quiet: bool = False, prefix: str = "") -> Progress:
+    """Rich bars on a terminal, plain lines otherwise (each starting with ``prefix:`` when given: a
+    worker's name, since several share one terminal), nothing when ``quiet``."""
     if quiet:
         return NullProgress()
-    if sys.stderr.isatty():
+    if sys.stderr.isatty() and not prefix:
         return RichProgress()
-    return LineProgress()
+    return LineProgress(prefix=prefix)
 
 
 class RichProgress(Progress):

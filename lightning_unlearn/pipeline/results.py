@@ -145,7 +145,7 @@ class _Run:
         if plan.sampler_kind == "none":
             return dict(plan.space.constants), None
         try:
-            study = optuna.load_study(study_name=plan.study_name, storage=self.store.storage)
+            study = optuna.load_study(study_name=self.store.tuning_study_name(plan.study_name), storage=self.store.storage)
         except KeyError:
             return None, {"n_trials": 0, "status": "not run"}
         result = tuning_result(study, plan)

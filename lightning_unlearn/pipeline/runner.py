@@ -1,4 +1,10 @@
-"""``run_experiment``: one call from a :class:`BenchmarkConfig` to the run's storage, ``results.json`` and the report."""
+"""``run_experiment``: one call from a :class:`BenchmarkConfig` to the run's storage, ``results.json`` and the report.
+
+The call declares the run in its storage and then works on it as one worker
+(:meth:`~lightning_unlearn.pipeline.stages.Experiment.run`), or starts ``workers`` worker processes
+(:mod:`lightning_unlearn.pipeline.workers`) and waits for them; other workers may join from
+anywhere (``lightning-unlearn worker --storage URL``). The report is written once every unit is
+measured."""
 
 from __future__ import annotations
 
@@ -18,7 +24,8 @@ from lightning_unlearn.pipeline.progress import NullProgress, Progress
 from lightning_unlearn.pipeline.report import write_report
 from lightning_unlearn.pipeline.results import build_results, figure_data
 from lightning_unlearn.pipeline.stages import Experiment
-from lightning_unlearn.pipeline.store import RunStore, default_storage_url, differences, jsonable
+from lightning_unlearn.pipeline.store import RUNS_STUDY, RunStore, default_storage_url, differences, jsonable
+from lightning_unlearn.pipeline.workers import check_one_device, start_workers, stop_workers, workers_summary
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +42,7 @@ def storage_url(config: BenchmarkConfig, out: Path | None) -> str | None:
     return default_storage_url(out) if out is not None else None
 
 
-def open_store(config: BenchmarkConfig, out: Path | None) -> RunStore:
+def open_store(config: BenchmarkConfig, out: Path | None, *, study: str = RUNS_STUDY) -> RunStore:
     """The run's :class:`RunStore`; its SQLite file in ``out`` is listed in the folder's manifest when it is created.
 
     A process of rank > 0 under DDP gets an in-memory copy of what the storage holds (it runs the
@@ -43,10 +50,10 @@ def open_store(config: BenchmarkConfig, out: Path | None) -> RunStore:
     """
     url = storage_url(config, out)
     inside = out is not None and url == default_storage_url(out)
-    store = RunStore(url, on_create=(lambda: register_storage(out, STUDY_FILE)) if inside else None)
+    store = RunStore(url, study=study, on_create=(lambda: register_storage(out, STUDY_FILE)) if inside else None)
     if is_rank_zero():
         return store
-    copy = RunStore(None)
+    copy = RunStore(None, study=study)
     if store.exists():
         memory = copy.storage
         for summary in optuna.get_all_study_summaries(store.storage, include_best_trial=False):
@@ -61,7 +68,8 @@ def _fresh_words(config: BenchmarkConfig, out: Path | None) -> str:
 
 
 def run_experiment(
-    config: BenchmarkConfig, out_dir: str | os.PathLike | None = None, *, progress: Progress | None = None, overwrite: bool = False
+    config: BenchmarkConfig, out_dir: str | os.PathLike | None = None, *, progress: Progress | None = None, overwrite: bool = False,
+    workers: int = 1, study: str = RUNS_STUDY,
 ) -> dict[str, Any]:
     """Run a whole benchmark: data, models (cached), tuning, unlearning, audit, report.
 
@@ -69,7 +77,9 @@ def run_experiment(
     ``OUT/study.sqlite3``): a run interrupted for any reason keeps what it measured, and calling
     ``run_experiment`` again with the same settings resumes it, rerunning nothing that was stored.
     ``results.json`` and the report are built from the storage alone
-    (:func:`~lightning_unlearn.pipeline.results.build_results`).
+    (:func:`~lightning_unlearn.pipeline.results.build_results`). Any number of
+    ``lightning-unlearn worker`` processes may share the storage and the cache meanwhile; the
+    report is written once every unit is measured, with the same numbers whoever measured them.
 
     Args:
         config: the settings (validated here).
@@ -80,9 +90,15 @@ def run_experiment(
         progress: a :class:`~lightning_unlearn.pipeline.progress.Progress` (default: silent).
         overwrite: replace the results of a previous run in ``out_dir``; a storage holding a run
             with other settings is emptied and the run starts afresh (default: refuse both).
+        workers: 1 (default): this process is the run's worker. N > 1: start N worker processes
+            on this machine (one GPU each when there are GPUs, see
+            :func:`~lightning_unlearn.pipeline.workers.worker_environments`), wait for them, and
+            measure here whatever a failed worker left.
+        study: the name of the run's study in the storage (default ``"runs"``; another name lets
+            one database hold several runs).
 
     Under a multi-process strategy (``strategy="ddp"``) every rank runs the same stages and
-    trains the same models together; only rank 0 writes the storage and ``out_dir``.
+    trains the same models together; only rank 0 writes the storage and ``out_dir`` (no workers).
 
     Returns:
         The ``results.json`` dictionary (see :mod:`lightning_unlearn.pipeline.results`).
@@ -90,8 +106,8 @@ def run_experiment(
     Raises:
         ConfigError: bad input (unknown name, inapplicable method, missing data directory,
             unwritable output or cache directory, a previous run's results without ``overwrite``,
-            a storage holding a run with other settings without ``overwrite``), before any model
-            is trained.
+            a storage holding a run with other settings without ``overwrite``, workers without a
+            storage or with a multi-process strategy), before any model is trained.
 
     Example:
         >>> from lightning_unlearn.pipeline import BenchmarkConfig, run_experiment
@@ -100,13 +116,19 @@ def run_experiment(
     """
     start = time.perf_counter()
     config = config.validate()
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers must be a positive number of worker processes, got {workers!r}")
     out = check_output_dir(out_dir, overwrite=overwrite) if out_dir is not None else None
+    if workers > 1:
+        check_one_device(config)
+        if storage_url(config, out) is None:
+            raise ConfigError("worker processes share the run's storage: give an output directory or --storage")
     try:  # the cache is written after the first model is trained: prove it can be, before any work
         for kind in KINDS:
             check_writable(config.cache_root / kind)
     except CacheNotWritableError as err:
         raise ConfigError(str(err)) from None
-    store = open_store(config, out)
+    store = open_store(config, out, study=study)
     experiment = Experiment(config, store, progress=progress or NullProgress())
     declaration = experiment.declaration()  # opens the data: bad data input fails here
     stored = store.existing_declaration()
@@ -118,14 +140,50 @@ def run_experiment(
     elif stored is not None:
         log.info("resuming the run stored in %s", store.url)
     store.start(declaration)
-    experiment.run()
-    counts = experiment.counts()
-    run = {"seconds": time.perf_counter() - start, **counts, "threads": torch.get_num_threads()}
+    if workers > 1:
+        run = _with_workers(experiment, store, workers, start)
+    else:
+        try:
+            experiment.run()
+        finally:
+            store.close()
+        counts = experiment.counts()
+        run = {"seconds": time.perf_counter() - start, **counts, "threads": torch.get_num_threads()}
+        if store.url is not None and is_rank_zero():
+            store.record_worker({**counts, "seconds": run["seconds"]})
     results = build_results(store, run=run)
     if out is not None and is_rank_zero():
         figures = figure_data(store)
         publish(out, lambda tmp: write_report(Path(tmp), results, figures), overwrite=overwrite)
     return results
+
+
+def _with_workers(experiment: Experiment, store: RunStore, n: int, start: float) -> dict[str, Any]:
+    """Declare the run, start ``n`` local workers on it, wait; then finish here what a failed worker left.
+    Returns the run statistics: the workers' records (and this process's) added up."""
+    assert store.url is not None
+    store.study  # noqa: B018 - creates the runs study with the declaration: the workers read it
+    config = experiment.config
+    procs = start_workers(n, store.url, study=store.study_name, cache_dir=config.execution.cache_dir, accelerator=config.execution.accelerator,
+                          threads=torch.get_num_threads(), quiet=isinstance(experiment.progress, NullProgress))
+    pids = {p.pid for p in procs}
+    try:
+        codes = [p.wait() for p in procs]
+    finally:
+        stop_workers(procs)
+    failed = [c for c in codes if c != 0]
+    if failed:
+        log.warning("%d of %d workers failed (exit codes %s); measuring what they left here", len(failed), n, failed)
+    if not experiment.complete():
+        try:
+            experiment.run()
+        finally:
+            store.close()
+        counts = experiment.counts()
+        store.record_worker({**counts, "seconds": time.perf_counter() - start})
+        pids.add(os.getpid())
+    mine = {k: v for k, v in store.workers().items() if v.get("pid") in pids}
+    return {**workers_summary(mine), "seconds": time.perf_counter() - start, "threads": torch.get_num_threads()}
 
 
 __all__ = ["is_rank_zero", "open_store", "run_experiment", "storage_url"]

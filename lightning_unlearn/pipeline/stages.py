@@ -9,6 +9,16 @@ cell. Every measurement is a unit of work in the run's storage
 an interrupted run resumes where it stopped and the same unlearning run needed twice runs once.
 Nothing is returned: :func:`lightning_unlearn.pipeline.results.build_results` reads the storage.
 See :mod:`lightning_unlearn.pipeline.config` for the seeds contract.
+
+**One worker among any number.** :meth:`Experiment.run` is what every worker of a run does, the
+single process of ``lightning-unlearn benchmark`` as well as each ``lightning-unlearn worker``
+sharing its storage and cache: train the models nobody else is training (a model another live
+process trains is loaded once it is stored), then take tuning trials (:func:`~lightning_unlearn.tuning.run_next_trial`)
+and evaluation units (:meth:`~lightning_unlearn.pipeline.store.RunStore.try_run`) that nobody has
+taken, in a fixed order, until none is left; when everything left is being done by others it waits
+(polling) and finishes once the run is complete. Since every unit is seeded by its cell alone and a
+TPE slot starts only after the slots before it, the stored results do not depend on how many
+workers there were or which one ran what.
 """
 
 from __future__ import annotations
@@ -16,11 +26,13 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import optuna
 
-from lightning_unlearn.cache import ArtefactCache, CacheNotWritableError
+from lightning_unlearn.cache import ArtefactCache, BuildBusyError, CacheNotWritableError, build_count, no_waiting
 from lightning_unlearn.data import UnlearningDataModule, load_source
 from lightning_unlearn.pipeline import evaluation as ev
 from lightning_unlearn.pipeline import protocol
@@ -35,10 +47,11 @@ from lightning_unlearn.pipeline.models import (
     trainer_kwargs,
 )
 from lightning_unlearn.pipeline.progress import NullProgress, Progress
-from lightning_unlearn.pipeline.store import Outcome, RunStore
+from lightning_unlearn.pipeline.store import Outcome, RunStore, Task, take_next, work_through
 from lightning_unlearn.training import seed_everything
-from lightning_unlearn.tuning import DivergedError, StudyMismatchError, TuningPlan, check_finite, run_tuning
+from lightning_unlearn.tuning import DivergedError, StudyMismatchError, TuningPlan, check_finite, open_study
 from lightning_unlearn.tuning.divergence import MAX_ABS_LOGIT
+from lightning_unlearn.tuning.engine import next_trial, run_next_trial, tuning_result
 from lightning_unlearn.unlearning import UnlearningRequest, get_method, unlearn
 
 log = logging.getLogger(__name__)
@@ -122,7 +135,6 @@ class Experiment:
         self.tkw = trainer_kwargs(config)
         self.design: Design | None = None
         self.refs: ev.References | None = None
-        self.reference_counts = (0, 0)  # (trained, loaded from the cache)
         self.originals: dict[int, TrainedModel] = {}
         self.retrains: dict[str, list[TrainedModel]] = {}
         self.mia_key = "rmia_auc" if config.audit.rmia_references > 0 else "mia"
@@ -130,6 +142,7 @@ class Experiment:
         self._sets: dict[str, ev.Sets] = {}
         self._outputs: dict[tuple, ev.Outputs] = {}
         self._first: UnlearningDataModule | None = None
+        self._builds_before = build_count("models")
 
     # ------------------------------------------------------------------ data and design
     def open(self) -> Design:
@@ -161,25 +174,56 @@ class Experiment:
         return training_settings(self.config, data_fingerprint=fp)
 
     # ------------------------------------------------------------------ stage: models
-    def train_models(self) -> None:
-        """The O originals, the R retrained models of every forget set and tuning set, the RMIA references."""
+    def _model_tasks(self) -> list[Callable[[], str]]:
+        """One task per model to train or load (originals, retrained models per set, the references together),
+        each returning its progress line."""
         design, c = self.open(), self.config
         settings = self.settings()
-        k = c.audit.rmia_references
-        with self.progress.stage("train models", total=design.model_count() + (1 if k > 0 else 0)):
-            first = self.data(design.forget_sets[0])
-            for seed in design.originals:
-                m = self.originals[seed] = original_model(c, first, self.cache, settings, seed=seed)
-                self.progress.advance(f"original seed {seed}{' (cached)' if m.from_cache else ''}")
-            for fs in design.all_sets():
-                group = self.retrains[fs.name] = []
-                for seed in fs.retrain_seeds:
-                    m = retrained_model(c, self.data(fs), self.cache, settings, seed=seed)
-                    group.append(m)
-                    self.progress.advance(f"retrain {fs.name} seed {seed}{' (cached)' if m.from_cache else ''}")
-            if k > 0:
-                self.refs = self._references(first)
-                self.progress.advance(f"{k} reference models")
+        first = self.data(design.forget_sets[0])
+        tasks: list[Callable[[], str]] = []
+
+        def original(seed: int) -> str:
+            m = self.originals[seed] = original_model(c, first, self.cache, settings, seed=seed)
+            return f"original seed {seed}{' (cached)' if m.from_cache else ''}"
+
+        def retrain(fs: ForgetSet, j: int, seed: int) -> str:
+            m = self.retrains[fs.name][j] = retrained_model(c, self.data(fs), self.cache, settings, seed=seed)
+            return f"retrain {fs.name} seed {seed}{' (cached)' if m.from_cache else ''}"
+
+        def references() -> str:
+            self.refs = self._references(first)
+            return f"{c.audit.rmia_references} reference models"
+
+        tasks += [lambda seed=seed: original(seed) for seed in design.originals]
+        for fs in design.all_sets():
+            self.retrains[fs.name] = [None] * len(fs.retrain_seeds)  # type: ignore[list-item]
+            tasks += [lambda fs=fs, j=j, seed=seed: retrain(fs, j, seed) for j, seed in enumerate(fs.retrain_seeds)]
+        if c.audit.rmia_references > 0:
+            tasks.append(references)
+        return tasks
+
+    def train_models(self) -> None:
+        """The O originals, the R retrained models of every forget set and tuning set, the RMIA references.
+
+        Workers sharing the cache train different models at once: a model that another live
+        process is training is left for later (:func:`~lightning_unlearn.cache.no_waiting`) and
+        loaded once it is stored; the call returns when every model is in memory.
+        """
+        pending = self._model_tasks()
+        with self.progress.stage("train models", total=len(pending)):
+            while pending:
+                left = []
+                for task in pending:
+                    try:
+                        with no_waiting():
+                            detail = task()
+                    except BuildBusyError:
+                        left.append(task)
+                        continue
+                    self.progress.advance(detail)
+                if len(left) == len(pending):  # every model left is being trained by other workers
+                    self.store.claims.wait()
+                pending = left
 
     def _references(self, dm: UnlearningDataModule) -> ev.References:
         """RMIA reference models (:func:`lightning_unlearn.audit.train_reference_models`:
@@ -192,7 +236,6 @@ class Experiment:
             dm, c.audit.rmia_references, model=c.models.model, width=c.models.width, epochs=c.resolved_epochs, lr=c.resolved_lr,
             fastclip=c.models.fastclip, fastclip_every=c.models.fastclip_every, cache_dir=c.cache_root, **self.tkw,
         )
-        self.reference_counts = (refs.num_refs - refs.loaded_from_cache, refs.loaded_from_cache)
         signals, membership = refs.signals_by_index(pool_dataset(dm), signal=c.audit.rmia_signal)
         return ev.References(signals=signals, membership=membership)
 
@@ -330,59 +373,118 @@ class Experiment:
             raise DivergedError(outcome.reason or "the run diverged")
         return {**outcome.figures, **outcome.cells}
 
+    def _studies(self) -> tuple[dict[tuple[str, str], TuningPlan], dict[tuple[str, str], optuna.Study]]:
+        """Every tuning plan, and the studies of those with something to tune (opened, or created, in the run's storage)."""
+        plans = protocol.tuning_plans(self.config, self.open())
+        studies = {}
+        for p, plan in plans.items():
+            if plan.sampler_kind == "none":
+                continue
+            try:
+                studies[p] = open_study(plan, storage=self.store.storage, name=self.store.tuning_study_name(plan.study_name), repair=False)
+            except StudyMismatchError as err:
+                raise ConfigError(str(err).replace("\n", " ")) from None
+        return plans, studies
+
+    def _choices(self, plans: dict, studies: dict, *, finished_only: bool = False) -> dict[str, dict[str, dict[str, Any] | None]]:
+        """``{objective: {method: chosen hyperparameters}}`` (``None``: every trial diverged); with
+        ``finished_only`` only the methods whose studies have used their budget."""
+        chosen: dict[str, dict[str, dict[str, Any] | None]] = {}
+        for objective in self.config.tuning.objectives:
+            chosen[objective] = {}
+            for method in self.config.unlearning_methods():
+                plan: TuningPlan | None = plans.get((objective, method))
+                if plan is None:
+                    chosen[objective][method] = protocol.fixed_hparams(self.config, method)
+                elif plan.sampler_kind == "none":
+                    chosen[objective][method] = dict(plan.space.constants)
+                elif not finished_only or next_trial(studies[(objective, method)], plan).done:
+                    chosen[objective][method] = tuning_result(studies[(objective, method)], plan).chosen
+        return chosen
+
     def tune(self) -> dict[str, dict[str, dict[str, Any] | None]]:
         """``{objective: {method: chosen hyperparameters}}`` (``None``: every trial diverged).
 
         Every method gets its plan's trials (:func:`~lightning_unlearn.pipeline.protocol.tuning_plans`),
         each scored on the K tuning sets; a method with nothing to tune (``max_trials == 0``, or
-        every hyperparameter fixed) runs with its fixed hyperparameters.
+        every hyperparameter fixed) runs with its fixed hyperparameters. Takes the studies' next
+        trials in order (objectives, then methods) while any may start; while the trials left wait
+        for other workers, measures evaluation units of the methods already tuned.
         """
-        c, design = self.config, self.open()
-        plans = protocol.tuning_plans(c, design)
-        chosen: dict[str, dict[str, dict[str, Any] | None]] = {}
-        tuned = {p: plan for p, plan in plans.items() if plan.sampler_kind != "none"}
-        with self.progress.stage("tune hyperparameters", total=sum(plan.n_trials * plan.n_sets for plan in tuned.values())):
-            for objective in c.tuning.objectives:
-                chosen[objective] = {}
-                for method in c.unlearning_methods():
-                    plan: TuningPlan | None = plans.get((objective, method))
-                    if plan is None:
-                        chosen[objective][method] = protocol.fixed_hparams(c, method)
-                    elif plan.sampler_kind == "none":
-                        chosen[objective][method] = dict(plan.space.constants)
-                    else:
-                        try:
-                            result = run_tuning(plan, self.tuning_evaluate, storage=self.store.storage)
-                        except StudyMismatchError as err:
-                            raise ConfigError(str(err).replace("\n", " ")) from None
-                        chosen[objective][method] = result.chosen
-        return chosen
+        plans, studies = self._studies()
+        claims = self.store.claims
+        with self.progress.stage("tune hyperparameters", total=sum(plans[p].n_trials * plans[p].n_sets for p in studies)):
+            while True:
+                if any(run_next_trial(plans[p], self.tuning_evaluate, study, claims) for p, study in studies.items()):
+                    continue
+                if all(next_trial(study, plans[p]).done for p, study in studies.items()):
+                    break
+                if not self._measure_next(self._choices(plans, studies, finished_only=True)):
+                    claims.wait()
+        return self._choices(plans, studies)
 
     # ------------------------------------------------------------------ stage: evaluation
+    def _evaluation_units(self, chosen: dict[str, dict[str, dict[str, Any] | None]]) -> list[tuple[dict, Callable[[], dict], Callable[[Outcome], str]]]:
+        """``(unit, measure, progress line)`` of every evaluation unit, in order: each forget set's retrained
+        models, then per cell the original and every method with its chosen hyperparameters."""
+        design = self.open()
+        runs = {(m, protocol.key({"h": hp})): hp for per in chosen.values() for m, hp in per.items() if hp is not None}
+        units: list[tuple[dict[str, Any], Callable[[], dict], Callable[[Outcome], str]]] = []
+        for fs in design.forget_sets:
+            units.append((protocol.retrain_unit(fs), lambda fs=fs: self.measure_retrain(fs), lambda _, fs=fs: f"retrain {fs.name}"))
+        for fs in design.forget_sets:
+            for o in design.originals:
+                units.append((
+                    protocol.original_unit(o, fs), lambda o=o, fs=fs: self.measure_original(o, fs), lambda _, o=o, fs=fs: f"original {o} on {fs.name}",
+                ))
+                for (method, _), hp in runs.items():
+                    units.append((
+                        protocol.method_unit(method, hp, o, fs), lambda method=method, hp=hp, o=o, fs=fs: self.measure_method(method, dict(hp), o, fs),
+                        lambda out, method=method, o=o, fs=fs: f"{method} original {o} on {fs.name}{' (diverged)' if out.diverged else ''}",
+                    ))
+        return units
+
+    def _tasks(self, chosen: dict[str, dict[str, dict[str, Any] | None]]) -> list[Task]:
+        return [Task(protocol.key(unit), measure, unit) for unit, measure, _ in self._evaluation_units(chosen)]
+
+    def _advance(self, chosen: dict[str, dict[str, dict[str, Any] | None]]) -> Callable[[Task, Outcome], None]:
+        lines = {protocol.key(unit): line for unit, _, line in self._evaluation_units(chosen)}
+        return lambda task, outcome: self.progress.advance(lines[task.key](outcome))
+
+    def _measure_next(self, chosen: dict[str, dict[str, dict[str, Any] | None]]) -> bool:
+        """Measure the first evaluation unit that nobody has measured or is measuring; ``False`` when there is none."""
+        taken = take_next(self.store, self._tasks(chosen))
+        if taken is not None:
+            self._advance(chosen)(*taken)
+        return taken is not None
+
     def run(self) -> None:
-        """Every stage, into the store (units already stored are not run again)."""
+        """Every stage, into the store (units already stored are not run again), as one worker of the run
+        (see the module docstring): returns once every unit of the run is measured, by this process or others."""
         design = self.open()
         self.train_models()
         chosen = self.tune()
-        runs = {(m, protocol.key({"h": hp})): hp for per in chosen.values() for m, hp in per.items() if hp is not None}
-        cells = [(o, fs) for fs in design.forget_sets for o in design.originals]
-        with self.progress.stage("evaluate", total=len(design.forget_sets) + len(cells) * (1 + len(runs))):
-            for fs in design.forget_sets:
-                self.star(fs)
-                self.progress.advance(f"retrain {fs.name}")
-            for o, fs in cells:
-                unit = protocol.original_unit(o, fs)
-                self.store.run(protocol.key(unit), lambda o=o, fs=fs: self.measure_original(o, fs), unit)
-                self.progress.advance(f"original {o} on {fs.name}")
-                for (method, _), hp in runs.items():
-                    outcome = self.run_method(method, hp, o, fs)
-                    self.progress.advance(f"{method} original {o} on {fs.name}{' (diverged)' if outcome.diverged else ''}")
+        runs = {(m, protocol.key({"h": hp})) for per in chosen.values() for m, hp in per.items() if hp is not None}
+        with self.progress.stage("evaluate", total=len(design.forget_sets) + len(design.originals) * len(design.forget_sets) * (1 + len(runs))):
+            left = work_through(self.store, self._tasks(chosen), on_done=self._advance(chosen))
+        if left:  # not expected: a failure raises, and a dead worker's unit is taken over
+            raise RuntimeError(f"{len(left)} evaluation units were left unmeasured with no worker on them: rerun to measure them")
+
+    def complete(self) -> bool:
+        """Whether every unit of the run is measured: every tuning study has used its budget and every
+        evaluation unit has an outcome (reads the storage only; no model is loaded)."""
+        plans, studies = self._studies()
+        if not all(next_trial(study, plans[p]).done for p, study in studies.items()):
+            return False
+        done, _ = self.store.taken()
+        return all(protocol.key(unit) in done for unit, _, _ in self._evaluation_units(self._choices(plans, studies)))
 
     def counts(self) -> dict[str, int]:
         """Models trained and loaded from the cache by this process (references included), units run and reused."""
-        trained_refs, loaded_refs = self.reference_counts
-        return {"models_trained": len(self.cache.built) + trained_refs, "models_loaded": len(self.cache.loaded) + loaded_refs,
-                "units_run": self.store.ran, "units_reused": self.store.reused}
+        design = self.open()
+        models = design.model_count() + self.config.audit.rmia_references
+        trained = build_count("models") - self._builds_before
+        return {"models_trained": trained, "models_loaded": models - trained, "units_run": self.store.ran, "units_reused": self.store.reused}
 
 
 __all__ = ["Experiment", "adversarial_diagnostics", "open_data", "pool_dataset"]

@@ -10,7 +10,10 @@
 * :mod:`~lightning_unlearn.tuning.samplers`: grid and TPE samplers whose proposals depend only
   on the seed and the trial's slot, so a resumed study makes an uninterrupted one's choices;
 * :mod:`~lightning_unlearn.tuning.study`: the SQLite storage, declaration checks and resume;
-* :mod:`~lightning_unlearn.tuning.engine`: :func:`run_tuning` and :class:`TuningResult`;
+* :mod:`~lightning_unlearn.tuning.engine`: :func:`run_tuning`, :func:`run_next_trial` (one trial,
+  from any of several processes sharing the study) and :class:`TuningResult`;
+* :mod:`~lightning_unlearn.tuning.sharing`: one storage shared by many processes (holder records,
+  heartbeats, dead holders, a lock; journal files);
 * :mod:`~lightning_unlearn.tuning.divergence`: :class:`DivergedError` and :func:`check_finite`.
 
 The protocol is described in docs/protocol.md ("Tuning protocol").
@@ -28,7 +31,7 @@ from lightning_unlearn.search_space import (
     SearchSpace,
 )
 from lightning_unlearn.tuning.divergence import DivergedError, check_finite, nonfinite_entries
-from lightning_unlearn.tuning.engine import Evaluate, TuningResult, run_tuning, tuning_result
+from lightning_unlearn.tuning.engine import Evaluate, TuningResult, next_trial, run_next_trial, run_tuning, tuning_result
 from lightning_unlearn.tuning.methods import method_space
 from lightning_unlearn.tuning.objectives import DEFAULT_OBJECTIVE, OBJECTIVES, Objective, get_objective
 from lightning_unlearn.tuning.plan import TuningPlan, plan_tuning
@@ -56,9 +59,11 @@ __all__ = [
     "check_finite",
     "get_objective",
     "method_space",
+    "next_trial",
     "nonfinite_entries",
     "open_study",
     "plan_tuning",
+    "run_next_trial",
     "run_tuning",
     "tuning_result",
 ]

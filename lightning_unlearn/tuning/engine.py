@@ -19,9 +19,16 @@ exception from ``evaluate`` fails the trial and stops the run; the next :func:`r
 the same folder re-queues it (see :mod:`lightning_unlearn.tuning.study`).
 
 ``evaluate`` must be deterministic (the benchmark seeds every run): a point that TPE proposes
-again (it can, on categorical axes) is not re-evaluated; its trial copies the earlier trial's
-sets and outcome (the user attribute ``duplicate_of`` names that trial's slot) and still
-counts against the budget.
+again (it can, on categorical axes) is not re-evaluated; its trial copies the outcome of the
+trial of the smallest earlier slot with the same point (the user attribute ``duplicate_of``
+names that slot) and still counts against the budget.
+
+**One trial at a time, from any number of processes.** :func:`run_next_trial` starts the next
+trial of a study if it may start now (:func:`next_trial`: the waiting retries first; a grid slot
+or a TPE startup slot at once; a later TPE slot once every earlier slot has finished, so its
+proposal is the one a single process makes) and runs it. Workers sharing the storage pass their
+:class:`~lightning_unlearn.tuning.sharing.Claims` (the lock under which the trial is taken, the
+holder record and heartbeat while it runs); :func:`run_tuning` is the single-process loop over it.
 
 Example (a synthetic objective)::
 
@@ -33,7 +40,9 @@ Example (a synthetic objective)::
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import statistics
 import time
@@ -43,12 +52,16 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from lightning_unlearn.tuning.divergence import DivergedError
 from lightning_unlearn.tuning.plan import TuningPlan
-from lightning_unlearn.tuning.samplers import RETRY_OF_KEY, SLOT_KEY
-from lightning_unlearn.tuning.study import DEFAULT_FILE_NAME, DIVERGED_KEY, is_counted, is_diverged, open_study
+from lightning_unlearn.tuning.samplers import RETRY_OF_KEY, SLOT_KEY, is_retry
+from lightning_unlearn.tuning.sharing import Claims
+from lightning_unlearn.tuning.study import DEFAULT_FILE_NAME, DIVERGED_KEY, is_counted, is_diverged, needs_repair, open_study, requeue_unfinished
+
+log = logging.getLogger(__name__)
 
 Evaluate = Callable[[str, dict[str, Any], int], Mapping[str, Any]]
 #: the trial user attributes holding the per-set values and figures, and the slot a repeated point copies
@@ -159,17 +172,27 @@ def tuning_result(study: optuna.Study, plan: TuningPlan) -> TuningResult:
     )
 
 
-def _earlier_twin(trial: optuna.Trial, params: Mapping[str, Any]) -> FrozenTrial | None:
-    """The first counted trial before ``trial`` with the same parameters, if any."""
-    for t in trial.study.get_trials(deepcopy=False):
-        if t.number != trial.number and is_counted(t) and t.params == params:
-            return t
-    return None
+def _slot(trial: FrozenTrial) -> int:
+    return int(trial.system_attrs.get(SLOT_KEY, trial.number))
+
+
+def _earlier_twin(study: optuna.Study, slot: int, params: Mapping[str, Any], claims: Claims) -> FrozenTrial | None:
+    """The counted trial with ``params`` in the smallest slot before ``slot``, if any; while such a trial
+    is still running in another live process, wait for it (so any number of workers records the
+    duplicates a single process records). An earlier twin whose process died is not waited for (its
+    retry may come after this trial): this trial is then evaluated (the same values, memoised units)
+    and records no ``duplicate_of``."""
+    while True:
+        same = [t for t in study.get_trials(deepcopy=False) if _slot(t) < slot and t.params == params]
+        if not any(claims.live(t) for t in same):
+            counted = [t for t in same if is_counted(t)]
+            return min(counted, key=lambda t: (_slot(t), t.number), default=None)
+        claims.wait()
 
 
 def _copy_twin(trial: optuna.Trial, twin: FrozenTrial) -> float:
     """Give ``trial`` the outcome of its earlier twin (no re-evaluation)."""
-    slot = int(twin.system_attrs.get(SLOT_KEY, twin.number))
+    slot = _slot(twin)
     trial.set_user_attr(DUPLICATE_KEY, slot)
     trial.set_user_attr(SETS_KEY, twin.user_attrs.get(SETS_KEY, []))
     if is_diverged(twin):
@@ -180,10 +203,10 @@ def _copy_twin(trial: optuna.Trial, twin: FrozenTrial) -> float:
     return twin.value
 
 
-def _objective(plan: TuningPlan, evaluate: Evaluate) -> Callable[[optuna.Trial], float]:
+def _objective(plan: TuningPlan, evaluate: Evaluate, claims: Claims) -> Callable[[optuna.Trial], float]:
     def objective(trial: optuna.Trial) -> float:
         sampled = plan.space.suggest(trial)
-        twin = _earlier_twin(trial, sampled)
+        twin = _earlier_twin(trial.study, int(trial.study._storage.get_trial_system_attrs(trial._trial_id).get(SLOT_KEY, trial.number)), sampled, claims)
         if twin is not None:
             return _copy_twin(trial, twin)
         hparams = plan.space.hyperparameters(sampled)
@@ -209,6 +232,113 @@ def _objective(plan: TuningPlan, evaluate: Evaluate) -> Callable[[optuna.Trial],
     return objective
 
 
+@dataclass(frozen=True)
+class NextTrial:
+    """Where a study stands, for the process deciding whether to start a trial (:func:`next_trial`).
+
+    Attributes:
+        done: every slot of the budget has a counted trial (complete or diverged).
+        slot: the slot the next ``study.ask()`` takes (a waiting retry's, else the next fresh one);
+            ``None`` when every slot is taken (counted, running or waiting).
+        ready: that slot may start now: a retry or a slot with its parameters, a grid slot, a TPE
+            startup slot, or a TPE slot whose earlier slots have all finished.
+        repair: a trial needs :func:`~lightning_unlearn.tuning.study.requeue_unfinished` (a running
+            trial whose process is gone, a failed one not re-queued yet).
+    """
+
+    done: bool
+    slot: int | None
+    ready: bool
+    repair: bool
+
+
+def next_trial(study: optuna.Study, plan: TuningPlan, abandoned: Callable[[FrozenTrial], bool] = lambda t: False) -> NextTrial:
+    """Where ``study`` stands (reads only; see :class:`NextTrial`).
+
+    Args:
+        study: the plan's study.
+        plan: its plan.
+        abandoned: which ``RUNNING`` trials nobody works on any more (default: none).
+    """
+    trials = study.get_trials(deepcopy=False)
+    counted = {_slot(t) for t in trials if is_counted(t)}
+    done = all(s in counted for s in range(plan.n_trials))
+    repair = needs_repair(trials, abandoned)
+
+    def earlier_done(slot: int) -> bool:
+        fresh_ok = plan.sampler_kind == "grid" or slot < plan.startup_trials
+        return fresh_ok or all(s in counted for s in range(slot))
+
+    waiting = [t for t in trials if t.state == TrialState.WAITING]
+    if waiting:
+        first = min(waiting, key=lambda t: t.number)
+        slot = _slot(first)
+        return NextTrial(done, slot, bool(first.params) or earlier_done(slot), repair)
+    slot = len(trials) - sum(is_retry(t) for t in trials)
+    if slot >= plan.n_trials:
+        return NextTrial(done, None, False, repair)
+    return NextTrial(done, slot, earlier_done(slot), repair)
+
+
+def run_next_trial(plan: TuningPlan, evaluate: Evaluate, study: optuna.Study, claims: Claims | None = None) -> bool:
+    """Start and run the next trial of ``study`` if one may start now (:func:`next_trial`).
+
+    The trial is taken under ``claims``' lock (repairing what dead processes left first) and run
+    with this process's holder record and heartbeat, so any number of processes may call this on
+    one study. A diverged trial is failed and counted; any other exception (or ``KeyboardInterrupt``)
+    fails the trial, which the next repair re-queues, and propagates.
+
+    Args:
+        plan: the plan of ``study``.
+        evaluate: ``evaluate(method, hparams, set_index) -> figures`` (module docstring).
+        study: from :func:`~lightning_unlearn.tuning.study.open_study`.
+        claims: the storage's :class:`~lightning_unlearn.tuning.sharing.Claims` (default: one
+            process, :meth:`~lightning_unlearn.tuning.sharing.Claims.private`).
+
+    Returns:
+        ``True`` if a trial ran; ``False`` if none may start now (the study is done, every slot is
+        taken, or the next TPE slot waits for earlier ones that other processes run).
+    """
+    claims = claims or Claims.private()
+    state = next_trial(study, plan, claims.abandoned)
+    if not (state.ready or state.repair):
+        return False
+    with claims.lock():
+        # Under the lock every other process's trial carries its holder record (each marks its trial
+        # before releasing), so a RUNNING trial judged abandoned here is one whose process is gone.
+        if next_trial(study, plan, claims.abandoned).repair:
+            requeue_unfinished(study, claims.abandoned)
+        state = next_trial(study, plan, claims.abandoned)
+        if not state.ready:
+            return False
+        trial = study.ask()
+        claims.mark(study._storage, trial._trial_id)
+    with claims.hold(study._storage, trial._trial_id):
+        _run(study, trial, _objective(plan, evaluate, claims))
+    return True
+
+
+def _run(study: optuna.Study, trial: optuna.Trial, objective: Callable[[optuna.Trial], float]) -> None:
+    """Run ``objective`` on ``trial`` and tell the study: its value, ``FAIL`` when it diverged, ``FAIL`` and raise otherwise."""
+    try:
+        value = objective(trial)
+    except DivergedError:
+        _tell(study, trial, state=TrialState.FAIL)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            _tell(study, trial, state=TrialState.FAIL)
+        raise
+    else:
+        _tell(study, trial, value)
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, value: float | None = None, state: TrialState | None = None) -> None:
+    try:
+        study.tell(trial, value, state=state)
+    except UpdateFinishedTrialError:  # another process judged this one dead and failed the trial (it is re-queued)
+        log.warning("trial %d of %s was failed by another process meanwhile; its retry runs it again", trial.number, study.study_name)
+
+
 def run_tuning(
     plan: TuningPlan,
     evaluate: Evaluate,
@@ -220,7 +350,8 @@ def run_tuning(
     """Run (or resume) the study of ``plan`` in ``folder/file_name`` (or in ``storage``) until its budget is used.
 
     Completed and diverged trials are never rerun; trials an interrupted run left are rerun
-    first with their parameters (:func:`~lightning_unlearn.tuning.study.open_study`). A plan
+    first with their parameters (:func:`~lightning_unlearn.tuning.study.open_study`: one process
+    per study; processes sharing one call :func:`run_next_trial` with their claims). A plan
     with nothing to tune (every hyperparameter fixed) runs nothing and chooses its constants.
 
     Args:
@@ -242,10 +373,10 @@ def run_tuning(
     if plan.sampler_kind == "none":
         return TuningResult(plan.method, plan.objective.name, dict(plan.space.constants), None, None, 0, 0, 0, [], plan.declaration())
     study = open_study(plan, folder, file_name=file_name, storage=storage)
-    remaining = plan.n_trials - sum(is_counted(t) for t in study.get_trials(deepcopy=False))
-    if remaining > 0:
-        study.optimize(_objective(plan, evaluate), n_trials=remaining, catch=(DivergedError,))
+    claims = Claims.private()
+    while run_next_trial(plan, evaluate, study, claims):
+        pass
     return tuning_result(study, plan)
 
 
-__all__ = ["Evaluate", "TuningResult", "choose", "run_tuning", "trial_record", "tuning_result"]
+__all__ = ["Evaluate", "NextTrial", "TuningResult", "choose", "next_trial", "run_next_trial", "run_tuning", "trial_record", "tuning_result"]

@@ -22,14 +22,14 @@ seed, the slot and the finished trials before it: a resumed study proposes what 
 uninterrupted one does (same finished trials, in the same order, with the same values).
 Built from optuna's public constructor: no private random state is reseeded.
 
-**Several processes** sharing one study (the storage is SQLite) keep distinct slots, since
-trial numbers are distinct, and with a grid every point is still evaluated once (a running
-trial's grid point is not proposed again). What stays deterministic then: the set of grid
-points and so a grid study's choice; each TPE startup trial's parameters (random draws
-seeded by slot alone). What does not: later TPE proposals, which depend on which trials have
-finished when the slot is sampled; ``constant_liar=True`` (the default here) makes a process
-treat the other processes' running trials as bad results, so concurrent workers spread out
-instead of proposing the same point.
+**Several processes** sharing one study (the benchmark's workers) keep distinct slots, since
+trial numbers are distinct, and start a slot only when :func:`~lightning_unlearn.tuning.engine.next_trial`
+says it is *ready*: any grid slot and any TPE startup slot at once (their proposals depend on the
+seed and the slot alone), a later TPE slot n only once every slot before n has finished. TPE's
+proposal for slot n then sees exactly the finished trials an uninterrupted single process sees
+(slots 0 … n−1, with their values; no other trial is running with parameters), so any number of
+workers makes the same choices. ``constant_liar=True`` (declared, as before) therefore never
+changes a proposal here.
 """
 
 from __future__ import annotations
@@ -71,8 +71,7 @@ def trial_slot(study: optuna.Study, trial: FrozenTrial) -> int:
 class SlotGridSampler(GridSampler):
     """``GridSampler`` whose slot n evaluates point n of the seeded grid order.
 
-    Use it through ``Study.optimize`` (as the engine does): like ``GridSampler`` it calls
-    ``study.stop()`` once every point is evaluated, which raises outside that loop.
+    Unlike ``GridSampler`` it never calls ``study.stop()``: the engine asks one trial per slot.
 
     Args:
         search_space: ``{name: values}`` (see :meth:`~lightning_unlearn.tuning.SearchSpace.grid`).
@@ -85,6 +84,10 @@ class SlotGridSampler(GridSampler):
         # what GridSampler stores on each trial it tags (its sorted search space) and the grid's size
         self._tag = {name: list(values) for name, values in sorted(search_space.items())}
         self._grid_points = math.prod(len(values) for values in self._tag.values())
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+        """Nothing: the engine starts exactly one trial per slot, so the grid never needs ``study.stop()``
+        (which would raise outside ``Study.optimize``)."""
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         # a retry or an enqueued trial already carries its grid point (or its parameters)

@@ -8,7 +8,7 @@ seed, context, ...) raises :class:`StudyMismatchError` instead of mixing trials 
 
 **Resume.** Opening also repairs what an interrupted run left (:func:`requeue_unfinished`):
 
-* a ``RUNNING`` trial (its process was killed) is marked ``FAIL`` and re-queued;
+* a ``RUNNING`` trial whose process is gone is marked ``FAIL`` and re-queued;
 * a ``FAIL`` trial that did not diverge (its ``evaluate`` raised, or it was interrupted by
   ``KeyboardInterrupt``) is re-queued, once.
 
@@ -17,23 +17,28 @@ optuna marks retries (system attributes ``failed_trial`` and ``retry_history``);
 runs waiting trials first. The failed original stays in the study, so no trial is ever
 counted twice: only ``COMPLETE`` and diverged trials count against the budget.
 
-This assumes one process works on a study at a time (the present benchmark): a second
-process's running trial would be taken for an abandoned one. Processes sharing a study need
-optuna's heartbeat instead (``RDBStorage(heartbeat_interval=..., failed_trial_callback=...)``),
-which fails only trials whose process stopped beating.
+**Who is gone.** :func:`open_study` assumes one process per study (:func:`run_tuning`): every
+``RUNNING`` trial it finds was left by a killed run. Processes sharing a study (the benchmark's
+workers) open it with ``repair=False`` and repair it under their shared lock, where a ``RUNNING``
+trial counts as left behind only when its holder is dead
+(:meth:`lightning_unlearn.tuning.sharing.Claims.abandoned`: the holder record each worker writes on
+the trials it runs, its pid or its heartbeat).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from lightning_unlearn.tuning.plan import TuningPlan
 from lightning_unlearn.tuning.samplers import RETRY_HISTORY_KEY, RETRY_OF_KEY, SLOT_KEY
+from lightning_unlearn.tuning.sharing import SQLITE_TIMEOUT_S, open_storage_url
 
 #: the storage file in the folder the caller gives
 DEFAULT_FILE_NAME = "tuning.sqlite3"
@@ -42,8 +47,6 @@ DECLARATION_KEY = "declaration"
 SEED_KEY = "seed"
 #: the trial user attribute marking a diverged trial (``{"set": k, "reason": ...}``)
 DIVERGED_KEY = "diverged"
-#: seconds an SQLite connection waits for a lock held by another connection
-SQLITE_TIMEOUT_S = 60
 
 
 class StudyMismatchError(ValueError):
@@ -97,14 +100,15 @@ def resolve_storage(
     folder: str | Path | None, file_name: str = DEFAULT_FILE_NAME, storage: "str | optuna.storages.BaseStorage | None" = None
 ) -> tuple[optuna.storages.BaseStorage, str]:
     """``(storage, where)``: the storage object of ``storage`` (a URL or a storage) or else of
-    ``folder/file_name``, and the words naming it in errors.
+    ``folder/file_name``, and the words naming it in errors (a URL string: an RDB URL, or
+    ``journal://PATH``, see :func:`~lightning_unlearn.tuning.sharing.open_storage_url`).
 
     Raises:
         ValueError: neither ``folder`` nor ``storage`` given.
     """
     if storage is not None:
         if isinstance(storage, str):
-            return optuna.storages.RDBStorage(storage, engine_kwargs={"connect_args": {"timeout": SQLITE_TIMEOUT_S}}), f" in {storage}"
+            return open_storage_url(storage), f" in {storage}"
         return storage, ""
     if folder is None:
         raise ValueError("a tuning study needs a folder (for its SQLite file) or a storage")
@@ -117,10 +121,21 @@ def open_study(
     *,
     file_name: str = DEFAULT_FILE_NAME,
     storage: "str | optuna.storages.BaseStorage | None" = None,
+    name: str | None = None,
+    repair: bool = True,
 ) -> optuna.Study:
     """Create or reopen the study of ``plan`` in ``folder/file_name`` (or in ``storage``, an optuna
     storage or its URL), check its declaration and re-queue what an interrupted run left (see the
     module docstring).
+
+    Args:
+        plan: the tuning plan.
+        folder, file_name, storage: where (see :func:`resolve_storage`).
+        name: the study's name in the storage (default ``plan.study_name``; a benchmark run with a
+            study name of its own keeps its tuning studies apart this way).
+        repair: re-queue the trials an interrupted run left, taking every ``RUNNING`` trial for
+            one (one process per study); ``False`` for workers sharing the study, which repair it
+            under their lock.
 
     Raises:
         StudyMismatchError: the study exists with another declaration.
@@ -128,13 +143,14 @@ def open_study(
     """
     storage, where = resolve_storage(folder, file_name, storage)
     study = optuna.create_study(
-        storage=storage, study_name=plan.study_name, sampler=plan.make_sampler(), direction="minimize", load_if_exists=True
+        storage=storage, study_name=name or plan.study_name, sampler=plan.make_sampler(), direction="minimize", load_if_exists=True
     )
     if DECLARATION_KEY not in study.user_attrs and not study.get_trials(deepcopy=False):
         study.set_user_attr(DECLARATION_KEY, plan.declaration())
         study.set_user_attr(SEED_KEY, plan.seed)
     check_declaration(study, plan, where)
-    requeue_unfinished(study)
+    if repair:
+        requeue_unfinished(study)
     return study
 
 
@@ -148,8 +164,24 @@ def is_counted(trial: FrozenTrial) -> bool:
     return trial.state == TrialState.COMPLETE or is_diverged(trial)
 
 
-def requeue_unfinished(study: optuna.Study) -> list[int]:
-    """Fail the ``RUNNING`` trials and re-queue them and every unretried, non-diverged failed trial.
+def needs_repair(trials: list[FrozenTrial], abandoned: Callable[[FrozenTrial], bool]) -> bool:
+    """Whether :func:`requeue_unfinished` has something to do: an abandoned ``RUNNING`` trial, or a
+    non-diverged ``FAIL`` trial not re-queued yet."""
+    retried = {n for t in trials for n in t.system_attrs.get(RETRY_HISTORY_KEY, [])}
+    return any(
+        (t.state == TrialState.RUNNING and abandoned(t)) or (t.state == TrialState.FAIL and not is_diverged(t) and t.number not in retried)
+        for t in trials
+    )
+
+
+def requeue_unfinished(study: optuna.Study, abandoned: Callable[[FrozenTrial], bool] = lambda t: True) -> list[int]:
+    """Fail the abandoned ``RUNNING`` trials and re-queue them and every unretried, non-diverged failed trial.
+
+    Args:
+        study: the study.
+        abandoned: which ``RUNNING`` trials nobody works on any more (default: all of them, for one
+            process per study; workers pass :meth:`~lightning_unlearn.tuning.sharing.Claims.abandoned`
+            and call this under their lock).
 
     Returns:
         The numbers of the trials re-queued (their retries are new ``WAITING`` trials with the
@@ -160,7 +192,12 @@ def requeue_unfinished(study: optuna.Study) -> list[int]:
     requeued = []
     for t in trials:
         if t.state == TrialState.RUNNING:
-            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            if not abandoned(t):
+                continue
+            try:
+                study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            except UpdateFinishedTrialError:  # finished meanwhile: nothing to repair
+                continue
         elif not (t.state == TrialState.FAIL and not is_diverged(t) and t.number not in retried):
             continue
         kept = {k: v for k, v in t.system_attrs.items() if k in (SLOT_KEY, "grid_id", "search_space")}
@@ -179,6 +216,7 @@ __all__ = [
     "check_declaration",
     "is_counted",
     "is_diverged",
+    "needs_repair",
     "open_storage",
     "open_study",
     "requeue_unfinished",
