@@ -29,7 +29,7 @@ from lightning_unlearn.pipeline.progress import NullProgress, Progress
 from lightning_unlearn.pipeline.store import RunStore, default_storage_url, differences, jsonable
 from lightning_unlearn.pipeline.ulira_results import build_ulira_results, write_ulira_report
 from lightning_unlearn.pipeline.ulira_source import read_benchmark
-from lightning_unlearn.pipeline.ulira_stage import ULiRAStage, default_out
+from lightning_unlearn.pipeline.ulira_stage import ULiRAStage, default_out, default_shadows
 
 #: the audit's files in ``DIR/ulira``
 RESULTS_FILE = "ulira.json"
@@ -39,7 +39,7 @@ REPORT_FILE = "ulira.md"
 def run_ulira(
     folder: str | os.PathLike,
     *,
-    shadows: int,
+    shadows: int | None = None,
     seed: int = 0,
     variance: str = "auto",
     objectives: tuple[str, ...] | str | None = None,
@@ -58,7 +58,8 @@ def run_ulira(
             folder of ``benchmarks/random_forget.py`` or ``benchmarks/class_forget.py``).
         shadows: N, shadow pairs per forget set (>= 2, even for random forgetting): N observations
             of each attacked example per world for class forgetting, N/2 for random forgetting.
-            The benchmark scripts use at least 8 per world.
+            Default: 8 per world (:func:`~lightning_unlearn.pipeline.ulira_stage.default_shadows`:
+            8 for class forgetting, 16 for random forgetting), the benchmark scripts' floor.
         seed: the shadows' seed (forget tables, shadow models, shadow unlearning runs).
         variance: ``"auto"`` (default: one pooled variance per world below 64 observations per
             world, per example from 64 on), ``"global"`` or ``"per_example"``.
@@ -94,6 +95,7 @@ def run_ulira(
         raise ConfigError(str(err)) from None
     out = check_output_dir(default_out(bench.folder), overwrite=True, names=(RESULTS_FILE, REPORT_FILE, STUDY_FILE))
     store = RunStore(default_storage_url(out), on_create=lambda: register_storage(out, STUDY_FILE))
+    shadows = default_shadows(bench.config.kind) if shadows is None else shadows
     stage = ULiRAStage(bench, store, shadows=shadows, seed=seed, variance=variance, objectives=objectives, progress=progress or NullProgress())
     declaration = stage.declaration()
     stored = store.existing_declaration()

@@ -69,6 +69,15 @@ DEFAULT_CLAIMS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 
+#: the fewest observations of each attacked example per world the benchmarks audit with (the default shadow count gives it)
+MIN_PER_WORLD = 8
+
+
+def default_shadows(kind: str) -> int:
+    """The shadow pairs that give :data:`MIN_PER_WORLD` observations per world: 8 for class forgetting, 16 for random forgetting."""
+    return MIN_PER_WORLD if kind == "class" else 2 * MIN_PER_WORLD
+
+
 def per_world(kind: str, shadows: int) -> int:
     """Observations of each attacked example per world: N for class forgetting, N/2 for random forgetting."""
     return int(shadows) if kind == "class" else int(shadows) // 2
@@ -317,6 +326,6 @@ def default_out(folder: str | Path) -> Path:
 
 
 __all__ = [
-    "DEFAULT_CLAIMS", "ULIRA_VERSION", "ULiRAStage", "audited_rows", "check_settings", "default_out", "per_world", "resolve_objectives", "shadow_run_seed",
-    "shadow_unit", "shadows_unit", "target_unit", "targets_unit",
+    "DEFAULT_CLAIMS", "MIN_PER_WORLD", "ULIRA_VERSION", "ULiRAStage", "audited_rows", "check_settings", "default_out", "default_shadows", "per_world",
+    "resolve_objectives", "shadow_run_seed", "shadow_unit", "shadows_unit", "target_unit", "targets_unit",
 ]
