@@ -36,9 +36,9 @@ from lightning_unlearn.pipeline.config_file import load_config
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
-CIFAR = {  # the committed cifar1k-crop results: (file, JSON path to the rows)
-    "random forgetting, with D_R (cifar1k-crop)": ("random_forget_cifar1k-crop/0.1_with_remain/results.json", ("methods",)),
-    "class forgetting (cifar1k-crop)": ("class_forget_cifar1k-crop/results.json", ("tables", "one forget class", "methods")),
+CIFAR = {  # the committed cifar1k-crop results: (what, file, JSON path to the rows)
+    "random": ("random forgetting with D_R (cifar1k-crop, 10% forgotten)", "random_forget_cifar1k-crop/0.1_with_remain/results.json", ("methods",)),
+    "class": ("class forgetting (cifar1k-crop)", "class_forget_cifar1k-crop/results.json", ("tables", "one forget class", "methods")),
 }
 SHADOW_COUNTS = (8, 16, 32, 64)
 FORGET_SETS = ORIGINALS = 3  # the cifar1k-crop presets: 3 forget sets (classes) x 3 originals
@@ -74,7 +74,7 @@ def measure_digits(cache: Path) -> dict:
 def expected_cifar() -> dict:
     """Expected CPU hours of the audit of one cifar1k-crop folder per shadow count, from the committed per-run seconds."""
     out = {}
-    for name, (file, path) in CIFAR.items():
+    for key, (name, file, path) in CIFAR.items():
         rows = json.loads((RESULTS / file).read_text())
         for key in path:
             rows = rows[key]
@@ -87,7 +87,8 @@ def expected_cifar() -> dict:
             runs = FORGET_SETS * (n + ORIGINALS) * len(methods)
             per_n[str(n)] = {"trainings": (1 + FORGET_SETS) * n, "training_hours": training / 3600, "unlearning_runs": runs,
                              "unlearning_hours": unlearning / 3600, "hours": (training + unlearning) / 3600}
-        out[name] = {"source": f"benchmarks/results/{file}", "original_seconds": t_original, "retrain_seconds": t_retrain, "unlearn_seconds": methods,
+        out[key] = {"name": name, "source": f"benchmarks/results/{file}", "original_seconds": t_original, "retrain_seconds": t_retrain,
+                    "unlearn_seconds": methods,
                      "per_shadows": per_n}
     return out
 
@@ -102,8 +103,8 @@ def report(blob: dict) -> str:
                          f"({rec['unlearn_epochs']} epochs, {run['forget']} forgotten) | {run['seconds']:.1f} |")
     lines += ["", "## Expected CPU hours of one audited folder at the cifar1k-crop scale (F = 3, O = 3; one thread)", "",
               "From the per-run seconds of the committed results: one training, and each method's unlearning run.", ""]
-    for name, rec in blob["cifar"].items():
-        lines += [f"### {name}", "", f"One training {rec['original_seconds']:.0f} s on the whole pool, {rec['retrain_seconds']:.0f} s without a forget "
+    for rec in blob["cifar"].values():
+        lines += [f"### {rec['name']}", "", f"One training {rec['original_seconds']:.0f} s on the whole pool, {rec['retrain_seconds']:.0f} s without a forget "
                   "set; unlearning runs "
                   + ", ".join(f"{m} {s:.0f} s" for m, s in rec["unlearn_seconds"].items()) + f" ({rec['source']}).", "",
                   "| shadow pairs N | trainings | their hours | unlearning runs | their hours | total hours |", "|---:|---:|---:|---:|---:|---:|"]

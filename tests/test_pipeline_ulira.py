@@ -224,3 +224,23 @@ def test_retrained_models_audited_as_unlearned_score_50_in_expectation():
         accs.append(ulira(unl, ret, phi, torch.arange(p).repeat(2), world, tpr_fprs=())["balanced_accuracy"])
     assert abs(np.mean(accs) - 50.0) < 3 * np.std(accs) / np.sqrt(len(accs))
     assert np.std(accs) > 1  # each audit is noisy; its expectation is 50
+
+
+def test_benchmark_scripts_refuse_fewer_than_8_observations_per_world_and_report_the_audit(tmp_path):
+    import helpers
+
+    root = Path(__file__).resolve().parents[1]
+    random_script = helpers.load_script("benchmarks/random_forget.py")
+    for argv, expected in ((["--ulira-only"], 16), (["--ulira-shadows", "20"], 20), ([], 0)):
+        assert random_script.ulira_shadows(random_script.parse_args(argv)) == expected, argv
+    for bad in ("8", "17"):  # 4 observations per world; odd
+        with pytest.raises(SystemExit, match="at least 16"):
+            random_script.ulira_shadows(random_script.parse_args(["--ulira-shadows", bad]))
+    class_script = helpers.load_script("benchmarks/class_forget.py")
+    with pytest.raises(SystemExit):
+        class_script.main(["--ulira-only", "--ulira-shadows", "4", "--out", str(tmp_path)])
+    blob = json.loads((root / "benchmarks" / "results" / "class_forget_digits" / "results.json").read_text())
+    pairs = blob["ulira"]["shadows"]["pairs"]
+    assert pairs >= 8 and f"## U-LiRA ({pairs} shadow pairs per class)" in class_script.report(blob)
+    readme = class_script.readme(blob)
+    assert "### U-LiRA: TRW's gap reduction" in readme and "| trw-concat |" in readme and "the paper's 19%" in readme

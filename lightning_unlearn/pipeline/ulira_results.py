@@ -105,9 +105,9 @@ class _Audit:
     def outcome(self, unit: dict[str, Any]) -> Outcome | None:
         return self.outcomes.get(protocol.key(unit))
 
-    def shadow_worlds(self, fs: ForgetSet, method: str | None, hparams: dict | None) -> tuple[torch.Tensor, torch.Tensor, str, float] | str:
-        """``(unlearned (N, P), retrained (N, P), status, mean seconds)`` of ``method`` on ``fs``'s shadows (``None``: the originals),
-        or a status ``"incomplete"`` / ``"diverged"``."""
+    def shadow_worlds(self, fs: ForgetSet, method: str | None, hparams: dict | None) -> tuple[torch.Tensor, torch.Tensor, float] | str:
+        """``(unlearned (N, P), retrained (N, P), mean unlearning seconds)`` of ``method`` on ``fs``'s shadows, dense by pool
+        index (``None``: the shadow originals themselves), or ``"incomplete"`` / ``"diverged"``."""
         base = self.outcome(shadows_unit(fs, self.n, self.seed))
         if base is None:
             return "incomplete"
@@ -119,7 +119,7 @@ class _Audit:
         unlearned = torch.full_like(retrained, float("nan"))
         if method is None:
             unlearned[:, pool] = torch.as_tensor(_array(rec["phi_original"]))
-            return unlearned, retrained, "ok", 0.0
+            return unlearned, retrained, 0.0
         seconds = []
         for i in range(self.n):
             out = self.outcome(shadow_unit(method, hparams or {}, fs, self.n, self.seed, i))
@@ -127,7 +127,7 @@ class _Audit:
                 return "incomplete" if out is None else "diverged"
             unlearned[i, torch.as_tensor(out.record["index"], dtype=torch.long)] = torch.as_tensor(_array(out.record["phi"]))
             seconds.append(out.record.get("unlearn_seconds", math.nan))
-        return unlearned, retrained, "ok", float(np.mean(seconds))
+        return unlearned, retrained, float(np.mean(seconds))
 
 
 def _cell(worlds: tuple, index: torch.Tensor, phi_unlearned: np.ndarray, phi_retrained: list[np.ndarray], variance: str) -> dict[str, float]:
@@ -161,7 +161,7 @@ def _row(audit: _Audit, method: str | None, hparams: dict | None, unit: str) -> 
             missing = True
             continue
         used = ulira_fit(worlds[0], worlds[1], variance=variance).variance  # type: ignore[arg-type]
-        seconds.append(worlds[3])
+        seconds.append(worlds[2])
         index = torch.as_tensor(targets.record["index"], dtype=torch.long)
         retrained = [_array(p) for p in targets.record["retrained"]]
         for o_pos, o in enumerate(design.originals):
