@@ -293,7 +293,9 @@ def report(blob: dict[str, Any]) -> str:
         lines.append("")
     ul = blob.get("ulira")
     if ul:
-        lines += [f"## U-LiRA ({ul['shadows']['pairs']} shadow pairs per class)", "", *ulira_report_lines(ul)]
+        prov = ul.get("provenance") or {}
+        lines += [f"## U-LiRA ({ul['shadows']['pairs']} shadow pairs per class)", "", f"Command: `{prov.get('command')}` (commit {prov.get('commit')})", "",
+                  *ulira_report_lines(ul)]
     sweep = blob.get("sensitivity")
     if sweep:
         lines += ["## TRW sensitivity to tau and pca_dim (other settings as tuned under the first objective)", ""]

@@ -193,12 +193,18 @@ def run(args) -> dict:
     settings = {k: list(v) if isinstance(v, tuple) else v for k, v in config.changed().items()}
     out_root = Path(args.out) / folder_name(args)
     provenance = run_provenance(accelerator=args.accelerator or config.execution.accelerator)
-    combined: dict = {"preset": args.preset, "folder": out_root.name, "settings": settings, "provenance": provenance, "runs": {}}
+    previous_file = out_root / f"{out_root.name}.json"
+    previous = json.loads(previous_file.read_text()) if args.ulira_only and previous_file.is_file() else {}
+    bench = previous.get("provenance", provenance)  # --ulira-only: the benchmark's own command and times stay
+    combined: dict = {"preset": args.preset, "folder": out_root.name, "settings": settings, "provenance": bench, "runs": {}}
     seeds, epochs = list(config.unlearning.seeds), config.unlearning.unlearn_epochs
     md = [f"# Random forgetting on {args.preset} (originals {seeds} x forget seeds {list(config.resolved_forget_seeds)}; {epochs} unlearning epochs)", "",
-          f"Command: `{provenance['command']}` (commit {provenance['commit']}{' with uncommitted changes' if provenance.get('dirty') else ''})", "",
-          f"Device: {provenance['device']}; torch {torch.__version__}; settings {json.dumps(settings, default=str)}", ""]
+          f"Command: `{bench['command']}` (commit {bench['commit']}{' with uncommitted changes' if bench.get('dirty') else ''})", "",
+          f"Device: {bench['device']}; torch {torch.__version__}; settings {json.dumps(settings, default=str)}", ""]
     shadows = ulira_shadows(args)
+    if shadows:
+        combined["ulira_provenance"] = provenance
+        md += [f"U-LiRA: `{provenance['command']}` (commit {provenance['commit']}{' with uncommitted changes' if provenance.get('dirty') else ''})", ""]
     for key, cfg in run_configs(args, config).items():
         frac, has_remain = key.split("_", 1)[0], cfg.has_remain
         t0, c0 = time.perf_counter(), time.process_time()
@@ -207,6 +213,8 @@ def run(args) -> dict:
         else:
             res = run_experiment(cfg, out_root / key, progress=LineProgress(), overwrite=args.overwrite)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        if args.ulira_only and key in previous.get("runs", {}):
+            wall, cpu = previous["runs"][key]["wall_seconds"], previous["runs"][key]["cpu_seconds"]
         m = res["methods"]
         retrain_s = (m.get("retrain") or {}).get("seconds")
         epochs = res["config"]["epochs"]
