@@ -107,7 +107,8 @@ def run_ulira(
     store.start(declaration)
     stage.run()
     run = {"seconds": time.perf_counter() - start, "units_run": store.ran, "units_reused": store.reused, **stage.counts, "threads": torch.get_num_threads()}
-    results = build_ulira_results(store, side=bench.figures, folder=str(folder), claimants=claimants, run=run)
+    shown = os.path.relpath(bench.folder)  # the folder as the report names it: relative to here when inside it
+    results = build_ulira_results(store, side=bench.figures, folder=shown if not shown.startswith("..") else str(bench.folder), claimants=claimants, run=run)
 
     def write(tmp: str | Path) -> None:
         (Path(tmp) / RESULTS_FILE).write_text(json.dumps(jsonable(results), indent=1))

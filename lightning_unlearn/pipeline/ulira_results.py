@@ -24,7 +24,7 @@ Schema (figures in percent)::
 
     {"audit": "ulira", "benchmark": {"folder", "config", "design", "source"}, "shadows": {"pairs", "per_world", "seed",
      "variance", "variance_used", "attacked", "non_members"}, "splits": {FORGET SET: {...sizes, seeds, fingerprint}},
-     "retrain_value": 50.0,
+     "cost": {"seconds", "units": {KIND: {"n", "seconds", "mean_seconds"}}}, "retrain_value": 50.0,
      "objectives": {OBJECTIVE: {"methods": {ROW: ENTRY}, "paired", "best", "verdicts", "statement", "claims": {CLAIMANT: CLAIM}}},
      "provenance", "run"}
 
@@ -297,6 +297,18 @@ def _splits(audit: _Audit) -> dict[str, Any]:
     return out
 
 
+def stored_cost(audit: _Audit) -> dict[str, Any]:
+    """Wall seconds the stored units took when they ran (whichever process ran them), in all and by kind
+    (``shadows``: training or loading the shadow pairs and their φ; ``shadow`` / ``target``: one unlearning run each)."""
+    by_kind: dict[str, list[float]] = {}
+    for out in audit.outcomes.values():
+        kind = (out.record.get("unit") or {}).get("ulira")
+        if kind is not None and out.record.get("seconds") is not None:
+            by_kind.setdefault(kind, []).append(float(out.record["seconds"]))
+    return {"seconds": float(sum(sum(v) for v in by_kind.values())),
+            "units": {k: {"n": len(v), "seconds": float(sum(v)), "mean_seconds": float(np.mean(v))} for k, v in sorted(by_kind.items())}}
+
+
 def build_ulira_results(
     store: RunStore, *, side: Mapping[str, Mapping[str, Any]] | None = None, folder: str | None = None, claimants: tuple[str, ...] | None = None,
     family: tuple[str, ...] | None = None, run: Mapping[str, Any] | None = None, provenance: Mapping[str, Any] | None = None,
@@ -324,6 +336,7 @@ def build_ulira_results(
         "shadows": {"pairs": audit.n, "per_world": d["per_world"], "seed": audit.seed, "variance": d["variance"], "variance_used": sorted(used),
                     "attacked": ATTACKED[kind], "non_members": NON_MEMBERS[kind]},
         "splits": _splits(audit),
+        "cost": stored_cost(audit),
         "retrain_value": RETRAIN_VALUE,
         "objectives": objectives,
         "provenance": dict(provenance) if provenance is not None else run_provenance(accelerator=audit.config.execution.accelerator),
@@ -394,8 +407,12 @@ def write_ulira_report(results: dict[str, Any]) -> str:
         lines += [f"Command: `{prov['command']}` (commit {prov.get('commit')}); device: {prov.get('device')}", ""]
     run = results.get("run") or {}
     if run:
-        lines += [f"{run.get('seconds', 0):.0f} s; {run.get('units_run', 0)} units run, {run.get('units_reused', 0)} from the storage; "
+        lines += [f"This process: {run.get('seconds', 0):.0f} s; {run.get('units_run', 0)} units run, {run.get('units_reused', 0)} from the storage; "
                   f"{run.get('shadow_models_trained', 0)} shadow models trained, {run.get('shadow_models_loaded', 0)} from the cache.", ""]
+    cost = results.get("cost") or {}
+    if cost.get("units"):
+        parts = ", ".join(f"{v['n']} {k} ({v['mean_seconds']:.1f} s each)" for k, v in cost["units"].items())
+        lines += [f"The stored units took {cost['seconds']:.0f} s when they ran: {parts}.", ""]
     lines += report_lines(results)
     lines += ["Splits (seeded; fingerprints are SHA-256 of the pool indices):", "", "| forget set | target pool | its seed | forget table seed | "
               "examples per shadow | observations per example and world | audited |", "|---|---:|---:|---:|---|---|---:|"]
