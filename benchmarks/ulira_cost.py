@@ -76,8 +76,8 @@ def expected_cifar() -> dict:
     out = {}
     for key, (name, file, path) in CIFAR.items():
         rows = json.loads((RESULTS / file).read_text())
-        for key in path:
-            rows = rows[key]
+        for part in path:
+            rows = rows[part]
         t_original, t_retrain = rows["original"]["seconds"], rows["retrain"]["seconds"]
         methods = {m: r["seconds"] for m, r in rows.items() if m not in ("original", "retrain") and r.get("seconds") is not None}
         per_n = {}
@@ -88,8 +88,7 @@ def expected_cifar() -> dict:
             per_n[str(n)] = {"trainings": (1 + FORGET_SETS) * n, "training_hours": training / 3600, "unlearning_runs": runs,
                              "unlearning_hours": unlearning / 3600, "hours": (training + unlearning) / 3600}
         out[key] = {"name": name, "source": f"benchmarks/results/{file}", "original_seconds": t_original, "retrain_seconds": t_retrain,
-                    "unlearn_seconds": methods,
-                     "per_shadows": per_n}
+                    "unlearn_seconds": methods, "per_shadows": per_n}
     return out
 
 
