@@ -15,6 +15,8 @@ measured unit), :mod:`.models` (training original and retrained models through
 (the run, unit by unit), :mod:`.results` (``results.json`` from the storage: cells, intervals,
 paired differences, verdicts), :mod:`.report` (``report.md`` and the figures), :mod:`.output`
 (atomic output directory), :mod:`.runner` (:func:`run_experiment`), :mod:`.progress` (progress bars, table).
+The U-LiRA audit stage, added to a finished run: :mod:`.ulira` (:func:`~lightning_unlearn.pipeline.ulira.run_ulira`),
+:mod:`.ulira_source` (what it reads of the run), :mod:`.ulira_stage` (its units) and :mod:`.ulira_results` (``ulira.json``).
 """
 
 from lightning_unlearn.pipeline.config import (

@@ -108,7 +108,8 @@ def run_ulira(
     stage.run()
     run = {"seconds": time.perf_counter() - start, "units_run": store.ran, "units_reused": store.reused, **stage.counts, "threads": torch.get_num_threads()}
     shown = os.path.relpath(bench.folder)  # the folder as the report names it: relative to here when inside it
-    results = build_ulira_results(store, side=bench.figures, folder=shown if not shown.startswith("..") else str(bench.folder), claimants=claimants, run=run)
+    results = build_ulira_results(store, side=bench.figures, folder=shown if not shown.startswith("..") else str(bench.folder),
+                                  source=bench.source, claimants=claimants, run=run)
 
     def write(tmp: str | Path) -> None:
         (Path(tmp) / RESULTS_FILE).write_text(json.dumps(jsonable(results), indent=1))

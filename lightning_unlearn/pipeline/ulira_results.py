@@ -310,7 +310,8 @@ def stored_cost(audit: _Audit) -> dict[str, Any]:
 
 
 def build_ulira_results(
-    store: RunStore, *, side: Mapping[str, Mapping[str, Any]] | None = None, folder: str | None = None, claimants: tuple[str, ...] | None = None,
+    store: RunStore, *, side: Mapping[str, Mapping[str, Any]] | None = None, folder: str | None = None, source: str | None = None,
+    claimants: tuple[str, ...] | None = None,
     family: tuple[str, ...] | None = None, run: Mapping[str, Any] | None = None, provenance: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``ulira.json`` dictionary of the audit held by ``store`` (see the module docstring).
@@ -318,7 +319,8 @@ def build_ulira_results(
     Args:
         store: the audit's storage.
         side: ``{objective: {row: {figure, "std"}}}``: the benchmark's own figures shown beside U-LiRA (not stored by the audit).
-        folder: the benchmark's output folder (recorded).
+        folder, source: the benchmark's output folder and what its settings were read from (``"storage"`` or
+            ``"results.json"``), recorded.
         claimants, family: the rows whose gap reduction is computed, and the rows that are not prior methods
             (default: :data:`~lightning_unlearn.pipeline.ulira_stage.DEFAULT_CLAIMS` of the forgetting kind).
         run, provenance: this process's run statistics and provenance (default: this process's provenance).
@@ -332,7 +334,7 @@ def build_ulira_results(
     kind = audit.config.kind
     return {
         "audit": "ulira",
-        "benchmark": {"folder": folder, "config": d["benchmark"]["config"], "design": d["benchmark"]["design"], "source": d["benchmark"]["source"]},
+        "benchmark": {"folder": folder, "config": d["benchmark"]["config"], "design": d["benchmark"]["design"], "source": source},
         "shadows": {"pairs": audit.n, "per_world": d["per_world"], "seed": audit.seed, "variance": d["variance"], "variance_used": sorted(used),
                     "attacked": ATTACKED[kind], "non_members": NON_MEMBERS[kind]},
         "splits": _splits(audit),

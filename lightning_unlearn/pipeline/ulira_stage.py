@@ -176,7 +176,7 @@ class ULiRAStage:
         """The audit's declaration: the benchmark's resolved config and design, N, the seed, the variance model, the rows."""
         return jsonable({
             "version": ULIRA_VERSION, "audit": "ulira",
-            "benchmark": {"config": self.config.to_dict(), "design": self.bench.design.to_dict(), "source": self.bench.source},
+            "benchmark": {"config": self.config.to_dict(), "design": self.bench.design.to_dict()},
             "shadows": self.shadows, "seed": self.seed, "variance": self.variance, "per_world": per_world(self.config.kind, self.shadows),
             "objectives": list(self.objectives), "rows": self.rows,
         })
