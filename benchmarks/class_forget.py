@@ -12,6 +12,11 @@ The decisive CIFAR-10 presets (the two regimes of the random-forget comparison; 
     PYTHONPATH=. OMP_NUM_THREADS=1 nice -n 10 python benchmarks/class_forget.py --preset cifar5k \\
         --data-root $LIGHTNING_UNLEARN_DATA        # about 16 CPU-hours on one thread
 
+U-LiRA on a finished run (8 shadow pairs per class; its cost per shadow count: docs/metrics.md, section 8.4):
+
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/class_forget.py --preset cifar1k-crop --data-root $LIGHTNING_UNLEARN_DATA \\
+        --ulira-only --ulira-shadows 8
+
 Each preset is a YAML config file, ``benchmarks/configs/class_forget/<preset>.yaml`` (its comments
 give the recipe and the expected CPU time); the options below override it, and
 ``lightning-unlearn benchmark --config benchmarks/configs/class_forget/cifar1k-crop.yaml --out DIR``
@@ -41,7 +46,15 @@ public options; no metric is computed and no pipeline stage is replaced here):
   to retrain, its gap reduction ``1 - gap(TRW) / min_baseline gap`` (the paper reports 46% on
   CIFAR-10 with its own protocol), and the noise floor (the retrain row's own gap);
 * optionally (``--sweep``) TRW's sensitivity to tau and pca_dim, the other hyperparameters as
-  chosen under the first objective.
+  chosen under the first objective;
+* optionally (``--ulira-shadows N``, N >= 8) U-LiRA for every row with the hyperparameters chosen
+  under the first objective (:func:`lightning_unlearn.pipeline.ulira.run_ulira`: N shadow pairs
+  per class from the cache, N observations of each attacked image per world; the attacked
+  examples are the class's training images D_f, the non-members the same images under models
+  retrained without the class): its accuracy and gap |acc − 50| to the retrained models, with
+  intervals and paired differences, beside MIA-NN and RMIA, and TRW's gap reduction against the
+  best prior method (the paper reports 19%) with a paired bootstrap interval. ``--ulira-only``
+  adds it to the finished run in ``--out`` (its tuning and cells are not run again).
 
 Everything lands in ``--out``: ``results.json`` and ``report.md`` (both with the command, the
 git commit and the settings that made them), ``README.md`` (each claim with the measured
@@ -73,6 +86,9 @@ from lightning_unlearn.pipeline.config import FLAT_FIELDS
 from lightning_unlearn.pipeline.config_file import load_config
 from lightning_unlearn.pipeline.progress import LineProgress
 from lightning_unlearn.pipeline.report import MIA_NN_COLUMNS, MIA_NN_LOGIT_COLUMNS, interval_table, paired_table
+from lightning_unlearn.pipeline.ulira_results import claims_table as ulira_claims_table
+from lightning_unlearn.pipeline.ulira_results import report_lines as ulira_report_lines
+from lightning_unlearn.pipeline.ulira_stage import MIN_PER_WORLD
 
 # ----------------------------------------------------------------------------- settings
 BASELINES = ("ft", "rl", "ga", "bs", "l1", "salun", "scrub")
@@ -275,6 +291,11 @@ def report(blob: dict[str, Any]) -> str:
             for r, checks in d.get("accuracy_checks", {}).items():
                 lines += [f"- {r}: " + "; ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in checks.items())]
         lines.append("")
+    ul = blob.get("ulira")
+    if ul:
+        prov = ul.get("provenance") or {}
+        lines += [f"## U-LiRA ({ul['shadows']['pairs']} shadow pairs per class)", "", f"Command: `{prov.get('command')}` (commit {prov.get('commit')})", "",
+                  *ulira_report_lines(ul)]
     sweep = blob.get("sensitivity")
     if sweep:
         lines += ["## TRW sensitivity to tau and pca_dim (other settings as tuned under the first objective)", ""]
@@ -343,6 +364,11 @@ def readme(blob: dict[str, Any]) -> str:
         for r, checks in d.get("accuracy_checks", {}).items():
             lines += [f"- {r}: " + "; ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in checks.items())]
         lines.append("")
+    ul = blob.get("ulira")
+    if ul:
+        lines += [f"### U-LiRA: TRW's gap reduction against the best prior method ({ul['shadows']['pairs']} shadow pairs per class; the paper: 19%)", ""]
+        for name, section in ul["objectives"].items():
+            lines += [f"Hyperparameters tuned under `{name}`. Verdict: {section['statement']}", "", *ulira_claims_table(section), ""]
     lines += [
         "A claim holds in a row when TRW's gap is below every baseline's (`closest to retrain? yes`); a gap at or below the "
         "noise floor (the retrain row's own gap) cannot be told from retrain, and differences between methods inside it do "
@@ -372,6 +398,25 @@ def derive_all(results: dict[str, Any]) -> dict[str, Any]:
     return {name: derive(section) for name, section in results["objectives"].items()}
 
 
+def ulira(args: argparse.Namespace, out: Path, shadows: int) -> dict[str, Any]:
+    """U-LiRA of the pipeline run in ``out/run`` (:func:`lightning_unlearn.pipeline.ulira.run_ulira`), hyperparameters as chosen
+    under the first objective; its own storage and files in ``out/run/ulira``."""
+    from lightning_unlearn.pipeline.ulira import run_ulira
+
+    return run_ulira(out / "run", shadows=shadows, cache_dir=args.cache_dir, accelerator=args.accelerator, devices=args.devices,
+                     overwrite=args.overwrite, progress=LineProgress())
+
+
+def _quiet() -> None:
+    import optuna
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    logging.basicConfig(level=logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*LeafSpec.*")
+
+
 # ----------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -393,6 +438,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-test", type=int, default=None)
     p.add_argument("--overwrite", action="store_true", help="replace the results of a previous run in the pipeline's output folders")
     p.add_argument("--report-only", action="store_true", help="rebuild report.md and the README (and the derived figures) from --out's results.json")
+    p.add_argument("--ulira-shadows", type=int, default=None,
+                   help=f"also audit every row with U-LiRA, N shadow pairs per class (N observations per world; at least {MIN_PER_WORLD})")
+    p.add_argument("--ulira-only", action="store_true",
+                   help="add U-LiRA to the finished run in --out (default --ulira-shadows 8), then rebuild its reports")
     p.add_argument("--accelerator", default=None, help="passed to every Lightning Trainer (default auto)")
     p.add_argument("--devices", default=None, help="passed to every Lightning Trainer (default auto)")
     p.add_argument("--strategy", default=None, help="passed to every Lightning Trainer (e.g. ddp; default auto)")
@@ -414,20 +463,20 @@ def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
     out = Path(args.out or Path(__file__).parent / "results" / f"class_forget_{args.preset}")
-    if args.report_only:
+    shadows = args.ulira_shadows if args.ulira_shadows is not None else (MIN_PER_WORLD if args.ulira_only else 0)
+    if 0 < shadows < MIN_PER_WORLD or (args.ulira_shadows is not None and args.ulira_shadows <= 0):
+        p.error(f"--ulira-shadows must be at least {MIN_PER_WORLD} (observations of each attacked image per world), got {args.ulira_shadows}")
+    if args.report_only or args.ulira_only:
         blob = json.loads((out / "results.json").read_text())
+        if args.ulira_only:
+            _quiet()
+            blob["ulira"] = ulira(args, out, shadows)
         blob["derived"] = derive_all(blob["results"])
         write_outputs(out, blob)
         print((out / "report.md").read_text())
         return 0
 
-    import optuna
-
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    logging.basicConfig(level=logging.WARNING)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    warnings.filterwarnings("ignore", ".*LeafSpec.*")
+    _quiet()
     preset = PRESETS[args.preset]
     if preset.cifar and (not args.data_root or not (Path(args.data_root) / "cifar10" / "train").is_dir()):
         p.error(f"the {args.preset} preset needs --data-root (or LIGHTNING_UNLEARN_DATA) holding cifar10/{{train,test}}")
@@ -442,6 +491,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {section['statement']}", flush=True)
     if args.sweep:
         blob["sensitivity"] = sensitivity(base, chosen_hparams(results), out / "sweep", overwrite=args.overwrite, workers=args.workers)
+    if shadows:
+        blob["ulira"] = ulira(args, out, shadows)
     blob.update(seconds=time.perf_counter() - t0, cpu_seconds=time.process_time())
     write_outputs(out, blob)
     print((out / "report.md").read_text())

@@ -22,6 +22,16 @@ CIFAR-10 / ResNet-18 numbers beside the measured ones, plus:
   P_retrain(y_adv | x_adv) and top-1 agreement), for every AMUN, AMUN+SalUn and adv-only
   evaluation run (``diagnostics`` in ``results.json``, ``adversarial_transfer`` per method).
 
+With ``--ulira-shadows N`` (N >= 16: 8 observations of each attacked example per world) every
+run is also audited with U-LiRA (:func:`lightning_unlearn.pipeline.ulira.run_ulira`), every row
+with the hyperparameters chosen under the first objective: the attacked examples are each cell's
+forget set D_F (each example forgotten by N/2 of the shadows, whose forget sets are drawn from
+D_F and as many remain samples), the non-members the same examples under models retrained
+without them. Its accuracy and gap |acc − 50| to the retrained models, with intervals and
+paired differences, sit beside RMIA, with AMUN's gap reduction against the best prior method
+(paired bootstrap interval); the shadow pairs are shared by both settings of a fraction (the
+same pool and forget sets). ``--ulira-only`` adds it to the finished runs in the output folder.
+
 Every output folder records the command, the git commit and the config (``provenance``).
 ``benchmarks/compare_presets.py`` puts several presets' folders side by side in one table.
 
@@ -38,6 +48,7 @@ when given.
     PYTHONPATH=. python benchmarks/random_forget.py --preset digits
     PYTHONPATH=. python benchmarks/random_forget.py --preset cifar1k-crop                 # both settings
     PYTHONPATH=. python benchmarks/random_forget.py --preset cifar1k-crop-clip --fastclip 2
+    PYTHONPATH=. python benchmarks/random_forget.py --preset cifar1k-crop --ulira-only --ulira-shadows 16   # U-LiRA on the finished runs
     PYTHONPATH=. python benchmarks/compare_presets.py benchmarks/results/random_forget_cifar1k-crop benchmarks/results/random_forget_cifar5k
 """
 
@@ -54,6 +65,7 @@ from lightning_unlearn.data.transforms import AUGMENTATIONS
 from lightning_unlearn.pipeline import BenchmarkConfig
 from lightning_unlearn.pipeline.config_file import load_config
 from lightning_unlearn.pipeline.config_values import unset_variable
+from lightning_unlearn.pipeline.ulira_stage import MIN_PER_WORLD
 
 # [P] Tables 1-2 (CIFAR-10, ResNet-18, mean over 27 runs): UA, RA, TA, RMIA AUC, Avg. Gap
 PAPER = {
@@ -174,21 +186,35 @@ def run(args) -> dict:
     from lightning_unlearn.pipeline import run_experiment, table_markdown
     from lightning_unlearn.pipeline.progress import LineProgress
     from lightning_unlearn.pipeline.report import interval_table, paired_table
+    from lightning_unlearn.pipeline.ulira import run_ulira
+    from lightning_unlearn.pipeline.ulira_results import report_lines as ulira_report_lines
 
     config = preset_config(args)
     settings = {k: list(v) if isinstance(v, tuple) else v for k, v in config.changed().items()}
     out_root = Path(args.out) / folder_name(args)
     provenance = run_provenance(accelerator=args.accelerator or config.execution.accelerator)
-    combined: dict = {"preset": args.preset, "folder": out_root.name, "settings": settings, "provenance": provenance, "runs": {}}
+    previous_file = out_root / f"{out_root.name}.json"
+    previous = json.loads(previous_file.read_text()) if args.ulira_only and previous_file.is_file() else {}
+    bench = previous.get("provenance", provenance)  # --ulira-only: the benchmark's own command and times stay
+    combined: dict = {"preset": args.preset, "folder": out_root.name, "settings": settings, "provenance": bench, "runs": {}}
     seeds, epochs = list(config.unlearning.seeds), config.unlearning.unlearn_epochs
     md = [f"# Random forgetting on {args.preset} (originals {seeds} x forget seeds {list(config.resolved_forget_seeds)}; {epochs} unlearning epochs)", "",
-          f"Command: `{provenance['command']}` (commit {provenance['commit']}{' with uncommitted changes' if provenance.get('dirty') else ''})", "",
-          f"Device: {provenance['device']}; torch {torch.__version__}; settings {json.dumps(settings, default=str)}", ""]
+          f"Command: `{bench['command']}` (commit {bench['commit']}{' with uncommitted changes' if bench.get('dirty') else ''})", "",
+          f"Device: {bench['device']}; torch {torch.__version__}; settings {json.dumps(settings, default=str)}", ""]
+    shadows = ulira_shadows(args)
+    if shadows:
+        combined["ulira_provenance"] = provenance
+        md += [f"U-LiRA: `{provenance['command']}` (commit {provenance['commit']}{' with uncommitted changes' if provenance.get('dirty') else ''})", ""]
     for key, cfg in run_configs(args, config).items():
         frac, has_remain = key.split("_", 1)[0], cfg.has_remain
         t0, c0 = time.perf_counter(), time.process_time()
-        res = run_experiment(cfg, out_root / key, progress=LineProgress(), overwrite=args.overwrite, workers=args.workers)
+        if args.ulira_only:
+            res = json.loads((out_root / key / "results.json").read_text())
+        else:
+            res = run_experiment(cfg, out_root / key, progress=LineProgress(), overwrite=args.overwrite, workers=args.workers)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        if args.ulira_only and key in previous.get("runs", {}):
+            wall, cpu = previous["runs"][key]["wall_seconds"], previous["runs"][key]["cpu_seconds"]
         m = res["methods"]
         retrain_s = (m.get("retrain") or {}).get("seconds")
         epochs = res["config"]["epochs"]
@@ -214,6 +240,10 @@ def run(args) -> dict:
                 md.append(f"| {row} | {meas} | {ref} |")
             md.append("")
         md += transfer_lines(res)
+        if shadows:
+            summary["ulira"] = run_ulira(out_root / key, shadows=shadows, cache_dir=args.cache_dir, accelerator=args.accelerator, devices=args.devices,
+                                         overwrite=args.overwrite, progress=LineProgress())
+            md += [f"U-LiRA ({shadows} shadow pairs per forget set; `{key}/ulira/ulira.md`):", "", *ulira_report_lines(summary["ulira"])]
         md.append("Chosen hyperparameters: "
                   + "; ".join(f"{r}: {json.dumps(v.get('hparams', {}), default=str)}" for r, v in m.items() if r not in ("original", "retrain")))
         if "amun_over_retrain" in summary:
@@ -232,6 +262,19 @@ def run(args) -> dict:
         md.append("")
         _write(out_root, combined, md)
     return combined
+
+
+def ulira_shadows(args) -> int:
+    """The U-LiRA shadow pairs per forget set (0: no U-LiRA); ``--ulira-only`` alone means 16 (8 observations per world).
+
+    Raises:
+        SystemExit: fewer than 8 observations per world, or an odd count.
+    """
+    n = args.ulira_shadows if args.ulira_shadows is not None else (2 * MIN_PER_WORLD if args.ulira_only else 0)
+    if args.ulira_shadows is not None and (n < 2 * MIN_PER_WORLD or n % 2):
+        raise SystemExit(f"--ulira-shadows must be even and at least {2 * MIN_PER_WORLD} ({MIN_PER_WORLD} observations of each attacked example "
+                         f"per world: each is forgotten by N/2 shadows), got {n}")
+    return n
 
 
 def _write(out_root: Path, combined: dict, md: list[str]) -> None:
@@ -277,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--overwrite", action="store_true", help="replace the results of a previous run in the output folders")
+    p.add_argument("--ulira-shadows", type=int, default=None, help=f"also audit every run with U-LiRA, N shadow pairs per forget set "
+                   f"(even, at least {2 * MIN_PER_WORLD}: N/2 observations of each attacked example per world)")
+    p.add_argument("--ulira-only", action="store_true", help="add U-LiRA to the finished runs in the output folder (default --ulira-shadows 16)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--workers", type=int, default=1,
                    help="worker processes per run (one GPU each when there are GPUs; each with --threads threads). More may join from "

@@ -23,6 +23,8 @@ processes on this machine (one GPU each when there are GPUs); ``lightning-unlear
 URL`` joins the run declared in that storage from anywhere (one per GPU, one per SLURM array task),
 sharing the cache given by ``--cache-dir``, and exits when nothing is left; ``lightning-unlearn
 report --storage URL --out DIR`` writes the report from the storage alone.
+``lightning-unlearn ulira --out DIR`` adds the U-LiRA audit to the finished benchmark run in
+``DIR`` (:func:`lightning_unlearn.pipeline.ulira.run_ulira`) and writes ``DIR/ulira/ulira.md``.
 
 A subcommand is a :class:`Command` in :data:`COMMANDS`: its options, how its arguments are
 rewritten before parsing, and the function that runs it.
@@ -360,6 +362,63 @@ def _run_report(args: Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- ulira
+def _ulira_arguments(parser: ArgumentParser) -> None:
+    """The options of ``lightning-unlearn ulira`` (:func:`lightning_unlearn.pipeline.ulira.run_ulira`)."""
+    parser.add_argument("--out", required=True, help="The benchmark's output folder (lightning-unlearn benchmark --out); the audit writes OUT/ulira/.")
+    parser.add_argument("--shadows", type=int, default=None,
+                        help="Shadow pairs per forget set (default: 8 observations per example and world: 8 for class, 16 for random forgetting).")
+    parser.add_argument("--seed", type=int, default=0, help="The shadows' seed (forget tables, models, unlearning runs).")
+    parser.add_argument("--variance", default="auto", help="auto (one pooled variance per world below 64 observations), global or per_example.")
+    parser.add_argument("--objective", default=None, help="The benchmark objective whose chosen hyperparameters are audited (default: its first; 'all').")
+    parser.add_argument("--claim", default=None, help="Comma list of rows whose gap reduction is computed (default: TRW's or AMUN's rows).")
+    parser.add_argument("--storage", default=None, help="The benchmark's storage URL when it is not OUT/study.sqlite3.")
+    parser.add_argument("--cache-dir", default=None, help="The cache holding the benchmark's models (default: the benchmark's).")
+    parser.add_argument("--accelerator", default=None, help="Override the benchmark's accelerator.")
+    parser.add_argument("--devices", default=None, help="Override the benchmark's devices.")
+    parser.add_argument("--overwrite", action="store_true", help="Start the audit afresh when OUT/ulira holds one with other settings.")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads per process for torch.")
+    parser.add_argument("--quiet", action="store_true", help="No progress bars.")
+
+
+def _run_ulira(args: Namespace) -> int:
+    """The ``ulira`` command: the audit under the signal handlers; bad input exits 2, an interruption 130 / 143."""
+    if args.threads < 1:
+        return _error(f"--threads must be a positive number of threads, got {args.threads}")
+    import torch
+
+    from lightning_unlearn.pipeline.interrupt import Interrupted, handle_signals
+    from lightning_unlearn.pipeline.progress import make_progress
+    from lightning_unlearn.pipeline.ulira import run_ulira
+
+    torch.set_num_threads(args.threads)
+    _quiet_lightning()
+    progress = make_progress(quiet=args.quiet)
+    try:
+        with handle_signals():
+            results = run_ulira(
+                args.out, shadows=args.shadows, seed=args.seed, variance=args.variance, objectives=args.objective,
+                claimants=tuple(c for c in args.claim.split(",") if c) if args.claim else None, storage=args.storage, cache_dir=args.cache_dir,
+                accelerator=args.accelerator, devices=args.devices, overwrite=args.overwrite, progress=progress,
+            )
+    except ConfigError as err:
+        progress.close()
+        return _error(str(err))
+    except Interrupted as err:
+        progress.close()
+        print(f"{PROG}: interrupted by {err.signal_name}: the audit's units measured so far are kept in {args.out}/ulira/study.sqlite3 "
+              "(the same command resumes)", file=sys.stderr)
+        return err.exit_code
+    progress.close()
+    for name, section in results["objectives"].items():
+        print(f"{name}: {section['statement']}")
+        for claimant, claim in section["claims"].items():
+            print(f"  {claimant}: {claim['reading']}")
+    run = results["run"]
+    print(f"report: {args.out}/ulira/ulira.md  ({run['seconds']:.0f} s; {run['units_run']} units run, {run['units_reused']} from the storage)")
+    return 0
+
+
 #: the subcommands, by name
 COMMANDS: dict[str, Command] = {
     c.name: c
@@ -390,6 +449,15 @@ COMMANDS: dict[str, Command] = {
             "whoever measured them) and write it to --out.",
             add_arguments=_report_arguments,
             run=_run_report,
+        ),
+        Command(
+            "ulira",
+            help="add the U-LiRA audit to a finished benchmark run (shadow models, every method's chosen hyperparameters)",
+            description="U-LiRA (per-example likelihood-ratio attack, unlearned vs retrained) of every method of a finished benchmark run in "
+            "--out, with the hyperparameters its tuning chose: shadow pairs from the cache, each method's unlearning runs as units in "
+            "OUT/ulira/study.sqlite3 (an interrupted audit resumes), OUT/ulira/ulira.json and ulira.md.",
+            add_arguments=_ulira_arguments,
+            run=_run_ulira,
         ),
     )
 }

@@ -8,7 +8,7 @@ statistics, through the library's one training path and its one artefact cache:
   :func:`train_retrained_references` (retrained on D_R), :func:`reference_pool`,
   :func:`membership_matrix`, :class:`ReferenceModels` (docs/metrics.md, section 5.2);
 - U-LiRA: :func:`train_shadow_pairs` (:class:`ShadowPairs`, :func:`ulira_target_pool`,
-  :func:`forget_table`), :func:`method_unlearner`, :func:`ulira_audit` (docs/metrics.md, section 8);
+  :func:`forget_table`), :func:`method_unlearner` (:func:`forget_request`, :func:`unlearnable`), :func:`ulira_audit` (docs/metrics.md, section 8);
 - :func:`adversarial_transfer`: how an AMUN adversarial set transfers to a model.
 """
 
@@ -21,7 +21,7 @@ from lightning_unlearn.audit.references import (
 )
 from lightning_unlearn.audit.shadows import ShadowPairs, UnlearnFn, forget_table, train_shadow_pairs, ulira_target_pool
 from lightning_unlearn.audit.transfer import adversarial_transfer
-from lightning_unlearn.audit.ulira import ULiRAAudit, method_unlearner, ulira_audit
+from lightning_unlearn.audit.ulira import ULiRAAudit, forget_request, method_unlearner, ulira_audit, unlearnable
 
 __all__ = [
     "ReferenceModels",
@@ -29,6 +29,7 @@ __all__ = [
     "ULiRAAudit",
     "UnlearnFn",
     "adversarial_transfer",
+    "forget_request",
     "forget_table",
     "membership_matrix",
     "method_unlearner",
@@ -38,4 +39,5 @@ __all__ = [
     "train_shadow_pairs",
     "ulira_audit",
     "ulira_target_pool",
+    "unlearnable",
 ]

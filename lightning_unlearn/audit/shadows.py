@@ -139,9 +139,14 @@ class ShadowPairs:
         """``(F_i,)`` int64 pool indices that shadow ``i`` forgets."""
         return self.target_index[self.forget[i]]
 
-    def _phi(self, net: nn.Module, index: torch.Tensor, batch_size: int) -> torch.Tensor:
+    def logits(self, net: nn.Module, index: torch.Tensor, *, batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits (F, K), labels (F,))`` of ``net`` on the pool samples with pool indices ``index``, in that order."""
         logits, labels, _ = predict_logits(net, self.pool.subset(positions_in(self.pool.index, index)), batch_size=batch_size)
-        return logit_confidence(logits, labels)
+        return logits, labels
+
+    def phi(self, net: nn.Module, index: torch.Tensor, *, batch_size: int = 512) -> torch.Tensor:
+        """``(F,)`` float64 φ (:func:`~lightning_unlearn.metrics.functional.logit_confidence`) of ``net`` on pool indices ``index``."""
+        return logit_confidence(*self.logits(net, index, batch_size=batch_size))
 
     def statistics(
         self, unlearn_fn: UnlearnFn, *, size: int | None = None, batch_size: int = 512
@@ -168,9 +173,9 @@ class ShadowPairs:
             index = self.forget_index(i)
             log.info("U-LiRA shadow %d/%d: unlearning %d examples", i + 1, self.num_shadows, len(index))
             net = unlearn_fn(copy.deepcopy(self.originals[i]), index.clone())
-            unlearned[i, index] = self._phi(net, index, batch_size)
+            unlearned[i, index] = self.phi(net, index, batch_size=batch_size)
             del net
-            retrained[i, index] = self._phi(self.retrained[i], index, batch_size)
+            retrained[i, index] = self.phi(self.retrained[i], index, batch_size=batch_size)
         return unlearned, retrained
 
 

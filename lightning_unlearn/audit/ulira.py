@@ -37,6 +37,42 @@ class _UnlearnableClassifier(UnlearningMixin, ClassifierModule):
     """The plain classifier with the unlearning phase mixed in (the module every shadow is unlearned in)."""
 
 
+def forget_request(
+    dm: UnlearningDataModule,
+    forget_index: torch.Tensor,
+    *,
+    use_remain: bool = True,
+    batch_size: int | None = None,
+    augmentation: str | None = "auto",
+    seed: int = 0,
+) -> UnlearningRequest:
+    """The :class:`~lightning_unlearn.unlearning.UnlearningRequest` of forgetting pool indices ``forget_index`` of ``dm``'s training pool.
+
+    D_F = those samples, D_R = the rest of the training pool (``None`` with ``use_remain=False``);
+    class forgetting keeps ``dm``'s forget classes; the other arguments as
+    :meth:`UnlearningRequest.from_datamodule <lightning_unlearn.unlearning.UnlearningRequest.from_datamodule>`
+    (the benchmark's request recipe).
+
+    Raises:
+        ValueError: an index that is not in the training pool, or an unknown ``augmentation``.
+    """
+    dm.setup()
+    pool = dm.train_set()
+    forget_pos = positions_in(pool.index, forget_index)
+    keep = torch.ones(len(pool), dtype=torch.bool)
+    keep[forget_pos] = False
+    return UnlearningRequest(
+        forget=pool.subset(forget_pos), remain=pool.subset(torch.nonzero(keep).flatten()) if use_remain else None, num_classes=dm.num_classes,
+        forget_classes=dm.forget_spec.classes if dm.is_class_forgetting else (), augmentation=resolve_augmentation(augmentation, dm.image_shape),
+        batch_size=batch_size or dm.batch_size, seed=int(seed),
+    )
+
+
+def unlearnable(original: torch.nn.Module, dm: UnlearningDataModule, *, seed: int = 0) -> UnlearningMixin:
+    """``original`` wrapped in the LightningModule every audited unlearning runs in (the plain classifier with the unlearning phase)."""
+    return _UnlearnableClassifier(original, num_classes=dm.num_classes, augmentation=dm.augmentation, aug_seed=int(seed))
+
+
 def method_unlearner(
     dm: UnlearningDataModule,
     method: str,
@@ -50,10 +86,10 @@ def method_unlearner(
 ) -> UnlearnFn:
     """An ``unlearn_fn(original, forget_index) -> model`` running a registry method, for :meth:`ShadowPairs.statistics`.
 
-    Each call builds the :class:`~lightning_unlearn.unlearning.UnlearningRequest` of ``forget_index``
-    over ``dm``'s training pool (D_F = those samples, D_R = the rest, or none with
-    ``use_remain=False``; class forgetting keeps ``dm``'s forget classes), wraps ``original`` in a
-    LightningModule with the unlearning mixin, seeds everything with ``seed`` and runs
+    Each call builds the request of ``forget_index`` (:func:`forget_request`: D_F = those samples,
+    D_R = the rest of ``dm``'s training pool, or none with ``use_remain=False``; class forgetting
+    keeps ``dm``'s forget classes), wraps ``original`` in a LightningModule with the unlearning
+    mixin (:func:`unlearnable`), seeds everything with ``seed`` and runs
     :func:`~lightning_unlearn.unlearning.unlearn` with ``hyperparameters``. The same request recipe
     as the benchmark's: the same ``seed`` for every shadow, which differ by original and forget set.
 
@@ -72,20 +108,11 @@ def method_unlearner(
     """
     hp = dict(hyperparameters or {})
     get_method(method).from_hyperparameters(**hp)  # unknown names fail now, not after the shadows' training
-    dm.setup()
-    pool = dm.train_set()
-    classes = dm.forget_spec.classes if dm.is_class_forgetting else ()
-    aug = resolve_augmentation(augmentation, dm.image_shape)
+    resolve_augmentation(augmentation, dm.image_shape)
 
     def unlearn_fn(original: torch.nn.Module, forget_index: torch.Tensor) -> torch.nn.Module:
-        forget_pos = positions_in(pool.index, forget_index)
-        keep = torch.ones(len(pool), dtype=torch.bool)
-        keep[forget_pos] = False
-        request = UnlearningRequest(
-            forget=pool.subset(forget_pos), remain=pool.subset(torch.nonzero(keep).flatten()) if use_remain else None,
-            num_classes=dm.num_classes, forget_classes=classes, augmentation=aug, batch_size=batch_size or dm.batch_size, seed=int(seed),
-        )
-        module = _UnlearnableClassifier(original, num_classes=dm.num_classes, augmentation=dm.augmentation, aug_seed=int(seed))
+        request = forget_request(dm, forget_index, use_remain=use_remain, batch_size=batch_size, augmentation=augmentation, seed=seed)
+        module = unlearnable(original, dm, seed=seed)
         seed_everything(int(seed))
         unlearn(module, method, request, trainer_kwargs=trainer_kwargs, **hp)
         return module.model.eval()

@@ -17,6 +17,8 @@ paired differences, verdicts), :mod:`.report` (``report.md`` and the figures), :
 (atomic output directory), :mod:`.runner` (:func:`run_experiment`), :mod:`.workers` (the ``worker`` and
 ``report`` commands: many processes on one run, the report from a storage), :mod:`.progress` (progress
 bars, table).
+The U-LiRA audit stage, added to a finished run: :mod:`.ulira` (:func:`~lightning_unlearn.pipeline.ulira.run_ulira`),
+:mod:`.ulira_source` (what it reads of the run), :mod:`.ulira_stage` (its units) and :mod:`.ulira_results` (``ulira.json``).
 """
 
 from lightning_unlearn.pipeline.config import (

@@ -10,6 +10,7 @@ Plain numpy (no scipy): the t quantile is computed in :mod:`lightning_unlearn.st
   (:mod:`lightning_unlearn.stats.design` says what each is and why the default);
 - :func:`paired_differences` -- each method minus the best one, paired by cell, with its interval
   and :func:`verdict` (``"better"``, ``"worse"``, ``"not distinguishable"``);
+- :func:`gap_reduction` -- a claim's relative gap reduction against the best other method, paired bootstrap interval;
 - :func:`noise_floor` -- the retrained models' leave-one-out gaps in the same form;
 - :class:`Summary`, :class:`PairedDifference` -- the frozen, JSON-able results (``to_dict()``).
 
@@ -36,6 +37,7 @@ from lightning_unlearn.stats.design import (
 from lightning_unlearn.stats.distribution import betainc, t_quantile, t_sf
 from lightning_unlearn.stats.noise import NOISE_FLOOR, noise_floor
 from lightning_unlearn.stats.paired import PairedDifference, Verdict, best_method, paired_differences, verdict
+from lightning_unlearn.stats.ratio import GapReduction, gap_reduction
 from lightning_unlearn.stats.summary import DEFAULT_CONFIDENCE, Summary, summarize, t_interval
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "DEFAULT_CONFIDENCE",
     "DEFAULT_RESAMPLES",
     "DEFAULT_UNIT",
+    "GapReduction",
     "NOISE_FLOOR",
     "CellUnit",
     "PairedDifference",
@@ -51,6 +54,7 @@ __all__ = [
     "best_method",
     "betainc",
     "forget_set_means",
+    "gap_reduction",
     "noise_floor",
     "original_means",
     "paired_differences",
