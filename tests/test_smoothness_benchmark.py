@@ -68,6 +68,20 @@ def test_runs_of_different_designs_are_refused(mod, plain):
         mod.compare(plain, other)
 
 
+def test_runs_with_more_cells_are_paired_on_the_cells_both_measured(mod, plain):
+    shift = [1.0, 3.0, 2.5]
+    clipped = shifted(plain, "amun", shift)
+    dropped = clipped["design"]["forget_sets"].pop()["name"]  # the clipped run measured one forget set fewer
+    for row in clipped["methods"].values():
+        row["per_seed"] = [r for r in row.get("per_seed", []) if r["forget_set"] != dropped]
+    result = mod.compare(plain, clipped)
+    assert dropped not in result["design"]["forget_sets"] and len(result["design"]["forget_sets"]) == 2
+    d = result["rows"]["amun"]["avg_gap"]["difference"]
+    low, high = stats.t.interval(0.95, 1, loc=np.mean(shift[:2]), scale=stats.sem(shift[:2]))
+    assert d["mean"] == pytest.approx(np.mean(shift[:2])) and d["n"] == 2
+    assert (d["low"], d["high"]) == (pytest.approx(low), pytest.approx(high))
+
+
 def test_the_readme_quotes_the_json(mod, plain, tmp_path):
     clipped = shifted(plain, "amun", [1.0, 3.0, 2.5])
     (tmp_path / "plain").mkdir()
