@@ -37,6 +37,16 @@ the benchmark's workers), so no job runs twice and a killed worker's job is take
    MIA-efficacy), the transfer of D_A's labels to the retrained model (mean P_retrain(y_adv |
    x_adv) and top-1 agreement), seconds per job.
 
+**The protocol at the papers' scale** (``--protocol``): the jobs above are sized for one 15-minute
+lease, so they run each method at its default hyperparameters on one original. ``--protocol`` runs
+instead what every CPU benchmark runs, the fair-comparison protocol (docs/protocol.md: O originals x F
+forget sets x R retrained models, every method tuned with the same budget on tuning sets it does not
+report, intervals and paired differences): ``benchmarks/random_forget.py --preset cifar10-resnet18``
+(``benchmarks/configs/random_forget/cifar10-resnet18.yaml``: 3 x 3 x 3, 21 trials on 2 tuning sets,
+ResNet-18 on all of CIFAR-10) with ``--workers`` processes, one GPU each, into ``<out>/protocol``. It
+is many GPU-hours, so it is for a node or a cluster, not one lease; every finished unit stays in the
+run's storage and the same command resumes (``--tiny --protocol``: the same path on CPU in a minute).
+
 Results are written at the end (``<out>/gpu_cifar10.json`` and ``.md``) with what is finished, so a
 run stopped by the lease keeps what it finished, and a rerun continues from the storage.
 
@@ -176,6 +186,9 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     p.add_argument("--budget", type=int, default=None, help="seconds for the whole run, start-up included; later stages wait for a rerun (560)")
     p.add_argument("--accelerator", default=None, help="Lightning accelerator (default auto; --tiny: cpu)")
     p.add_argument("--cache-dir", default=None, help="pool cache (default the library's)")
+    p.add_argument("--protocol", action="store_true",
+                   help="instead of the lease-sized jobs: the fair-comparison protocol at the papers' scale, benchmarks/random_forget.py "
+                   "--preset cifar10-resnet18 (--tiny: the digits preset, tiny) worked on by --workers processes, into OUT/protocol")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: a worker process on the Config in this file
     args = p.parse_args(argv)
     if args.write_pack:  # packing only: main() writes the file and exits
@@ -639,6 +652,43 @@ def unlearn_job(method: str, setting: str) -> dict:
 RUN_KEYS_IGNORED = ("workers", "budget", "out", "cache_dir", "threads_per_job")
 
 
+#: ``--protocol --tiny``: the digits preset cut to a CPU minute (one original, one forget set, one trial per method)
+TINY_PROTOCOL = ("--preset", "digits", "--max-train", "200", "--max-test", "100", "--epochs", "2", "--unlearn-epochs", "1", "--max-trials", "1",
+                 "--seeds", "0", "--forget-seeds", "0", "--retrain-models", "2", "--tune-sets", "2", "--rmia-references", "2",
+                 "--methods", "ft,rl,amun", "--settings", "remain")
+
+
+def protocol_argv(cfg: Config) -> list[str]:
+    """The ``benchmarks/random_forget.py`` command line of ``--protocol``: the ``cifar10-resnet18`` preset on this run's
+    data (``--tiny``: :data:`TINY_PROTOCOL`), its runs under ``OUT/protocol``, ``cfg.workers`` worker processes."""
+    argv = list(TINY_PROTOCOL) if cfg.tiny else ["--preset", "cifar10-resnet18", "--data", cfg.data_source]
+    argv += ["--out", str(Path(cfg.out) / "protocol"), "--workers", str(max(1, cfg.workers))]
+    if cfg.tiny:
+        argv += ["--accelerator", "cpu"]
+    if cfg.cache_dir:
+        argv += ["--cache-dir", cfg.cache_dir]
+    return argv
+
+
+def run_protocol(cfg: Config, log) -> list[str]:
+    """``--protocol``: the fair-comparison protocol (docs/protocol.md) at the papers' scale, by
+    ``benchmarks/random_forget.py``: 3 originals x 3 forget sets x 3 retrained models, every method tuned with 21
+    trials on 2 tuning sets, with and without D_R, the AMUN paper's numbers beside. Its units are kept in
+    ``OUT/protocol/<run>/study.sqlite3``: a run stopped by the lease resumes with the same command (and more
+    machines may join with ``lightning-unlearn worker``). Returns the command line it ran."""
+    import importlib.util
+
+    if cfg.pack and not cfg.data and not cfg.tiny:
+        unpack(cfg.pack, cfg.data_source)
+    argv = protocol_argv(cfg)
+    log(f"protocol: benchmarks/random_forget.py {' '.join(argv)}")
+    spec = importlib.util.spec_from_file_location("random_forget", Path(__file__).resolve().parent / "random_forget.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(argv)
+    return argv
+
+
 def check_same_run(cfg: Config) -> None:
     """A rerun into the same ``--out`` resumes only the same experiment: its job results would otherwise mix."""
     path = Path(cfg.out) / "config.json"
@@ -667,6 +717,9 @@ def main(argv=None) -> dict:
         with progress.open("a") as fh:
             fh.write(line + "\n")
 
+    if args.protocol:
+        Path(cfg.out).mkdir(parents=True, exist_ok=True)
+        return {"protocol": run_protocol(cfg, log)}
     if args.worker:  # a worker process: take jobs until none is left (SIGTERM at the deadline fails its job, kept for a rerun)
         from lightning_unlearn.pipeline.interrupt import handle_signals
 

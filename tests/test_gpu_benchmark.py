@@ -68,3 +68,31 @@ def test_gpu_cifar10_tiny_runs_on_cpu(tmp_path, monkeypatch):
     unlearn_jobs = [j for j in written["jobs"].values() if "method" in j]
     assert unlearn_jobs and all(j["augmentation"] == "crop_flip" for j in unlearn_jobs)  # every method's request
     assert "crop_flip on D_R and D_F" in (tmp_path / "out" / "gpu_cifar10.md").read_text()
+
+
+def test_the_protocol_at_paper_scale_is_the_cifar10_resnet18_preset(tmp_path):
+    mod = load_script()
+    cfg, _ = mod.parse_args(["--protocol", "--data", str(tmp_path / "tree"), "--out", str(tmp_path / "out"), "--workers", "4"])
+    argv = mod.protocol_argv(cfg)
+    assert argv[:4] == ["--preset", "cifar10-resnet18", "--data", str(tmp_path / "tree")]
+    assert argv[argv.index("--workers") + 1] == "4" and argv[argv.index("--out") + 1] == str(tmp_path / "out" / "protocol")
+    from lightning_unlearn.pipeline.config_file import load_config
+
+    preset = load_config(helpers.ROOT / "benchmarks" / "configs" / "random_forget" / "cifar10-resnet18.yaml", dataset=str(tmp_path / "tree"))
+    assert (preset.model, preset.max_train, preset.max_test) == ("resnet18", None, None)  # all of CIFAR-10, ResNet-18
+    assert (len(preset.seeds), len(preset.forget_seeds), preset.retrain_models) == (3, 3, 3)  # the reference's 3 x 3 x 3
+    assert (preset.max_trials, preset.tune_sets) == (21, 2)
+
+
+@pytest.mark.slow
+def test_gpu_cifar10_tiny_protocol_runs_the_fair_comparison_on_cpu(tmp_path, monkeypatch):
+    monkeypatch.delenv("LIGHTNING_UNLEARN_DATA", raising=False)
+    mod = load_script()
+    summary = mod.main(["--tiny", "--protocol", "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")])
+    assert summary["protocol"][:2] == ["--preset", "digits"]
+    [run] = [p for p in (tmp_path / "out" / "protocol").rglob("results.json")]
+    res = json.loads(run.read_text())
+    assert set(res["methods"]) >= {"original", "retrain", "ft", "rl", "amun"}
+    assert res["config"]["max_trials"] == 1 and res["config"]["retrain_models"] == 2
+    assert all(math.isfinite(res["methods"][m]["avg_gap"]) for m in ("ft", "rl", "amun"))
+    assert "Verdict" in (run.parent / "report.md").read_text()
