@@ -18,6 +18,7 @@ scaling (the workers compete with that work, not only with each other).
 
     PYTHONPATH=. python benchmarks/workers_scaling.py                 # 1 then 2 workers, a few minutes
     PYTHONPATH=. python benchmarks/workers_scaling.py --workers 1,2,4
+    PYTHONPATH=. python benchmarks/workers_scaling.py --epochs 30 --unlearn-epochs 10 --tag long   # longer units
 """
 
 from __future__ import annotations
@@ -38,6 +39,13 @@ FLAGS = ["--max-train", "400", "--max-test", "200", "--epochs", "3", "--unlearn-
          "--max-trials", "4", "--seeds", "0,1", "--forget-seeds", "0,1", "--retrain-models", "2", "--threads", "1", "--quiet"]
 
 
+def flags(epochs: int = 3, unlearn_epochs: int = 2) -> list[str]:
+    """:data:`FLAGS` with other training and unlearning epochs (longer units: the workers' start-up weighs less)."""
+    out = list(FLAGS)
+    out[out.index("--epochs") + 1], out[out.index("--unlearn-epochs") + 1] = str(epochs), str(unlearn_epochs)
+    return out
+
+
 def child_cpu_seconds() -> float:
     """User + system CPU seconds of every finished descendant so far."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -55,10 +63,10 @@ def comparable(res: dict) -> dict:
     return out
 
 
-def run_once(workers: int, tmp: Path) -> dict:
+def run_once(workers: int, tmp: Path, preset: list[str] = FLAGS) -> dict:
     """One benchmark run with ``workers`` workers, fresh cache and storage; its timing and results."""
     out = tmp / f"w{workers}"
-    cmd = [sys.executable, "-m", "lightning_unlearn.cli", "benchmark", *FLAGS, "--workers", str(workers), "--cache-dir", str(out / "cache"),
+    cmd = [sys.executable, "-m", "lightning_unlearn.cli", "benchmark", *preset, "--workers", str(workers), "--cache-dir", str(out / "cache"),
            "--out", str(out / "run")]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     load_before = os.getloadavg()
@@ -81,7 +89,7 @@ def markdown(record: dict) -> str:
         f"Machine: {record['provenance']['device']}; torch {record['provenance']['torch']}; "
         f"commit {record['provenance']['commit']}{' (with uncommitted changes)' if record['provenance'].get('dirty') else ''}.",
         "",
-        f"Preset: `lightning-unlearn benchmark {' '.join(FLAGS)}` from an empty cache, each run once.",
+        f"Preset: `lightning-unlearn benchmark {' '.join(record['flags'])}` from an empty cache, each run once.",
         "",
         "| workers | wall s | CPU s (all processes) | wall ratio to 1 worker | units measured | models trained | load avg before → after (1 min) |",
         "|---:|---:|---:|---:|---:|---:|---|",
@@ -107,10 +115,14 @@ def main(argv=None) -> dict:
     p.add_argument("--workers", default="1,2", help="worker counts to run, the first is the reference (default 1,2)")
     p.add_argument("--out", default=str(HERE / "results"), help="where workers_scaling.{json,md} go (default benchmarks/results)")
     p.add_argument("--note", default="", help="a sentence on the machine's state during the runs (written into the report)")
+    p.add_argument("--epochs", type=int, default=3, help="training epochs of every model (default 3)")
+    p.add_argument("--unlearn-epochs", type=int, default=2, help="epochs of every unlearning run (default 2)")
+    p.add_argument("--tag", default="", help="suffix of the output files: workers_scaling<_tag>.{json,md}")
     args = p.parse_args(argv)
+    preset = flags(args.epochs, args.unlearn_epochs)
     counts = [int(v) for v in args.workers.split(",")]
     with tempfile.TemporaryDirectory(prefix="lu-workers-") as tmp:
-        runs = [run_once(n, Path(tmp)) for n in counts]
+        runs = [run_once(n, Path(tmp), preset) for n in counts]
     reference = comparable(runs[0]["results"])
     identical = all(comparable(r["results"]) == reference for r in runs[1:])
     for r in runs:
@@ -120,12 +132,13 @@ def main(argv=None) -> dict:
         f"The machine's load average was {load:.1f} on {os.cpu_count()} cores before a run: other processes were using the cores, so the "
         "workers competed with them and the ratio is distorted (it says little about scaling on free cores)." if load > 0.5 * (os.cpu_count() or 1)
         else "The machine was otherwise idle.")
-    record = {"provenance": run_provenance(accelerator="cpu"), "cpus": os.cpu_count(), "flags": FLAGS, "runs": runs, "identical": identical, "note": note,
+    record = {"provenance": run_provenance(accelerator="cpu"), "cpus": os.cpu_count(), "flags": preset, "runs": runs, "identical": identical, "note": note,
               "ratio": {str(r["workers"]): r["wall_seconds"] / runs[0]["wall_seconds"] for r in runs}}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "workers_scaling.json").write_text(json.dumps(record, indent=1))
-    (out / "workers_scaling.md").write_text(markdown(record))
+    name = "workers_scaling" + (f"_{args.tag}" if args.tag else "")
+    (out / f"{name}.json").write_text(json.dumps(record, indent=1))
+    (out / f"{name}.md").write_text(markdown(record))
     print(markdown(record))
     if not identical:
         raise SystemExit("the runs' results differ: see workers_scaling.json")
