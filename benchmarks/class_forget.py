@@ -338,7 +338,10 @@ def readme(blob: dict[str, Any]) -> str:
         "",
         f"    {portable(blob['command'])}",
         "",
-        f"Commit {blob['provenance'].get('commit')}; {blob['device']}; {blob['seconds'] / 60:.0f} min wall in all.",
+        f"Commit {blob['provenance'].get('commit')}; {blob['device']}; {blob['seconds'] / 60:.0f} min wall in this process"
+        + (f"; the stored units took {res['cost']['seconds']:.0f} s when they ran, one thread each (tuning {res['cost']['tuning']['seconds']:.0f} s "
+           f"in {res['cost']['tuning']['n']} runs, evaluation {res['cost']['evaluation']['seconds']:.0f} s in {res['cost']['evaluation']['n']}; "
+           "models trained into the cache not counted)" if res.get("cost") else "") + ".",
         "",
         f"Data and models: {portable(str(cfg['dataset']))}, {_count(cfg.get('max_train'))} train / {_count(cfg.get('max_test'))} test images, {cfg['model']}"
         + (f" width {cfg['width']}" if cfg.get("width") else "")

@@ -406,3 +406,16 @@ def test_the_default_run_shows_a_verdict(tmp_path):
             or "None of the paired differences excludes 0" in verdicts), verdicts
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     assert res["design"]["shape"] == [2, 3] and res["config"]["max_trials"] == 4 and "Small tuning budget" in report
+
+
+def test_the_stored_cost_adds_up_the_units_seconds_by_tuning_and_evaluation():
+    from lightning_unlearn.pipeline.results import stored_cost
+    from lightning_unlearn.pipeline.store import Outcome
+
+    def unit(forget_set, seconds):
+        return Outcome("k", "complete", {"unit": {"forget_set": forget_set, "method": "ft"}, "seconds": seconds})
+
+    outcomes = {"a": unit("random:0.2@100", 2.5), "b": unit("random:0.2@101", 1.5), "c": unit("random:0.2@0", 4.0), "d": unit("random:0.2@1", 3.0),
+                "e": Outcome("k", "complete", {"unit": {"forget_set": "random:0.2@0"}})}  # no seconds recorded: not counted
+    cost = stored_cost(outcomes, ["random:0.2@100", "random:0.2@101"])
+    assert cost == {"seconds": 11.0, "tuning": {"n": 2, "seconds": 4.0}, "evaluation": {"n": 2, "seconds": 7.0}}

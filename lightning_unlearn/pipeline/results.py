@@ -23,7 +23,7 @@ Schema (a stable contract, docs/protocol.md, section 8; figures in percent, ``sy
          "paired": [PAIRED DIFFERENCE], "best", "verdicts": {METHOD: verdict}, "statement"}},
      "methods": the first objective's rows (ENTRY), "tuning": its trials per method (``[{"hparams", "avg_gap", ...}]``),
      "noise_floor", "tuned_on", "sets", "recipes", "adversarial_transfer", "original_within_noise",
-     "provenance", "run"}
+     "provenance", "run" (this process), "cost" (the stored units' seconds: tuning and evaluation, whoever ran them)}
 
     ENTRY = {FIGURE: mean over the cells, "std": {FIGURE: SD over the unit}, "summary": {FIGURE: SUMMARY},
              "cells": {FIGURE: [[...]] (O, F); the retrain row (F, R)}, "per_seed": [one record per cell],
@@ -49,7 +49,7 @@ models (out of model, like any audited model; the objective ``avg_gap+mia_nn`` r
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -330,7 +330,22 @@ def build_results(store: RunStore, *, run: Mapping[str, Any] | None = None, prov
         "original_within_noise": original_within_noise(first["methods"], sets, cfg["avg_gap_mia"]),
         "provenance": dict(provenance) if provenance is not None else run_provenance(accelerator=c.execution.accelerator),
         "run": dict(run or {}),
+        "cost": stored_cost(r.outcomes, [fs.name for fs in design.tuning_sets]),
     }
+
+
+def stored_cost(outcomes: Mapping[str, Outcome], tuning_sets: Sequence[str]) -> dict[str, Any]:
+    """Seconds the stored units took when they ran, whichever process ran them and however often the run was
+    resumed: ``{"seconds", "tuning": {"n", "seconds"}, "evaluation": {"n", "seconds"}}`` (a unit on a tuning
+    forget set is tuning; models trained into the cache are not units and are not counted)."""
+    parts: dict[str, list[float]] = {"tuning": [], "evaluation": []}
+    for out in outcomes.values():
+        seconds = out.record.get("seconds")
+        if seconds is None:
+            continue
+        forget_set = (out.record.get("unit") or {}).get("forget_set")
+        parts["tuning" if forget_set in tuning_sets else "evaluation"].append(float(seconds))
+    return {"seconds": float(sum(map(sum, parts.values()))), **{k: {"n": len(v), "seconds": float(sum(v))} for k, v in parts.items()}}
 
 
 def figure_data(store: RunStore) -> dict[str, Any]:
