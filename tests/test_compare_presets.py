@@ -101,15 +101,16 @@ def cifar_root(tmp_path, monkeypatch):
 def test_random_forget_presets_resolve_to_valid_configs(cifar_root):
     """Every preset builds a valid config with the corrected unlearning recipe; options override it."""
     rf = load("random_forget")
-    assert set(rf.PRESETS) == {"digits", "cifar5k", "cifar1k-crop", "cifar1k-crop-clip"}
+    assert set(rf.PRESETS) == {"digits", "cifar5k", "cifar1k-crop", "cifar1k-crop-clip", "cifar10-resnet18"}
 
     def config(*argv):
         return rf.preset_config(rf.parse_args(list(argv)))
 
-    for preset in rf.PRESETS:  # the protocol: 3 originals x 3 forget sets, R = 2, budget 21 on 2 tuning sets that are not forget sets
+    for preset in rf.PRESETS:  # the protocol: 3 originals x 3 forget sets, R = 2 (the papers' scale: 3), budget 21 on 2 tuning sets
         cfg = config("--preset", preset)
         assert cfg.unlearn_augmentation == "auto" and cfg.unlearn_batch_size == 128 and cfg.seeds == (0, 1, 2)
-        assert cfg.resolved_forget_seeds == (0, 1, 2) and cfg.resolved_retrain_models == 2 and cfg.tune_sets == 2
+        assert cfg.resolved_retrain_models == (3 if preset == "cifar10-resnet18" else 2)
+        assert cfg.resolved_forget_seeds == (0, 1, 2) and cfg.tune_sets == 2
         assert cfg.rmia_references >= 4 and cfg.max_trials == 21 and not set(cfg.tuning_seeds()) & set(cfg.resolved_forget_seeds)
     crop = config("--preset", "cifar1k-crop")
     assert (crop.width, crop.max_train, crop.epochs, crop.batch_size, crop.lr, crop.augmentation) == (24, 1000, 80, 32, 0.05, "crop_flip")
