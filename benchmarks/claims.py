@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from lightning_unlearn.stats import gap_reduction, summarize_cells
+from lightning_unlearn.stats import gap_reduction, summarize_cells, verdict
 
 PRIORS = ("ft", "rl", "ga", "bs", "l1", "salun", "scrub")
 #: claim name -> (claimants, gaps: key -> what it is, the paper's statement)
@@ -59,31 +59,23 @@ CLAIMS: dict[str, tuple[tuple[str, ...], dict[str, str], str]] = {
 }
 
 
-def design_of(results: dict[str, Any]) -> tuple[list[int], list[str]]:
-    """The run's originals' seeds and forget-set names, the axes of its cells."""
-    d = results["design"]
-    return list(d["originals"]), [f["name"] for f in d["forget_sets"]]
+def cells_of(section: dict[str, Any], row: str, key: str) -> np.ndarray | None:
+    """The (O, F) cells of ``key`` for ``row`` under one objective's section (results.json's ``cells``, originals x
+    forget sets); ``None`` if the row, the figure or a cell is missing."""
+    values = ((section["methods"].get(row) or {}).get("cells") or {}).get(key)
+    if values is None:
+        return None
+    out = np.asarray(values, dtype=float)
+    return None if out.ndim != 2 or np.isnan(out).any() else out
 
 
-def cells_of(results: dict[str, Any], section: dict[str, Any], row: str, key: str) -> np.ndarray | None:
-    """The (O, F) cells of ``key`` for ``row`` under one objective's section; ``None`` if a cell is missing."""
-    originals, forget_sets = design_of(results)
-    method = section["methods"].get(row) or {}
-    out = np.full((len(originals), len(forget_sets)), np.nan)
-    for rec in method.get("per_seed", []):
-        value = rec.get(key)
-        if value is not None and rec.get("original") in originals and rec["forget_set"] in forget_sets:
-            out[originals.index(rec["original"]), forget_sets.index(rec["forget_set"])] = value
-    return None if np.isnan(out).any() else out
+#: the reading of a paired interval of claimant − best prior, from :func:`lightning_unlearn.stats.verdict`
+READINGS = {"better": "holds", "worse": "does not hold", "not distinguishable": "not distinguishable at this scale"}
 
 
 def reading(low: float, high: float) -> str:
     """holds / does not hold / not distinguishable at this scale, from the interval of claimant − best prior."""
-    if math.isfinite(high) and high < 0:
-        return "holds"
-    if math.isfinite(low) and low > 0:
-        return "does not hold"
-    return "not distinguishable at this scale"
+    return READINGS[verdict(low, high)]
 
 
 def decide(results: dict[str, Any], claim: str, *, seed: int = 0) -> list[dict[str, Any]]:
@@ -93,9 +85,9 @@ def decide(results: dict[str, Any], claim: str, *, seed: int = 0) -> list[dict[s
     rows = []
     for objective, section in results["objectives"].items():
         for key, what in gaps.items():
-            priors = {m: c for m in PRIORS if (c := cells_of(results, section, m, key)) is not None}
+            priors = {m: c for m in PRIORS if (c := cells_of(section, m, key)) is not None}
             for claimant in claimants:
-                mine = cells_of(results, section, claimant, key)
+                mine = cells_of(section, claimant, key)
                 if mine is None or not priors:
                     continue
                 ratio = gap_reduction((claimant, mine), priors, unit=unit, seed=seed)

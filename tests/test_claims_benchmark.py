@@ -26,10 +26,7 @@ def run():
 def with_cells(results, method, values):
     """A copy of ``results`` whose ``method`` has Avg. Gap ``values[o][f]`` in every cell."""
     out = copy.deepcopy(results)
-    originals = out["design"]["originals"]
-    names = [f["name"] for f in out["design"]["forget_sets"]]
-    for rec in out["objectives"]["avg_gap"]["methods"][method]["per_seed"]:
-        rec["avg_gap"] = values[originals.index(rec["original"])][names.index(rec["forget_set"])]
+    out["objectives"]["avg_gap"]["methods"][method]["cells"]["avg_gap"] = [list(row) for row in values]
     return out
 
 
