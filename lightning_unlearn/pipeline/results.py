@@ -60,7 +60,7 @@ from lightning_unlearn.pipeline import evaluation as ev
 from lightning_unlearn.pipeline import protocol
 from lightning_unlearn.pipeline.config import BenchmarkConfig
 from lightning_unlearn.pipeline.design import Design
-from lightning_unlearn.pipeline.store import Outcome, RunStore
+from lightning_unlearn.pipeline.store import Outcome, RunStore, unit_seconds
 from lightning_unlearn.stats import NOISE_FLOOR, noise_floor, paired_differences, summarize_cells
 from lightning_unlearn.tuning import OBJECTIVES, TuningPlan, tuning_result
 
@@ -338,13 +338,8 @@ def stored_cost(outcomes: Mapping[str, Outcome], tuning_sets: Sequence[str]) -> 
     """Seconds the stored units took when they ran, whichever process ran them and however often the run was
     resumed: ``{"seconds", "tuning": {"n", "seconds"}, "evaluation": {"n", "seconds"}}`` (a unit on a tuning
     forget set is tuning; models trained into the cache are not units and are not counted)."""
-    parts: dict[str, list[float]] = {"tuning": [], "evaluation": []}
-    for out in outcomes.values():
-        seconds = out.record.get("seconds")
-        if seconds is None:
-            continue
-        forget_set = (out.record.get("unit") or {}).get("forget_set")
-        parts["tuning" if forget_set in tuning_sets else "evaluation"].append(float(seconds))
+    stage = lambda out: "tuning" if (out.record.get("unit") or {}).get("forget_set") in tuning_sets else "evaluation"  # noqa: E731
+    parts = {"tuning": [], "evaluation": [], **unit_seconds(outcomes, stage)}
     return {"seconds": float(sum(map(sum, parts.values()))), **{k: {"n": len(v), "seconds": float(sum(v))} for k, v in parts.items()}}
 
 

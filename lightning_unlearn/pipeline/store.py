@@ -196,6 +196,16 @@ class Outcome:
         return self.record.get("cells") or {}
 
 
+def unit_seconds(outcomes: Mapping[str, Outcome], kind_of: Callable[[Outcome], str | None]) -> dict[str, list[float]]:
+    """The recorded ``seconds`` of the stored units (the wall time each took when it ran, whichever process
+    ran it), grouped by ``kind_of(outcome)``; a unit whose kind is ``None`` or that recorded no seconds is left out."""
+    by_kind: dict[str, list[float]] = {}
+    for out in outcomes.values():
+        kind, seconds = kind_of(out), out.record.get("seconds")
+        if kind is not None and seconds is not None:
+            by_kind.setdefault(kind, []).append(float(seconds))
+    return by_kind
+
 class RunStore:
     """The optuna storage of one run (see the module docstring).
 

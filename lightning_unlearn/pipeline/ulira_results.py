@@ -53,7 +53,7 @@ from lightning_unlearn.pipeline import protocol
 from lightning_unlearn.pipeline.design import Design, ForgetSet
 from lightning_unlearn.pipeline.report import interval_table, paired_table, table_markdown
 from lightning_unlearn.pipeline.results import OBJECTIVE, summarise_row, verdict_statement
-from lightning_unlearn.pipeline.store import Outcome, RunStore
+from lightning_unlearn.pipeline.store import Outcome, RunStore, unit_seconds
 from lightning_unlearn.pipeline.ulira_source import SIDE_FIGURES, config_of_results
 from lightning_unlearn.pipeline.ulira_stage import DEFAULT_CLAIMS, shadow_unit, shadows_unit, target_unit, targets_unit
 from lightning_unlearn.stats import gap_reduction, paired_differences, summarize_cells
@@ -300,11 +300,7 @@ def _splits(audit: _Audit) -> dict[str, Any]:
 def stored_cost(audit: _Audit) -> dict[str, Any]:
     """Wall seconds the stored units took when they ran (whichever process ran them), in all and by kind
     (``shadows``: training or loading the shadow pairs and their φ; ``shadow`` / ``target``: one unlearning run each)."""
-    by_kind: dict[str, list[float]] = {}
-    for out in audit.outcomes.values():
-        kind = (out.record.get("unit") or {}).get("ulira")
-        if kind is not None and out.record.get("seconds") is not None:
-            by_kind.setdefault(kind, []).append(float(out.record["seconds"]))
+    by_kind = unit_seconds(audit.outcomes, lambda out: (out.record.get("unit") or {}).get("ulira"))
     return {"seconds": float(sum(sum(v) for v in by_kind.values())),
             "units": {k: {"n": len(v), "seconds": float(sum(v)), "mean_seconds": float(np.mean(v))} for k, v in sorted(by_kind.items())}}
 
