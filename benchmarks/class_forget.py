@@ -85,7 +85,7 @@ from lightning_unlearn.pipeline import BenchmarkConfig, run_experiment, table_ma
 from lightning_unlearn.pipeline.config import FLAT_FIELDS
 from lightning_unlearn.pipeline.config_file import load_config
 from lightning_unlearn.pipeline.progress import LineProgress
-from lightning_unlearn.pipeline.report import MIA_NN_COLUMNS, MIA_NN_LOGIT_COLUMNS, interval_table, paired_table
+from lightning_unlearn.pipeline.report import MIA_NN_COLUMNS, MIA_NN_LOGIT_COLUMNS, cost_phrase, interval_table, paired_table
 from lightning_unlearn.pipeline.ulira_results import claims_table as ulira_claims_table
 from lightning_unlearn.pipeline.ulira_results import report_lines as ulira_report_lines
 from lightning_unlearn.pipeline.ulira_stage import MIN_PER_WORLD
@@ -339,9 +339,7 @@ def readme(blob: dict[str, Any]) -> str:
         f"    {portable(blob['command'])}",
         "",
         f"Commit {blob['provenance'].get('commit')}; {blob['device']}; {blob['seconds'] / 60:.0f} min wall in this process"
-        + (f"; the stored units took {res['cost']['seconds']:.0f} s when they ran, one thread each (tuning {res['cost']['tuning']['seconds']:.0f} s "
-           f"in {res['cost']['tuning']['n']} runs, evaluation {res['cost']['evaluation']['seconds']:.0f} s in {res['cost']['evaluation']['n']}; "
-           "models trained into the cache not counted)" if res.get("cost") else "") + ".",
+        + (f"; {cost_phrase(res['cost'], note='models trained into the cache not counted')}" if res.get("cost") else "") + ".",
         "",
         f"Data and models: {portable(str(cfg['dataset']))}, {_count(cfg.get('max_train'))} train / {_count(cfg.get('max_test'))} test images, {cfg['model']}"
         + (f" width {cfg['width']}" if cfg.get("width") else "")

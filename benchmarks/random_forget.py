@@ -118,16 +118,6 @@ def preset_config(args) -> BenchmarkConfig:
     return config
 
 
-def stored_seconds(res: dict) -> str:
-    """``"; the stored units took N s when they ran (tuning T s, evaluation E s)"``: the measurement's own time, over every
-    process and resume (results.json ``cost``; models trained into the cache not counted), or ``""`` without it."""
-    cost = res.get("cost")
-    if not cost:
-        return ""
-    return (f"; the stored units took {cost['seconds']:.0f} s when they ran, one thread each (tuning {cost['tuning']['seconds']:.0f} s in "
-            f"{cost['tuning']['n']} runs, evaluation {cost['evaluation']['seconds']:.0f} s in {cost['evaluation']['n']})")
-
-
 def run_configs(args, config: BenchmarkConfig) -> dict[str, BenchmarkConfig]:
     """The config of every run, by key ``<fraction>_with_remain`` / ``<fraction>_forget_only``: the preset's with the
     run's forget fraction and setting, ``--methods`` and the execution options."""
@@ -195,7 +185,7 @@ def run(args) -> dict:
     from lightning_unlearn.environment import run_provenance
     from lightning_unlearn.pipeline import run_experiment, table_markdown
     from lightning_unlearn.pipeline.progress import LineProgress
-    from lightning_unlearn.pipeline.report import interval_table, paired_table
+    from lightning_unlearn.pipeline.report import cost_phrase, interval_table, paired_table
     from lightning_unlearn.pipeline.ulira import run_ulira
     from lightning_unlearn.pipeline.ulira_results import report_lines as ulira_report_lines
 
@@ -234,9 +224,10 @@ def run(args) -> dict:
             summary["amun_over_paper_retrain"] = m["amun"]["seconds"] / (retrain_s / epochs * PAPER_EPOCHS)
         combined["runs"][key] = summary
         combined.setdefault("recipes", res["recipes"])
+        stored = f"; {cost_phrase(res['cost'])}" if res.get("cost") else ""
         md += [f"## forget {float(frac):.0%}, {'with D_R' if has_remain else 'D_F only'}", "",
                f"{wall:.0f} s wall, {cpu:.0f} CPU-s in this process ({res['run']['models_trained']} models trained, "
-               f"{res['run']['models_loaded']} from the cache){stored_seconds(res)}; tuned on {res.get('tuned_on')}.", "", "Data recipes:", "",
+               f"{res['run']['models_loaded']} from the cache){stored}; tuned on {res.get('tuned_on')}.", "", "Data recipes:", "",
                *recipe_lines(res["recipes"]), "", table_markdown(res), ""]
         for name, section in res["objectives"].items():
             md += [f"Verdict ({name}): {section['statement']}", "", *interval_table(section, name), "", *paired_table(section, name), ""]

@@ -148,6 +148,16 @@ def paired_table(section: dict[str, Any], quantity: str) -> list[str]:
     return lines
 
 
+def cost_phrase(cost: dict[str, Any] | None, *, note: str = "") -> str:
+    """``"the stored units took N s when they ran, one thread each (tuning T s in n runs, evaluation E s in m[; note])"``
+    from results.json's ``cost`` (:func:`~lightning_unlearn.pipeline.results.stored_cost`), or ``""`` without one."""
+    if not cost:
+        return ""
+    tail = f"; {note}" if note else ""
+    return (f"the stored units took {cost['seconds']:.0f} s when they ran, one thread each (tuning {cost['tuning']['seconds']:.0f} s in "
+            f"{cost['tuning']['n']} runs, evaluation {cost['evaluation']['seconds']:.0f} s in {cost['evaluation']['n']}{tail})")
+
+
 # ---------------------------------------------------------------------------- figures
 def _plt():
     import matplotlib
