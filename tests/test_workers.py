@@ -273,38 +273,6 @@ def _wait_for_trial_of(url: str, pid: int, proc: subprocess.Popen, timeout: floa
     raise AssertionError("the worker never ran a tuning trial")
 
 
-def _descendants(pid: int) -> list[int]:
-    """The pids of ``pid``'s descendants (Linux ``/proc``)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        kids = children.get(todo.pop(), [])
-        found += kids
-        todo += kids
-    return found
-
-
-def _wait_until_torch_is_loaded(proc: subprocess.Popen, timeout: float = 300) -> None:
-    """Until ``proc`` or a process it started has torch's library mapped (its imports are done or nearly)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()[1][-3000:]
-        for pid in [proc.pid, *_descendants(proc.pid)]:
-            try:
-                if "libtorch" in Path(f"/proc/{pid}/maps").read_text():
-                    return
-            except OSError:
-                continue
-        time.sleep(0.05)
-    raise AssertionError("the worker never loaded torch")
-
-
 @contextlib.contextmanager
 def _throttled(pid: int, run_s: float = 0.01, stop_s: float = 0.09):
     """Within the block, ``pid`` runs ``run_s`` of every ``run_s + stop_s`` seconds (SIGSTOP / SIGCONT from a thread);
@@ -354,12 +322,10 @@ def test_a_slurm_worker_killed_in_a_trial_loses_nothing_and_counts_nothing_twice
         return subprocess.Popen(["bash", str(ROOT / "examples" / "slurm_workers.sh"), str(config), str(out)], env={**env, "SLURM_ARRAY_TASK_ID": str(i)},
                                 cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
-    # the worker first, and the benchmark once the worker's Python has torch loaded; the benchmark runs at a tenth of its
-    # speed (SIGSTOP/SIGCONT) until the worker holds a trial: otherwise the tiny run's trials may all be done by the
-    # benchmark before the worker has read the declaration (it polls every 2 s), and nobody is killed in a trial
-    victim = task(1)
-    _wait_until_torch_is_loaded(victim)
-    bench = task(0)
+    # the benchmark runs at a tenth of its speed (SIGSTOP/SIGCONT) until the worker holds a trial: otherwise the tiny run's
+    # trials may all be done by the benchmark before the worker has read the declaration (it polls every 2 s), and nobody
+    # is killed in a trial
+    victim, bench = task(1), task(0)
     try:
         with _throttled(bench.pid):
             _wait_for_trial_of(url, victim.pid, victim)
